@@ -1,0 +1,1 @@
+"""Framework-neutral data: downloads, text, vocabularies and minibatches (NumPy only)."""
