@@ -1,0 +1,103 @@
+"""Minibatches of token ids for language models, with the book's (d2l 0.17) algorithms.
+
+Both iterators draw from Python's :mod:`random` exactly as the book's library does, so after
+the same ``random.seed(...)`` they yield the same batches. Batches are NumPy int arrays
+``X, Y: (batch_size, num_steps)`` with ``Y`` the next token of ``X``; backends convert them.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Iterator, Sequence
+
+import numpy as np
+
+from dl.data.text import Vocab, corpus_from_lines, load_corpus_time_machine
+
+Batch = tuple[np.ndarray, np.ndarray]
+
+
+def _check_sizes(corpus: Sequence[int], batch_size: int, num_steps: int, random_iter: bool) -> None:
+    """Raise ValueError unless every random offset still leaves at least one full batch."""
+    if not (isinstance(batch_size, (int, np.integer)) and isinstance(num_steps, (int, np.integer))):
+        raise ValueError(f"batch_size and num_steps must be integers, got {batch_size!r} and {num_steps!r}")
+    if batch_size <= 0 or num_steps <= 0:
+        raise ValueError(
+            f"batch_size ({batch_size}) and num_steps ({num_steps}) must be positive")
+    worst_offset = num_steps - 1 if random_iter else num_steps
+    usable = len(corpus) - worst_offset - 1
+    enough = (usable // num_steps >= batch_size if random_iter
+              else usable // batch_size >= num_steps)
+    if not enough:
+        need = batch_size * num_steps + worst_offset + 1
+        raise ValueError(
+            f"a corpus of {len(corpus)} tokens cannot make one batch of batch_size {batch_size} "
+            f"x num_steps {num_steps} (needs at least {need} tokens); use a longer text or "
+            "smaller sizes")
+
+
+def seq_data_iter_random(corpus: Sequence[int], batch_size: int, num_steps: int) -> Iterator[Batch]:
+    """Batches of subsequences at random positions; each is used at most once per epoch."""
+    _check_sizes(corpus, batch_size, num_steps, random_iter=True)
+    return _random_batches(corpus, batch_size, num_steps)
+
+
+def _random_batches(corpus, batch_size, num_steps):
+    corpus = corpus[random.randint(0, num_steps - 1):]
+    num_subseqs = (len(corpus) - 1) // num_steps
+    initial_indices = list(range(0, num_subseqs * num_steps, num_steps))
+    random.shuffle(initial_indices)
+    num_batches = num_subseqs // batch_size
+    for i in range(0, batch_size * num_batches, batch_size):
+        starts = initial_indices[i: i + batch_size]
+        X = [corpus[j: j + num_steps] for j in starts]
+        Y = [corpus[j + 1: j + 1 + num_steps] for j in starts]
+        yield np.array(X, dtype=np.int32), np.array(Y, dtype=np.int32)
+
+
+def seq_data_iter_sequential(corpus: Sequence[int], batch_size: int, num_steps: int) -> Iterator[Batch]:
+    """Batches whose rows continue the rows of the previous batch (state can be carried)."""
+    _check_sizes(corpus, batch_size, num_steps, random_iter=False)
+    return _sequential_batches(corpus, batch_size, num_steps)
+
+
+def _sequential_batches(corpus, batch_size, num_steps):
+    offset = random.randint(0, num_steps)
+    num_tokens = ((len(corpus) - offset - 1) // batch_size) * batch_size
+    Xs = np.asarray(corpus[offset: offset + num_tokens], dtype=np.int32).reshape(batch_size, -1)
+    Ys = np.asarray(corpus[offset + 1: offset + 1 + num_tokens], dtype=np.int32).reshape(batch_size, -1)
+    num_batches = Xs.shape[1] // num_steps
+    for i in range(0, num_steps * num_batches, num_steps):
+        yield Xs[:, i: i + num_steps], Ys[:, i: i + num_steps]
+
+
+class SeqDataLoader:
+    """Iterable over one epoch of minibatches of ``corpus`` (a new random offset each epoch)."""
+
+    def __init__(self, batch_size: int, num_steps: int, use_random_iter: bool = False,
+                 max_tokens: int = 10000, *, corpus: Sequence[int] | None = None,
+                 vocab: Vocab | None = None, token: str = "char"):
+        if corpus is None:
+            corpus, vocab = load_corpus_time_machine(max_tokens, token=token)
+        _check_sizes(corpus, batch_size, num_steps, use_random_iter)
+        self.data_iter_fn = seq_data_iter_random if use_random_iter else seq_data_iter_sequential
+        self.corpus, self.vocab = corpus, vocab
+        self.batch_size, self.num_steps = batch_size, num_steps
+        self.use_random_iter = use_random_iter
+
+    def __iter__(self) -> Iterator[Batch]:
+        return self.data_iter_fn(self.corpus, self.batch_size, self.num_steps)
+
+
+def load_data_time_machine(batch_size: int, num_steps: int, use_random_iter: bool = False,
+                           max_tokens: int = 10000, *, token: str = "char"):
+    """``(train_iter, vocab)`` over The Time Machine; with (32, 35) an epoch has 8 batches."""
+    data_iter = SeqDataLoader(batch_size, num_steps, use_random_iter, max_tokens, token=token)
+    return data_iter, data_iter.vocab
+
+
+def load_data_text(lines: list[str], batch_size: int, num_steps: int, use_random_iter: bool = False,
+                   max_tokens: int = -1, *, token: str = "char", min_freq: int = 0):
+    """``(train_iter, vocab)`` over any cleaned lines of text (see :func:`dl.data.text.normalize_lines`)."""
+    corpus, vocab = corpus_from_lines(lines, token, max_tokens, min_freq)
+    return SeqDataLoader(batch_size, num_steps, use_random_iter, corpus=corpus, vocab=vocab), vocab

@@ -1,0 +1,27 @@
+"""The book's TensorFlow API (d2l 0.17 names), on current TensorFlow and NumPy.
+
+    import tensorflow as tf
+    from dl import tensorflow as dl
+
+Importing this module makes ``tf.keras`` mean tf-keras (the Keras 2 line, which accepts the
+book's ``RNN(..., time_major=True)``) when ``tf.keras`` has not been used yet in the process:
+it sets ``TF_USE_LEGACY_KERAS=1`` unless that variable is already set. If Keras 3 is already
+active, ``RNNModel`` takes Keras 3 (batch-major) layers instead.
+"""
+
+from dl.tensorflow._keras import LEGACY as KERAS_IS_TF_KERAS  # noqa: F401  (sets tf.keras first)
+
+from dl.data.batches import (SeqDataLoader, load_data_time_machine, seq_data_iter_random,
+                             seq_data_iter_sequential)
+from dl.data.hub import DATA_HUB, DATA_URL, download
+from dl.data.text import Vocab, load_corpus_time_machine, read_time_machine, tokenize
+from dl.metrics import perplexity
+from dl.progress import Accumulator, Animator, Timer
+from dl.tensorflow.cells import (CELLS, get_gru_params, get_lstm_params, get_rnn_params,
+                                 gru, init_gru_state, init_lstm_state, init_rnn_state, lstm, rnn)
+from dl.tensorflow.models import RNNModel, RNNModelScratch
+from dl.tensorflow.training import (Predictor, TFTrainer, grad_clipping, predict_dl, train_dl,
+                                    train_epoch_dl, try_gpu)
+from dl.train import DivergedError
+
+train_ch8, train_epoch_ch8, predict_ch8 = train_dl, train_epoch_dl, predict_dl

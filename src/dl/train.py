@@ -1,0 +1,122 @@
+"""The one training loop, shared by every backend.
+
+A backend supplies a small adapter (:class:`Trainer`) that knows tensors; this module knows
+epochs, the book's printing, the Animator, perplexity, timing and when to stop. The loop syncs
+with the device once per epoch (``Trainer.take_loss_sum``), never per batch.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from typing import Any, Callable, Iterable, Protocol
+
+import numpy as np
+
+from dl.progress import Animator, Timer
+
+State = Any
+
+
+class Trainer(Protocol):
+    """What a backend provides to :func:`train_epoch` and :func:`fit`."""
+
+    def begin_state(self, batch_size: int) -> State:
+        """A fresh recurrent state for ``batch_size`` rows."""
+
+    def train_step(self, X: np.ndarray, Y: np.ndarray, state: State) -> State:
+        """One update on ``X, Y: (batch_size, num_steps) int``; the token-summed loss stays on
+        the device, added to a running sum. Returns the state after the batch."""
+
+    def take_loss_sum(self) -> float:
+        """The summed loss since the last call (one host sync), and reset the sum to 0."""
+
+
+class DivergedError(FloatingPointError):
+    """The training loss became NaN or infinite."""
+
+
+def check_positive(name: str, value, allow_zero: bool = False, integer: bool = False) -> None:
+    """Raise ValueError naming ``name`` unless ``value`` is a (non-negative) positive number."""
+    kind = numbers.Integral if integer else numbers.Real
+    if isinstance(value, bool) or not isinstance(value, kind):
+        raise ValueError(f"{name} must be {'an integer' if integer else 'a number'}, got {value!r}")
+    if value < 0 or (value == 0 and not allow_zero) or not math.isfinite(value):
+        bound = ">= 0" if allow_zero else "> 0"
+        raise ValueError(f"{name} must be {bound}, got {value!r}")
+
+
+def train_epoch(trainer: Trainer, train_iter: Iterable, use_random_iter: bool = False):
+    """Train one epoch; returns ``(loss_sum, num_tokens, tokens_per_second)``.
+
+    The state is carried across batches (sequential partitioning) unless ``use_random_iter``,
+    where every batch begins from a fresh state, as in the book.
+    """
+    state, timer, num_tokens = None, Timer(), 0
+    for X, Y in train_iter:
+        if state is None or use_random_iter:
+            state = trainer.begin_state(X.shape[0])
+        state = trainer.train_step(X, Y, state)
+        num_tokens += Y.size
+    if num_tokens == 0:
+        raise ValueError("train_iter yielded no batches; check the corpus length and batch sizes")
+    loss_sum = trainer.take_loss_sum()
+    return loss_sum, num_tokens, num_tokens / timer.stop()
+
+
+def epoch_perplexity(loss_sum: float, num_tokens: int, epoch: int, lr: float) -> float:
+    """Perplexity of an epoch; raises :class:`DivergedError` on a non-finite loss."""
+    if not math.isfinite(loss_sum):
+        raise DivergedError(
+            f"training diverged in epoch {epoch}: the loss became {loss_sum} (not finite), so the "
+            f"weights are no longer usable. Train again with a smaller learning rate "
+            f"(lr={lr} now) or stronger gradient clipping.")
+    mean = loss_sum / num_tokens
+    return math.exp(mean) if mean < 700 else math.inf
+
+
+def fit(trainer: Trainer, train_iter: Iterable, num_epochs: int, lr: float,
+        predict: Callable[[str], str], device_name: str, use_random_iter: bool = False,
+        prefixes: tuple[str, ...] = ("time traveller", "traveller"), print_every: int = 10,
+        animator: Animator | None = None) -> Animator:
+    """The book's ``train_ch8`` loop: every ``print_every`` epochs a continuation of
+    ``prefixes[0]`` and a plot point; at the end perplexity, speed and both continuations.
+
+    Returns the Animator holding the perplexity curve.
+    """
+    check_positive("num_epochs", num_epochs, allow_zero=True, integer=True)
+    animator = animator or Animator(xlabel="epoch", ylabel="perplexity", legend=["train"],
+                                    xlim=[print_every, max(num_epochs, print_every)])
+    ppl = speed = None
+    for epoch in range(1, num_epochs + 1):
+        loss_sum, num_tokens, speed = train_epoch(trainer, train_iter, use_random_iter)
+        ppl = epoch_perplexity(loss_sum, num_tokens, epoch, lr)
+        if epoch % print_every == 0:
+            print(predict(prefixes[0]))
+            animator.add(epoch, [ppl])
+    if ppl is not None:
+        print(f"perplexity {ppl:.1f}, {speed:.1f} tokens/sec on {device_name}")
+    for prefix in prefixes:
+        print(predict(prefix))
+    return animator
+
+
+def predict_tokens(prefix, num_preds: int, vocab, step: Callable[[int, State], tuple[Any, State]],
+                   state: State) -> str:
+    """Warm up on ``prefix``, then append ``num_preds`` greedy predictions (the book's predict_ch8).
+
+    ``step(token_id, state) -> (logits, state)`` runs the model on one token; ``logits`` is
+    any array-like of shape ``(1, vocab_size)``. Tokens outside the vocabulary map to ``<unk>``.
+    """
+    check_positive("num_preds", num_preds, allow_zero=True, integer=True)
+    if len(prefix) == 0:
+        raise ValueError("prefix must hold at least one token, got an empty prefix")
+    outputs = [vocab[prefix[0]]]
+    for token in prefix[1:]:  # warm-up: only the state matters
+        _, state = step(outputs[-1], state)
+        outputs.append(vocab[token])
+    for _ in range(num_preds):
+        logits, state = step(outputs[-1], state)
+        outputs.append(int(np.asarray(logits).reshape(-1).argmax()))
+    separator = "" if isinstance(prefix, str) else " "
+    return separator.join(vocab.to_tokens(outputs))
