@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
+from dl.tensorflow import unrolled
 from dl.tensorflow._keras import LEGACY, keras
 
 GRAPH_INPUT_KINDS = ("list", "tensor")
@@ -55,7 +56,15 @@ class RNNModel(keras.layers.Layer):
         self.dense = keras.layers.Dense(vocab_size)
 
     def call(self, inputs, state):
-        """``inputs: (batch, num_steps) int`` -> ``(logits, state)``."""
+        """``inputs: (batch, num_steps) int`` -> ``(logits: (num_steps * batch, vocab), state)``.
+
+        Eagerly the layer runs as it is; while traced, plain Keras cells run unrolled
+        (:mod:`dl.tensorflow.unrolled`, same numbers, about twice as fast on CPU).
+        """
+        if not tf.executing_eagerly() and unrolled.supports(self.rnn):
+            X = tf.unstack(tf.one_hot(tf.transpose(inputs), self.vocab_size))
+            Y, state = unrolled.unrolled_rnn(self.rnn, X, list(state))
+            return self.dense(Y), state
         if _is_time_major(self.rnn):
             Y, *state = self.rnn(tf.one_hot(tf.transpose(inputs), self.vocab_size), initial_state=state)
         else:
