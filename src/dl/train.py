@@ -8,12 +8,13 @@ with the device once per epoch (``Trainer.take_loss_sum``), never per batch.
 from __future__ import annotations
 
 import math
-import numbers
 from typing import Any, Callable, Iterable, Protocol
 
 import numpy as np
 
+from dl.metrics import perplexity
 from dl.progress import Animator, Timer
+from dl.validate import check_positive
 
 State = Any
 
@@ -34,16 +35,6 @@ class Trainer(Protocol):
 
 class DivergedError(FloatingPointError):
     """The training loss became NaN or infinite."""
-
-
-def check_positive(name: str, value, allow_zero: bool = False, integer: bool = False) -> None:
-    """Raise ValueError naming ``name`` unless ``value`` is a (non-negative) positive number."""
-    kind = numbers.Integral if integer else numbers.Real
-    if isinstance(value, bool) or not isinstance(value, kind):
-        raise ValueError(f"{name} must be {'an integer' if integer else 'a number'}, got {value!r}")
-    if value < 0 or (value == 0 and not allow_zero) or not math.isfinite(value):
-        bound = ">= 0" if allow_zero else "> 0"
-        raise ValueError(f"{name} must be {bound}, got {value!r}")
 
 
 def train_epoch(trainer: Trainer, train_iter: Iterable, use_random_iter: bool = False):
@@ -71,8 +62,7 @@ def epoch_perplexity(loss_sum: float, num_tokens: int, epoch: int, lr: float) ->
             f"training diverged in epoch {epoch}: the loss became {loss_sum} (not finite), so the "
             f"weights are no longer usable. Train again with a smaller learning rate "
             f"(lr={lr} now) or stronger gradient clipping.")
-    mean = loss_sum / num_tokens
-    return math.exp(mean) if mean < 700 else math.inf
+    return perplexity(loss_sum, num_tokens)
 
 
 def fit(trainer: Trainer, train_iter: Iterable, num_epochs: int, lr: float,
@@ -85,6 +75,7 @@ def fit(trainer: Trainer, train_iter: Iterable, num_epochs: int, lr: float,
     Returns the Animator holding the perplexity curve.
     """
     check_positive("num_epochs", num_epochs, allow_zero=True, integer=True)
+    check_positive("print_every", print_every, integer=True)
     animator = animator or Animator(xlabel="epoch", ylabel="perplexity", legend=["train"],
                                     xlim=[print_every, max(num_epochs, print_every)])
     ppl = speed = None

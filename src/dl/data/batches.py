@@ -7,6 +7,7 @@ the same ``random.seed(...)`` they yield the same batches. Batches are NumPy int
 
 from __future__ import annotations
 
+import numbers
 import random
 from typing import Iterator, Sequence
 
@@ -19,11 +20,11 @@ Batch = tuple[np.ndarray, np.ndarray]
 
 def _check_sizes(corpus: Sequence[int], batch_size: int, num_steps: int, random_iter: bool) -> None:
     """Raise ValueError unless every random offset still leaves at least one full batch."""
-    if not (isinstance(batch_size, (int, np.integer)) and isinstance(num_steps, (int, np.integer))):
-        raise ValueError(f"batch_size and num_steps must be integers, got {batch_size!r} and {num_steps!r}")
-    if batch_size <= 0 or num_steps <= 0:
-        raise ValueError(
-            f"batch_size ({batch_size}) and num_steps ({num_steps}) must be positive")
+    for name, value in (("batch_size", batch_size), ("num_steps", num_steps)):
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value <= 0:
+            raise ValueError(
+                f"{name} must be a positive integer (corpus of {len(corpus)} tokens, "
+                f"batch_size={batch_size!r}, num_steps={num_steps!r})")
     worst_offset = num_steps - 1 if random_iter else num_steps
     usable = len(corpus) - worst_offset - 1
     enough = (usable // num_steps >= batch_size if random_iter

@@ -13,6 +13,7 @@ import numpy as np
 import tensorflow as tf
 
 from dl import train as core
+from dl.validate import check_positive
 from dl.tensorflow._keras import LEGACY, keras
 from dl.tensorflow.models import GRAPH_INPUT_KINDS, RNNModelScratch
 
@@ -155,8 +156,8 @@ def _strategy_of(net, strategy):
 
 
 def _check_training_args(lr, num_epochs):
-    core.check_positive("lr", lr)
-    core.check_positive("num_epochs", num_epochs, allow_zero=True, integer=True)
+    check_positive("lr", lr)
+    check_positive("num_epochs", num_epochs, allow_zero=True, integer=True)
 
 
 def train_epoch_dl(net, train_iter, loss, updater, use_random_iter, *, strategy=None,

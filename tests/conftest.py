@@ -1,0 +1,32 @@
+"""Shared fixtures: where The Time Machine lives, and skipping cleanly when it is absent."""
+
+import os
+from pathlib import Path
+
+import pytest
+
+SHARED_DATA_DIR = Path(__file__).resolve().parents[2] / 'shared' / 'data'
+TIME_MACHINE_FILE = 'timemachine.txt'
+
+
+@pytest.fixture(scope='session', autouse=True)
+def _dl_data_dir():
+    """Point DL_DATA_DIR at the shared data directory (offline) unless the caller set it."""
+    if not os.environ.get('DL_DATA_DIR') and (SHARED_DATA_DIR / TIME_MACHINE_FILE).is_file():
+        os.environ['DL_DATA_DIR'] = str(SHARED_DATA_DIR)
+    yield
+
+
+@pytest.fixture(scope='session')
+def time_machine_path(_dl_data_dir):
+    """Path of the local copy of The Time Machine; skips the test when there is none.
+
+    Tests never download: without a local copy they are skipped with the reason.
+    """
+    from dl.data import hub
+
+    path = hub.cache_dir() / TIME_MACHINE_FILE
+    if not path.is_file():
+        pytest.skip(f'The Time Machine is not available offline: {path} does not exist; '
+                    f'set DL_DATA_DIR to a directory holding {TIME_MACHINE_FILE}')
+    return path

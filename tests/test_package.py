@@ -1,0 +1,46 @@
+"""Tests for the package itself: importing dl (and its core) pulls in no framework."""
+
+import re
+import subprocess
+import sys
+
+import pytest
+
+import dl
+
+HEAVY = ('tensorflow', 'torch', 'jax', 'keras', 'matplotlib')
+
+
+def imported_after(statement):
+    """Top-level names of HEAVY modules in sys.modules after running `statement` afresh."""
+    code = (f'{statement}\n'
+            'import sys\n'
+            f'print(",".join(sorted({{m.split(".")[0] for m in sys.modules}} & set({HEAVY!r}))))')
+    result = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip()
+
+
+def test_import_dl_imports_no_framework_and_no_matplotlib():
+    assert imported_after('import dl') == ''
+
+
+@pytest.mark.parametrize('module', ['dl.data', 'dl.data.hub', 'dl.data.text', 'dl.data.batches',
+                                    'dl.metrics', 'dl.progress', 'dl.train'])
+def test_core_modules_import_no_framework_and_no_matplotlib(module):
+    assert imported_after(f'import {module}') == ''
+
+
+def test_version_is_a_string():
+    assert isinstance(dl.__version__, str)
+    assert re.fullmatch(r'\d+\.\d+\.\d+([.-]?\w+)*', dl.__version__)
+
+
+def test_version_matches_the_installed_distribution():
+    from importlib.metadata import PackageNotFoundError, version
+    try:
+        installed = version('dl-rnn')
+    except PackageNotFoundError:
+        pytest.skip('dl-rnn is not installed as a distribution')
+    assert installed == dl.__version__
