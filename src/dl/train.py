@@ -56,13 +56,15 @@ def train_epoch(trainer: Trainer, train_iter: Iterable, use_random_iter: bool = 
 
 
 def epoch_perplexity(loss_sum: float, num_tokens: int, epoch: int, lr: float) -> float:
-    """Perplexity of an epoch; raises :class:`DivergedError` on a non-finite loss."""
-    if not math.isfinite(loss_sum):
+    """Perplexity of an epoch; raises :class:`DivergedError` when the loss is not finite or so
+    large that the perplexity overflows (a mean loss past 709 nats: the weights have blown up)."""
+    ppl = perplexity(loss_sum, num_tokens) if math.isfinite(loss_sum) else math.nan
+    if not math.isfinite(ppl):
         raise DivergedError(
-            f"training diverged in epoch {epoch}: the loss became {loss_sum} (not finite), so the "
-            f"weights are no longer usable. Train again with a smaller learning rate "
-            f"(lr={lr} now) or stronger gradient clipping.")
-    return perplexity(loss_sum, num_tokens)
+            f"training diverged in epoch {epoch}: the loss became {loss_sum / num_tokens:.4g} per "
+            f"token, so the weights are no longer usable. Train again with a smaller learning "
+            f"rate (lr={lr} now) or stronger gradient clipping.")
+    return ppl
 
 
 def fit(trainer: Trainer, train_iter: Iterable, num_epochs: int, lr: float,

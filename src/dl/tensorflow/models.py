@@ -55,6 +55,12 @@ class RNNModel(keras.layers.Layer):
         self.vocab_size = vocab_size
         self.dense = keras.layers.Dense(vocab_size)
 
+    def build(self, input_shape=None):
+        """Create the recurrent and output layers' weights (input width: the vocabulary)."""
+        self.rnn.build((None, None, self.vocab_size))
+        self.dense.build((None, self.rnn.cell.units))
+        self.built = True
+
     def call(self, inputs, state):
         """``inputs: (batch, num_steps) int`` -> ``(logits: (num_steps * batch, vocab), state)``.
 

@@ -7,6 +7,7 @@ device variable, so the host waits for the device once per epoch.
 
 from __future__ import annotations
 
+import contextlib
 import warnings
 
 import numpy as np
@@ -112,17 +113,19 @@ class TFTrainer:
         _build_variables(self.net, self.updater, self.strategy, X, state)
         if not self.compile:
             return self._distributed_step
-        kinds = GRAPH_INPUT_KINDS if isinstance(self.net, RNNModelScratch) else (None,)
+        if not isinstance(self.net, RNNModelScratch):
+            return tf.function(self._distributed_step)
         errors = []
-        for kind in kinds:
-            if kind:
-                self.net.graph_inputs = kind
+        for kind in GRAPH_INPUT_KINDS:
+            self.net.graph_inputs = kind
             step = tf.function(self._distributed_step)
             try:
-                step.get_concrete_function(X, Y, state)
+                with _variable_scope_kept():
+                    _check_compiled_forward(self.net, X)
+                    step.get_concrete_function(X, Y, state)
                 return step
             except Exception as err:  # a forward_fn that cannot be traced: try the next way
-                errors.append(f"{type(err).__name__}: {err}".splitlines()[0])
+                errors.append(f"with inputs as a {kind}: {_last_line(err)}")
         name = getattr(getattr(self.net, "forward_fn", None), "__name__", type(self.net).__name__)
         warnings.warn(
             f"dl: {name} could not be compiled with tf.function ({'; '.join(errors)}); training "
@@ -130,6 +133,35 @@ class TFTrainer:
             "Python `for X in inputs` loop and TensorFlow ops to have it compiled.",
             RuntimeWarning, stacklevel=4)
         return self._distributed_step
+
+
+def _last_line(err: Exception) -> str:
+    """The line of an exception that says what went wrong (AutoGraph puts it last)."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    return lines[-1] if lines else type(err).__name__
+
+
+@contextlib.contextmanager
+def _variable_scope_kept():
+    """Undo what a failed trace leaves in TF's global variable scope: ``tf.scan`` sets a
+    caching device and does not reset it when the traced function raises."""
+    scope = tf.compat.v1.get_variable_scope()
+    caching_device = scope.caching_device
+    try:
+        yield
+    finally:
+        if scope.caching_device is not caching_device:
+            with tf.Graph().as_default():  # the setter refuses to run eagerly
+                scope.set_caching_device(caching_device)
+
+
+def _check_compiled_forward(net, X):
+    """Raise unless the traced forward pass gives the eager (book) numbers on one row of ``X``."""
+    X = X[:1]
+    eager, _ = net(X, net.begin_state(batch_size=1, dtype=tf.float32))
+    compiled, _ = tf.function(net.__call__)(X, net.begin_state(batch_size=1, dtype=tf.float32))
+    if compiled.shape != eager.shape or not np.allclose(compiled, eager, rtol=1e-4, atol=1e-5):
+        raise ValueError("the traced forward pass gives other numbers than the eager one")
 
 
 def _build_variables(net, updater, strategy, X, state):
