@@ -192,12 +192,22 @@ def _check_training_args(lr, num_epochs):
     check_positive("num_epochs", num_epochs, allow_zero=True, integer=True)
 
 
+_last_epoch_trainer: list = []  # [(net, loss, updater, strategy, compile), TFTrainer]
+
+
 def train_epoch_dl(net, train_iter, loss, updater, use_random_iter, *, strategy=None,
                    compile=True):
-    """Train one epoch (the book's ``train_epoch_ch8``); returns ``(perplexity, tokens/sec)``."""
-    trainer = TFTrainer(net, loss, updater, strategy, compile=compile)
+    """Train one epoch (the book's ``train_epoch_ch8``); returns ``(perplexity, tokens/sec)``.
+
+    Called once per epoch in a loop, it reuses the step compiled by the first call.
+    """
+    key = (net, loss, updater, strategy, compile)
+    if not _last_epoch_trainer or any(a is not b for a, b in zip(_last_epoch_trainer[0], key)):
+        _last_epoch_trainer[:] = [key, TFTrainer(net, loss, updater, strategy, compile=compile)]
+    trainer = _last_epoch_trainer[1]
     loss_sum, num_tokens, speed = core.train_epoch(trainer, train_iter, use_random_iter)
-    return core.epoch_perplexity(loss_sum, num_tokens, 1, getattr(updater, "learning_rate", "?")), speed
+    lr = getattr(updater, "learning_rate", "?")
+    return core.epoch_perplexity(loss_sum, num_tokens, 1, lr), speed
 
 
 def train_dl(net, train_iter, vocab, lr, num_epochs, strategy, use_random_iter=False, *,
