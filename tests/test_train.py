@@ -128,7 +128,8 @@ def test_train_epoch_without_batches_raises():
 def test_epoch_perplexity_values():
     assert epoch_perplexity(4 * math.log(3), 4, 1, 1.0) == pytest.approx(3.0)
     assert epoch_perplexity(0.0, 10, 1, 1.0) == 1.0
-    assert epoch_perplexity(710.0 * 2, 2, 1, 1.0) == math.inf  # huge but finite: inf, no error
+    with pytest.raises(DivergedError, match="epoch 3"):  # finite loss, overflowing perplexity
+        epoch_perplexity(710.0 * 2, 2, 3, 1.0)
 
 
 @pytest.mark.parametrize('loss', [math.nan, math.inf, -math.inf])
@@ -176,11 +177,11 @@ def test_fit_reports_the_last_epochs_perplexity(capsys):
     assert len(lines) == 3
 
 
-def test_fit_prints_a_huge_finite_perplexity_as_inf(capsys):
+def test_fit_stops_when_the_perplexity_overflows(capsys):
     trainer = FakeTrainer(loss_per_token=lambda epoch: 800.0)
-    fit(trainer, make_batches(1), 1, 1.0, lambda prefix: prefix, 'cpu')
-    lines = capsys.readouterr().out.splitlines()
-    assert FINAL_LINE.fullmatch(lines[0]).group(1) == 'inf'
+    with pytest.raises(DivergedError, match="smaller learning rate"):
+        fit(trainer, make_batches(1), 1, 1.0, lambda prefix: prefix, 'cpu')
+    assert capsys.readouterr().out == ''
 
 
 def test_fit_random_iter_and_custom_options(capsys):
