@@ -216,6 +216,18 @@ def problems(draw, random_iter):
     return corpus, batch_size, num_steps, draw(st.integers(0, 2 ** 32 - 1))
 
 
+def assert_batch_windows(batch, corpus, batch_size, num_steps):
+    """One batch: shapes, contiguous windows inside the corpus, values taken from there,
+    Y shifted by one. ``batch`` is ``((PX, PY) positions, (X, Y) values)``."""
+    (PX, PY), (X, Y) = batch
+    assert PX.shape == PY.shape == X.shape == Y.shape == (batch_size, num_steps)
+    np.testing.assert_array_equal(PX, PX[:, :1] + np.arange(num_steps))  # contiguous
+    np.testing.assert_array_equal(PY, PX + 1)                 # Y is X shifted by one
+    np.testing.assert_array_equal(X, np.asarray(corpus)[PX])  # values come from there
+    np.testing.assert_array_equal(Y, np.asarray(corpus)[PY])
+    assert PX.min() >= 0 and PY.max() < len(corpus)            # windows inside the corpus
+
+
 @given(problems(random_iter=False))
 @settings(max_examples=200, deadline=None, derandomize=True)
 def test_sequential_property_rows_tile_the_corpus(problem):
@@ -224,12 +236,8 @@ def test_sequential_property_rows_tile_the_corpus(problem):
                                              num_steps, seed)
     L = len(corpus)
     assert len(positions) >= 1
-    for (PX, PY), (X, Y) in zip(positions, values):
-        assert PX.shape == PY.shape == X.shape == Y.shape == (batch_size, num_steps)
-        np.testing.assert_array_equal(PY, PX + 1)                 # Y is X shifted by one
-        np.testing.assert_array_equal(X, np.asarray(corpus)[PX])  # values come from there
-        np.testing.assert_array_equal(Y, np.asarray(corpus)[PY])
-        assert PX.min() >= 0 and PY.max() < L                      # windows inside the corpus
+    for batch in zip(positions, values):
+        assert_batch_windows(batch, corpus, batch_size, num_steps)
     # reconstruct each row's stream over the epoch: contiguous, no gap, no overlap
     streams = np.concatenate([PX for PX, _ in positions], axis=1)
     y_streams = np.concatenate([PY for _, PY in positions], axis=1)
@@ -255,14 +263,9 @@ def test_random_property_each_start_once_windows_inside(problem):
     L = len(corpus)
     assert len(positions) >= 1
     starts = []
-    for (PX, PY), (X, Y) in zip(positions, values):
-        assert PX.shape == PY.shape == X.shape == Y.shape == (batch_size, num_steps)
-        np.testing.assert_array_equal(PX, PX[:, :1] + np.arange(num_steps))  # contiguous
-        np.testing.assert_array_equal(PY, PX + 1)
-        np.testing.assert_array_equal(X, np.asarray(corpus)[PX])
-        np.testing.assert_array_equal(Y, np.asarray(corpus)[PY])
-        assert PX.min() >= 0 and PY.max() < L
-        starts.extend(PX[:, 0].tolist())
+    for batch in zip(positions, values):
+        assert_batch_windows(batch, corpus, batch_size, num_steps)
+        starts.extend(batch[0][0][:, 0].tolist())
     assert len(starts) == len(set(starts))                      # each start at most once
     offset = min(starts) % num_steps
     assert offset < num_steps

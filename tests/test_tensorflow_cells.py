@@ -79,6 +79,15 @@ def from_keras_weights(cell, kernel, recurrent_kernel, bias, dense_kernel, dense
 # Parameters and states
 
 
+def assert_gradients_match(cell, grads, dstate, grads_ref, dstate_ref):
+    """TF gradients (parameters in canonical order, initial state) equal the reference's."""
+    for name, g in zip(ref.PARAM_NAMES[cell], grads):
+        assert g is not None, name
+        np.testing.assert_allclose(g.numpy(), grads_ref[name], err_msg=name, **TOL)
+    for d, d_ref in zip(dstate, dstate_ref):
+        np.testing.assert_allclose(d.numpy(), d_ref, **TOL)
+
+
 @pytest.mark.parametrize("cell", CELLS)
 def test_params_have_canonical_names_shapes_and_init(cell):
     get_params = {"rnn": dl.get_rnn_params, "gru": dl.get_gru_params,
@@ -171,11 +180,7 @@ def test_gradients_of_mean_cross_entropy_match_reference(cell):
         loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels, Y))
     grads, dstate = tape.gradient(loss, (variables, state_tf))
     np.testing.assert_allclose(loss.numpy(), loss_ref, **TOL)
-    for name, g in zip(ref.PARAM_NAMES[cell], grads):
-        assert g is not None, name
-        np.testing.assert_allclose(g.numpy(), grads_ref[name], err_msg=name, **TOL)
-    for d, d_ref in zip(dstate, dstate_ref):
-        np.testing.assert_allclose(d.numpy(), d_ref, **TOL)
+    assert_gradients_match(cell, grads, dstate, grads_ref, dstate_ref)
 
 
 @pytest.mark.parametrize("cell", CELLS)
@@ -197,10 +202,7 @@ def test_gradients_through_outputs_and_final_state_match_reference(cell):
         objective = tf.reduce_sum(Y * dY) + tf.add_n(
             [tf.reduce_sum(s * d) for s, d in zip(final, dfinal)])
     grads, dstate = tape.gradient(objective, (variables, state_tf))
-    for name, g in zip(ref.PARAM_NAMES[cell], grads):
-        np.testing.assert_allclose(g.numpy(), grads_ref[name], err_msg=name, **TOL)
-    for d, d_ref in zip(dstate, dstate_ref):
-        np.testing.assert_allclose(d.numpy(), d_ref, **TOL)
+    assert_gradients_match(cell, grads, dstate, grads_ref, dstate_ref)
 
 
 # ---------------------------------------------------------------------------------------------
