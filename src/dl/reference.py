@@ -30,27 +30,35 @@ def _check_cell(cell):
         raise ValueError(f"cell={cell!r} is not one of {sorted(PARAM_NAMES)}")
 
 
+def param_shapes(cell, num_inputs, num_hiddens, num_outputs=None):
+    """Canonical parameter shapes in `PARAM_NAMES[cell]` order (every backend uses these):
+    W_x*: (V, H), W_h*: (H, H), b_*: (H,), W_hq: (H, Q), b_q: (Q,); Q = num_outputs or V."""
+    _check_cell(cell)
+    num_outputs = num_inputs if num_outputs is None else num_outputs
+    shapes = {}
+    for name in PARAM_NAMES[cell]:
+        if name == 'W_hq':
+            shapes[name] = (num_hiddens, num_outputs)
+        elif name == 'b_q':
+            shapes[name] = (num_outputs,)
+        elif name.startswith('W_x'):
+            shapes[name] = (num_inputs, num_hiddens)
+        elif name.startswith('W_h'):
+            shapes[name] = (num_hiddens, num_hiddens)
+        else:
+            shapes[name] = (num_hiddens,)
+    return shapes
+
+
 def init_params(cell, num_inputs, num_hiddens, rng, scale=0.01, num_outputs=None,
                 dtype=np.float64):
     """The book's initialisation: weights ~ normal(0, scale), biases zero.
 
-    rng: np.random.Generator. Returns a dict in `PARAM_NAMES[cell]` order with
-    W_x*: (V, H), W_h*: (H, H), b_*: (H,), W_hq: (H, Q), b_q: (Q,); Q = num_outputs or V.
+    rng: np.random.Generator. Returns a dict in `PARAM_NAMES[cell]` order with the shapes of
+    :func:`param_shapes`.
     """
-    _check_cell(cell)
-    num_outputs = num_inputs if num_outputs is None else num_outputs
     params = {}
-    for name in PARAM_NAMES[cell]:
-        if name == 'W_hq':
-            shape = (num_hiddens, num_outputs)
-        elif name == 'b_q':
-            shape = (num_outputs,)
-        elif name.startswith('W_x'):
-            shape = (num_inputs, num_hiddens)
-        elif name.startswith('W_h'):
-            shape = (num_hiddens, num_hiddens)
-        else:
-            shape = (num_hiddens,)
+    for name, shape in param_shapes(cell, num_inputs, num_hiddens, num_outputs).items():
         if name.startswith('W'):
             params[name] = (rng.standard_normal(shape) * scale).astype(dtype)
         else:

@@ -9,7 +9,7 @@ Parameter names and order are the canonical ones of :mod:`dl.reference`.
 
 import tensorflow as tf
 
-from dl.reference import PARAM_NAMES
+from dl.reference import param_shapes
 
 
 def _normal(shape, name):
@@ -17,20 +17,10 @@ def _normal(shape, name):
 
 
 def _params(cell: str, vocab_size: int, num_hiddens: int) -> list:
-    """Weights ``W_x*: (vocab, hidden)``, ``W_h*: (hidden, hidden)`` ~ N(0, 0.01), biases 0,
-    then ``W_hq: (hidden, vocab)``, ``b_q: (vocab,)``, in the order of ``PARAM_NAMES[cell]``."""
-    shapes = {"x": (vocab_size, num_hiddens), "h": (num_hiddens, num_hiddens)}
-    params = []
-    for name in PARAM_NAMES[cell]:
-        if name == "W_hq":
-            params.append(_normal((num_hiddens, vocab_size), name))
-        elif name == "b_q":
-            params.append(tf.Variable(tf.zeros(vocab_size), name=name))
-        elif name.startswith("b_"):
-            params.append(tf.Variable(tf.zeros(num_hiddens), name=name))
-        else:
-            params.append(_normal(shapes[name[2]], name))
-    return params
+    """Weights ~ N(0, 0.01), biases 0, with the canonical names and shapes
+    (:func:`dl.reference.param_shapes`), in the order of ``PARAM_NAMES[cell]``."""
+    return [_normal(shape, name) if name.startswith("W") else tf.Variable(tf.zeros(shape), name=name)
+            for name, shape in param_shapes(cell, vocab_size, num_hiddens).items()]
 
 
 def get_rnn_params(vocab_size, num_hiddens):
