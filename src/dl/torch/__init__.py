@@ -1,0 +1,20 @@
+"""The book's PyTorch API (d2l 0.17 names) on the shared ``dl`` core.
+
+    import torch
+    from dl import torch as dl
+"""
+
+from dl.data.batches import (SeqDataLoader, load_data_time_machine, seq_data_iter_random,
+                             seq_data_iter_sequential)
+from dl.data.hub import DATA_HUB, DATA_URL, download
+from dl.data.text import Vocab, load_corpus_time_machine, read_time_machine, tokenize
+from dl.metrics import perplexity
+from dl.progress import Accumulator, Animator, Timer
+from dl.torch.cells import (CELLS, get_gru_params, get_lstm_params, get_rnn_params, gru,
+                            init_gru_state, init_lstm_state, init_rnn_state, lstm, rnn)
+from dl.torch.models import RNNModel, RNNModelScratch
+from dl.torch.training import (TorchTrainer, grad_clipping, predict_dl, sgd, train_dl,
+                               train_epoch_dl, try_gpu)
+from dl.train import DivergedError
+
+train_ch8, train_epoch_ch8, predict_ch8 = train_dl, train_epoch_dl, predict_dl
