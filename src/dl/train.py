@@ -48,7 +48,7 @@ def train_epoch(trainer: Trainer, train_iter: Iterable, use_random_iter: bool = 
         if state is None or use_random_iter:
             state = trainer.begin_state(X.shape[0])
         state = trainer.train_step(X, Y, state)
-        num_tokens += Y.size
+        num_tokens += math.prod(Y.shape)
     if num_tokens == 0:
         raise ValueError("train_iter yielded no batches; check the corpus length and batch sizes")
     loss_sum = trainer.take_loss_sum()

@@ -36,8 +36,10 @@ class RNNModel(nn.Module):
         self.rnn = rnn_layer
         self.vocab_size = vocab_size
         self.num_hiddens = self.rnn.hidden_size
+        # an LSTM with proj_size > 0 outputs (and carries as H) projections of that size
+        self.num_outputs = getattr(self.rnn, "proj_size", 0) or self.num_hiddens
         self.num_directions = 2 if self.rnn.bidirectional else 1
-        self.linear = nn.Linear(self.num_hiddens * self.num_directions, self.vocab_size)
+        self.linear = nn.Linear(self.num_outputs * self.num_directions, self.vocab_size)
 
     def forward(self, inputs, state):
         """``inputs: (batch, num_steps) int`` -> ``(logits: (num_steps * batch, vocab), state)``."""
@@ -46,8 +48,10 @@ class RNNModel(nn.Module):
         return self.linear(Y.reshape((-1, Y.shape[-1]))), state
 
     def begin_state(self, device, batch_size=1):
-        """Zeros ``(num_directions * num_layers, batch_size, num_hiddens)``; a pair for LSTMs."""
-        shape = (self.num_directions * self.rnn.num_layers, batch_size, self.num_hiddens)
+        """Zeros ``(num_directions * num_layers, batch_size, num_hiddens)``; ``(H, C)`` for an
+        LSTM, whose ``H`` has ``proj_size`` columns when it projects."""
+        layers = self.num_directions * self.rnn.num_layers
+        H = torch.zeros((layers, batch_size, self.num_outputs), device=device)
         if isinstance(self.rnn, nn.LSTM):
-            return (torch.zeros(shape, device=device), torch.zeros(shape, device=device))
-        return torch.zeros(shape, device=device)
+            return (H, torch.zeros((layers, batch_size, self.num_hiddens), device=device))
+        return H

@@ -69,12 +69,14 @@ class TorchTrainer:
 
     ``updater``: a ``torch.optim.Optimizer``; a number, the learning rate of plain SGD
     (fused, for scratch models); or the book's ``updater(batch_size)`` function.
-    ``precision='bf16'`` runs the forward pass under ``torch.autocast``. ``cuda_graph=True``
-    (CUDA only) captures the whole step, update included, in a CUDA graph after a few eager
-    steps, and replays it for every batch.
+    ``precision='bf16'`` runs the forward pass under ``torch.autocast``. ``compile=True`` runs
+    the forward pass through ``torch.compile`` (fused kernels; the first step compiles, which
+    takes tens of seconds). ``cuda_graph=True`` (CUDA only) captures the whole step, update
+    included, in a CUDA graph after a few eager steps, and replays it for every batch.
     """
 
-    def __init__(self, net, loss, updater, device, theta=1.0, precision="fp32", cuda_graph=False):
+    def __init__(self, net, loss, updater, device, theta=1.0, precision="fp32", compile=False,
+                 cuda_graph=False):
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {sorted(PRECISIONS)}, got {precision!r}")
         self.net, self.loss, self.theta = net, loss, theta
@@ -84,6 +86,10 @@ class TorchTrainer:
         self.distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
         self.world_size = torch.distributed.get_world_size() if self.distributed else 1
         self.loss_sum = torch.zeros((), dtype=torch.float64, device=self.device)
+        self.forward = net
+        if compile:
+            self.forward = torch.compile(net if isinstance(net, nn.Module) else net.__call__,
+                                         dynamic=False)
         self.step = self._device_step
         if cuda_graph:
             if self.device.type != "cuda" or self.distributed:
@@ -110,7 +116,7 @@ class TorchTrainer:
         for p in params:
             p.grad = None
         with _autocast(self.device, self.precision):
-            y_hat, state = self.net(X, state)
+            y_hat, state = self.forward(X, state)
         loss_sum = _token_loss_sum(self.loss, y_hat.float(), y)
         # each process holds its own rows: summed over processes, this is the batch mean
         (loss_sum / (y.numel() * self.world_size)).backward()
@@ -199,18 +205,20 @@ def train_epoch_dl(net, train_iter, loss, updater, device, use_random_iter, *, p
 
 
 def train_dl(net, train_iter, vocab, lr, num_epochs, device, use_random_iter=False, *,
-             theta=1.0, precision="fp32", cuda_graph=False, animator=None):
+             theta=1.0, precision="fp32", compile=False, cuda_graph=False, animator=None):
     """Train with SGD and gradient clipping (the book's ``train_ch8``), printing as the book.
 
     ``precision='bf16'`` trains under autocast (bfloat16 matmuls, float32 weights);
-    ``cuda_graph=True`` replays the whole step as a CUDA graph (see :class:`TorchTrainer`).
+    ``compile=True`` uses ``torch.compile``; ``cuda_graph=True`` replays the whole step as a
+    CUDA graph (see :class:`TorchTrainer`).
     Returns None, as the book's; pass an ``animator`` to keep the perplexity curve.
     """
     check_positive("lr", lr)
     check_positive("num_epochs", num_epochs, allow_zero=True, integer=True)
     updater = torch.optim.SGD(net.parameters(), lr) if isinstance(net, nn.Module) else float(lr)
     trainer = TorchTrainer(net, nn.CrossEntropyLoss(reduction="none"), updater, device,
-                           theta=theta, precision=precision, cuda_graph=cuda_graph)
+                           theta=theta, precision=precision, compile=compile,
+                           cuda_graph=cuda_graph)
     predict = lambda prefix: predict_dl(prefix, 50, net, vocab, device)
     core.fit(trainer, train_iter, num_epochs, lr, predict, str(device), use_random_iter,
              animator=animator)

@@ -1,7 +1,8 @@
-"""bf16 autocast and the cuda_graph option of the PyTorch trainer (CPU)."""
+"""The PyTorch trainer's options on CPU: bf16 autocast, torch.compile, cuda_graph."""
 
 import math
 
+import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
@@ -46,3 +47,23 @@ def test_cuda_graph_needs_a_cuda_device():
     with pytest.raises(ValueError, match="cuda_graph=True needs a CUDA device"):
         dl.TorchTrainer(net, nn.CrossEntropyLoss(), torch.optim.SGD(net.parameters(), 1.0), "cpu",
                         cuda_graph=True)
+
+
+@pytest.mark.slow
+def test_compiled_forward_trains_like_eager():
+    rng = np.random.default_rng(0)
+    batches = [(rng.integers(0, 7, (4, 5)), rng.integers(0, 7, (4, 5))) for _ in range(3)]
+    results = []
+    for compile in (False, True):
+        torch.manual_seed(0)
+        net = dl.RNNModelScratch(7, 8, "cpu", dl.get_lstm_params, dl.init_lstm_state, dl.lstm)
+        trainer = dl.TorchTrainer(net, nn.CrossEntropyLoss(reduction="none"), 1.0, "cpu",
+                                  compile=compile)
+        state, losses = trainer.begin_state(4), []
+        for X, Y in batches:
+            state = trainer.train_step(X, Y, state)
+            losses.append(trainer.take_loss_sum())
+        results.append((losses, [p.detach().numpy().copy() for p in net.params]))
+    np.testing.assert_allclose(results[1][0], results[0][0], rtol=1e-5)
+    for compiled, eager in zip(results[1][1], results[0][1]):
+        np.testing.assert_allclose(compiled, eager, rtol=1e-5, atol=1e-6)

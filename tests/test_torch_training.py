@@ -1,0 +1,637 @@
+"""Training and prediction with dl.torch: TorchTrainer, train_epoch_dl, train_dl, predict_dl,
+grad_clipping, sgd, torch.distributed data parallelism, bf16 and CUDA.
+
+Sizes are tiny (vocab ~10-25, hidden 16, a few steps); anything that starts a fresh Python
+process is marked slow.
+"""
+import copy
+import json
+import os
+import random
+import re
+import socket
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+from torch import nn  # noqa: E402
+
+from dl import reference as ref  # noqa: E402
+from dl import torch as dl  # noqa: E402
+from dl.train import DivergedError  # noqa: E402
+
+V, H, B, T = 10, 16, 4, 6
+CPU = torch.device("cpu")
+TEXT = ("the time traveller for so it will be convenient to speak of him was expounding "
+        "a recondite matter to us ") * 3
+
+
+def tiny_corpus():
+    vocab = dl.Vocab(list(TEXT))
+    return [vocab[c] for c in TEXT], vocab
+
+
+def tiny_loader(batch_size=4, num_steps=8, use_random_iter=False):
+    corpus, vocab = tiny_corpus()
+    return dl.SeqDataLoader(batch_size, num_steps, use_random_iter, corpus=corpus, vocab=vocab), vocab
+
+
+def random_batches(n=5, batch_size=B, num_steps=T, vocab_size=V, seed=0):
+    """``n`` sequential batches ``(X, Y): (batch, steps) int32`` whose rows continue."""
+    ids = np.random.default_rng(seed).integers(0, vocab_size, (batch_size, n * num_steps + 1))
+    ids = ids.astype(np.int32)
+    return [(ids[:, i * num_steps:(i + 1) * num_steps], ids[:, i * num_steps + 1:(i + 1) * num_steps + 1])
+            for i in range(n)]
+
+
+def numpy_params(cell, seed=1, scale=0.3, vocab_size=V):
+    """float32 canonical params (book init, a larger scale so training moves)."""
+    return ref.init_params(cell, vocab_size, H, np.random.default_rng(seed), scale=scale,
+                           dtype=np.float32)
+
+
+def scratch_model(cell, params, vocab_size=V, device=CPU):
+    _, init_state, forward = dl.CELLS[cell]
+    return dl.RNNModelScratch(
+        vocab_size, H, device,
+        lambda v, h, d: [torch.tensor(params[n], device=d, requires_grad=True)
+                         for n in ref.PARAM_NAMES[cell]],
+        init_state, forward)
+
+
+def concise_model(kind="lstm", seed=2, vocab_size=V, **kwargs):
+    torch.manual_seed(seed)
+    layer = {"rnn": nn.RNN, "gru": nn.GRU, "lstm": nn.LSTM}[kind](vocab_size, H, **kwargs)
+    return dl.RNNModel(layer, vocab_size=vocab_size)
+
+
+def ce():
+    return nn.CrossEntropyLoss(reduction="none")
+
+
+def trainer_for(net, lr=1.0, theta=1.0, **kwargs):
+    """The book's choice: torch.optim.SGD for an nn.Module, a fused float lr for scratch."""
+    updater = torch.optim.SGD(net.parameters(), lr) if isinstance(net, nn.Module) else lr
+    return dl.TorchTrainer(net, ce(), updater, CPU, theta=theta, **kwargs)
+
+
+def train_steps(trainer, batches):
+    """Per-batch mean losses (before each update), the state carried across batches."""
+    state, losses = trainer.begin_state(batches[0][0].shape[0]), []
+    for X, Y in batches:
+        state = trainer.train_step(X, Y, state)
+        losses.append(trainer.take_loss_sum() / (Y.shape[0] * Y.shape[1]))
+    return losses
+
+
+def weights(net):
+    return [p.detach().cpu().numpy().copy() for p in net.parameters()]
+
+
+def assert_weights_close(a, b, tol):
+    assert len(a) == len(b)
+    for i, (x, y) in enumerate(zip(a, b)):
+        np.testing.assert_allclose(x, y, rtol=tol, atol=tol, err_msg=f"parameter {i}")
+
+
+def global_norm(tensors):
+    return float(np.sqrt(sum(np.sum(np.asarray(t, np.float64) ** 2) for t in tensors)))
+
+
+# ---------------------------------------------------------------------------------------------
+# (a) the scratch models train exactly like the NumPy reference
+
+
+@pytest.mark.parametrize("theta", [1.0, 0.2])  # 1: never clipped; 0.2: clipped (see below)
+@pytest.mark.parametrize("cell", ["rnn", "gru", "lstm"])
+def test_scratch_training_matches_reference(cell, theta):
+    params, batches = numpy_params(cell), random_batches()
+    params64 = {name: p.astype(np.float64) for name, p in params.items()}
+    ref_params, ref_losses = ref.train_steps(cell, params64, batches, lr=1.0, theta=theta)
+    net = scratch_model(cell, params)
+    losses = train_steps(trainer_for(net, lr=1.0, theta=theta), batches)
+    np.testing.assert_allclose(losses, ref_losses, rtol=1e-4, atol=1e-4)
+    assert_weights_close(weights(net), [ref_params[n] for n in ref.PARAM_NAMES[cell]], 1e-4)
+    for before, after in zip((params[n] for n in ref.PARAM_NAMES[cell]), weights(net)):
+        assert not np.allclose(before, after)  # every parameter was trained
+
+
+@pytest.mark.parametrize("cell", ["rnn", "gru", "lstm"])
+def test_theta_1_leaves_the_steps_unclipped_and_theta_0_2_clips(cell):
+    """What the two thetas above exercise: the gradient norms along the theta=0.2 run."""
+    params, batches = numpy_params(cell), random_batches()
+    params = {name: p.astype(np.float64) for name, p in params.items()}
+    state, norms = ref.init_state(cell, B, H), []
+    for X, Y in batches:
+        Y_hat, state_next, cache = ref.forward(cell, params, ref.one_hot(X.T, V), state)
+        _, dY = ref.softmax_cross_entropy(Y_hat, Y.T.reshape(-1))
+        grads, _, _ = ref.backward(cell, params, cache, dY)
+        norms.append(global_norm(grads.values()))
+        params, state = ref.sgd_step(params, ref.clip_grads(grads, 0.2), 1.0), state_next
+    assert all(0.2 < n for n in norms[:4]) and all(n < 1.0 for n in norms), norms
+
+
+def test_trainer_loss_sum_is_token_summed_and_reset():
+    batches = random_batches(n=1)
+    params = numpy_params("lstm")
+    X, Y = batches[0]
+    expected, _, _ = ref.loss_and_grads("lstm", {n: p.astype(np.float64) for n, p in params.items()},
+                                        ref.one_hot(X.T, V), Y.T.reshape(-1),
+                                        ref.init_state("lstm", B, H))
+    for loss in (ce(), nn.CrossEntropyLoss()):  # per-token or batch mean: the same sum
+        trainer = dl.TorchTrainer(scratch_model("lstm", params), loss, 1.0, CPU)
+        state = trainer.train_step(X, Y, trainer.begin_state(B))
+        assert [tuple(s.shape) for s in state] == [(B, H), (B, H)]
+        np.testing.assert_allclose(trainer.take_loss_sum(), expected * Y.size, rtol=1e-5)
+        assert trainer.take_loss_sum() == 0.0
+
+
+def test_trainer_accepts_torch_tensors_and_carries_the_state():
+    params, batches = numpy_params("gru"), random_batches(n=3)
+    net_np, net_t = scratch_model("gru", params), scratch_model("gru", params)
+    losses_np = train_steps(trainer_for(net_np), batches)
+    losses_t = train_steps(trainer_for(net_t), [(torch.tensor(X), torch.tensor(Y))
+                                                for X, Y in batches])
+    np.testing.assert_allclose(losses_t, losses_np, rtol=1e-6)
+    assert_weights_close(weights(net_t), weights(net_np), 1e-6)
+
+
+# ---------------------------------------------------------------------------------------------
+# (b) gradient clipping and the book's sgd
+
+
+def set_grads(params, norm, seed=0):
+    rng = np.random.default_rng(seed)
+    grads = [rng.standard_normal(tuple(p.shape)).astype(np.float32) for p in params]
+    scale = norm / global_norm(grads)
+    for p, g in zip(params, grads):
+        p.grad = torch.tensor(g * np.float32(scale))
+    return [p.grad.numpy().copy() for p in params]
+
+
+def clipping_targets():
+    return {"module": concise_model("lstm"),
+            "scratch": scratch_model("lstm", numpy_params("lstm"))}
+
+
+@pytest.mark.parametrize("kind", ["module", "scratch"])
+def test_grad_clipping_scales_a_large_norm_to_theta(kind):
+    net = clipping_targets()[kind]
+    params = list(net.parameters())
+    grads = set_grads(params, 5.0)
+    dl.grad_clipping(net, 1.0)
+    clipped = [p.grad.numpy() for p in params]
+    assert global_norm(clipped) == pytest.approx(1.0, rel=1e-6)
+    for g, c in zip(grads, clipped):  # same direction: every entry scaled by 1/5
+        np.testing.assert_allclose(c, g / 5.0, rtol=1e-5, atol=1e-8)
+
+
+@pytest.mark.parametrize("kind", ["module", "scratch"])
+def test_grad_clipping_leaves_a_small_norm_unchanged(kind):
+    net = clipping_targets()[kind]
+    params = list(net.parameters())
+    grads = set_grads(params, 0.5)
+    dl.grad_clipping(net, 1)  # integer theta
+    for g, p in zip(grads, params):
+        np.testing.assert_array_equal(p.grad.numpy(), g)
+
+
+def test_grad_clipping_skips_frozen_and_gradless_parameters_and_zero_grads():
+    net = concise_model("lstm")
+    net.linear.weight.requires_grad_(False)
+    net.linear.weight.grad = torch.full_like(net.linear.weight, 100.0)  # frozen: not counted
+    trainable = [p for p in net.parameters() if p.requires_grad]
+    grads = set_grads(trainable[:-1], 3.0)
+    trainable[-1].grad = None  # no gradient yet
+    dl.grad_clipping(net, 1.5)
+    assert global_norm([p.grad for p in trainable[:-1]]) == pytest.approx(1.5, rel=1e-6)
+    np.testing.assert_allclose(trainable[0].grad.numpy(), grads[0] / 2, rtol=1e-5, atol=1e-8)
+    assert trainable[-1].grad is None
+    assert torch.all(net.linear.weight.grad == 100.0)
+    for p in trainable[:-1]:
+        p.grad = torch.zeros_like(p)
+    dl.grad_clipping(net, 1.0)  # a zero norm: no division by zero
+    assert all(torch.all(p.grad == 0) for p in trainable[:-1])
+    dl.grad_clipping(dl.RNNModel(nn.RNN(V, H), V), 1.0)  # no gradients at all: a no-op
+
+
+def test_sgd_is_the_books_minibatch_update_and_zeroes_the_gradients():
+    params = [torch.tensor([1.0, 2.0], requires_grad=True), torch.ones((2, 2), requires_grad=True)]
+    params[0].grad = torch.tensor([4.0, -8.0])
+    params[1].grad = torch.full((2, 2), 2.0)
+    dl.sgd(params, 0.5, 4)
+    np.testing.assert_allclose(params[0].detach().numpy(), [0.5, 3.0])
+    np.testing.assert_allclose(params[1].detach().numpy(), np.full((2, 2), 0.75))
+    assert all(torch.all(p.grad == 0) for p in params)
+    assert all(p.requires_grad and p.is_leaf for p in params)
+
+
+# ---------------------------------------------------------------------------------------------
+# (c) the updaters: the book's function, a float learning rate, torch.optim
+
+
+def test_book_scratch_updater_matches_the_fused_float_lr_path():
+    loader, vocab = tiny_loader()
+    params = numpy_params("lstm", vocab_size=len(vocab))
+    results = []
+    for use_function in (True, False):
+        net = scratch_model("lstm", params, vocab_size=len(vocab))
+        lr = 1.0
+        updater = (lambda batch_size: dl.sgd(net.params, lr, batch_size)) if use_function else lr
+        random.seed(0)  # the same random offset for the epoch
+        ppl, speed = dl.train_epoch_dl(net, loader, ce(), updater, CPU, False)
+        assert speed > 0 and 1 < ppl < 2 * len(vocab)
+        results.append((ppl, weights(net)))
+    np.testing.assert_allclose(results[0][0], results[1][0], rtol=1e-6)
+    assert_weights_close(results[0][1], results[1][1], 1e-6)
+    assert not np.allclose(results[0][1][0], params["W_xi"])
+    assert dl.train_epoch_ch8 is dl.train_epoch_dl
+
+
+def manual_steps(net, batches, lr, theta):
+    """The book's step written out: mean loss, backward, clip_grad_norm_, p -= lr * grad."""
+    state, losses = net.begin_state(CPU, batch_size=batches[0][0].shape[0]), []
+    for X, Y in batches:
+        state = tuple(s.detach() for s in state)
+        y_hat, state = net(torch.tensor(X), state)
+        loss = nn.functional.cross_entropy(y_hat, torch.tensor(Y).T.reshape(-1).long())
+        net.zero_grad()
+        loss.backward()
+        nn.utils.clip_grad_norm_(net.parameters(), theta)
+        with torch.no_grad():
+            for p in net.parameters():
+                p -= lr * p.grad
+        losses.append(float(loss.detach()))
+    return losses
+
+
+@pytest.mark.parametrize("updater", ["optim", "float"])
+def test_rnn_model_steps_match_a_manual_loop(updater):
+    batches = random_batches()
+    expected_net, net = concise_model("lstm"), concise_model("lstm")
+    expected = manual_steps(expected_net, batches, lr=0.5, theta=0.3)
+    opt = torch.optim.SGD(net.parameters(), 0.5) if updater == "optim" else 0.5
+    losses = train_steps(dl.TorchTrainer(net, ce(), opt, CPU, theta=0.3), batches)
+    np.testing.assert_allclose(losses, expected, rtol=1e-5, atol=1e-6)
+    assert_weights_close(weights(net), weights(expected_net), 1e-5)
+
+
+def test_train_epoch_dl_with_torch_optim_for_rnn_model():
+    loader, vocab = tiny_loader(use_random_iter=True)
+    net = concise_model("gru", vocab_size=len(vocab), num_layers=2)
+    before = weights(net)
+    ppl, speed = dl.train_epoch_dl(net, loader, nn.CrossEntropyLoss(),
+                                   torch.optim.SGD(net.parameters(), 1.0), CPU, True)
+    assert 1 < ppl < 2 * len(vocab) and speed > 0
+    assert all(not np.allclose(b, a) for b, a in zip(before, weights(net)))
+
+
+# ---------------------------------------------------------------------------------------------
+# (d) bad inputs and divergence
+
+
+@pytest.fixture
+def small_setup():
+    loader, vocab = tiny_loader()
+    net = scratch_model("lstm", numpy_params("lstm", vocab_size=len(vocab)), vocab_size=len(vocab))
+    return net, loader, vocab
+
+
+@pytest.mark.parametrize("lr, num_epochs, name", [
+    (0, 1, "lr"), (-1.0, 1, "lr"), (float("nan"), 1, "lr"), (float("inf"), 1, "lr"),
+    (1, -1, "num_epochs"), (1, 1.5, "num_epochs")])
+def test_train_dl_rejects_bad_lr_and_epochs(small_setup, capsys, lr, num_epochs, name):
+    net, loader, vocab = small_setup
+    before = weights(net)
+    with pytest.raises(ValueError, match=name):
+        dl.train_dl(net, loader, vocab, lr, num_epochs, CPU)
+    assert capsys.readouterr().out == ""  # refused before training, nothing printed
+    assert_weights_close(weights(net), before, 0)
+
+
+@pytest.mark.parametrize("precision", ["fp64", "fp8", "float64", ""])
+def test_unknown_precision_is_refused(small_setup, capsys, precision):
+    net, loader, vocab = small_setup
+    with pytest.raises(ValueError, match="precision"):
+        dl.train_dl(net, loader, vocab, 1, 1, CPU, precision=precision)
+    assert capsys.readouterr().out == ""
+    with pytest.raises(ValueError, match="precision"):
+        dl.TorchTrainer(net, ce(), 1.0, CPU, precision=precision)
+    with pytest.raises(ValueError, match="precision"):
+        dl.train_epoch_dl(net, loader, ce(), 1.0, CPU, False, precision=precision)
+
+
+def test_predict_dl_rejects_negative_num_preds_and_empty_prefix(small_setup):
+    net, _, vocab = small_setup
+    with pytest.raises(ValueError, match="num_preds"):
+        dl.predict_dl("time", -1, net, vocab, CPU)
+    with pytest.raises(ValueError, match="prefix"):
+        dl.predict_dl("", 3, net, vocab, CPU)
+
+
+def test_predict_dl_maps_unknown_characters_to_unk(small_setup):
+    net, _, vocab = small_setup
+    assert vocab["T"] == vocab["!"] == vocab.unk
+    out = dl.predict_dl("Time Traveller!", 10, net, vocab, CPU)
+    assert out.startswith("<unk>ime <unk>raveller<unk>")
+    assert len(vocab[list(out.replace("<unk>", "?"))]) == len("Time Traveller!") + 10
+    assert dl.predict_dl("time", 0, net, vocab, CPU) == "time"
+
+
+@pytest.mark.parametrize("kind", ["scratch", "concise"])
+def test_nan_weights_stop_training_with_diverged_error(small_setup, capsys, kind):
+    net, loader, vocab = small_setup
+    if kind == "concise":
+        net = concise_model("lstm", vocab_size=len(vocab))
+    with torch.no_grad():
+        for p in net.parameters():
+            p.fill_(float("nan"))
+    with pytest.raises(DivergedError, match=r"epoch 1\b") as info:
+        dl.train_dl(net, loader, vocab, 1, 3, CPU)
+    assert "smaller learning rate" in str(info.value)
+    assert "perplexity" not in capsys.readouterr().out
+    assert issubclass(dl.DivergedError, FloatingPointError) and dl.DivergedError is DivergedError
+
+
+@pytest.mark.parametrize("kind", ["scratch", "concise"])
+def test_huge_learning_rate_stops_training_with_diverged_error(small_setup, capsys, kind):
+    net, loader, vocab = small_setup
+    if kind == "concise":
+        net = concise_model("lstm", vocab_size=len(vocab))
+    with pytest.raises(DivergedError, match=r"epoch [12]\b") as info:
+        dl.train_dl(net, loader, vocab, 1e30, 3, CPU)
+    assert "smaller learning rate" in str(info.value)
+    assert "perplexity" not in capsys.readouterr().out
+
+
+def test_train_epoch_dl_accepts_an_iterator_of_torch_tensor_batches():
+    net = concise_model("lstm")
+    batches = [(torch.tensor(X), torch.tensor(Y)) for X, Y in random_batches(n=2)]
+    ppl, _ = dl.train_epoch_dl(net, batches, ce(), torch.optim.SGD(net.parameters(), 1.0),
+                               CPU, False)
+    assert 1 < ppl < 2 * V
+
+
+# ---------------------------------------------------------------------------------------------
+# (e) train_dl end to end, the book's names
+
+
+PERPLEXITY_LINE = re.compile(r"^perplexity (\d+\.\d), (\d+\.\d) tokens/sec on cpu$")
+
+
+def check_book_output(out, vocab, device=CPU):
+    lines = out.strip("\n").split("\n")
+    assert len(lines) == 3, out  # 3 epochs < 10: the summary and two continuations
+    match = re.match(PERPLEXITY_LINE.pattern.replace("cpu", re.escape(str(device))), lines[0])
+    assert match, lines[0]
+    assert 1.0 <= float(match.group(1)) < 2 * len(vocab) and float(match.group(2)) > 0
+    for line, prefix in zip(lines[1:], ("time traveller", "traveller")):
+        assert line.startswith(prefix) and len(line) == len(prefix) + 50, line
+        assert "<unk>" not in line
+
+
+def test_train_dl_scratch_as_in_the_seed(capsys):
+    loader, vocab = tiny_loader()
+    device = dl.try_gpu()
+    torch.manual_seed(0)
+    model = dl.RNNModelScratch(len(vocab), H, device, dl.get_lstm_params, dl.init_lstm_state,
+                               dl.lstm)
+    before = weights(model)
+    assert dl.train_dl(model, loader, vocab, 1, 3, device) is None
+    check_book_output(capsys.readouterr().out, vocab, device)
+    assert all(not np.allclose(b, a) for b, a in zip(before, weights(model)))
+
+
+def test_train_dl_concise_as_in_the_seed(capsys):
+    loader, vocab = tiny_loader()
+    torch.manual_seed(0)
+    device = dl.try_gpu()
+    model = dl.RNNModel(nn.LSTM(len(vocab), H), vocab_size=len(vocab)).to(device)
+    before = weights(model)
+    dl.train_ch8(model, loader, vocab, 1, 3, device)
+    check_book_output(capsys.readouterr().out, vocab, device)
+    assert all(not np.allclose(b, a) for b, a in zip(before, weights(model)))
+
+
+def test_train_dl_with_random_iter_and_integer_lr(capsys):
+    loader, vocab = tiny_loader(use_random_iter=True)
+    torch.manual_seed(0)
+    model = dl.RNNModelScratch(len(vocab), H, CPU, dl.get_gru_params, dl.init_gru_state, dl.gru)
+    dl.train_dl(model, loader, vocab, 1, 3, CPU, use_random_iter=True)
+    check_book_output(capsys.readouterr().out, vocab)
+
+
+def test_train_dl_returns_none_and_fills_a_given_animator(small_setup, capsys):
+    net, loader, vocab = small_setup
+    animator = dl.Animator()
+    assert dl.train_dl(net, loader, vocab, 1, 20, CPU, animator=animator) is None
+    assert animator.X == [[10, 20]] and len(animator.Y[0]) == 2
+    assert all(np.isfinite(animator.Y[0]))
+    lines = capsys.readouterr().out.strip("\n").split("\n")
+    assert len(lines) == 5  # a continuation at epochs 10 and 20, the summary, two continuations
+    assert PERPLEXITY_LINE.match(lines[2]), lines[2]
+
+
+def test_book_aliases_and_try_gpu():
+    assert dl.train_ch8 is dl.train_dl
+    assert dl.train_epoch_ch8 is dl.train_epoch_dl
+    assert dl.predict_ch8 is dl.predict_dl
+    if not torch.cuda.is_available():
+        assert dl.try_gpu() == torch.device("cpu")
+    assert isinstance(dl.try_gpu(), torch.device)
+    assert dl.try_gpu(torch.cuda.device_count()) == torch.device("cpu")  # one past the last
+
+
+@pytest.mark.parametrize("num_preds", [0, 1, 12])
+def test_predict_dl_returns_prefix_plus_num_preds_characters(small_setup, num_preds):
+    net, _, vocab = small_setup
+    out = dl.predict_dl("time traveller", num_preds, net, vocab, CPU)
+    assert out.startswith("time traveller") and len(out) == len("time traveller") + num_preds
+    assert dl.predict_dl("time traveller", num_preds, net, vocab, CPU) == out  # greedy
+
+
+@pytest.mark.parametrize("kind", ["scratch", "concise"])
+def test_predict_dl_continuation_is_the_greedy_argmax(small_setup, kind):
+    """predict_dl warms up on the prefix and appends argmax tokens, as the book does."""
+    net, _, vocab = small_setup
+    if kind == "concise":
+        net = concise_model("gru", vocab_size=len(vocab), num_layers=2)
+    prefix = "the ti"
+    state = net.begin_state(batch_size=1, device=CPU)
+    outputs = [vocab[prefix[0]]]
+    with torch.no_grad():
+        for token in prefix[1:]:
+            _, state = net(torch.tensor([[outputs[-1]]]), state)
+            outputs.append(vocab[token])
+        for _ in range(5):
+            y, state = net(torch.tensor([[outputs[-1]]]), state)
+            outputs.append(int(y.argmax(dim=1).reshape(1)))
+    assert dl.predict_dl(prefix, 5, net, vocab, CPU) == "".join(vocab.to_tokens(outputs))
+    assert all(p.grad is None for p in net.parameters())  # prediction builds no graph
+
+
+# ---------------------------------------------------------------------------------------------
+# (f) torch.distributed: two gloo processes, half the batch rows each, equal one process
+
+
+DISTRIBUTED = '''
+import json, os, sys
+import numpy as np
+import torch
+import torch.distributed as torch_dist
+from torch import nn
+from dl import torch as dl
+
+V, H, B, T = 10, 16, 4, 6
+
+def main(rank, world_size, out_path):
+    if world_size > 1:
+        torch_dist.init_process_group("gloo", rank=rank, world_size=world_size)
+    ids = np.random.default_rng(0).integers(0, V, (B, 3 * T + 1)).astype(np.int32)
+    batches = [(ids[:, i * T:(i + 1) * T], ids[:, i * T + 1:(i + 1) * T + 1]) for i in range(3)]
+    rows = slice(rank * B // world_size, (rank + 1) * B // world_size)
+    out = {}
+    for kind in ("scratch", "concise"):
+        torch.manual_seed(0)  # the same initial weights in every process
+        if kind == "scratch":
+            net = dl.RNNModelScratch(V, H, "cpu", lambda v, h, d: [
+                (p * 30).detach().requires_grad_(True) for p in dl.get_lstm_params(v, h, d)],
+                dl.init_lstm_state, dl.lstm)
+            updater = 1.0
+        else:
+            net = dl.RNNModel(nn.LSTM(V, H), V)
+            updater = torch.optim.SGD(net.parameters(), 1.0)
+        trainer = dl.TorchTrainer(net, nn.CrossEntropyLoss(reduction="none"), updater, "cpu",
+                                  theta=0.5)
+        state, losses = trainer.begin_state(B // world_size), []
+        for X, Y in batches:
+            state = trainer.train_step(X[rows], Y[rows], state)
+            losses.append(trainer.take_loss_sum() / Y[rows].size)
+        out[kind] = {"distributed": trainer.distributed, "losses": losses,
+                     "weights": [p.detach().numpy().tolist() for p in net.parameters()]}
+    if world_size > 1:
+        torch_dist.destroy_process_group()
+    with open(out_path, "w") as f:
+        json.dump(out, f)
+
+if __name__ == "__main__":
+    main(int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]), sys.argv[1])
+'''
+
+
+def free_port():
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def distributed_run(tmp_path_factory):
+    """Two gloo processes (world size 2) and one plain run in this process."""
+    tmp = tmp_path_factory.mktemp("ddp")
+    script = tmp / "ddp_worker.py"
+    script.write_text(textwrap.dedent(DISTRIBUTED))
+    namespace = {"__name__": "ddp_worker"}
+    exec(compile(script.read_text(), str(script), "exec"), namespace)
+    namespace["main"](0, 1, str(tmp / "single.json"))
+    env = dict(os.environ, MASTER_ADDR="127.0.0.1", MASTER_PORT=str(free_port()), WORLD_SIZE="2",
+               OMP_NUM_THREADS="1")
+    procs = [subprocess.Popen([sys.executable, str(script), str(tmp / f"rank{rank}.json")],
+                              env=dict(env, RANK=str(rank)), stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True) for rank in range(2)]
+    for proc in procs:
+        try:
+            output, _ = proc.communicate(timeout=180)
+        except subprocess.TimeoutExpired:
+            for p in procs:
+                p.kill()
+            raise
+        assert proc.returncode == 0, output[-5000:]
+    return {name: json.loads((tmp / f"{name}.json").read_text())
+            for name in ("single", "rank0", "rank1")}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["scratch", "concise"])
+def test_distributed_data_parallel_matches_one_process(distributed_run, kind):
+    single = distributed_run["single"][kind]
+    assert single["distributed"] is False
+    for rank in ("rank0", "rank1"):
+        run = distributed_run[rank][kind]
+        assert run["distributed"] is True  # detected from init_process_group
+        # the mean loss over the whole batch, the same in both processes
+        np.testing.assert_allclose(run["losses"], single["losses"], rtol=1e-5, atol=1e-6)
+        assert_weights_close([np.array(w) for w in run["weights"]],
+                             [np.array(w) for w in single["weights"]], 1e-5)
+    first = [np.array(w) for w in single["weights"]]
+    torch.manual_seed(0)
+    if kind == "concise":
+        initial = weights(dl.RNNModel(nn.LSTM(V, H), V))
+        assert all(not np.allclose(a, b) for a, b in zip(first, initial))  # training moved
+
+
+# ---------------------------------------------------------------------------------------------
+# (g) CUDA
+
+
+def cuda_copy(net, device):
+    if isinstance(net, nn.Module):
+        return copy.deepcopy(net).to(device)
+    cell = {dl.lstm: "lstm", dl.gru: "gru", dl.rnn: "rnn"}[net.forward_fn]
+    params = {n: p.detach().numpy() for n, p in zip(ref.PARAM_NAMES[cell], net.params)}
+    return scratch_model(cell, params, vocab_size=net.vocab_size, device=device)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU")
+@pytest.mark.parametrize("kind", ["scratch", "concise"])
+def test_train_dl_on_cuda_gives_the_cpu_loss(kind, capsys):
+    loader, vocab = tiny_loader()
+    if kind == "scratch":
+        net = scratch_model("lstm", numpy_params("lstm", vocab_size=len(vocab)),
+                            vocab_size=len(vocab))
+    else:
+        net = concise_model("lstm", vocab_size=len(vocab))
+    gpu = dl.try_gpu()
+    assert gpu.type == "cuda"
+    results = {}
+    for device in (CPU, gpu):
+        model = cuda_copy(net, device)
+        animator = dl.Animator()
+        random.seed(0)
+        dl.train_dl(model, loader, vocab, 1, 10, device, animator=animator)
+        out = capsys.readouterr().out
+        assert f"tokens/sec on {device}" in out
+        results[device.type] = animator.Y[0][0], weights(model)
+    np.testing.assert_allclose(results["cuda"][0], results["cpu"][0], rtol=1e-3)
+    assert_weights_close(results["cuda"][1], results["cpu"][1], 1e-3)
+
+
+# ---------------------------------------------------------------------------------------------
+# (h) bf16 autocast on CPU
+
+
+@pytest.mark.parametrize("kind", ["scratch", "concise"])
+def test_bf16_training_lowers_a_finite_loss(kind):
+    net = (scratch_model("lstm", numpy_params("lstm")) if kind == "scratch"
+           else concise_model("lstm"))
+    trainer = trainer_for(net, precision="bf16")
+    (X, Y), = random_batches(n=1)
+    losses = []
+    for _ in range(15):  # the same batch: the loss must fall
+        trainer.train_step(X, Y, trainer.begin_state(B))
+        losses.append(trainer.take_loss_sum() / Y.size)
+    assert all(np.isfinite(losses))
+    assert losses[-1] < losses[0] - 0.05, losses
+    assert all(p.dtype == torch.float32 for p in net.parameters())  # weights stay float32
+
+
+def test_train_dl_in_bf16_prints_as_the_book(capsys):
+    loader, vocab = tiny_loader()
+    torch.manual_seed(0)
+    model = dl.RNNModel(nn.LSTM(len(vocab), H), vocab_size=len(vocab))
+    dl.train_dl(model, loader, vocab, 1, 3, CPU, precision="bf16")
+    check_book_output(capsys.readouterr().out, vocab)
