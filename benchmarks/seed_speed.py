@@ -131,9 +131,10 @@ def torch_rows(train_iter, vocab, args):
         step = optimizer.step if name == "concise" else (lambda: dl.sgd(book_net.params, 1.0, 1))
         book = median_speed(lambda: book_epoch(book_net, nn.CrossEntropyLoss(), step), args.epochs)
         variants = {}
-        options = {"fp32": {}, "bf16": {"precision": "bf16"}, "fp32 compile": {"compile": True}}
+        options = {"fp32": {}, "bf16": {"precision": "bf16"}}
         if device.type == "cuda":
             options["fp32 cuda_graph"] = {"cuda_graph": True}
+        options["fp32 compile"] = {"compile": True}
         for label, kwargs in options.items():
             net = make()
             trainer = dl.TorchTrainer(net, nn.CrossEntropyLoss(reduction="none"),
