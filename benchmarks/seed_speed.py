@@ -18,6 +18,8 @@ and each variant's ratio to the book loop.
 import argparse
 import importlib.util
 import statistics
+import subprocess
+import sys
 import time
 
 from dl.data.batches import load_data_time_machine
@@ -153,15 +155,23 @@ def main():
     parser.add_argument("--epochs", type=int, default=10, help="timed epochs, fast paths")
     parser.add_argument("--book-epochs", type=int, default=3, help="timed epochs, TF eager")
     parser.add_argument("--device", default="cpu", help="torch device, e.g. cuda")
+    parser.add_argument("--rows-only", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    backends = args.backends.split(",")
+    if not args.rows_only:
+        print(f"{8 * 32 * 35} tokens per epoch; median tokens/s; (x) = ratio to the book loop\n")
+        print("| backend | model | book loop | dl variants |")
+        print("| --- | --- | ---: | --- |", flush=True)
+    if len(backends) > 1:  # one process per framework: their thread pools slow each other
+        for backend in backends:
+            subprocess.run([sys.executable, __file__, "--rows-only", "--backends", backend,
+                            "--epochs", str(args.epochs), "--book-epochs", str(args.book_epochs),
+                            "--device", args.device], check=True)
+        return
     train_iter, vocab = load_data_time_machine(32, 35)
-    print(f"{8 * 32 * 35} tokens per epoch; median tokens/s; (x) = ratio to the book loop\n")
-    print("| backend | model | book loop | dl variants |")
-    print("| --- | --- | ---: | --- |")
-    for backend in args.backends.split(","):
-        for framework, name, book, variants in BACKENDS[backend](train_iter, vocab, args):
-            cells = ", ".join(f"{k} {v:,.0f} ({v / book:.1f}x)" for k, v in variants.items())
-            print(f"| {framework} | {name} | {book:,.0f} | {cells} |", flush=True)
+    for framework, name, book, variants in BACKENDS[backends[0]](train_iter, vocab, args):
+        cells = ", ".join(f"{k} {v:,.0f} ({v / book:.1f}x)" for k, v in variants.items())
+        print(f"| {framework} | {name} | {book:,.0f} | {cells} |", flush=True)
 
 
 if __name__ == "__main__":
