@@ -145,7 +145,22 @@ def torch_rows(train_iter, vocab, args):
         yield f"torch {torch.__version__} {device.type}", name, book, variants
 
 
-BACKENDS = {"tensorflow": tensorflow_rows, "torch": torch_rows}
+def jax_rows(train_iter, vocab, args):
+    import jax
+    from dl import jax as dl
+
+    key = jax.random.PRNGKey(0)
+    models = {
+        "scratch": lambda: dl.RNNModelScratch(len(vocab), NUM_HIDDENS, key, dl.get_lstm_params,
+                                              dl.init_lstm_state, dl.lstm),
+        "concise": lambda: dl.RNNModel(dl.LSTM(len(vocab), NUM_HIDDENS), len(vocab), key),
+    }
+    for name, make in models.items():  # no book loop: the book has no JAX edition of d2l 0.17
+        speed = dl_speed(dl.JaxTrainer(make(), 1.0), train_iter, args.epochs)
+        yield f"jax {jax.__version__}", name, None, {"jit, lax.scan": speed}
+
+
+BACKENDS = {"tensorflow": tensorflow_rows, "torch": torch_rows, "jax": jax_rows}
 
 
 def main():
@@ -170,8 +185,10 @@ def main():
         return
     train_iter, vocab = load_data_time_machine(32, 35)
     for framework, name, book, variants in BACKENDS[backends[0]](train_iter, vocab, args):
-        cells = ", ".join(f"{k} {v:,.0f} ({v / book:.1f}x)" for k, v in variants.items())
-        print(f"| {framework} | {name} | {book:,.0f} | {cells} |", flush=True)
+        ratio = (lambda v: "") if book is None else (lambda v: f" ({v / book:.1f}x)")
+        cells = ", ".join(f"{k} {v:,.0f}{ratio(v)}" for k, v in variants.items())
+        book_cell = "-" if book is None else f"{book:,.0f}"
+        print(f"| {framework} | {name} | {book_cell} | {cells} |", flush=True)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,35 @@
+"""The chapter's API in JAX style, on the shared ``dl`` core.
+
+    import jax
+    from dl import jax as dl
+
+Parameters are pytrees (lists in the canonical order for scratch cells, dicts for layers),
+models keep them in ``.params`` and expose a pure ``apply(params, X, state)``; randomness
+comes from explicit PRNG keys. The training step is one ``jax.jit``; library cells and layers
+scan over time with ``jax.lax.scan``, a user's Python loop is unrolled when compiled.
+
+| book (PyTorch edition) | here |
+| --- | --- |
+| ``RNNModelScratch(vocab, hidden, device, get_params, init_state, forward_fn)`` | ``RNNModelScratch(vocab, hidden, key, get_params, init_state, forward_fn)`` |
+| ``get_params(vocab, hidden, device)`` | ``get_params(vocab, hidden, key)`` |
+| ``init_state(batch, hidden, device)`` | ``init_state(batch, hidden)`` |
+| ``RNNModel(nn.LSTM(vocab, hidden), vocab)`` | ``RNNModel(LSTM(vocab, hidden), vocab, key)`` |
+| ``train_ch8(net, train_iter, vocab, lr, num_epochs, device)`` | ``train_dl(net, train_iter, vocab, lr, num_epochs, device=None)`` |
+| ``predict_ch8(prefix, num_preds, net, vocab, device)`` | ``predict_dl(prefix, num_preds, net, vocab, device=None)`` |
+| ``grad_clipping(net, theta)`` (in place) | ``grad_clipping(grads, theta)`` -> clipped grads (pure) |
+"""
+
+from dl.data.batches import (SeqDataLoader, load_data_time_machine, seq_data_iter_random,
+                             seq_data_iter_sequential)
+from dl.data.hub import DATA_HUB, DATA_URL, download
+from dl.data.text import Vocab, load_corpus_time_machine, read_time_machine, tokenize
+from dl.metrics import perplexity
+from dl.progress import Accumulator, Animator, Timer
+from dl.jax.cells import (CELLS, get_gru_params, get_lstm_params, get_rnn_params, gru,
+                          init_gru_state, init_lstm_state, init_rnn_state, lstm, rnn)
+from dl.jax.models import GRU, LSTM, RNN, RNNModel, RNNModelScratch
+from dl.jax.training import (JaxTrainer, Predictor, grad_clipping, predict_dl, token_loss_sum,
+                             train_dl, train_epoch_dl, try_gpu)
+from dl.train import DivergedError
+
+train_ch8, train_epoch_ch8, predict_ch8 = train_dl, train_epoch_dl, predict_dl

@@ -1,0 +1,495 @@
+"""Training and prediction with dl.jax: JaxTrainer, grad_clipping, train_epoch_dl, train_dl,
+predict_dl and data parallelism over several (forced host) devices.
+
+Sizes are tiny (vocab ~10-25, hidden 16, a few steps); the tests of the fresh Python process
+with two devices are marked slow.
+"""
+import json
+import os
+import random
+import re
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+jax = pytest.importorskip("jax")
+import jax.numpy as jnp  # noqa: E402
+
+from dl import jax as dl  # noqa: E402
+from dl import reference as ref  # noqa: E402
+from dl.train import DivergedError  # noqa: E402
+
+V, H, B, T = 10, 16, 4, 6
+TEXT = ("the time traveller for so it will be convenient to speak of him was expounding "
+        "a recondite matter to us ") * 3
+CELLS = ("rnn", "gru", "lstm")
+LAYER_GATES = {"rnn": ("h",), "gru": ("z", "r", "h"), "lstm": ("i", "f", "o", "c")}
+PERPLEXITY_LINE = r"^perplexity (\d+\.\d), (\d+\.\d) tokens/sec on {}$"
+COMPILED = "compiled the training step in"
+
+
+def perplexity_line(device=None):
+    """The book's summary line on ``device`` (the default: try_gpu(), 'cpu:0' here)."""
+    device = device or dl.try_gpu()
+    return re.compile(PERPLEXITY_LINE.format(re.escape(f"{device.platform}:{device.id}")))
+
+
+def tiny_corpus():
+    vocab = dl.Vocab(list(TEXT))
+    return [vocab[c] for c in TEXT], vocab
+
+
+def tiny_loader(batch_size=4, num_steps=8, use_random_iter=False):
+    corpus, vocab = tiny_corpus()
+    return dl.SeqDataLoader(batch_size, num_steps, use_random_iter, corpus=corpus, vocab=vocab), vocab
+
+
+def random_batches(n=5, batch_size=B, num_steps=T, vocab_size=V, seed=0):
+    """``n`` sequential batches ``(X, Y): (batch, steps) int32`` whose rows continue."""
+    ids = np.random.default_rng(seed).integers(0, vocab_size, (batch_size, n * num_steps + 1))
+    ids = ids.astype(np.int32)
+    return [(ids[:, i * num_steps:(i + 1) * num_steps], ids[:, i * num_steps + 1:(i + 1) * num_steps + 1])
+            for i in range(n)]
+
+
+def numpy_params(cell, seed=1, scale=0.3, vocab_size=V):
+    """float32 canonical params (book init, a larger scale so training moves)."""
+    return ref.init_params(cell, vocab_size, H, np.random.default_rng(seed), scale=scale,
+                           dtype=np.float32)
+
+
+def scratch_model(cell, params, vocab_size=V):
+    _, init_state, forward = dl.CELLS[cell]
+    return dl.RNNModelScratch(
+        vocab_size, H, jax.random.PRNGKey(0),
+        lambda v, h, key: [jnp.asarray(params[n]) for n in ref.PARAM_NAMES[cell]],
+        init_state, forward)
+
+
+def fused_from_canonical(cell, params):
+    gates = LAYER_GATES[cell]
+    return {"rnn": {"W_x": jnp.concatenate([params[f"W_x{g}"] for g in gates], axis=1),
+                    "W_h": jnp.concatenate([params[f"W_h{g}"] for g in gates], axis=1),
+                    "b": jnp.concatenate([params[f"b_{g}"] for g in gates])},
+            "dense": {"W": jnp.asarray(params["W_hq"]), "b": jnp.asarray(params["b_q"])}}
+
+
+def train_steps(trainer, batches):
+    """Per-batch mean losses (before each update), the state carried across batches."""
+    state, losses = trainer.begin_state(batches[0][0].shape[0]), []
+    for X, Y in batches:
+        state = trainer.train_step(X, Y, state)
+        losses.append(trainer.take_loss_sum() / Y.size)
+    return losses
+
+
+def weights(net):
+    return [np.asarray(p).copy() for p in jax.tree_util.tree_leaves(net.params)]
+
+
+def assert_weights_close(a, b, tol):
+    assert len(a) == len(b)
+    for i, (x, y) in enumerate(zip(a, b)):
+        np.testing.assert_allclose(x, y, rtol=tol, atol=tol, err_msg=f"parameter {i}")
+
+
+def global_norm(arrays):
+    return float(np.sqrt(sum(np.sum(np.asarray(a, np.float64) ** 2) for a in arrays)))
+
+
+# ---------------------------------------------------------------------------------------------
+# (a) JaxTrainer trains exactly like the NumPy reference
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_scratch_training_matches_reference(cell, capsys):
+    """5 clipped SGD steps, lr 1; theta 1 never clips, theta 0.2 clips (checked below)."""
+    params, batches = numpy_params(cell), random_batches()
+    params64 = {name: p.astype(np.float64) for name, p in params.items()}
+    for theta in (1.0, 0.2):
+        ref_params, ref_losses = ref.train_steps(cell, params64, batches, lr=1.0, theta=theta)
+        net = scratch_model(cell, params)
+        trainer = dl.JaxTrainer(net, 1.0, theta)
+        assert trainer.compile_seconds is None
+        losses = train_steps(trainer, batches)
+        assert trainer.compile_seconds > 0 and trainer.take_loss_sum() == 0.0  # reset
+        np.testing.assert_allclose(losses, ref_losses, rtol=1e-4, atol=1e-4)
+        assert isinstance(net.params, list) and len(net.params) == len(params)
+        assert_weights_close(weights(net), [ref_params[n] for n in ref.PARAM_NAMES[cell]], 1e-4)
+        for before, after in zip((params[n] for n in ref.PARAM_NAMES[cell]), weights(net)):
+            assert not np.allclose(before, after)  # every parameter was trained
+    assert capsys.readouterr().err.count(COMPILED) == 2  # once per trainer
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_theta_1_leaves_the_steps_unclipped_and_theta_0_2_clips(cell):
+    """What the two thetas above exercise: the gradient norms along the theta=0.2 run."""
+    params, batches = numpy_params(cell), random_batches()
+    params = {name: p.astype(np.float64) for name, p in params.items()}
+    state, norms = ref.init_state(cell, B, H), []
+    for X, Y in batches:
+        Y_hat, state_next, cache = ref.forward(cell, params, ref.one_hot(X.T, V), state)
+        _, dY = ref.softmax_cross_entropy(Y_hat, Y.T.reshape(-1))
+        grads, _, _ = ref.backward(cell, params, cache, dY)
+        norms.append(global_norm(grads.values()))
+        params, state = ref.sgd_step(params, ref.clip_grads(grads, 0.2), 1.0), state_next
+    assert all(0.2 < n for n in norms[:4]) and all(n < 1.0 for n in norms), norms
+
+
+def test_token_loss_sum_is_the_summed_cross_entropy():
+    rng = np.random.default_rng(0)
+    logits = rng.standard_normal((12, V)).astype(np.float32)
+    labels = rng.integers(0, V, 12)
+    mean, _ = ref.softmax_cross_entropy(logits.astype(np.float64), labels)
+    total = dl.token_loss_sum(jnp.asarray(logits), jnp.asarray(labels))
+    np.testing.assert_allclose(float(total), 12 * mean, rtol=1e-5)
+
+
+def test_trainer_accepts_batches_of_another_shape():
+    params = numpy_params("gru")
+    first, = random_batches(n=1, num_steps=T, seed=3)
+    second, = random_batches(n=1, batch_size=2, num_steps=T + 2, seed=4)  # a ragged tail
+    params64 = {n: p.astype(np.float64) for n, p in params.items()}
+    ref_params, ref_first = ref.train_steps("gru", params64, [first], lr=1.0)
+    ref_params, ref_second = ref.train_steps("gru", ref_params, [second], lr=1.0)
+    net = scratch_model("gru", params)
+    trainer = dl.JaxTrainer(net, 1.0)
+    losses = []
+    for X, Y in (first, second):  # a fresh state each, as with random sampling
+        trainer.train_step(X, Y, trainer.begin_state(X.shape[0]))
+        losses.append(trainer.take_loss_sum() / Y.size)
+    np.testing.assert_allclose(losses, ref_first + ref_second, rtol=1e-4, atol=1e-4)
+    assert_weights_close(weights(net), [ref_params[n] for n in ref.PARAM_NAMES["gru"]], 1e-4)
+
+
+# ---------------------------------------------------------------------------------------------
+# (b) gradient clipping on a pytree
+
+
+def random_grads(norm, seed=0):
+    """A nested pytree (dict of list, tuple and array) whose global norm is ``norm``."""
+    rng = np.random.default_rng(seed)
+    tree = {"rnn": [rng.standard_normal((3, 4)), rng.standard_normal((4,))],
+            "dense": (rng.standard_normal((2, 2, 2)),), "b": rng.standard_normal(5)}
+    scale = norm / global_norm(jax.tree_util.tree_leaves(tree))
+    return jax.tree_util.tree_map(lambda g: jnp.asarray(g * scale, jnp.float32), tree)
+
+
+@pytest.mark.parametrize("compiled", [False, True], ids=["eager", "jit"])
+def test_grad_clipping_scales_a_large_norm_to_exactly_theta(compiled):
+    grads = random_grads(5.0)
+    clip = jax.jit(dl.grad_clipping, static_argnums=1) if compiled else dl.grad_clipping
+    clipped = clip(grads, 1.0)
+    assert jax.tree_util.tree_structure(clipped) == jax.tree_util.tree_structure(grads)
+    assert global_norm(jax.tree_util.tree_leaves(clipped)) == pytest.approx(1.0, rel=1e-6)
+    for g, c in zip(jax.tree_util.tree_leaves(grads), jax.tree_util.tree_leaves(clipped)):
+        assert c.shape == g.shape and c.dtype == g.dtype
+        np.testing.assert_allclose(np.asarray(c), np.asarray(g) / 5.0, rtol=1e-5, atol=1e-8)
+    assert global_norm(jax.tree_util.tree_leaves(grads)) == pytest.approx(5.0, rel=1e-6)  # pure
+
+
+def test_grad_clipping_leaves_a_small_norm_unchanged():
+    grads = random_grads(0.5, seed=1)
+    clipped = dl.grad_clipping(grads, 1)  # integer theta
+    for g, c in zip(jax.tree_util.tree_leaves(grads), jax.tree_util.tree_leaves(clipped)):
+        np.testing.assert_array_equal(np.asarray(c), np.asarray(g))
+
+
+def test_grad_clipping_of_zero_gradients_stays_zero():
+    zeros = jax.tree_util.tree_map(jnp.zeros_like, random_grads(1.0))
+    clipped = dl.grad_clipping(zeros, 1.0)  # a zero norm: no division by zero
+    assert all(np.all(np.asarray(c) == 0) for c in jax.tree_util.tree_leaves(clipped))
+
+
+# ---------------------------------------------------------------------------------------------
+# (c) bad inputs and divergence
+
+
+@pytest.fixture
+def small_setup():
+    loader, vocab = tiny_loader()
+    net = scratch_model("lstm", numpy_params("lstm", vocab_size=len(vocab)), vocab_size=len(vocab))
+    return net, loader, vocab
+
+
+@pytest.mark.parametrize("lr, num_epochs, name", [
+    (0, 1, "lr"), (-1.0, 1, "lr"), (float("nan"), 1, "lr"), (float("inf"), 1, "lr"),
+    (1, -1, "num_epochs"), (1, 1.5, "num_epochs")])
+def test_train_dl_rejects_bad_lr_and_epochs(small_setup, capsys, lr, num_epochs, name):
+    net, loader, vocab = small_setup
+    before = weights(net)
+    with pytest.raises(ValueError, match=name):
+        dl.train_dl(net, loader, vocab, lr, num_epochs)
+    out = capsys.readouterr()
+    assert out.out == "" and COMPILED not in out.err  # refused before training
+    assert_weights_close(weights(net), before, 0)
+
+
+@pytest.mark.parametrize("lr", [0, -0.5])
+def test_trainer_and_train_epoch_reject_a_non_positive_lr(small_setup, lr):
+    net, loader, _ = small_setup
+    with pytest.raises(ValueError, match="lr"):
+        dl.JaxTrainer(net, lr)
+    with pytest.raises(ValueError, match="lr"):
+        dl.train_epoch_dl(net, loader, lr)
+
+
+def test_predict_dl_rejects_negative_num_preds_and_empty_prefix(small_setup):
+    net, _, vocab = small_setup
+    with pytest.raises(ValueError, match="num_preds"):
+        dl.predict_dl("time", -1, net, vocab)
+    with pytest.raises(ValueError, match="prefix"):
+        dl.predict_dl("", 3, net, vocab)
+
+
+def test_nan_weights_stop_training_with_diverged_error(small_setup, capsys):
+    net, loader, vocab = small_setup
+    net.params = [p * jnp.nan for p in net.params]
+    with pytest.raises(DivergedError, match=r"epoch 1\b") as info:
+        dl.train_dl(net, loader, vocab, 1, 3)
+    assert "smaller learning rate" in str(info.value)
+    assert "perplexity" not in capsys.readouterr().out
+    assert issubclass(dl.DivergedError, FloatingPointError) and dl.DivergedError is DivergedError
+
+
+def test_huge_learning_rate_stops_training_with_diverged_error(capsys):
+    loader, vocab = tiny_loader()
+    net = dl.RNNModel(dl.LSTM(len(vocab), H), len(vocab), jax.random.PRNGKey(0))
+    with pytest.raises(DivergedError, match=r"epoch [12]\b") as info:
+        dl.train_dl(net, loader, vocab, 1e30, 3)
+    assert "lr=1e+30" in str(info.value)
+    assert "perplexity" not in capsys.readouterr().out
+
+
+# ---------------------------------------------------------------------------------------------
+# (d) train_dl end to end, prediction, the book's names
+
+
+def check_book_output(out, vocab, epochs_printed=()):
+    lines = out.strip("\n").split("\n")
+    assert len(lines) == len(epochs_printed) + 3, out  # summary and two continuations
+    for line in lines[:len(epochs_printed)]:
+        assert line.startswith("time traveller") and len(line) == len("time traveller") + 50
+    summary = lines[len(epochs_printed)]
+    match = perplexity_line().match(summary)
+    assert match, summary
+    assert 1.0 <= float(match.group(1)) < 2 * len(vocab) and float(match.group(2)) > 0
+    for line, prefix in zip(lines[-2:], ("time traveller", "traveller")):
+        assert line.startswith(prefix) and len(line) == len(prefix) + 50, line
+        assert "<unk>" not in line
+
+
+def test_train_dl_scratch_as_in_the_seed(capsys):
+    loader, vocab = tiny_loader()
+    device = dl.try_gpu()
+    model = dl.RNNModelScratch(len(vocab), H, jax.random.PRNGKey(0), dl.get_lstm_params,
+                               dl.init_lstm_state, dl.lstm)
+    before = weights(model)
+    animator = dl.Animator()
+    assert dl.train_dl(model, loader, vocab, 1, 12, device, animator=animator) is None
+    captured = capsys.readouterr()
+    check_book_output(captured.out, vocab, epochs_printed=[10])
+    assert captured.err.count(COMPILED) == 1  # compiled once for all 12 epochs
+    assert re.search(COMPILED + r" \d+\.\d s", captured.err)
+    assert COMPILED not in captured.out
+    assert animator.X == [[10]] and np.isfinite(animator.Y[0][0])
+    assert all(not np.allclose(b, a) for b, a in zip(before, weights(model)))
+
+
+def test_train_ch8_concise_with_random_iter_trains_like_the_reference(capsys):
+    """RNNModel(GRU) with canonical weights fused (gates z, r, h), 3 epochs of random batches
+    (a fresh state each): the reference's weights and last-epoch perplexity."""
+    loader, vocab = tiny_loader(use_random_iter=True)
+    params = numpy_params("gru", vocab_size=len(vocab))
+    random.seed(0)  # the loader's offsets and order in each epoch
+    epochs = [list(loader) for _ in range(3)]
+    ref_params = {n: p.astype(np.float64) for n, p in params.items()}
+    for batches in epochs:
+        losses = []
+        for batch in batches:  # a fresh state for every batch
+            ref_params, (loss,) = ref.train_steps("gru", ref_params, [batch], lr=1.0)
+            losses.append(loss)
+    model = dl.RNNModel(dl.GRU(len(vocab), H), len(vocab), jax.random.PRNGKey(1))
+    model.params = fused_from_canonical("gru", params)
+    random.seed(0)
+    assert dl.train_ch8(model, loader, vocab, 1, 3, use_random_iter=True) is None
+    captured = capsys.readouterr()
+    check_book_output(captured.out, vocab)
+    assert captured.err.count(COMPILED) == 1
+    ppl = float(perplexity_line().match(captured.out.split("\n")[0]).group(1))
+    assert ppl == pytest.approx(np.exp(np.mean(losses)), abs=0.051)
+    assert set(model.params) == {"rnn", "dense"} and set(model.params["rnn"]) == {"W_x", "W_h", "b"}
+    expected = jax.tree_util.tree_leaves(fused_from_canonical("gru", ref_params))
+    assert_weights_close(weights(model), [np.asarray(e) for e in expected], 1e-4)
+
+
+def test_train_epoch_dl_matches_the_reference_epoch(capsys):
+    """One epoch of sequential batches: the state carried, the loss summed on the device over
+    the batches and read once; perplexity exp(mean loss) and the weights of the reference."""
+    loader, vocab = tiny_loader()
+    params = numpy_params("lstm", vocab_size=len(vocab))
+    random.seed(0)  # the loader's random offset
+    batches = list(loader)
+    assert len(batches) > 2
+    ref_params, ref_losses = ref.train_steps(
+        "lstm", {n: p.astype(np.float64) for n, p in params.items()}, batches, lr=1.0)
+    net = scratch_model("lstm", params, vocab_size=len(vocab))
+    random.seed(0)
+    ppl, speed = dl.train_epoch_dl(net, loader, 1.0, False, theta=1.0)
+    assert ppl == pytest.approx(np.exp(np.mean(ref_losses)), rel=1e-4) and speed > 0
+    assert_weights_close(weights(net), [ref_params[n] for n in ref.PARAM_NAMES["lstm"]], 1e-4)
+    assert capsys.readouterr().err.count(COMPILED) == 1
+
+
+def test_book_aliases_and_try_gpu():
+    assert dl.train_ch8 is dl.train_dl
+    assert dl.train_epoch_ch8 is dl.train_epoch_dl
+    assert dl.predict_ch8 is dl.predict_dl
+    device = dl.try_gpu()
+    assert isinstance(device, jax.Device)
+    if not any(d.platform == "gpu" for d in jax.devices()):
+        assert device == jax.devices("cpu")[0] and device.platform == "cpu"
+        assert dl.try_gpu(3) == jax.devices("cpu")[0]
+
+
+def test_predict_dl_returns_prefix_plus_num_preds_characters(small_setup):
+    net, _, vocab = small_setup
+    out = dl.predict_dl("time traveller", 12, net, vocab)
+    assert out.startswith("time traveller") and len(out) == len("time traveller") + 12
+    predictor = dl.Predictor(net, vocab, dl.try_gpu())
+    for num_preds in (0, 1, 12):  # greedy: the same continuation, cut at num_preds
+        assert predictor("time traveller", num_preds) == out[:len("time traveller") + num_preds]
+    assert dl.predict_ch8("time traveller", 12, net, vocab, dl.try_gpu()) == out
+
+
+def test_predict_dl_maps_unknown_characters_to_unk(small_setup):
+    net, _, vocab = small_setup
+    assert vocab["T"] == vocab["!"] == vocab.unk
+    out = dl.predict_dl("Time Traveller!", 10, net, vocab)
+    assert out.startswith("<unk>ime <unk>raveller<unk>")
+    assert len(vocab[list(out.replace("<unk>", "?"))]) == len("Time Traveller!") + 10
+
+
+def test_predict_dl_continuation_is_the_greedy_argmax(small_setup):
+    """predict_dl warms up on the prefix and appends argmax tokens, as the book does."""
+    net, _, vocab = small_setup
+    prefix = "the ti"
+    state, apply = net.begin_state(1), jax.jit(net.apply)
+    outputs = [vocab[prefix[0]]]
+    for token in prefix[1:]:
+        _, state = apply(net.params, jnp.array([[outputs[-1]]]), state)
+        outputs.append(vocab[token])
+    for _ in range(5):
+        y, state = apply(net.params, jnp.array([[outputs[-1]]]), state)
+        outputs.append(int(jnp.argmax(y, axis=1)[0]))
+    assert dl.predict_dl(prefix, 5, net, vocab) == "".join(vocab.to_tokens(outputs))
+
+
+# ---------------------------------------------------------------------------------------------
+# (e) data parallelism: two forced host devices in a fresh process
+
+
+DATA_PARALLEL = '''
+import os
+os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=2"  # before importing jax
+import io, json, sys, contextlib
+import numpy as np
+import jax, jax.numpy as jnp
+from dl import jax as dl
+from dl import reference as ref
+
+V, H, B, T = 10, 16, 4, 6
+assert len(jax.devices()) == 2, jax.devices()
+ids = np.random.default_rng(0).integers(0, V, (B, 3 * T + 1)).astype(np.int32)
+batches = [(ids[:, i * T:(i + 1) * T], ids[:, i * T + 1:(i + 1) * T + 1]) for i in range(3)]
+params = ref.init_params("lstm", V, H, np.random.default_rng(1), scale=0.3, dtype=np.float32)
+
+def make():
+    return dl.RNNModelScratch(V, H, jax.random.PRNGKey(0),
+        lambda v, h, k: [jnp.asarray(params[n]) for n in ref.PARAM_NAMES["lstm"]],
+        dl.init_lstm_state, dl.lstm)
+
+def sharding(a):
+    s = a.sharding
+    spec = getattr(s, "spec", None)
+    return {"devices": len(s.device_set), "replicated": bool(s.is_fully_replicated),
+            "whole": spec == jax.sharding.PartitionSpec(),
+            "rows": spec == jax.sharding.PartitionSpec("batch")}
+
+out = {}
+for n in (1, 2):
+    net = make()
+    trainer = dl.JaxTrainer(net, 1.0, theta=0.5, device=jax.devices()[:n])
+    state, losses = trainer.begin_state(B), []
+    for X, Y in batches:
+        state = trainer.train_step(X, Y, state)
+        losses.append(trainer.take_loss_sum() / Y.size)
+    out[f"scratch{n}"] = {
+        "losses": losses,
+        "weights": [np.asarray(p).tolist() for p in jax.tree_util.tree_leaves(net.params)],
+        "params": [sharding(p) for p in jax.tree_util.tree_leaves(net.params)],
+        "state": [sharding(s) for s in state]}
+
+trainer = dl.JaxTrainer(make(), 1.0, device=jax.devices())
+try:
+    trainer.begin_state(3)
+    out["odd_batch"] = "no error"
+except ValueError as err:
+    out["odd_batch"] = "ValueError: " + str(err)
+
+TEXT = "the time traveller for so it will be convenient to speak of him " * 3
+vocab = dl.Vocab(list(TEXT))
+corpus = [vocab[c] for c in TEXT]
+printed = io.StringIO()
+try:
+    with contextlib.redirect_stdout(printed):
+        dl.train_dl(dl.RNNModelScratch(len(vocab), H, jax.random.PRNGKey(0), dl.get_lstm_params,
+                                       dl.init_lstm_state, dl.lstm),
+                    dl.SeqDataLoader(3, 5, corpus=corpus, vocab=vocab), vocab, 1, 1,
+                    device=jax.devices())
+    out["odd_train_dl"] = "no error"
+except ValueError as err:
+    out["odd_train_dl"] = "ValueError: " + str(err)
+out["odd_train_dl_printed"] = printed.getvalue()
+print("RESULT " + json.dumps(out))
+'''
+
+
+@pytest.fixture(scope="module")
+def data_parallel_run(tmp_path_factory):
+    script = tmp_path_factory.mktemp("dp") / "data_parallel.py"
+    script.write_text(textwrap.dedent(DATA_PARALLEL))
+    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2",
+               JAX_PLATFORMS="cpu")
+    proc = subprocess.run([sys.executable, str(script)], env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-5000:]
+    line = next(l for l in proc.stdout.splitlines() if l.startswith("RESULT "))
+    return json.loads(line[len("RESULT "):])
+
+
+@pytest.mark.slow
+def test_two_devices_train_like_one(data_parallel_run):
+    out = data_parallel_run
+    one, two = out["scratch1"], out["scratch2"]
+    np.testing.assert_allclose(two["losses"], one["losses"], rtol=1e-5, atol=1e-5)
+    assert_weights_close([np.array(w) for w in two["weights"]],
+                         [np.array(w) for w in one["weights"]], 1e-5)
+    assert one["losses"][-1] != one["losses"][0]
+    # the parameters are replicated on both devices, the state is split by rows
+    assert all(p == {"devices": 2, "replicated": True, "whole": True, "rows": False}
+               for p in two["params"]), two["params"]
+    assert all(s == {"devices": 2, "replicated": False, "whole": False, "rows": True}
+               for s in two["state"]), two["state"]
+    assert all(p["devices"] == 1 for p in one["params"])
+
+
+@pytest.mark.slow
+def test_two_devices_refuse_a_batch_size_they_cannot_split(data_parallel_run):
+    out = data_parallel_run
+    assert out["odd_batch"].startswith("ValueError") and "divisible" in out["odd_batch"]
+    assert out["odd_train_dl"].startswith("ValueError") and "divisible" in out["odd_train_dl"]
+    assert out["odd_train_dl_printed"] == ""
