@@ -1,6 +1,15 @@
-"""Metrics shared by every backend."""
+"""Metrics shared by every backend: perplexity for language models, forecast errors for series.
+
+Forecast metrics take y_true and y_pred of the same shape (any shape, e.g. (N, horizon));
+shapes are never broadcast, so a (N, 1) against (N,) mix-up is an error, not a silent
+(N, N) comparison. They return Python floats; NaN in the inputs gives NaN.
+"""
 
 import math
+
+import numpy as np
+
+from dl.validate import check_positive
 
 
 def perplexity(loss_sum: float, num_tokens: float) -> float:
@@ -9,3 +18,83 @@ def perplexity(loss_sum: float, num_tokens: float) -> float:
         raise ValueError(f"perplexity needs at least one token, got num_tokens={num_tokens}")
     mean = loss_sum / num_tokens
     return math.exp(mean) if mean < 709 else math.inf
+
+
+def _pair(name, y_true, y_pred):
+    """y_true and y_pred as float64 arrays of one shape with at least one value."""
+    y_true = np.asarray(y_true, dtype=np.float64)
+    y_pred = np.asarray(y_pred, dtype=np.float64)
+    if y_true.shape != y_pred.shape:
+        raise ValueError(f"{name}: y_true and y_pred must have the same shape, got "
+                         f"{y_true.shape} and {y_pred.shape}")
+    if y_true.size == 0:
+        raise ValueError(f"{name} needs at least one value, got empty arrays")
+    return y_true, y_pred
+
+
+def mae(y_true, y_pred) -> float:
+    """Mean absolute error, mean |y_true - y_pred|."""
+    y_true, y_pred = _pair("mae", y_true, y_pred)
+    return float(np.mean(np.abs(y_true - y_pred)))
+
+
+def rmse(y_true, y_pred) -> float:
+    """Root mean squared error, sqrt(mean (y_true - y_pred)^2)."""
+    y_true, y_pred = _pair("rmse", y_true, y_pred)
+    return float(np.sqrt(np.mean((y_true - y_pred) ** 2)))
+
+
+def _naive_scale(y_train, period):
+    """In-sample MAE of the seasonal naive forecast y[t - period] on the training part."""
+    check_positive("period", period, integer=True)
+    y_train = np.asarray(y_train, dtype=np.float64)
+    if y_train.ndim == 2 and y_train.shape[1] == 1:
+        y_train = y_train[:, 0]
+    if y_train.ndim != 1:
+        raise ValueError(f"mase: y_train must be the training part of the target, shape (T,), "
+                         f"got {y_train.shape}")
+    if len(y_train) <= period:
+        raise ValueError(f"mase needs a training part longer than period={period}, got "
+                         f"{len(y_train)} values")
+    return float(np.mean(np.abs(y_train[period:] - y_train[:-period])))
+
+
+def mase(y_true, y_pred, y_train, period: int = 1) -> float:
+    """Mean absolute scaled error: MAE / the in-sample MAE of the seasonal naive forecast
+    (y[t] predicted by y[t - period]; period 1: naive) on the training part y_train (T,).
+
+    Below 1 beats that naive forecast on average. When the scale is 0 (the training part is
+    constant, or repeats exactly every `period` steps) MASE is undefined: the result is
+    ``math.nan`` (never a ZeroDivisionError) and :func:`mase_undefined_reason` says why.
+    """
+    y_true, y_pred = _pair("mase", y_true, y_pred)
+    scale = _naive_scale(y_train, period)
+    if scale == 0 or not math.isfinite(scale):
+        return math.nan
+    return float(np.mean(np.abs(y_true - y_pred))) / scale
+
+
+def mase_undefined_reason(y_train, period: int = 1) -> str | None:
+    """Why :func:`mase` returns NaN for this training part, or None when it is defined."""
+    scale = _naive_scale(y_train, period)
+    if not math.isfinite(scale):
+        return "MASE is undefined: the training part has NaN or infinite values"
+    if scale > 0:
+        return None
+    y_train = np.ravel(np.asarray(y_train, dtype=np.float64))
+    what = ("is constant" if np.all(y_train == y_train[0])
+            else f"repeats exactly every {period} steps")
+    return (f"MASE is undefined: the training part {what}, so the in-sample "
+            f"{'naive' if period == 1 else f'seasonal naive (period {period})'} forecast has "
+            "error 0 and there is no scale to divide by; compare MAE or RMSE instead")
+
+
+def smape(y_true, y_pred) -> float:
+    """Symmetric mean absolute percentage error in percent, 0..200:
+    mean of 200 |y_true - y_pred| / (|y_true| + |y_pred|), where a term with
+    y_true = y_pred = 0 (0/0) counts as 0, a perfect forecast."""
+    y_true, y_pred = _pair("smape", y_true, y_pred)
+    denominator = np.abs(y_true) + np.abs(y_pred)
+    safe = np.where(denominator == 0, 1.0, denominator)
+    terms = np.where(denominator == 0, 0.0, 2.0 * np.abs(y_true - y_pred) / safe)
+    return float(100.0 * np.mean(terms))
