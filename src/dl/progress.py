@@ -9,6 +9,8 @@ import time
 
 import numpy as np
 
+from dl.files import atomic_write
+
 
 class Timer:
     """Records wall-clock intervals between ``start()`` and ``stop()``."""
@@ -112,14 +114,7 @@ class Animator:
 
     def savefig(self, path: str | os.PathLike) -> None:
         """Write the plot as PNG to ``path`` (atomically: a temporary file, then a rename)."""
-        tmp = f"{os.fspath(path)}.tmp{os.getpid()}"
-        try:
-            with open(tmp, "wb") as f:
-                f.write(self.png())
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.remove(tmp)
+        atomic_write(path, self.png())
 
     def _show(self) -> None:
         from IPython.display import Image, display

@@ -94,12 +94,20 @@ def fit(trainer: Trainer, train_iter: Iterable, num_epochs: int, lr: float,
     return animator
 
 
+def greedy(logits: np.ndarray) -> int:
+    """The most likely token: the book's choice."""
+    return int(logits.argmax())
+
+
 def predict_tokens(prefix, num_preds: int, vocab, step: Callable[[int, State], tuple[Any, State]],
-                   state: State) -> str:
-    """Warm up on ``prefix``, then append ``num_preds`` greedy predictions (the book's predict_ch8).
+                   state: State, choose: Callable[[np.ndarray], int] = greedy) -> str:
+    """Warm up on ``prefix``, then append ``num_preds`` predictions (the book's predict_ch8).
 
     ``step(token_id, state) -> (logits, state)`` runs the model on one token; ``logits`` is
-    any array-like of shape ``(1, vocab_size)``. Tokens outside the vocabulary map to ``<unk>``.
+    any array-like of ``vocab_size`` numbers (``(1, vocab_size)`` or ``(vocab_size,)``).
+    ``choose(logits: (vocab_size,)) -> token_id`` picks the next token (greedy by default).
+    ``prefix`` is a string (characters, joined without separator) or a list of tokens (joined
+    with spaces). Tokens outside the vocabulary map to ``<unk>``.
     """
     check_positive("num_preds", num_preds, allow_zero=True, integer=True)
     if len(prefix) == 0:
@@ -110,6 +118,6 @@ def predict_tokens(prefix, num_preds: int, vocab, step: Callable[[int, State], t
         outputs.append(vocab[token])
     for _ in range(num_preds):
         logits, state = step(outputs[-1], state)
-        outputs.append(int(np.asarray(logits).reshape(-1).argmax()))
+        outputs.append(choose(np.asarray(logits, dtype=np.float64).reshape(-1)))
     separator = "" if isinstance(prefix, str) else " "
     return separator.join(vocab.to_tokens(outputs))

@@ -1,7 +1,8 @@
 """Minibatches of token ids for language models, with the book's (d2l 0.17) algorithms.
 
 Both iterators draw from Python's :mod:`random` exactly as the book's library does, so after
-the same ``random.seed(...)`` they yield the same batches. Batches are NumPy int arrays
+the same ``random.seed(...)`` they yield the same batches; pass ``rng=random.Random(seed)`` to
+draw from a generator of your own instead (the command line does, for exact resumes). Batches are NumPy int arrays
 ``X, Y: (batch_size, num_steps)`` with ``Y`` the next token of ``X``; backends convert them.
 """
 
@@ -37,17 +38,18 @@ def _check_sizes(corpus: Sequence[int], batch_size: int, num_steps: int, random_
             "smaller sizes")
 
 
-def seq_data_iter_random(corpus: Sequence[int], batch_size: int, num_steps: int) -> Iterator[Batch]:
+def seq_data_iter_random(corpus: Sequence[int], batch_size: int, num_steps: int, *,
+                         rng=random) -> Iterator[Batch]:
     """Batches of subsequences at random positions; each is used at most once per epoch."""
     _check_sizes(corpus, batch_size, num_steps, random_iter=True)
-    return _random_batches(corpus, batch_size, num_steps)
+    return _random_batches(corpus, batch_size, num_steps, rng)
 
 
-def _random_batches(corpus, batch_size, num_steps):
-    corpus = corpus[random.randint(0, num_steps - 1):]
+def _random_batches(corpus, batch_size, num_steps, rng):
+    corpus = corpus[rng.randint(0, num_steps - 1):]
     num_subseqs = (len(corpus) - 1) // num_steps
     initial_indices = list(range(0, num_subseqs * num_steps, num_steps))
-    random.shuffle(initial_indices)
+    rng.shuffle(initial_indices)
     num_batches = num_subseqs // batch_size
     for i in range(0, batch_size * num_batches, batch_size):
         starts = initial_indices[i: i + batch_size]
@@ -56,14 +58,31 @@ def _random_batches(corpus, batch_size, num_steps):
         yield np.array(X, dtype=np.int32), np.array(Y, dtype=np.int32)
 
 
-def seq_data_iter_sequential(corpus: Sequence[int], batch_size: int, num_steps: int) -> Iterator[Batch]:
+def seq_data_iter_sequential(corpus: Sequence[int], batch_size: int, num_steps: int, *,
+                             rng=random) -> Iterator[Batch]:
     """Batches whose rows continue the rows of the previous batch (state can be carried)."""
     _check_sizes(corpus, batch_size, num_steps, random_iter=False)
-    return _sequential_batches(corpus, batch_size, num_steps)
+    return _sequential_batches(corpus, batch_size, num_steps, rng)
 
 
-def _sequential_batches(corpus, batch_size, num_steps):
-    offset = random.randint(0, num_steps)
+def eval_batches(corpus: Sequence[int], batch_size: int, num_steps: int) -> Iterator[Batch]:
+    """Sequential batches from offset 0, for evaluation: the corpus is cut into ``batch_size``
+    rows (fewer if rows would be shorter than ``num_steps``) and walked ``num_steps`` at a
+    time, the last batch shorter, so every token but a remainder of fewer than ``rows`` is
+    predicted once."""
+    if len(corpus) < 2:
+        raise ValueError(f"a corpus of {len(corpus)} tokens has nothing to predict; "
+                         "evaluation needs at least 2 tokens")
+    rows = max(1, min(batch_size, (len(corpus) - 1) // num_steps))
+    columns = (len(corpus) - 1) // rows
+    Xs = np.asarray(corpus[:rows * columns], dtype=np.int32).reshape(rows, columns)
+    Ys = np.asarray(corpus[1:rows * columns + 1], dtype=np.int32).reshape(rows, columns)
+    for i in range(0, columns, num_steps):
+        yield Xs[:, i: i + num_steps], Ys[:, i: i + num_steps]
+
+
+def _sequential_batches(corpus, batch_size, num_steps, rng):
+    offset = rng.randint(0, num_steps)
     num_tokens = ((len(corpus) - offset - 1) // batch_size) * batch_size
     Xs = np.asarray(corpus[offset: offset + num_tokens], dtype=np.int32).reshape(batch_size, -1)
     Ys = np.asarray(corpus[offset + 1: offset + 1 + num_tokens], dtype=np.int32).reshape(batch_size, -1)
@@ -77,17 +96,17 @@ class SeqDataLoader:
 
     def __init__(self, batch_size: int, num_steps: int, use_random_iter: bool = False,
                  max_tokens: int = 10000, *, corpus: Sequence[int] | None = None,
-                 vocab: Vocab | None = None, token: str = "char"):
+                 vocab: Vocab | None = None, token: str = "char", rng=random):
         if corpus is None:
             corpus, vocab = load_corpus_time_machine(max_tokens, token=token)
         _check_sizes(corpus, batch_size, num_steps, use_random_iter)
         self.data_iter_fn = seq_data_iter_random if use_random_iter else seq_data_iter_sequential
         self.corpus, self.vocab = corpus, vocab
         self.batch_size, self.num_steps = batch_size, num_steps
-        self.use_random_iter = use_random_iter
+        self.use_random_iter, self.rng = use_random_iter, rng
 
     def __iter__(self) -> Iterator[Batch]:
-        return self.data_iter_fn(self.corpus, self.batch_size, self.num_steps)
+        return self.data_iter_fn(self.corpus, self.batch_size, self.num_steps, rng=self.rng)
 
 
 def load_data_time_machine(batch_size: int, num_steps: int, use_random_iter: bool = False,

@@ -46,7 +46,9 @@ def token_loss_sum(logits, labels):
 
 class JaxTrainer:
     """The :class:`dl.train.Trainer` for JAX models: ``net.apply(params, X, state)`` and
-    ``net.params`` (updated in place after every step).
+    ``net.params`` (updated in place after every step). A model with ``stochastic = True``
+    (dropout) is called as ``net.apply(params, X, state, key=k)``, ``k`` split off ``net.key``
+    at every step.
 
     ``device`` is one ``jax.Device`` or a list of them: with several, each batch and state is
     split by rows across the devices (data parallelism through sharding), the parameters are
@@ -64,19 +66,22 @@ class JaxTrainer:
         self.net.params = jax.device_put(net.params, self.replicated)
         self.loss_sum = jax.device_put(jnp.zeros(()), self.replicated)
         self._step = jax.jit(self._pure_step)
+        self.unused_key = jax.random.PRNGKey(0)  # for models without dropout
         self.compile_seconds = None
 
-    def _pure_step(self, params, loss_sum, X, Y, state):
+    def _pure_step(self, params, loss_sum, key, X, Y, state):
         y = Y.T.reshape(-1)
+        key, step_key = jax.random.split(key)
+        kwargs = {"key": step_key} if getattr(self.net, "stochastic", False) else {}
 
         def loss(params):
-            logits, new_state = self.net.apply(params, X, state)
+            logits, new_state = self.net.apply(params, X, state, **kwargs)
             total = token_loss_sum(logits, y)
             return total / y.size, (total, new_state)
         (_, (total, state)), grads = jax.value_and_grad(loss, has_aux=True)(params)
         grads = grad_clipping(grads, self.theta)
         params = jax.tree_util.tree_map(lambda p, g: p - self.lr * g, params, grads)
-        return params, loss_sum + total, state
+        return params, loss_sum + total, key, state
 
     def begin_state(self, batch_size):
         if batch_size % self.num_devices:
@@ -86,15 +91,22 @@ class JaxTrainer:
 
     def train_step(self, X, Y, state):
         X, Y = jax.device_put((X, Y), self.rows)
-        args = (self.net.params, self.loss_sum, X, Y, state)
+        key = getattr(self.net, "key", self.unused_key)
+        args = (self.net.params, self.loss_sum, key, X, Y, state)
         if self.compile_seconds is None:  # the first call compiles: time it, once
             start = time.perf_counter()
-            self.net.params, self.loss_sum, state = jax.block_until_ready(self._step(*args))
+            self.net.params, self.loss_sum, key, state = jax.block_until_ready(self._step(*args))
+            self._keep_key(key)
             self.compile_seconds = time.perf_counter() - start
             print(f"compiled the training step in {self.compile_seconds:.1f} s", file=sys.stderr)
             return state
-        self.net.params, self.loss_sum, state = self._step(*args)
+        self.net.params, self.loss_sum, key, state = self._step(*args)
+        self._keep_key(key)
         return state
+
+    def _keep_key(self, key):
+        if hasattr(self.net, "key"):
+            self.net.key = key
 
     def take_loss_sum(self) -> float:
         total, self.loss_sum = float(self.loss_sum), jnp.zeros_like(self.loss_sum)

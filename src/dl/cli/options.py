@@ -1,0 +1,146 @@
+"""The training options, declared once for ``dl train`` (one value each) and ``dl sweep``
+(comma-separated lists), with parsers whose errors name the option and the accepted range."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from typing import Any, Callable
+
+
+def _int(text: str, minimum: int) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < minimum:
+        raise argparse.ArgumentTypeError(f"{value} must be at least {minimum}")
+    return value
+
+
+def positive_int(text: str) -> int:
+    return _int(text, 1)
+
+
+def count(text: str) -> int:
+    """A whole number >= 0."""
+    return _int(text, 0)
+
+
+def _float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if value != value or value in (float("inf"), float("-inf")):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
+    return value
+
+
+def positive_float(text: str) -> float:
+    value = _float(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{value} must be greater than 0")
+    return value
+
+
+def fraction(text: str) -> float:
+    """A number in [0, 1)."""
+    value = _float(text)
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"{value} must be at least 0 and below 1")
+    return value
+
+
+def choice(*choices: str) -> Callable[[str], str]:
+    def parse(text: str) -> str:
+        if text not in choices:
+            raise argparse.ArgumentTypeError(f"{text!r} is not one of {', '.join(choices)}")
+        return text
+    parse.__name__ = "choice"
+    return parse
+
+
+def list_of(parse: Callable[[str], Any]) -> Callable[[str], list]:
+    """``'a,b,c'`` -> ``[parse(a), parse(b), parse(c)]``."""
+    def parse_list(text: str) -> list:
+        items = [item.strip() for item in text.split(",")]
+        if not all(items):
+            raise argparse.ArgumentTypeError(f"{text!r} has an empty item; separate values "
+                                             "with commas, e.g. 64,128")
+        return [parse(item) for item in items]
+    parse_list.__name__ = parse.__name__
+    return parse_list
+
+
+@dataclasses.dataclass(frozen=True)
+class Option:
+    flag: str
+    parse: Callable[[str], Any]
+    default: Any
+    help: str
+    model: bool = False  # part of the model's definition (fixed once a run has started)
+
+    @property
+    def dest(self) -> str:
+        return self.flag.lstrip("-").replace("-", "_")
+
+
+# the defaults reproduce the seed: the book's LSTM on The Time Machine, 500 epochs
+TRAIN_OPTIONS = (
+    Option("--backend", choice("tensorflow", "torch", "jax"), None,
+           "tensorflow, torch or jax (default: the fastest installed)"),
+    Option("--text", str, None, "a UTF-8 text file to train on (default: The Time Machine)"),
+    Option("--token", choice("char", "word"), "char", "char or word tokens", model=True),
+    Option("--min-freq", count, 0, "leave out tokens seen fewer times (as <unk>)", model=True),
+    Option("--max-tokens", int, None,
+           "use the first N tokens, -1 for all (default: the book's 10000 for The Time "
+           "Machine, all of any other text)", model=True),
+    Option("--cell", choice("rnn", "gru", "lstm"), "lstm", "recurrent cell", model=True),
+    Option("--impl", choice("scratch"), "scratch",
+           "scratch: the book's cells on canonical parameters", model=True),
+    Option("--hidden", positive_int, 256, "hidden units per layer", model=True),
+    Option("--layers", positive_int, 1, "stacked recurrent layers", model=True),
+    Option("--dropout", fraction, 0.0, "dropout between layers while training", model=True),
+    Option("--no-output-tanh", None, False,
+           "LSTM with H = O * C (the chapter's exercise 4)", model=True),
+    Option("--batch-size", positive_int, 32, "sequences per batch", model=True),
+    Option("--num-steps", positive_int, 35, "time steps per sequence", model=True),
+    Option("--random-iter", None, False,
+           "random instead of sequential partitioning (state not carried)", model=True),
+    Option("--lr", positive_float, 1.0, "learning rate of SGD", model=True),
+    Option("--clip", positive_float, 1.0, "global gradient norm clipping threshold", model=True),
+    Option("--epochs", positive_int, 500, "training epochs (in all, counting resumed ones)"),
+    Option("--val-fraction", fraction, 0.0,
+           "hold out this tail of the text for validation perplexity", model=True),
+    Option("--seed", count, 0, "seed of the weights, batch offsets and dropout", model=True),
+    Option("--device", str, None, "cpu, gpu, cuda:N (default: a GPU if there is one)"),
+    Option("--precision", choice("fp32", "bf16"), "fp32", "fp32, or bf16 (torch only)"),
+)
+SWEEPABLE = tuple(o for o in TRAIN_OPTIONS if o.parse is not None and o.flag not in
+                  ("--backend", "--text", "--device", "--precision"))
+
+
+def add_train_options(parser: argparse.ArgumentParser, lists: bool = False) -> None:
+    """Add the training options; with ``lists``, sweepable ones take comma-separated values."""
+    group = parser.add_argument_group("training options")
+    for option in TRAIN_OPTIONS:
+        if option.parse is None:  # a switch
+            group.add_argument(option.flag, action="store_true", default=None, help=option.help)
+            continue
+        parse = list_of(option.parse) if lists and option in SWEEPABLE else option.parse
+        metavar = option.dest.upper() + ("[,...]" if lists and option in SWEEPABLE else "")
+        group.add_argument(option.flag, type=parse, default=None, metavar=metavar,
+                           help=f"{option.help} (default: {option.default})"
+                           if option.default is not None else option.help)
+
+
+def given(args: argparse.Namespace) -> dict[str, Any]:
+    """The training options the user gave (the others are None)."""
+    return {o.dest: getattr(args, o.dest) for o in TRAIN_OPTIONS
+            if getattr(args, o.dest, None) is not None}
+
+
+def with_defaults(values: dict[str, Any]) -> dict[str, Any]:
+    """Every training option: ``values`` where given, else the default."""
+    return {o.dest: values.get(o.dest, o.default) for o in TRAIN_OPTIONS}

@@ -1,0 +1,40 @@
+"""Opening a trained run's checkpoint as a model of any installed backend."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from dl import checkpoint, lm
+from dl.cli import backends
+from dl.data.text import Vocab
+
+CHECKPOINTS = ("auto", "best", "model")
+
+
+def open_model(run: Path, which: str = "auto", backend: str | None = None,
+               device: str | None = None):
+    """``(model, vocab, meta, stem)`` of run directory ``run``.
+
+    ``which``: ``'best'`` (lowest validation loss), ``'model'`` (latest) or ``'auto'`` (best if
+    the run kept one, else latest). The weights load into ``backend`` whatever backend trained
+    them.
+    """
+    run = Path(run)
+    if not run.is_dir():
+        raise checkpoint.CheckpointError(f"{run}: no such run directory; give the --out "
+                                         "directory of a `dl train` run")
+    stem = which
+    if which == "auto":
+        stem = "best" if checkpoint.exists(run, "best") else "model"
+    params, meta = checkpoint.load(run, stem)
+    try:
+        config = lm.LMConfig.from_dict(meta["model"])
+        vocab = Vocab.from_tokens(meta["vocab"])
+        lm.check_params(config, params)
+        meta["settings"]["token"]
+    except (KeyError, TypeError, ValueError) as err:
+        raise checkpoint.CheckpointError(
+            f"{checkpoint.weights_path(run, stem)}: its description does not fit its weights "
+            f"({err}); the checkpoint is damaged") from None
+    cls = backends.model_class(backend or backends.choose(None))
+    return cls(config, params, device=device), vocab, meta, stem

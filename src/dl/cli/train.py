@@ -1,0 +1,333 @@
+"""``dl train``: the chapter's language model on any text, with checkpoints and exact resume.
+
+With no options it reproduces the seed: an LSTM with 256 hidden units on The Time Machine
+(characters, the book's first 10,000), batches of 32 x 35, SGD with lr 1 and clipping 1,
+500 epochs, printing what the book prints.
+
+Every epoch ``e`` draws its batch offsets and dropout masks from a seed derived from
+``(--seed, e)`` alone, so a run resumed from the checkpoint of epoch ``k`` continues exactly as
+the uninterrupted run would have.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import hashlib
+import random
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from dl import __version__, checkpoint, lm
+from dl import train as core
+from dl.cli import backends
+from dl.cli.options import add_train_options, given, with_defaults, TRAIN_OPTIONS
+from dl.cli.rundir import RunDir
+from dl.data import text as textdata
+from dl.data.batches import SeqDataLoader
+from dl.metrics import perplexity
+
+BOOK_PREFIXES = ("time traveller", "traveller")
+
+
+class UsageError(ValueError):
+    """Something the user asked for cannot be done; the message says what to do."""
+
+
+def add_parser(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "train", help="train a language model (defaults: the book's LSTM on The Time Machine)",
+        description=__doc__.split("\n\n")[0])
+    add_train_options(parser)
+    run = parser.add_argument_group("run")
+    run.add_argument("--out", type=Path, default=None,
+                     help="run directory (default: runs/<cell>-<date>-<time>)")
+    run.add_argument("--resume", action="store_true", help="continue the run in --out")
+    run.add_argument("--force", action="store_true", help="overwrite the run in --out")
+    run.add_argument("--dry-run", action="store_true",
+                     help="prepare data and model, train one batch, write nothing")
+    run.add_argument("--prefix", action="append", default=None,
+                     help="text to continue in the printed samples (repeatable; default: the "
+                          "book's 'time traveller' and 'traveller' on The Time Machine)")
+    run.add_argument("--print-every", type=int, default=10, help="epochs between samples")
+    run.add_argument("--save-every", type=int, default=10, help="epochs between checkpoints")
+    parser.set_defaults(command=main)
+
+
+def main(args: argparse.Namespace) -> int:
+    out = args.out or Path("runs") / time.strftime(f"{args.cell or 'lstm'}-%Y%m%d-%H%M%S")
+    return train(given(args), out, resume=args.resume, force=args.force, dry_run=args.dry_run,
+                 prefixes=args.prefix, print_every=args.print_every, save_every=args.save_every)
+
+
+@dataclasses.dataclass
+class Data:
+    """The token ids of a run, its vocabulary and where they came from."""
+
+    train: list[int]
+    val: list[int]
+    vocab: textdata.Vocab
+    source: str
+    sha256: str
+    first_line: str
+
+
+def load_lines(path: str | None) -> tuple[list[str], str, str]:
+    """``(cleaned lines, source, sha256 of the raw text)`` of ``path`` or The Time Machine."""
+    if path is None:
+        from dl.data import hub
+        raw = hub.download("time_machine").read_text(encoding="utf-8")
+        source = "The Time Machine"
+    else:
+        raw, source = textdata.read_text_file(path), str(path)
+    lines = textdata.normalize_lines(raw)
+    if not any(lines):
+        raise UsageError(f"{source}: no letters left after cleaning (the book keeps letters "
+                         "only, lower-cased); give a text with words in it")
+    return lines, source, hashlib.sha256(raw.encode("utf-8")).hexdigest()
+
+
+def load_data(settings: dict) -> Data:
+    lines, source, sha = load_lines(settings["text"])
+    train_ids, val_ids, vocab = textdata.split_corpus(
+        lines, settings["token"], settings["max_tokens"], settings["min_freq"],
+        settings["val_fraction"])
+    if settings["val_fraction"] and len(val_ids) < 2:
+        raise UsageError(f"{source}: --val-fraction {settings['val_fraction']} holds out "
+                         f"{len(val_ids)} tokens of {len(train_ids) + len(val_ids)}; "
+                         "raise it or use a longer text")
+    return Data(train_ids, val_ids, vocab, source, sha, next(line for line in lines if line))
+
+
+def resolve(settings: dict) -> dict:
+    """Every option with its default filled in, the token cap and backend made explicit."""
+    settings = with_defaults(settings)
+    if settings["max_tokens"] is None:
+        settings["max_tokens"] = 10000 if settings["text"] is None else -1
+    if settings["max_tokens"] == 0 or settings["max_tokens"] < -1:
+        raise UsageError(f"--max-tokens {settings['max_tokens']}: give a positive count, "
+                         "or -1 for all tokens")
+    if settings["no_output_tanh"] and settings["cell"] != "lstm":
+        raise UsageError(f"--no-output-tanh applies to the LSTM only, not --cell {settings['cell']}")
+    settings["backend"] = backends.choose(settings["backend"])
+    settings["random_iter"] = bool(settings["random_iter"])
+    settings["no_output_tanh"] = bool(settings["no_output_tanh"])
+    return settings
+
+
+def model_config(settings: dict, vocab_size: int) -> lm.LMConfig:
+    return lm.LMConfig(cell=settings["cell"], vocab_size=vocab_size,
+                       num_hiddens=settings["hidden"], num_layers=settings["layers"],
+                       dropout=settings["dropout"], output_tanh=not settings["no_output_tanh"])
+
+
+def epoch_seed(seed: int, epoch: int) -> int:
+    """The seed of epoch ``epoch``'s batch offsets and dropout: a function of both only."""
+    return int(np.random.SeedSequence([seed, epoch]).generate_state(1)[0])
+
+
+def build_model(settings: dict, config: lm.LMConfig, params: dict):
+    cls = backends.model_class(settings["backend"])
+    return cls(config, params, device=settings["device"], precision=settings["precision"])
+
+
+def sample(model, vocab, prefix: str, token: str, num: int = 50, choose=core.greedy) -> str:
+    """``prefix`` (cleaned as the training text) and ``num`` tokens more from ``model``."""
+    cleaned = " ".join(textdata.normalize_lines(prefix)).strip() or prefix
+    tokens = cleaned if token == "char" else cleaned.split()
+    return core.predict_tokens(tokens, num, vocab, model.step, model.begin_state(1), choose)
+
+
+def _resume_settings(run: RunDir, asked: dict) -> tuple[dict, dict, dict]:
+    """The stored run's ``(settings, params, meta)``; refuse changed model options."""
+    params, meta = checkpoint.load(run.path)
+    stored = meta["settings"]
+    changed = [f"--{name.replace('_', '-')} {asked[name]} (the run has {stored.get(name)})"
+               for o in TRAIN_OPTIONS if o.model and (name := o.dest) in asked
+               and asked[name] != stored.get(name)]
+    if changed:
+        raise UsageError(f"--resume continues {run.path} with its own settings; these differ: "
+                         f"{'; '.join(changed)}. Start a new run for other settings")
+    settings = dict(stored)
+    settings.update({k: v for k, v in asked.items() if k in ("epochs", "backend", "device",
+                                                             "precision", "text")})
+    settings["backend"] = backends.choose(asked.get("backend"))
+    return settings, params, meta
+
+
+def train(asked: dict, out: Path, resume: bool = False, force: bool = False,
+          dry_run: bool = False, prefixes=None, print_every: int = 10, save_every: int = 10,
+          quiet: bool = False) -> int:
+    """Run ``dl train``; returns the exit status (0 done, 130 interrupted)."""
+    run = RunDir(out)
+    if not dry_run:
+        run.prepare(resume, force)
+    if resume:
+        settings, params, meta = _resume_settings(run, asked)
+    else:
+        settings, params, meta = resolve(asked), None, {}
+    data = load_data(settings)
+    if resume and data.sha256 != meta["data"]["sha256"]:
+        raise UsageError(f"--resume: the text {data.source} is not the one {run.path} was "
+                         "trained on (its sha256 differs); give the same --text")
+    config = model_config(settings, len(data.vocab))
+    loader = SeqDataLoader(settings["batch_size"], settings["num_steps"], settings["random_iter"],
+                           corpus=data.train, vocab=data.vocab)
+    model = build_model(settings, config, params or lm.init_params(config, settings["seed"]))
+    if prefixes is None:
+        prefixes = BOOK_PREFIXES if settings["text"] is None else (
+            " ".join(data.first_line.split()[:2]),)
+    session = _Session(run, settings, data, config, model, meta, prefixes, quiet)
+    if dry_run:
+        return session.dry_run(loader)
+    return session.loop(loader, print_every, save_every)
+
+
+class _Session:
+    """One invocation of ``dl train``: the epoch loop, its output and its checkpoints."""
+
+    def __init__(self, run, settings, data, config, model, meta, prefixes, quiet):
+        self.run, self.settings, self.data, self.config = run, settings, data, config
+        self.model, self.prefixes, self.quiet = model, prefixes, quiet
+        self.epoch = meta.get("epoch", 0)
+        self.best_val_loss = meta.get("best_val_loss")
+        self.records = run.keep_metrics_until(self.epoch) if self.epoch else []
+        self.saved_epoch = self.epoch
+
+    def say(self, line: str) -> None:
+        if not self.quiet:
+            print(line, flush=True)
+
+    def dry_run(self, loader) -> int:
+        trainer = self.model.trainer(self.settings["lr"], self.settings["clip"])
+        X, Y = next(iter(loader))
+        trainer.train_step(X, Y, trainer.begin_state(X.shape[0]))
+        loss = trainer.take_loss_sum() / Y.size
+        s = self.settings
+        self.say(f"dry run: {s['backend']} on {self.model.device_name}, {s['cell']} with "
+                 f"{self.config.num_params():,} parameters; {len(self.data.train):,} training "
+                 f"and {len(self.data.val):,} validation tokens of {self.data.source}, "
+                 f"vocabulary {len(self.data.vocab):,}; one batch trained (loss {loss:.3f}); "
+                 "nothing written")
+        return 0
+
+    def loop(self, loader, print_every: int, save_every: int) -> int:
+        s = self.settings
+        trainer = self.model.trainer(s["lr"], s["clip"])
+        snapshot, bar, speed = None, self._progress_bar(), 0.0
+        try:
+            for epoch in range(self.epoch + 1, s["epochs"] + 1):
+                seed = epoch_seed(s["seed"], epoch)
+                loader.rng = random.Random(seed)
+                self.model.reseed(seed)
+                started = time.perf_counter()
+                loss_sum, num_tokens, speed = core.train_epoch(trainer, loader, s["random_iter"])
+                train_ppl = core.epoch_perplexity(loss_sum, num_tokens, epoch, s["lr"])
+                record = self._record(epoch, loss_sum / num_tokens, train_ppl, speed, started)
+                self.epoch, snapshot = epoch, self.model.numpy_params()
+                self._after_epoch(record, snapshot, bar, print_every, save_every)
+        except KeyboardInterrupt:
+            return self._interrupted(snapshot, bar)
+        except core.DivergedError as err:
+            if snapshot is not None and self.saved_epoch < self.epoch:
+                self._save(snapshot, "model")
+            self._close(bar)
+            raise UsageError(f"{err} The checkpoint of epoch {self.saved_epoch} in "
+                             f"{self.run.path} is kept.") from None
+        self._close(bar)
+        if self.saved_epoch < self.epoch or snapshot is None:
+            self._save(snapshot or self.model.numpy_params(), "model")
+        self._summary(speed)
+        return 0
+
+    def _record(self, epoch, train_loss, train_ppl, speed, started) -> dict:
+        record = {"epoch": epoch, "train_loss": train_loss, "train_perplexity": train_ppl,
+                  "val_loss": None, "val_perplexity": None, "tokens_per_sec": speed}
+        if self.data.val:
+            loss_sum, num_tokens = lm.evaluate(self.model, self.data.val,
+                                               self.settings["batch_size"],
+                                               self.settings["num_steps"])
+            record["val_loss"] = loss_sum / num_tokens
+            record["val_perplexity"] = perplexity(loss_sum, num_tokens)
+        record["seconds"] = time.perf_counter() - started
+        return record
+
+    def _after_epoch(self, record, snapshot, bar, print_every, save_every) -> None:
+        self.records.append(record)
+        self.run.append_metrics(record)
+        val_loss = record["val_loss"]
+        if val_loss is not None and (self.best_val_loss is None or val_loss < self.best_val_loss):
+            self.best_val_loss = val_loss
+            self._save(snapshot, "best")
+        if record["epoch"] % save_every == 0 or record["epoch"] == self.settings["epochs"]:
+            self._save(snapshot, "model")
+            self.run.plot(self.records)
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix(self._postfix(record), refresh=False)
+            if record["epoch"] % print_every == 0:
+                bar.write(self._sample(self.prefixes[0]))
+        elif record["epoch"] % print_every == 0:
+            self.say(self._sample(self.prefixes[0]))
+
+    def _postfix(self, record) -> dict:
+        postfix = {"ppl": f"{record['train_perplexity']:.2f}"}
+        if record["val_perplexity"] is not None:
+            postfix["val"] = f"{record['val_perplexity']:.2f}"
+        postfix["tok/s"] = f"{record['tokens_per_sec']:,.0f}"
+        return postfix
+
+    def _sample(self, prefix: str) -> str:
+        return sample(self.model, self.data.vocab, prefix, self.settings["token"])
+
+    def _save(self, params: dict, stem: str) -> None:
+        last = self.records[-1] if self.records else {}
+        meta = {"model": self.config.to_dict(), "settings": self.settings,
+                "vocab": self.data.vocab.idx_to_token,
+                "data": {"source": self.data.source, "sha256": self.data.sha256,
+                         "train_tokens": len(self.data.train), "val_tokens": len(self.data.val)},
+                "epoch": self.epoch, "finished": self.epoch >= self.settings["epochs"],
+                "best_val_loss": self.best_val_loss,
+                "train_perplexity": last.get("train_perplexity"),
+                "val_perplexity": last.get("val_perplexity"),
+                "seconds": sum(r["seconds"] for r in self.records),
+                "backend": self.settings["backend"], "dl_version": __version__,
+                "rng": "epoch e draws from numpy SeedSequence([seed, e])"}
+        checkpoint.save(self.run.path, params, meta, stem)
+        if stem == "model":
+            self.saved_epoch = self.epoch
+
+    def _progress_bar(self):
+        if self.quiet or not sys.stderr.isatty():
+            return None
+        from tqdm import tqdm
+        return tqdm(total=self.settings["epochs"], initial=self.epoch, unit="epoch",
+                    dynamic_ncols=True)
+
+    @staticmethod
+    def _close(bar) -> None:
+        if bar is not None:
+            bar.close()
+
+    def _interrupted(self, snapshot, bar) -> int:
+        self._close(bar)
+        if snapshot is not None and self.saved_epoch < self.epoch:
+            self._save(snapshot, "model")
+            self.run.plot(self.records)
+        print(f"\ninterrupted: epoch {self.saved_epoch} is saved in {self.run.path}; continue "
+              f"with `dl train --out {self.run.path} --resume`", file=sys.stderr)
+        return 130
+
+    def _summary(self, speed: float) -> None:
+        last = self.records[-1] if self.records else None
+        if last is not None:
+            self.say(f"perplexity {last['train_perplexity']:.1f}, {speed:.1f} tokens/sec on "
+                     f"{self.model.device_name}")
+            if last["val_perplexity"] is not None:
+                self.say(f"validation perplexity {last['val_perplexity']:.1f}")
+        for prefix in self.prefixes:
+            self.say(self._sample(prefix))
+        self.say(f"saved {checkpoint.weights_path(self.run.path)} (epoch {self.epoch})")

@@ -1,0 +1,100 @@
+"""The command line's language model (:mod:`dl.lm`) on JAX."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from dl import lm
+from dl.jax.training import JaxTrainer, device_name, token_loss_sum
+
+OPS = SimpleNamespace(
+    take=lambda W, ids: W[ids], transpose=jnp.transpose, concat=jnp.concatenate, stack=jnp.stack,
+    reshape=jnp.reshape, split=lambda x, n: jnp.split(x, n, axis=-1), sigmoid=jax.nn.sigmoid,
+    tanh=jnp.tanh)
+
+
+def device_of(name: str | None):
+    """``None``/``'gpu'`` -> the first GPU if JAX sees one, else the CPU; ``'cpu'``, ``'gpu:N'``
+    or ``'cuda:N'`` -> that device."""
+    try:
+        gpus = jax.devices("gpu")
+    except RuntimeError:  # no GPU backend installed
+        gpus = []
+    if name in (None, "gpu"):
+        return gpus[0] if gpus else jax.devices("cpu")[0]
+    kind, _, index = name.partition(":")
+    if kind == "cpu":
+        return jax.devices("cpu")[0]
+    if kind in ("gpu", "cuda") and len(gpus) > int(index or 0):
+        return gpus[int(index or 0)]
+    raise ValueError(f"device {name!r}: JAX sees {len(gpus)} GPU(s) here; use --device cpu")
+
+
+def dropout_fn(key, rate: float):
+    """``dropout(outputs, layer)`` with a mask drawn from ``key`` folded with the layer."""
+    def dropout(outputs, layer):
+        keep = jax.random.bernoulli(jax.random.fold_in(key, layer), 1 - rate, outputs.shape)
+        return jnp.where(keep, outputs / (1 - rate), 0.0)
+    return dropout
+
+
+class LanguageModel:
+    """:func:`dl.lm.forward` with canonical parameters as a dict pytree (``.params``).
+
+    ``apply(params, X, state, key=None)`` is pure; with a PRNG ``key`` it trains (dropout on).
+    The trainer splits ``.key`` (set by :meth:`reseed`) once per step.
+    """
+
+    backend = "jax"
+
+    def __init__(self, config: lm.LMConfig, params: dict[str, np.ndarray], device=None,
+                 precision: str = "fp32"):
+        lm.check_params(config, params)
+        lm.check_precision(precision, "JAX")
+        self.config, self.device = config, device_of(device)
+        self.params = jax.device_put({name: jnp.asarray(params[name], jnp.float32)
+                                      for name in config.param_shapes()}, self.device)
+        self.stochastic = config.dropout > 0
+        self.key = jax.random.PRNGKey(0)
+        self._eval_step = jax.jit(self._eval_loss)
+        self._token_step = jax.jit(self.apply)
+
+    @property
+    def device_name(self) -> str:
+        return device_name(self.device)
+
+    def apply(self, params, X, state, key=None):
+        """``X: (B, T)`` int -> ``(logits: (T * B, V), state)``."""
+        use_dropout = key is not None and self.config.dropout > 0
+        return lm.forward(OPS, params, X, tuple(state), self.config,
+                          dropout_fn(key, self.config.dropout) if use_dropout else None)
+
+    def begin_state(self, batch_size):
+        return tuple(jnp.asarray(s) for s in lm.zero_state(self.config, batch_size))
+
+    def numpy_params(self) -> dict[str, np.ndarray]:
+        return {name: np.asarray(value) for name, value in self.params.items()}
+
+    def reseed(self, seed: int) -> None:
+        self.key = jax.random.PRNGKey(seed)
+
+    def trainer(self, lr: float, clip: float) -> JaxTrainer:
+        return JaxTrainer(self, lr, clip, self.device)
+
+    def _eval_loss(self, params, X, Y, state):
+        logits, state = self.apply(params, X, state)
+        return token_loss_sum(logits, Y.T.reshape(-1)), state
+
+    def eval_loss(self, X: np.ndarray, Y: np.ndarray, state):
+        """Summed cross-entropy of a batch ``X, Y: (B, T)`` (no dropout) and the next state."""
+        loss, state = self._eval_step(self.params, jnp.asarray(X), jnp.asarray(Y), state)
+        return float(loss), state
+
+    def step(self, token: int, state):
+        """One token in -> ``(logits: (V,) NumPy float, state)``."""
+        logits, state = self._token_step(self.params, jnp.array([[token]]), state)
+        return np.asarray(logits)[0], state

@@ -1,0 +1,262 @@
+"""The recurrent language model of the command line, written once for every framework.
+
+:func:`forward` is the book's scratch model (one-hot tokens, RNN/GRU/LSTM cells, a linear
+output layer) generalised to stacked layers with dropout between them, and written against a
+tiny array namespace (``ops``) so that NumPy, PyTorch, TensorFlow and JAX run the same code. It
+fuses the gates of a layer into one matrix product per time step and looks the first layer's
+input product up by token id (the product of a one-hot row with ``W_x`` is a row of ``W_x``);
+the numbers are those of :mod:`dl.reference`.
+
+Parameters carry canonical names, the seed's (``W_xi, W_hi, b_i, ..., W_hq, b_q``); layers
+of a stacked model are prefixed ``layer1.``, ``layer2.``, ... (the output layer's ``W_hq, b_q``
+are not), so a checkpoint written by one framework loads in every other.
+
+Shape letters: B = batch_size, T = num_steps, V = vocab_size, H = num_hiddens.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from types import SimpleNamespace
+from typing import Any, Callable
+
+import numpy as np
+
+from dl.reference import PARAM_NAMES
+from dl.validate import check_positive
+
+CELLS = tuple(PARAM_NAMES)
+GATES = {"rnn": ("h",), "gru": ("z", "r", "h"), "lstm": ("i", "f", "o", "c")}
+
+
+class RecurrentShape:
+    """Parameter names and shapes of stacked recurrent layers plus a linear output layer, for
+    configurations with ``cell, num_inputs, num_hiddens, num_layers, num_outputs``."""
+
+    def _check(self):
+        if self.cell not in CELLS:
+            raise ValueError(f"cell must be one of {', '.join(CELLS)}, got {self.cell!r}")
+        check_positive("num_hiddens", self.num_hiddens, integer=True)
+        check_positive("num_layers", self.num_layers, integer=True)
+        check_positive("dropout", self.dropout, allow_zero=True)
+        if self.dropout >= 1:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout!r}")
+
+    @property
+    def state_per_layer(self) -> int:
+        """Tensors of state per layer: (H, C) for an LSTM, (H,) otherwise."""
+        return 2 if self.cell == "lstm" else 1
+
+    def prefix(self, layer: int) -> str:
+        return "" if self.num_layers == 1 else f"layer{layer + 1}."
+
+    def param_shapes(self) -> dict[str, tuple[int, ...]]:
+        """Canonical names -> shapes, layer by layer, then ``W_hq: (H, Q), b_q: (Q,)``."""
+        H, shapes = self.num_hiddens, {}
+        for layer in range(self.num_layers):
+            inputs = self.num_inputs if layer == 0 else H
+            for name in PARAM_NAMES[self.cell][:-2]:
+                shape = (inputs, H) if name.startswith("W_x") else (
+                    (H, H) if name.startswith("W_h") else (H,))
+                shapes[self.prefix(layer) + name] = shape
+        shapes["W_hq"], shapes["b_q"] = (H, self.num_outputs), (self.num_outputs,)
+        return shapes
+
+    def num_params(self) -> int:
+        return sum(math.prod(shape) for shape in self.param_shapes().values())
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict):
+        known = {field.name for field in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"unknown model settings {unknown}; this dl knows {sorted(known)}")
+        return cls(**values)
+
+
+@dataclasses.dataclass(frozen=True)
+class LMConfig(RecurrentShape):
+    """What defines a language model's parameters and computation (stored in checkpoints)."""
+
+    cell: str = "lstm"            # rnn | gru | lstm
+    vocab_size: int = 28          # V: one-hot inputs and output classes
+    num_hiddens: int = 256        # H: units per layer
+    num_layers: int = 1           # stacked recurrent layers
+    dropout: float = 0.0          # on each layer's outputs but the last, while training
+    output_tanh: bool = True      # lstm only: False gives H = O * C (the chapter's exercise 4)
+
+    def __post_init__(self):
+        check_positive("vocab_size", self.vocab_size, integer=True)
+        self._check()
+
+    @property
+    def num_inputs(self) -> int:
+        return self.vocab_size
+
+    @property
+    def num_outputs(self) -> int:
+        return self.vocab_size
+
+
+def check_precision(precision: str, backend: str, supported=("fp32",)) -> None:
+    """Raise ValueError unless ``backend`` trains in ``precision``."""
+    if precision not in supported:
+        raise ValueError(f"precision {precision!r}: the {backend} backend trains in "
+                         f"{' or '.join(supported)}; use --backend torch for bf16")
+
+
+def init_params(config: LMConfig, seed: int, scale: float = 0.01) -> dict[str, np.ndarray]:
+    """The book's initialisation (weights ~ N(0, scale), biases 0), float32, from ``seed``:
+    every framework starts from the same numbers."""
+    rng = np.random.default_rng(seed)
+    return {name: (rng.standard_normal(shape) * scale).astype(np.float32)
+            if name.rpartition(".")[2].startswith("W") else np.zeros(shape, np.float32)
+            for name, shape in config.param_shapes().items()}
+
+
+def check_params(config: LMConfig, params: dict[str, Any]) -> None:
+    """Raise ValueError unless ``params`` has exactly the canonical names and shapes."""
+    expected = config.param_shapes()
+    missing, extra = sorted(set(expected) - set(params)), sorted(set(params) - set(expected))
+    if missing or extra:
+        raise ValueError(f"parameters do not fit the model: missing {missing}, unexpected {extra}")
+    for name, shape in expected.items():
+        if tuple(params[name].shape) != shape:
+            raise ValueError(f"parameter {name} has shape {tuple(params[name].shape)}, the model "
+                             f"needs {shape}")
+
+
+def forward(ops, params: dict, X, state: tuple, config: LMConfig,
+            dropout: Callable[[Any, int], Any] | None = None):
+    """Run the language model over a batch.
+
+    ``X: (B, T)`` int token ids; ``state``: a flat tuple, per layer ``(H,)`` or ``(H, C)``, each
+    ``(B, H)``. ``dropout(outputs, layer)``, if given, is applied to ``outputs: (T, B, H)`` of
+    every layer but the last. Returns ``(logits: (T * B, V), state)``, logits time-major as the
+    book's (rows ``t*B .. t*B+B-1`` belong to step ``t``).
+    """
+    W_x, _, b = _fused(ops, params, config.prefix(0), config.cell)
+    x_proj = ops.take(W_x, ops.transpose(X)) + b  # one-hot rows times W_x: rows of W_x
+    outputs, state = run_layers(ops, params, x_proj, state, config, dropout)
+    T, B, H = outputs.shape
+    return ops.reshape(outputs, (T * B, H)) @ params["W_hq"] + params["b_q"], state
+
+
+def input_projection(ops, params: dict, inputs, config):
+    """``inputs: (T, B, D)`` float -> the first layer's ``(T, B, G*H)`` input product and bias
+    (for real-valued inputs such as time series; token ids use a lookup instead)."""
+    W_x, _, b = _fused(ops, params, config.prefix(0), config.cell)
+    T, B, D = inputs.shape
+    return ops.reshape(ops.reshape(inputs, (T * B, D)) @ W_x + b, (T, B, -1))
+
+
+def run_layers(ops, params: dict, x_proj, state: tuple, config,
+               dropout: Callable[[Any, int], Any] | None = None):
+    """The stacked layers over ``x_proj: (T, B, G*H)``, the first layer's input product with
+    bias. Returns ``(outputs: (T, B, H)`` of the last layer, the new flat state)."""
+    num_steps, per_layer = x_proj.shape[0], config.state_per_layer
+    new_state, inputs = [], None
+    for layer in range(config.num_layers):
+        W_x, W_h, b = _fused(ops, params, config.prefix(layer), config.cell)
+        if layer > 0:
+            T, B, H = inputs.shape
+            x_proj = ops.reshape(ops.reshape(inputs, (T * B, H)) @ W_x + b, (T, B, -1))
+        layer_state = state[layer * per_layer:(layer + 1) * per_layer]
+        outputs, layer_state = _run_layer(ops, config, params, layer, x_proj, W_h, layer_state,
+                                          num_steps)
+        new_state.extend(layer_state)
+        inputs = ops.stack(outputs)
+        if dropout is not None and layer < config.num_layers - 1:
+            inputs = dropout(inputs, layer)
+    return inputs, tuple(new_state)
+
+
+def _fused(ops, params, prefix, cell):
+    """``W_x: (in, G*H)``, ``W_h: (H, g*H)``, ``b: (G*H,)`` with the gates side by side; for
+    the GRU ``W_h`` holds the update and reset gates only (the candidate uses ``R * H``)."""
+    gates = GATES[cell]
+    recurrent = gates[:2] if cell == "gru" else gates
+    W_x = ops.concat([params[f"{prefix}W_x{g}"] for g in gates], 1)
+    W_h = ops.concat([params[f"{prefix}W_h{g}"] for g in recurrent], 1)
+    b = ops.concat([params[f"{prefix}b_{g}"] for g in gates], 0)
+    return W_x, W_h, b
+
+
+def _run_layer(ops, config, params, layer, x_proj, W_h, state, num_steps):
+    """One layer over ``x_proj: (T, B, G*H)``; returns the T outputs ``(B, H)`` and the state."""
+    H, outputs = config.num_hiddens, []
+    if config.cell == "rnn":
+        (H_t,) = state
+        for t in range(num_steps):
+            H_t = ops.tanh(x_proj[t] + H_t @ W_h)
+            outputs.append(H_t)
+        return outputs, (H_t,)
+    if config.cell == "gru":
+        (H_t,) = state
+        W_hh = params[config.prefix(layer) + "W_hh"]
+        for t in range(num_steps):
+            x_zr, x_h = x_proj[t][:, :2 * H], x_proj[t][:, 2 * H:]
+            Z, R = ops.split(ops.sigmoid(x_zr + H_t @ W_h), 2)
+            H_tilda = ops.tanh(x_h + (R * H_t) @ W_hh)
+            H_t = Z * H_t + (1 - Z) * H_tilda
+            outputs.append(H_t)
+        return outputs, (H_t,)
+    H_t, C_t = state
+    for t in range(num_steps):
+        gates = x_proj[t] + H_t @ W_h
+        I, F, O = ops.split(ops.sigmoid(gates[:, :3 * H]), 3)
+        C_t = F * C_t + I * ops.tanh(gates[:, 3 * H:])
+        H_t = O * (ops.tanh(C_t) if config.output_tanh else C_t)
+        outputs.append(H_t)
+    return outputs, (H_t, C_t)
+
+
+def _np_sigmoid(x):
+    return 1 / (1 + np.exp(-x))
+
+
+NUMPY_OPS = SimpleNamespace(
+    take=lambda W, ids: W[ids], transpose=np.transpose, concat=np.concatenate, stack=np.stack,
+    reshape=np.reshape, split=lambda x, n: np.split(x, n, axis=-1), sigmoid=_np_sigmoid,
+    tanh=np.tanh)
+
+
+def zero_state(config: LMConfig, batch_size: int, dtype=np.float32) -> tuple:
+    """The flat zero state as NumPy arrays, ``(B, H)`` each."""
+    shape = (batch_size, config.num_hiddens)
+    return tuple(np.zeros(shape, dtype) for _ in range(config.num_layers * config.state_per_layer))
+
+
+def sampler(temperature: float = 1.0, top_k: int | None = None, seed: int | None = None):
+    """``choose(logits: (V,)) -> token id`` drawing from ``softmax(logits / temperature)``
+    restricted to the ``top_k`` most likely tokens; reproducible for a ``seed``."""
+    check_positive("temperature", temperature)
+    if top_k is not None:
+        check_positive("top_k", top_k, integer=True)
+    rng = np.random.default_rng(seed)
+
+    def choose(logits: np.ndarray) -> int:
+        scores = np.asarray(logits, np.float64) / temperature
+        if top_k is not None and top_k < len(scores):
+            scores = np.where(scores >= np.sort(scores)[-top_k], scores, -np.inf)
+        probs = np.exp(scores - scores.max())
+        return int(rng.choice(len(probs), p=probs / probs.sum()))
+    return choose
+
+
+def evaluate(model, corpus, batch_size: int, num_steps: int) -> tuple[float, int]:
+    """``(summed cross-entropy, number of predicted tokens)`` of ``model`` over ``corpus``
+    (token ids), walked sequentially with the state carried (see ``eval_batches``)."""
+    from dl.data.batches import eval_batches
+
+    loss_sum, num_tokens, state = 0.0, 0, None
+    for X, Y in eval_batches(corpus, batch_size, num_steps):
+        if state is None:
+            state = model.begin_state(X.shape[0])
+        loss, state = model.eval_loss(X, Y, state)
+        loss_sum, num_tokens = loss_sum + loss, num_tokens + Y.size
+    return loss_sum, num_tokens

@@ -1,0 +1,111 @@
+"""The command line's language model (:mod:`dl.lm`) on TensorFlow."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import numpy as np
+
+from dl.tensorflow._keras import tf  # noqa: F401  (sets up tf-keras first)
+from dl import lm
+from dl.tensorflow.training import TFTrainer
+
+OPS = SimpleNamespace(
+    take=tf.gather, transpose=tf.transpose, concat=lambda xs, axis: tf.concat(xs, axis),
+    stack=tf.stack, reshape=tf.reshape, split=lambda x, n: tf.split(x, n, axis=-1),
+    sigmoid=tf.sigmoid, tanh=tf.tanh)
+
+
+def device_of(name: str | None) -> str:
+    """``None``/``'gpu'`` -> ``/GPU:0`` if TensorFlow sees a GPU, else ``/CPU:0``; ``'cpu'``,
+    ``'gpu:N'`` or ``'cuda:N'`` -> that device."""
+    gpus = tf.config.list_physical_devices("GPU")
+    if name in (None, "gpu"):
+        return "/GPU:0" if gpus else "/CPU:0"
+    kind, _, index = name.partition(":")
+    if kind == "cpu":
+        return "/CPU:0"
+    if kind in ("gpu", "cuda") and len(gpus) > int(index or 0):
+        return f"/GPU:{int(index or 0)}"
+    raise ValueError(f"device {name!r}: TensorFlow sees {len(gpus)} GPU(s) here; use --device cpu")
+
+
+class LanguageModel:
+    """:func:`dl.lm.forward` with canonical parameters held as ``tf.Variable``s.
+
+    Dropout is stateless: its masks come from the seed set by :meth:`reseed` and a counter of
+    training calls, so a run is reproducible and resumable.
+    """
+
+    backend = "tensorflow"
+
+    def __init__(self, config: lm.LMConfig, params: dict[str, np.ndarray], device=None,
+                 precision: str = "fp32"):
+        lm.check_params(config, params)
+        lm.check_precision(precision, "TensorFlow")
+        self.config, self.device_name = config, device_of(device)
+        self.names = list(config.param_shapes())
+        with tf.device(self.device_name):
+            self.trainable_variables = [
+                tf.Variable(np.asarray(params[name], np.float32), name=name.replace(".", "_"))
+                for name in self.names]
+            self._seed = tf.Variable([0, 0], dtype=tf.int64, trainable=False)
+        self._eval_step = tf.function(self._eval_loss)
+        self._token_step = tf.function(lambda X, state: self(X, state))
+
+    def __call__(self, X, state, training=False):
+        """``X: (B, T)`` int -> ``(logits: (T * B, V), state)``; dropout only when training."""
+        params = dict(zip(self.names, self.trainable_variables))
+        dropout = self._dropout if training and self.config.dropout > 0 else None
+        return lm.forward(OPS, params, tf.cast(X, tf.int32), tuple(state), self.config, dropout)
+
+    def _dropout(self, outputs, layer):
+        self._seed.assign_add([0, 1])
+        seed = self._seed + tf.constant([0, 1 << 32], tf.int64) * layer
+        return tf.nn.experimental.stateless_dropout(outputs, self.config.dropout, seed)
+
+    def begin_state(self, batch_size, dtype=tf.float32):
+        count = self.config.num_layers * self.config.state_per_layer
+        return tuple(tf.zeros((batch_size, self.config.num_hiddens), dtype) for _ in range(count))
+
+    def numpy_params(self) -> dict[str, np.ndarray]:
+        return {name: v.numpy() for name, v in zip(self.names, self.trainable_variables)}
+
+    def reseed(self, seed: int) -> None:
+        self._seed.assign([seed, 0])
+
+    def trainer(self, lr: float, clip: float) -> TFTrainer:
+        with tf.device(self.device_name):
+            return TFTrainer(_Training(self), tf.keras.losses.SparseCategoricalCrossentropy(
+                from_logits=True, reduction="none"), tf.keras.optimizers.SGD(float(lr)),
+                theta=clip)
+
+    def _eval_loss(self, X, Y, state):
+        logits, state = self(X, state)
+        y = tf.reshape(tf.transpose(Y), [-1])
+        return tf.reduce_sum(tf.nn.sparse_softmax_cross_entropy_with_logits(y, logits)), state
+
+    def eval_loss(self, X: np.ndarray, Y: np.ndarray, state):
+        """Summed cross-entropy of a batch ``X, Y: (B, T)`` (no dropout) and the next state."""
+        with tf.device(self.device_name):
+            loss, state = self._eval_step(tf.constant(X), tf.constant(Y), state)
+        return float(loss), state
+
+    def step(self, token: int, state):
+        """One token in -> ``(logits: (V,) NumPy float, state)``."""
+        with tf.device(self.device_name):
+            logits, state = self._token_step(tf.constant([[token]]), state)
+        return logits.numpy()[0], state
+
+
+class _Training:
+    """The model as :class:`TFTrainer` sees it: called in training mode (dropout on)."""
+
+    def __init__(self, model: LanguageModel):
+        self.model, self.trainable_variables = model, model.trainable_variables
+
+    def __call__(self, X, state):
+        return self.model(X, state, training=True)
+
+    def begin_state(self, batch_size, dtype=tf.float32):
+        return self.model.begin_state(batch_size, dtype)

@@ -1,0 +1,273 @@
+"""The `dl` command: training runs, checkpoints, exact resume, portability and bad input."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from dl import checkpoint
+from dl.cli import main
+from dl.cli import train as cli_train
+
+pytestmark = pytest.mark.usefixtures("time_machine_path")
+SMALL = ["--hidden", "16", "--batch-size", "4", "--num-steps", "8", "--max-tokens", "1500",
+         "--print-every", "1", "--save-every", "2"]
+
+
+def dl(*args):
+    return main([str(a) for a in args])
+
+
+def weights(run, stem="model"):
+    return checkpoint.load(run, stem)[0]
+
+
+def test_defaults_are_the_seed():
+    settings = cli_train.resolve({})
+    assert {k: settings[k] for k in ("cell", "hidden", "layers", "batch_size", "num_steps", "lr",
+                                     "clip", "epochs", "token", "max_tokens", "val_fraction")} == {
+        "cell": "lstm", "hidden": 256, "layers": 1, "batch_size": 32, "num_steps": 35,
+        "lr": 1.0, "clip": 1.0, "epochs": 500, "token": "char", "max_tokens": 10000,
+        "val_fraction": 0.0}
+
+
+def test_dry_run_reports_the_book_data_and_writes_nothing(tmp_path, capsys):
+    assert dl("train", "--dry-run", "--backend", "torch", "--out", tmp_path / "run") == 0
+    out = capsys.readouterr().out
+    assert "lstm with 299,036 parameters; 10,000 training and 0 validation tokens of The Time " \
+           "Machine, vocabulary 28" in out
+    assert not (tmp_path / "run").exists()
+
+
+def test_train_writes_a_run(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert dl("train", *SMALL, "--epochs", 3, "--backend", "torch", "--val-fraction", 0.2,
+              "--out", run) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert len(out) == 3 + 5  # a sample per epoch; perplexity, validation, 2 samples, saved
+    assert out[3].startswith("perplexity ") and "tokens/sec on cpu" in out[3]
+    assert out[4].startswith("validation perplexity ")
+    assert out[5].startswith("time traveller") and out[6].startswith("traveller")
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in records] == [1, 2, 3]
+    assert all(r["val_perplexity"] > 1 and r["train_perplexity"] > 1 for r in records)
+    _, meta = checkpoint.load(run)
+    assert meta["epoch"] == 3 and meta["finished"] and meta["backend"] == "torch"
+    assert meta["data"]["train_tokens"] == 1200 and meta["data"]["val_tokens"] == 300
+    best = min(records, key=lambda r: r["val_loss"])
+    assert checkpoint.load(run, "best")[1]["epoch"] == best["epoch"]
+    assert meta["best_val_loss"] == best["val_loss"]
+    assert (run / "perplexity.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def interrupt_in_epoch(monkeypatch, epoch):
+    """Make training raise KeyboardInterrupt after one batch of ``epoch`` (weights touched)."""
+    real, calls = cli_train.core.train_epoch, []
+
+    def train_epoch(trainer, loader, random_iter):
+        calls.append(1)
+        if len(calls) == epoch:
+            X, Y = next(iter(loader))
+            trainer.train_step(X, Y, trainer.begin_state(X.shape[0]))
+            raise KeyboardInterrupt
+        return real(trainer, loader, random_iter)
+    monkeypatch.setattr(cli_train.core, "train_epoch", train_epoch)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend,extra", [
+    ("torch", ["--layers", 2, "--dropout", 0.3]),
+    ("torch", ["--cell", "gru", "--random-iter"]),
+    ("tensorflow", ["--layers", 2, "--dropout", 0.3]),
+    ("jax", ["--layers", 2, "--dropout", 0.3]),
+])
+def test_interrupted_and_resumed_run_ends_with_the_same_weights(tmp_path, monkeypatch, capsys,
+                                                                backend, extra):
+    pytest.importorskip(backend)
+    args = [*SMALL, *extra, "--backend", backend, "--val-fraction", 0.1, "--epochs", 4]
+    assert dl("train", *args, "--out", tmp_path / "whole") == 0
+    with monkeypatch.context() as patch:
+        interrupt_in_epoch(patch, 3)
+        assert dl("train", *args, "--out", tmp_path / "cut") == 130
+    assert "epoch 2 is saved" in capsys.readouterr().err
+    assert checkpoint.load(tmp_path / "cut")[1]["epoch"] == 2
+    assert dl("train", "--out", tmp_path / "cut", "--resume", "--epochs", 4,
+              "--backend", backend) == 0
+    for stem in ("model", "best"):
+        whole, cut = weights(tmp_path / "whole", stem), weights(tmp_path / "cut", stem)
+        for name in whole:
+            np.testing.assert_array_equal(cut[name], whole[name], err_msg=f"{stem} {name}")
+    lines = lambda run: [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    strip = lambda rs: [{k: r[k] for k in ("epoch", "train_loss", "val_loss")} for r in rs]
+    assert strip(lines(tmp_path / "cut")) == strip(lines(tmp_path / "whole"))
+
+
+def test_resume_refuses_changed_model_settings(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert dl("train", *SMALL, "--epochs", 1, "--backend", "torch", "--out", run) == 0
+    assert dl("train", "--out", run, "--resume", "--hidden", 32, "--epochs", 2) == 2
+    assert "--hidden 32 (the run has 16)" in capsys.readouterr().err
+    assert checkpoint.load(run)[1]["epoch"] == 1
+
+
+def test_out_holding_a_run_is_refused_unless_forced(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert dl("train", *SMALL, "--epochs", 1, "--backend", "torch", "--out", run) == 0
+    before = (run / "model.safetensors").read_bytes()
+    assert dl("train", *SMALL, "--epochs", 1, "--backend", "torch", "--out", run) == 2
+    assert "already holds a run; continue it with --resume, overwrite it with --force" in \
+        capsys.readouterr().err
+    assert (run / "model.safetensors").read_bytes() == before
+    assert dl("train", *SMALL, "--epochs", 1, "--seed", 5, "--backend", "torch", "--out", run,
+              "--force") == 0
+    assert (run / "model.safetensors").read_bytes() != before
+
+
+@pytest.mark.slow
+def test_checkpoint_is_portable_across_backends(tmp_path, capsys, time_machine_path):
+    installed = [b for b in ("torch", "tensorflow", "jax")
+                 if __import__("importlib").util.find_spec(b)]
+    run, text = tmp_path / "run", tmp_path / "part.txt"
+    assert dl("train", *SMALL, "--epochs", 2, "--layers", 2, "--backend", installed[0],
+              "--val-fraction", 0.1, "--out", run) == 0
+    text.write_text(time_machine_path.read_text()[5000:9000])
+    capsys.readouterr()
+    results, texts = {}, {}
+    for backend in installed:
+        assert dl("eval", run, "--backend", backend, "--json", "--text", text) == 0
+        results[backend] = json.loads(capsys.readouterr().out)
+        assert dl("generate", run, "--backend", backend, "--num", 40) == 0
+        texts[backend] = capsys.readouterr().out
+    assert len(set(texts.values())) == 1, texts
+    ppl = [r["perplexity"] for r in results.values()]
+    assert max(ppl) - min(ppl) <= 1e-4 * min(ppl), results
+    assert len({r["tokens"] for r in results.values()}) == 1
+
+
+def test_generate_greedy_is_the_default_and_sampling_repeats_for_a_seed(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert dl("train", *SMALL, "--epochs", 1, "--backend", "torch", "--out", run) == 0
+    capsys.readouterr()
+    outputs = []
+    for args in ([], ["--top-k", 1, "--seed", 3], ["--seed", 1], ["--seed", 1], ["--seed", 2]):
+        assert dl("generate", run, "--prefix", "The Time", "--num", 30, *args) == 0
+        outputs.append(capsys.readouterr().out.rstrip("\n"))
+    greedy, top1, seed1, seed1_again, seed2 = outputs
+    assert greedy.startswith("the time") and len(greedy) == len("the time") + 30
+    assert top1 == greedy and seed1 == seed1_again and seed1 != seed2
+
+
+def test_eval_counts_tokens_outside_the_vocabulary(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert dl("train", *SMALL, "--epochs", 1, "--token", "word", "--num-steps", 4,
+              "--max-tokens", 800, "--backend", "torch", "--out", run) == 0
+    text = tmp_path / "other.txt"
+    text.write_text("The time traveller zebra quokka\nzebra the\n")
+    capsys.readouterr()
+    assert dl("eval", run, "--text", text) == 0
+    out = capsys.readouterr().out
+    assert "on 6 tokens of" in out  # every token after the first and "(3 outside the vocabulary of" in out
+
+
+@pytest.mark.parametrize("content,message", [
+    (None, "no such file"),
+    ("dir", "is a directory"),
+    ("", "the file is empty"),
+    (b"caf\xe9 au lait", "not UTF-8 text (byte 0xe9 at offset 3)"),
+    ("1234 5678 !!!", "no letters left after cleaning"),
+    ("tiny text", "cannot make one batch of batch_size 4 x num_steps 8"),
+])
+def test_bad_text_exits_2_with_a_message(tmp_path, capsys, content, message):
+    path = tmp_path / "text.txt"
+    if content == "dir":
+        path.mkdir()
+    elif isinstance(content, bytes):
+        path.write_bytes(content)
+    elif content is not None:
+        path.write_text(content)
+    assert dl("train", *SMALL, "--text", path, "--backend", "torch", "--out", tmp_path / "r") == 2
+    err = capsys.readouterr().err
+    assert err.startswith("dl: error: ") and message in err and len(err.splitlines()) == 1
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--lr", "abc"], "argument --lr: 'abc' is not a number"),
+    (["--lr", "-1"], "argument --lr: -1.0 must be greater than 0"),
+    (["--hidden", "0"], "argument --hidden: 0 must be at least 1"),
+    (["--dropout", "1.5"], "argument --dropout: 1.5 must be at least 0 and below 1"),
+    (["--cell", "cnn"], "argument --cell: 'cnn' is not one of rnn, gru, lstm"),
+    (["--epochs", "nan"], "argument --epochs: 'nan' is not a whole number"),
+])
+def test_bad_options_exit_2(capsys, args, message):
+    with pytest.raises(SystemExit) as exit_info:
+        dl("train", *args)
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_other_user_errors_exit_2(tmp_path, capsys):
+    cases = [
+        (["train", "--max-tokens", "0", "--backend", "torch", "--out", tmp_path / "a"],
+         "--max-tokens 0: give a positive count, or -1"),
+        (["train", "--cell", "gru", "--no-output-tanh", "--out", tmp_path / "b"],
+         "--no-output-tanh applies to the LSTM only"),
+        (["train", "--resume", "--out", tmp_path / "c"], "holds no checkpoint"),
+        (["generate", tmp_path / "nothing"], "no such run directory"),
+        (["eval", tmp_path], "model.safetensors: no checkpoint there"),
+    ]
+    for args, message in cases:
+        assert dl(*args) == 2, args
+        assert message in capsys.readouterr().err
+
+
+def test_damaged_checkpoints_exit_2_naming_the_file(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert dl("train", *SMALL, "--epochs", 1, "--backend", "torch", "--out", run) == 0
+    data = (run / "model.safetensors").read_bytes()
+    (run / "model.safetensors").write_bytes(data[:len(data) // 2])
+    capsys.readouterr()
+    assert dl("generate", run) == 2
+    assert f"{run / 'model.safetensors'}: not a readable safetensors file" in capsys.readouterr().err
+    assert dl("train", "--out", run, "--resume") == 2
+
+
+def test_diverging_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert dl("train", *SMALL, "--epochs", 2, "--backend", "torch", "--out", run) == 0
+    good = weights(run)
+    capsys.readouterr()
+    assert dl("train", "--out", run, "--resume", "--epochs", 4, "--backend", "torch") == 0
+    # the same run continued with a learning rate that blows up: a new run, resumed weights
+    cut = tmp_path / "blow"
+    assert dl("train", *SMALL, "--epochs", 2, "--backend", "torch", "--out", cut) == 0
+    meta_before = checkpoint.load(cut)[1]
+    assert dl("train", *SMALL, "--epochs", 3, "--lr", "1e30", "--clip", "1e30", "--backend",
+              "torch", "--out", tmp_path / "new", "--save-every", 1) == 2
+    err = capsys.readouterr().err
+    assert "training diverged in epoch 1" in err and "smaller learning rate" in err
+    assert not checkpoint.exists(tmp_path / "new")  # nothing good to keep: nothing written
+    assert checkpoint.load(cut)[1] == meta_before
+    assert set(good) == set(weights(run))
+
+
+@pytest.mark.slow
+def test_ctrl_c_saves_and_exits_130(tmp_path):
+    run = tmp_path / "run"
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "dl", "train", *map(str, SMALL), "--epochs", "1000", "--backend", "torch",
+         "--out", str(run)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    for _ in range(3):  # three epochs done
+        assert process.stdout.readline()
+    process.send_signal(signal.SIGINT)
+    out, err = process.communicate(timeout=120)
+    assert process.returncode == 130, err
+    assert "continue with `dl train --out" in err and "Traceback" not in err
+    epoch = checkpoint.load(run)[1]["epoch"]
+    assert epoch >= 3
+    records = (run / "metrics.jsonl").read_text().splitlines()
+    assert json.loads(records[-1])["epoch"] >= epoch
