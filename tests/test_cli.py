@@ -271,3 +271,41 @@ def test_ctrl_c_saves_and_exits_130(tmp_path):
     assert epoch >= 3
     records = (run / "metrics.jsonl").read_text().splitlines()
     assert json.loads(records[-1])["epoch"] >= epoch
+
+
+def test_sweep_grid_and_names():
+    from dl.cli.sweep import grid, run_name
+    runs = grid({"hidden": [64, 128], "lr": [0.5, 1.0], "epochs": 3})
+    assert runs == [{"hidden": 64, "lr": 0.5, "epochs": 3}, {"hidden": 64, "lr": 1.0, "epochs": 3},
+                    {"hidden": 128, "lr": 0.5, "epochs": 3}, {"hidden": 128, "lr": 1.0, "epochs": 3}]
+    assert run_name(runs[1], ["hidden", "lr"]) == "hidden=64,lr=1"
+    assert run_name(runs[1], []) == "run"
+
+
+@pytest.mark.slow
+def test_sweep_records_each_run_and_skips_finished_ones(tmp_path, monkeypatch, capsys):
+    import csv
+    out = tmp_path / "sweep"
+    args = ["sweep", "--hidden", "8,16", "--num-steps", "8", "--lr", "1,2", "--epochs", 2,
+            "--batch-size", 4, "--max-tokens", 1500, "--backend", "torch", "--out", out]
+    with monkeypatch.context() as patch:
+        interrupt_in_epoch(patch, 4)  # in the second run's second epoch
+        assert dl(*args) == 130
+    assert "sweep interrupted in hidden=8,lr=2" in capsys.readouterr().out
+    first = (out / "hidden=8,lr=1" / "model.safetensors").read_bytes()
+    assert dl(*args) == 0
+    printed = capsys.readouterr().out.splitlines()
+    assert [line.split(":")[0] for line in printed[:4]] == [
+        "[1/4] hidden=8,lr=1", "[2/4] hidden=8,lr=2", "[3/4] hidden=16,lr=1", "[4/4] hidden=16,lr=2"]
+    assert (out / "hidden=8,lr=1" / "model.safetensors").read_bytes() == first  # not retrained
+    with open(out / "sweep.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["run"] for r in rows] == ["hidden=8,lr=1", "hidden=8,lr=2", "hidden=16,lr=1",
+                                        "hidden=16,lr=2"]
+    for row in rows:
+        meta = checkpoint.load(out / row["run"])[1]
+        assert meta["finished"] and meta["settings"]["val_fraction"] == 0.1
+        assert float(row["val_perplexity"]) == pytest.approx(meta["val_perplexity"])
+        assert float(row["tokens_per_sec"]) > 0 and row["sample"].startswith("time traveller")
+    assert (out / "sweep.md").read_text().count("\n") == 6
+    assert (out / "sweep.png").read_bytes()[:4] == b"\x89PNG"

@@ -1,0 +1,146 @@
+"""``dl sweep``: train over a grid of options (the chapter's exercise 1) and compare.
+
+Options take comma-separated values, e.g. ``dl sweep --hidden 64,128,256 --lr 0.5,1,2
+--num-steps 16,35 --epochs 100 --out sweeps/lstm``. Each combination trains in its own run
+directory under ``--out``; finished runs are skipped when the sweep runs again and an
+interrupted one resumes. The sweep writes ``sweep.csv``, ``sweep.md`` and ``sweep.png``:
+per run the running time, tokens/s, final training and validation perplexity and a sample.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import itertools
+import statistics
+from pathlib import Path
+
+from dl import checkpoint
+from dl.cli.options import SWEEPABLE, add_train_options, given, with_defaults
+from dl.cli.rundir import RunDir
+from dl.cli.saved import open_model
+from dl.cli.train import BOOK_PREFIXES, UsageError, sample, train
+from dl.files import atomic_write
+
+COLUMNS = ("run", "seconds", "tokens_per_sec", "train_perplexity", "val_perplexity", "sample")
+
+
+def add_parser(subparsers) -> None:
+    parser = subparsers.add_parser("sweep", help="train over a grid of options and compare",
+                                   description=__doc__.split("\n\n")[0])
+    add_train_options(parser, lists=True)
+    parser.add_argument("--out", type=Path, required=True, help="directory of the sweep")
+    parser.add_argument("--prefix", default=None,
+                        help="text the samples continue (default: 'time traveller' on The "
+                             "Time Machine, else the text's first two words)")
+    parser.set_defaults(command=main)
+
+
+def grid(options: dict) -> list[dict]:
+    """Every combination of the list-valued options (the others fixed), in the order given."""
+    names = [name for name, value in options.items() if isinstance(value, list)]
+    combos = itertools.product(*(options[name] for name in names))
+    return [{**options, **dict(zip(names, combo))} for combo in combos]
+
+
+def run_name(settings: dict, varying: list[str]) -> str:
+    return ",".join(f"{name}={settings[name]:g}" if isinstance(settings[name], float)
+                    else f"{name}={settings[name]}" for name in varying) or "run"
+
+
+def main(args: argparse.Namespace) -> int:
+    options = given(args)
+    options.setdefault("val_fraction", [0.1])
+    varying = [o.dest for o in SWEEPABLE if len(options.get(o.dest, [None])) > 1]
+    options = {k: (v if k in varying else v[0]) if isinstance(v, list) else v
+               for k, v in options.items()}
+    runs = grid(options)
+    args.out.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for number, settings in enumerate(runs, 1):
+        name = run_name(settings, varying)
+        run = args.out / name
+        status = _train_or_skip(settings, run)
+        if status == 130:
+            print(f"sweep interrupted in {name}; run it again to resume", flush=True)
+            break
+        rows.append(_summary(run, name, args.prefix))
+        print(f"[{number}/{len(runs)}] {name}: {_describe(rows[-1])}", flush=True)
+    write_reports(args.out, rows, varying)
+    print(f"wrote {args.out / 'sweep.md'}, sweep.csv and sweep.png", flush=True)
+    return 130 if len(rows) < len(runs) else 0
+
+
+def _train_or_skip(settings: dict, run: Path) -> int:
+    """Train the run, resume it if it was cut short, or leave it if it finished."""
+    if checkpoint.exists(run):
+        meta = checkpoint.load(run)[1]
+        if meta["finished"] and meta["settings"]["epochs"] >= with_defaults(settings)["epochs"]:
+            return 0
+        return train(settings, run, resume=True, quiet=True)
+    if RunDir(run).holds_run():
+        raise UsageError(f"{run} holds files of a run but no checkpoint; remove it and run the "
+                         "sweep again")
+    return train(settings, run, quiet=True)
+
+
+def _summary(run: Path, name: str, prefix: str | None) -> dict:
+    model, vocab, meta, _ = open_model(run, "model")
+    records = RunDir(run).read_metrics()
+    settings = meta["settings"]
+    if prefix is None:
+        prefix = BOOK_PREFIXES[0] if settings["text"] is None else ""
+    return {"run": name, "seconds": meta["seconds"],
+            "tokens_per_sec": statistics.median(r["tokens_per_sec"] for r in records),
+            "train_perplexity": meta["train_perplexity"], "val_perplexity": meta["val_perplexity"],
+            "sample": sample(model, vocab, prefix or vocab.idx_to_token[1], settings["token"])}
+
+
+def _describe(row: dict) -> str:
+    val = f" (validation {row['val_perplexity']:.2f})" if row["val_perplexity"] else ""
+    return (f"perplexity {row['train_perplexity']:.2f}{val}, {row['seconds']:.1f} s, "
+            f"{row['tokens_per_sec']:,.0f} tokens/s")
+
+
+def write_reports(out: Path, rows: list[dict], varying: list[str]) -> None:
+    """``sweep.csv``, ``sweep.md`` and (with matplotlib) ``sweep.png`` in ``out``."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write(out / "sweep.csv", buffer.getvalue())
+    lines = ["| run | seconds | tokens/s | train ppl | val ppl | sample |",
+             "| --- | ---: | ---: | ---: | ---: | --- |"]
+    for r in rows:
+        val = f"{r['val_perplexity']:.2f}" if r["val_perplexity"] else "-"
+        lines.append(f"| {r['run']} | {r['seconds']:.1f} | {r['tokens_per_sec']:,.0f} | "
+                     f"{r['train_perplexity']:.2f} | {val} | `{r['sample']}` |")
+    atomic_write(out / "sweep.md", "\n".join(lines) + "\n")
+    _plot(out / "sweep.png", rows, varying)
+
+
+def _plot(path: Path, rows: list[dict], varying: list[str]) -> None:
+    """Per varying option: final perplexity and running time against its values."""
+    import importlib.util
+    if importlib.util.find_spec("matplotlib") is None or not rows:
+        return
+    from matplotlib.figure import Figure
+
+    names = varying or ["run"]
+    fig = Figure(figsize=(3.2 * len(names), 5))
+    axes = fig.subplots(2, len(names), squeeze=False)
+    key = "val_perplexity" if rows[0]["val_perplexity"] else "train_perplexity"
+    for column, name in enumerate(names):
+        values = [dict(part.split("=") for part in r["run"].split(",")).get(name, r["run"])
+                  if varying else r["run"] for r in rows]
+        for row, (metric, label) in enumerate(((key, key.replace("_", " ")),
+                                               ("seconds", "seconds"))):
+            ax = axes[row][column]
+            ax.scatter(values, [r[metric] for r in rows], alpha=0.7)
+            ax.set_xlabel(name)
+            ax.set_ylabel(label)
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=100)
+    atomic_write(path, buffer.getvalue())
