@@ -11,7 +11,7 @@ import sys
 
 from dl import __version__
 
-COMMANDS = ("train", "generate", "evaluate", "forecast")
+COMMANDS = ("train", "generate", "evaluate", "sweep")
 
 
 def parser() -> argparse.ArgumentParser:
