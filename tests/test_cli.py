@@ -84,6 +84,8 @@ def interrupt_in_epoch(monkeypatch, epoch):
     ("torch", ["--cell", "gru", "--random-iter"]),
     ("tensorflow", ["--layers", 2, "--dropout", 0.3]),
     ("jax", ["--layers", 2, "--dropout", 0.3]),
+    ("torch", ["--impl", "concise", "--layers", 2, "--dropout", 0.3]),
+    ("tensorflow", ["--impl", "concise", "--cell", "gru"]),
 ])
 def test_interrupted_and_resumed_run_ends_with_the_same_weights(tmp_path, monkeypatch, capsys,
                                                                 backend, extra):
@@ -309,3 +311,20 @@ def test_sweep_records_each_run_and_skips_finished_ones(tmp_path, monkeypatch, c
         assert float(row["tokens_per_sec"]) > 0 and row["sample"].startswith("time traveller")
     assert (out / "sweep.md").read_text().count("\n") == 6
     assert (out / "sweep.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_concise_runs_save_the_same_model_every_backend_reads(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert dl("train", *SMALL, "--epochs", 2, "--impl", "concise", "--layers", 2,
+              "--backend", "torch", "--out", run) == 0
+    assert checkpoint.load(run)[1]["settings"]["impl"] == "concise"
+    capsys.readouterr()
+    texts = []
+    for backend in ("torch", "jax"):
+        pytest.importorskip(backend)
+        assert dl("generate", run, "--backend", backend, "--num", 30, "--prefix", "the") == 0
+        texts.append(capsys.readouterr().out)
+    assert texts[0] == texts[1]
+    assert dl("train", *SMALL, "--impl", "concise", "--cell", "gru", "--backend", "torch",
+              "--out", tmp_path / "gru") == 2
+    assert "use --impl scratch" in capsys.readouterr().err

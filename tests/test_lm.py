@@ -188,3 +188,61 @@ def test_sampler_top_one_is_greedy_and_a_seed_repeats():
         lm.sampler(0.0)
     with pytest.raises(ValueError, match="top_k must be > 0"):
         lm.sampler(1.0, top_k=0)
+
+
+CONCISE = [("torch", "rnn"), ("torch", "lstm"), ("tensorflow", "rnn"), ("tensorflow", "gru"),
+           ("tensorflow", "lstm"), ("jax", "rnn"), ("jax", "gru"), ("jax", "lstm")]
+
+
+@pytest.mark.parametrize("name,cell", CONCISE)
+def test_framework_layers_compute_the_reference_and_save_canonical_names(name, cell):
+    module = backend(name)
+    config = lm.LMConfig(cell, V, H, num_layers=2, dropout=0.3)
+    params = lm.init_params(config, 0, scale=0.5)
+    model = module.LayersModel(config, params, device="cpu")
+    saved = model.numpy_params()
+    assert list(saved) == list(params)
+    for key in params:
+        np.testing.assert_array_equal(saved[key], params[key])
+    X, Y = ids(0), ids(1)
+    want, _ = lm.forward(lm.NUMPY_OPS, f64(params), X, lm.zero_state(config, B, np.float64), config)
+    want_loss = ref.softmax_cross_entropy(want, Y.T.reshape(-1))[0] * Y.size
+    assert model.eval_loss(X, Y, model.begin_state(B))[0] == pytest.approx(want_loss, rel=1e-5)
+
+
+@pytest.mark.parametrize("name,cell", CONCISE)
+def test_framework_layers_train_as_the_scratch_model(name, cell):
+    module = backend(name)
+    config = lm.LMConfig(cell, V, H, num_layers=2)
+    params = lm.init_params(config, 3, scale=0.5)
+    results = []
+    for cls in (module.LanguageModel, module.LayersModel):
+        model = cls(config, params, device="cpu")
+        trainer = model.trainer(2.0, 0.5)
+        state = trainer.begin_state(B)
+        for X, Y in random_batches(3, B, T, V):
+            state = trainer.train_step(X, Y, state)
+        results.append(model.numpy_params())
+    for key in params:
+        np.testing.assert_allclose(results[1][key], results[0][key], rtol=1e-4, atol=1e-6)
+
+
+def test_torch_layers_keep_their_second_bias_at_zero():
+    module = backend("torch")
+    config = lm.LMConfig("lstm", V, H)
+    model = module.LayersModel(config, lm.init_params(config, 0), device="cpu")
+    trainer = model.trainer(1.0, 1.0)
+    state = trainer.begin_state(B)
+    for X, Y in random_batches(2, B, T, V):
+        state = trainer.train_step(X, Y, state)
+    assert not model.rnn.bias_hh_l0.any() and model.rnn.bias_ih_l0.abs().sum() > 0
+
+
+@pytest.mark.parametrize("name,config,message", [
+    ("torch", lm.LMConfig("gru", V, H), "PyTorch has no layer computing the book's GRU"),
+    ("tensorflow", lm.LMConfig("lstm", V, H, output_tanh=False), "always applies tanh"),
+])
+def test_framework_layers_refuse_what_they_cannot_compute(name, config, message):
+    module = backend(name)
+    with pytest.raises(ValueError, match=message):
+        module.LayersModel(config, lm.init_params(config, 0))

@@ -109,6 +109,17 @@ def check_precision(precision: str, backend: str, supported=("fp32",)) -> None:
                          f"{' or '.join(supported)}; use --backend torch for bf16")
 
 
+def check_concise(config, backend: str, supported) -> None:
+    """Raise ValueError unless ``backend``'s own layers can run ``config`` (``supported``: the
+    cells they offer in the book's form); the scratch implementation runs every config."""
+    if config.cell not in supported:
+        raise ValueError(f"--impl concise: {backend} has no layer computing the book's "
+                         f"{config.cell.upper()} (its own differs); use --impl scratch")
+    if not config.output_tanh:
+        raise ValueError(f"--impl concise: {backend}'s LSTM layer always applies tanh to its "
+                         "output; use --impl scratch for H = O * C")
+
+
 def init_params(config: LMConfig, seed: int, scale: float = 0.01) -> dict[str, np.ndarray]:
     """The book's initialisation (weights ~ N(0, scale), biases 0), float32, from ``seed``:
     every framework starts from the same numbers."""
@@ -213,6 +224,24 @@ def _run_layer(ops, config, params, layer, x_proj, W_h, state, num_steps):
         H_t = O * (ops.tanh(C_t) if config.output_tanh else C_t)
         outputs.append(H_t)
     return outputs, (H_t, C_t)
+
+
+def layer_matrices(params: dict, config, layer: int, order=None):
+    """NumPy ``(W_x: (in, G*H), W_h: (H, G*H), b: (G*H,))`` of ``layer`` with the gates side by
+    side in ``order`` (default: the book's, :data:`GATES`), as frameworks' layers hold them."""
+    order, prefix = order or GATES[config.cell], config.prefix(layer)
+    return tuple(np.concatenate([np.asarray(params[f"{prefix}{kind}{g}"]) for g in order], -1)
+                 for kind in ("W_x", "W_h", "b_"))
+
+
+def layer_params(W_x, W_h, b, config, layer: int, order=None) -> dict:
+    """The inverse of :func:`layer_matrices`: canonical names -> NumPy arrays."""
+    order, prefix = order or GATES[config.cell], config.prefix(layer)
+    params = {}
+    for kind, value in (("W_x", W_x), ("W_h", W_h), ("b_", b)):
+        for gate, block in zip(order, np.split(np.asarray(value), len(order), axis=-1)):
+            params[f"{prefix}{kind}{gate}"] = block
+    return params
 
 
 def _np_sigmoid(x):

@@ -37,6 +37,8 @@ def choose(name: str | None) -> str:
     return name
 
 
-def model_class(name: str):
-    """The ``LanguageModel`` class of backend ``name`` (imports the framework)."""
-    return importlib.import_module(f"dl.{choose(name)}.lm").LanguageModel
+def model_class(name: str, impl: str = "scratch"):
+    """Backend ``name``'s model class (imports the framework): ``LanguageModel`` for the
+    scratch implementation, ``LayersModel`` (the framework's own layers) for ``'concise'``."""
+    module = importlib.import_module(f"dl.{choose(name)}.lm")
+    return module.LayersModel if impl == "concise" else module.LanguageModel

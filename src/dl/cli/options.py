@@ -97,8 +97,9 @@ TRAIN_OPTIONS = (
            "use the first N tokens, -1 for all (default: the book's 10000 for The Time "
            "Machine, all of any other text)", model=True),
     Option("--cell", choice("rnn", "gru", "lstm"), "lstm", "recurrent cell", model=True),
-    Option("--impl", choice("scratch"), "scratch",
-           "scratch: the book's cells on canonical parameters", model=True),
+    Option("--impl", choice("scratch", "concise"), "scratch",
+           "scratch: the book's cells written once for every framework; concise: the "
+           "framework's own recurrent layers (same saved parameters)", model=True),
     Option("--hidden", positive_int, 256, "hidden units per layer", model=True),
     Option("--layers", positive_int, 1, "stacked recurrent layers", model=True),
     Option("--dropout", fraction, 0.0, "dropout between layers while training", model=True),

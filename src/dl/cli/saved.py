@@ -17,7 +17,7 @@ def open_model(run: Path, which: str = "auto", backend: str | None = None,
 
     ``which``: ``'best'`` (lowest validation loss), ``'model'`` (latest) or ``'auto'`` (best if
     the run kept one, else latest). The weights load into ``backend`` whatever backend trained
-    them.
+    them, into the scratch implementation (both implementations save the same parameters).
     """
     run = Path(run)
     if not run.is_dir():

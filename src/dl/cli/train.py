@@ -130,7 +130,7 @@ def epoch_seed(seed: int, epoch: int) -> int:
 
 
 def build_model(settings: dict, config: lm.LMConfig, params: dict):
-    cls = backends.model_class(settings["backend"])
+    cls = backends.model_class(settings["backend"], settings["impl"])
     return cls(config, params, device=settings["device"], precision=settings["precision"])
 
 

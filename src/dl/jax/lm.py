@@ -9,6 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from dl import lm
+from dl.jax import models
 from dl.jax.training import JaxTrainer, device_name, token_loss_sum
 
 OPS = SimpleNamespace(
@@ -56,12 +57,14 @@ class LanguageModel:
         lm.check_params(config, params)
         lm.check_precision(precision, "JAX")
         self.config, self.device = config, device_of(device)
-        self.params = jax.device_put({name: jnp.asarray(params[name], jnp.float32)
-                                      for name in config.param_shapes()}, self.device)
+        self.params = jax.device_put(self._tree(params), self.device)
         self.stochastic = config.dropout > 0
         self.key = jax.random.PRNGKey(0)
         self._eval_step = jax.jit(self._eval_loss)
         self._token_step = jax.jit(self.apply)
+
+    def _tree(self, params: dict) -> dict:
+        return {name: jnp.asarray(params[name], jnp.float32) for name in self.config.param_shapes()}
 
     @property
     def device_name(self) -> str:
@@ -98,3 +101,47 @@ class LanguageModel:
         """One token in -> ``(logits: (V,) NumPy float, state)``."""
         logits, state = self._token_step(self.params, jnp.array([[token]]), state)
         return np.asarray(logits)[0], state
+
+
+class LayersModel(LanguageModel):
+    """The concise model: :class:`dl.jax.RNN`, ``GRU`` or ``LSTM`` layers (fused gates scanned
+    with ``lax.scan``), stacked with dropout between them, plus a dense output layer;
+    ``params = {'layers': [{'W_x', 'W_h', 'b'}, ...], 'W_hq', 'b_q'}``. State as the scratch
+    model's."""
+
+    LAYERS = {"rnn": models.RNN, "gru": models.GRU, "lstm": models.LSTM}
+
+    def __init__(self, config: lm.LMConfig, params: dict[str, np.ndarray], device=None,
+                 precision: str = "fp32"):
+        lm.check_concise(config, "JAX", self.LAYERS)
+        self.layers = [self.LAYERS[config.cell](config.vocab_size if k == 0 else config.num_hiddens,
+                                                config.num_hiddens)
+                       for k in range(config.num_layers)]
+        super().__init__(config, params, device, precision)
+
+    def _tree(self, params: dict) -> dict:
+        layers = [dict(zip(("W_x", "W_h", "b"), map(jnp.asarray, lm.layer_matrices(
+            params, self.config, k)))) for k in range(self.config.num_layers)]
+        return {"layers": layers, "W_hq": jnp.asarray(params["W_hq"]),
+                "b_q": jnp.asarray(params["b_q"])}
+
+    def apply(self, params, X, state, key=None):
+        """``X: (B, T)`` int -> ``(logits: (T * B, V), state)``."""
+        inputs = jax.nn.one_hot(X.T, self.config.vocab_size, dtype=jnp.float32)
+        per_layer, new_state = self.config.state_per_layer, []
+        dropout = dropout_fn(key, self.config.dropout) if key is not None else None
+        for k, (layer, layer_params) in enumerate(zip(self.layers, params["layers"])):
+            inputs, layer_state = layer.apply(layer_params, inputs,
+                                              state[k * per_layer:(k + 1) * per_layer])
+            new_state.extend(layer_state)
+            if dropout is not None and self.config.dropout > 0 and k < len(self.layers) - 1:
+                inputs = dropout(inputs, k)
+        T, B, H = inputs.shape
+        return inputs.reshape(T * B, H) @ params["W_hq"] + params["b_q"], tuple(new_state)
+
+    def numpy_params(self) -> dict[str, np.ndarray]:
+        params = {"W_hq": np.asarray(self.params["W_hq"]), "b_q": np.asarray(self.params["b_q"])}
+        for k, layer_params in enumerate(self.params["layers"]):
+            params.update(lm.layer_params(*(np.asarray(layer_params[n]) for n in ("W_x", "W_h", "b")),
+                                          self.config, k))
+        return {name: params[name] for name in self.config.param_shapes()}

@@ -46,12 +46,14 @@ class LanguageModel:
         self.config, self.device_name = config, device_of(device)
         self.names = list(config.param_shapes())
         with tf.device(self.device_name):
-            self.trainable_variables = [
-                tf.Variable(np.asarray(params[name], np.float32), name=name.replace(".", "_"))
-                for name in self.names]
+            self.trainable_variables = self._variables(params)
             self._seed = tf.Variable([0, 0], dtype=tf.int64, trainable=False)
         self._eval_step = tf.function(self._eval_loss)
         self._token_step = tf.function(lambda X, state: self(X, state))
+
+    def _variables(self, params) -> list:
+        return [tf.Variable(np.asarray(params[name], np.float32), name=name.replace(".", "_"))
+                for name in self.names]
 
     def __call__(self, X, state, training=False):
         """``X: (B, T)`` int -> ``(logits: (T * B, V), state)``; dropout only when training."""
@@ -96,6 +98,55 @@ class LanguageModel:
         with tf.device(self.device_name):
             logits, state = self._token_step(tf.constant([[token]]), state)
         return logits.numpy()[0], state
+
+
+
+class LayersModel(LanguageModel):
+    """The concise model: Keras ``SimpleRNN``, ``GRU(reset_after=False)`` (the book's GRU) or
+    ``LSTM`` layers, stacked with dropout between them, on one-hot inputs plus a dense output
+    layer; loaded from and saved to canonical names. State as the scratch model's."""
+
+    GATE_ORDER = {"rnn": ("h",), "gru": ("z", "r", "h"), "lstm": ("i", "f", "c", "o")}
+
+    def __init__(self, config: lm.LMConfig, params: dict[str, np.ndarray], device=None,
+                 precision: str = "fp32"):
+        lm.check_concise(config, "TensorFlow", self.GATE_ORDER)
+        super().__init__(config, params, device, precision)
+
+    def _variables(self, params) -> list:
+        config, order = self.config, self.GATE_ORDER[self.config.cell]
+        make = {"rnn": tf.keras.layers.SimpleRNN, "lstm": tf.keras.layers.LSTM,
+                "gru": lambda H, **kw: tf.keras.layers.GRU(H, reset_after=False, **kw)}
+        self.layers = []
+        for layer in range(config.num_layers):
+            rnn = make[config.cell](config.num_hiddens, return_sequences=True, return_state=True)
+            rnn.build((None, None, config.vocab_size if layer == 0 else config.num_hiddens))
+            rnn.set_weights([m.astype(np.float32) for m in
+                             lm.layer_matrices(params, config, layer, order)])
+            self.layers.append(rnn)
+        self.W_hq = tf.Variable(np.asarray(params["W_hq"], np.float32), name="W_hq")
+        self.b_q = tf.Variable(np.asarray(params["b_q"], np.float32), name="b_q")
+        return [w for rnn in self.layers for w in rnn.trainable_weights] + [self.W_hq, self.b_q]
+
+    def __call__(self, X, state, training=False):
+        """``X: (B, T)`` int -> ``(logits: (T * B, V), state)``; dropout only when training."""
+        per_layer, new_state = self.config.state_per_layer, []
+        inputs = tf.one_hot(tf.cast(X, tf.int32), self.config.vocab_size)  # (B, T, V)
+        for layer, rnn in enumerate(self.layers):
+            initial = list(state[layer * per_layer:(layer + 1) * per_layer])
+            inputs, *layer_state = rnn(inputs, initial_state=initial)
+            new_state.extend(layer_state)
+            if training and self.config.dropout > 0 and layer < len(self.layers) - 1:
+                inputs = self._dropout(inputs, layer)
+        outputs = tf.reshape(tf.transpose(inputs, [1, 0, 2]), [-1, self.config.num_hiddens])
+        return outputs @ self.W_hq + self.b_q, tuple(new_state)
+
+    def numpy_params(self) -> dict[str, np.ndarray]:
+        params = {"W_hq": self.W_hq.numpy(), "b_q": self.b_q.numpy()}
+        for layer, rnn in enumerate(self.layers):
+            params.update(lm.layer_params(*rnn.get_weights(), self.config, layer,
+                                          self.GATE_ORDER[self.config.cell]))
+        return {name: params[name] for name in self.names}
 
 
 class _Training:

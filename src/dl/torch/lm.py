@@ -101,3 +101,67 @@ class LanguageModel(nn.Module):
         with _evaluating(self):
             logits, state = self(torch.tensor([[token]], device=self.device), state)
         return logits[0].float().cpu().numpy(), state
+
+
+class LayersModel(LanguageModel):
+    """The concise model: ``nn.RNN`` or ``nn.LSTM`` (stacked, with their own dropout between
+    layers) on one-hot inputs plus ``nn.Linear``, loaded from and saved to canonical names.
+
+    PyTorch's layers keep two bias vectors per gate; the book's cells have one. ``bias_ih``
+    holds it and ``bias_hh`` stays 0 (not trained), so the layers train as the scratch model
+    and a resumed run continues exactly. ``nn.GRU`` applies the
+    reset gate after the recurrent product, a different GRU from the book's, so it is refused.
+    State: PyTorch's ``(num_layers, B, H)`` tensors (``(H, C)`` for the LSTM).
+    """
+
+    GATE_ORDER = {"rnn": ("h",), "lstm": ("i", "f", "c", "o")}
+
+    def __init__(self, config: lm.LMConfig, params: dict[str, np.ndarray], device=None,
+                 precision: str = "fp32"):
+        lm.check_concise(config, "PyTorch", self.GATE_ORDER)
+        nn.Module.__init__(self)
+        lm.check_params(config, params)
+        lm.check_precision(precision, "PyTorch", tuple(PRECISIONS))
+        self.config, self.precision = config, precision
+        self.device = device_of(device) if not isinstance(device, torch.device) else device
+        layer = nn.LSTM if config.cell == "lstm" else nn.RNN
+        self.rnn = layer(config.vocab_size, config.num_hiddens, num_layers=config.num_layers,
+                         dropout=config.dropout)
+        self.linear = nn.Linear(config.num_hiddens, config.vocab_size)
+        self._load(params)
+        self.to(self.device)
+
+    def _load(self, params):
+        order = self.GATE_ORDER[self.config.cell]
+        with torch.no_grad():
+            for layer in range(self.config.num_layers):
+                W_x, W_h, b = lm.layer_matrices(params, self.config, layer, order)
+                for name, value in (("weight_ih", W_x.T), ("weight_hh", W_h.T), ("bias_ih", b),
+                                    ("bias_hh", np.zeros_like(b))):
+                    getattr(self.rnn, f"{name}_l{layer}").copy_(torch.from_numpy(value.copy()))
+                getattr(self.rnn, f"bias_hh_l{layer}").requires_grad_(False)
+            self.linear.weight.copy_(torch.from_numpy(np.asarray(params["W_hq"]).T.copy()))
+            self.linear.bias.copy_(torch.from_numpy(np.asarray(params["b_q"]).copy()))
+
+    def forward(self, X, state):
+        """``X: (B, T)`` int -> ``(logits: (T * B, V), state)``."""
+        inputs = F.one_hot(X.T.long(), self.config.vocab_size).to(self.linear.weight.dtype)
+        Y, state = self.rnn(inputs, state)
+        return self.linear(Y.reshape(-1, Y.shape[-1])), state
+
+    def begin_state(self, batch_size, device=None):
+        H = torch.zeros((self.config.num_layers, batch_size, self.config.num_hiddens),
+                        device=device or self.device)
+        return (H, torch.zeros_like(H)) if self.config.cell == "lstm" else H
+
+    def numpy_params(self) -> dict[str, np.ndarray]:
+        value = lambda name: getattr(self.rnn, name).detach().float().cpu().numpy()
+        params = {}
+        for layer in range(self.config.num_layers):
+            params.update(lm.layer_params(
+                value(f"weight_ih_l{layer}").T, value(f"weight_hh_l{layer}").T,
+                value(f"bias_ih_l{layer}"), self.config, layer,
+                self.GATE_ORDER[self.config.cell]))
+        params["W_hq"] = self.linear.weight.detach().float().cpu().numpy().T
+        params["b_q"] = self.linear.bias.detach().float().cpu().numpy()
+        return {name: params[name] for name in self.config.param_shapes()}
