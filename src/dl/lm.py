@@ -177,10 +177,9 @@ def run_layers(ops, params: dict, x_proj, state: tuple, config,
             T, B, H = inputs.shape
             x_proj = ops.reshape(ops.reshape(inputs, (T * B, H)) @ W_x + b, (T, B, -1))
         layer_state = state[layer * per_layer:(layer + 1) * per_layer]
-        outputs, layer_state = _run_layer(ops, config, params, layer, x_proj, W_h, layer_state,
-                                          num_steps)
+        inputs, layer_state = _run_layer(ops, config, params, layer, x_proj, W_h, layer_state,
+                                         num_steps)
         new_state.extend(layer_state)
-        inputs = ops.stack(outputs)
         if dropout is not None and layer < config.num_layers - 1:
             inputs = dropout(inputs, layer)
     return inputs, tuple(new_state)
@@ -198,32 +197,41 @@ def _fused(ops, params, prefix, cell):
 
 
 def _run_layer(ops, config, params, layer, x_proj, W_h, state, num_steps):
-    """One layer over ``x_proj: (T, B, G*H)``; returns the T outputs ``(B, H)`` and the state."""
-    H, outputs = config.num_hiddens, []
+    """One layer over ``x_proj: (T, B, G*H)``; returns its outputs ``(T, B, H)`` and state.
+
+    Time steps run as a Python loop (unrolled when traced), or through ``ops.scan`` where the
+    namespace has one (JAX: ``lax.scan`` compiles one step instead of T)."""
+    W_hh = params[config.prefix(layer) + "W_hh"] if config.cell == "gru" else None
+
+    def step(state, x_t):
+        state = _cell_step(ops, config, W_h, W_hh, x_t, state)
+        return state, state[0]
+    if getattr(ops, "scan", None) is not None:
+        state, outputs = ops.scan(step, tuple(state), x_proj)
+        return outputs, state
+    outputs = []
+    for t in range(num_steps):
+        state, H_t = step(state, x_proj[t])
+        outputs.append(H_t)
+    return ops.stack(outputs), state
+
+
+def _cell_step(ops, config, W_h, W_hh, x_t, state):
+    """One time step: ``x_t: (B, G*H)`` the input product with bias, ``state`` as the cell's."""
+    H = config.num_hiddens
     if config.cell == "rnn":
         (H_t,) = state
-        for t in range(num_steps):
-            H_t = ops.tanh(x_proj[t] + H_t @ W_h)
-            outputs.append(H_t)
-        return outputs, (H_t,)
+        return (ops.tanh(x_t + H_t @ W_h),)
     if config.cell == "gru":
         (H_t,) = state
-        W_hh = params[config.prefix(layer) + "W_hh"]
-        for t in range(num_steps):
-            x_zr, x_h = x_proj[t][:, :2 * H], x_proj[t][:, 2 * H:]
-            Z, R = ops.split(ops.sigmoid(x_zr + H_t @ W_h), 2)
-            H_tilda = ops.tanh(x_h + (R * H_t) @ W_hh)
-            H_t = Z * H_t + (1 - Z) * H_tilda
-            outputs.append(H_t)
-        return outputs, (H_t,)
+        Z, R = ops.split(ops.sigmoid(x_t[:, :2 * H] + H_t @ W_h), 2)
+        H_tilda = ops.tanh(x_t[:, 2 * H:] + (R * H_t) @ W_hh)
+        return (Z * H_t + (1 - Z) * H_tilda,)
     H_t, C_t = state
-    for t in range(num_steps):
-        gates = x_proj[t] + H_t @ W_h
-        I, F, O = ops.split(ops.sigmoid(gates[:, :3 * H]), 3)
-        C_t = F * C_t + I * ops.tanh(gates[:, 3 * H:])
-        H_t = O * (ops.tanh(C_t) if config.output_tanh else C_t)
-        outputs.append(H_t)
-    return outputs, (H_t, C_t)
+    gates = x_t + H_t @ W_h
+    I, F, O = ops.split(ops.sigmoid(gates[:, :3 * H]), 3)
+    C_t = F * C_t + I * ops.tanh(gates[:, 3 * H:])
+    return (O * (ops.tanh(C_t) if config.output_tanh else C_t), C_t)
 
 
 def layer_matrices(params: dict, config, layer: int, order=None):
