@@ -28,7 +28,8 @@ COLUMNS = ("run", "seconds", "tokens_per_sec", "train_perplexity", "val_perplexi
 
 def add_parser(subparsers) -> None:
     parser = subparsers.add_parser("sweep", help="train over a grid of options and compare",
-                                   description=__doc__.split("\n\n")[0])
+                                   description="Train over a grid of options (comma-separated "
+                                               "values) and compare the runs.")
     add_train_options(parser, lists=True)
     parser.add_argument("--out", type=Path, required=True, help="directory of the sweep")
     parser.add_argument("--prefix", default=None,

@@ -24,7 +24,7 @@ import numpy as np
 from dl import __version__, checkpoint, lm
 from dl import train as core
 from dl.cli import backends
-from dl.cli.options import add_train_options, given, with_defaults, TRAIN_OPTIONS
+from dl.cli.options import TRAIN_OPTIONS, add_train_options, given, positive_int, with_defaults
 from dl.cli.rundir import RunDir
 from dl.data import text as textdata
 from dl.data.batches import SeqDataLoader
@@ -40,7 +40,8 @@ class UsageError(ValueError):
 def add_parser(subparsers) -> None:
     parser = subparsers.add_parser(
         "train", help="train a language model (defaults: the book's LSTM on The Time Machine)",
-        description=__doc__.split("\n\n")[0])
+        description="Train the chapter's language model on any text, with checkpoints and "
+                    "exact resume. With no options: the seed's LSTM on The Time Machine.")
     add_train_options(parser)
     run = parser.add_argument_group("run")
     run.add_argument("--out", type=Path, default=None,
@@ -52,8 +53,10 @@ def add_parser(subparsers) -> None:
     run.add_argument("--prefix", action="append", default=None,
                      help="text to continue in the printed samples (repeatable; default: the "
                           "book's 'time traveller' and 'traveller' on The Time Machine)")
-    run.add_argument("--print-every", type=int, default=10, help="epochs between samples")
-    run.add_argument("--save-every", type=int, default=10, help="epochs between checkpoints")
+    run.add_argument("--print-every", type=positive_int, default=10,
+                     help="epochs between samples (default: 10)")
+    run.add_argument("--save-every", type=positive_int, default=10,
+                     help="epochs between checkpoints (default: 10)")
     parser.set_defaults(command=main)
 
 
