@@ -90,7 +90,9 @@ def interrupt_in_epoch(monkeypatch, epoch):
 def test_interrupted_and_resumed_run_ends_with_the_same_weights(tmp_path, monkeypatch, capsys,
                                                                 backend, extra):
     pytest.importorskip(backend)
-    args = [*SMALL, *extra, "--backend", backend, "--val-fraction", 0.1, "--epochs", 4]
+    # no checkpoint at epoch 2: the interrupt itself must save it
+    args = [*SMALL, *extra, "--backend", backend, "--val-fraction", 0.1, "--epochs", 4,
+            "--save-every", 3]
     assert dl("train", *args, "--out", tmp_path / "whole") == 0
     with monkeypatch.context() as patch:
         interrupt_in_epoch(patch, 3)
@@ -237,23 +239,49 @@ def test_damaged_checkpoints_exit_2_naming_the_file(tmp_path, capsys):
     assert dl("train", "--out", run, "--resume") == 2
 
 
-def test_diverging_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, capsys):
+def test_diverging_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch, capsys):
+    args = [*SMALL, "--save-every", 10, "--backend", "torch"]
+    assert dl("train", *args, "--epochs", 2, "--out", tmp_path / "two") == 0
+    real, calls = cli_train.core.train_epoch, []
+
+    def train_epoch(trainer, loader, random_iter):  # the third epoch's loss turns NaN
+        calls.append(1)
+        loss_sum, num_tokens, speed = real(trainer, loader, random_iter)
+        return (float("nan") if len(calls) == 3 else loss_sum), num_tokens, speed
+    monkeypatch.setattr(cli_train.core, "train_epoch", train_epoch)
     run = tmp_path / "run"
-    assert dl("train", *SMALL, "--epochs", 2, "--backend", "torch", "--out", run) == 0
-    good = weights(run)
-    capsys.readouterr()
-    assert dl("train", "--out", run, "--resume", "--epochs", 4, "--backend", "torch") == 0
-    # the same run continued with a learning rate that blows up: a new run, resumed weights
-    cut = tmp_path / "blow"
-    assert dl("train", *SMALL, "--epochs", 2, "--backend", "torch", "--out", cut) == 0
-    meta_before = checkpoint.load(cut)[1]
-    assert dl("train", *SMALL, "--epochs", 3, "--lr", "1e30", "--clip", "1e30", "--backend",
-              "torch", "--out", tmp_path / "new", "--save-every", 1) == 2
+    assert dl("train", *args, "--epochs", 5, "--out", run) == 2
     err = capsys.readouterr().err
-    assert "training diverged in epoch 1" in err and "smaller learning rate" in err
-    assert not checkpoint.exists(tmp_path / "new")  # nothing good to keep: nothing written
-    assert checkpoint.load(cut)[1] == meta_before
-    assert set(good) == set(weights(run))
+    assert "training diverged in epoch 3" in err and "smaller learning rate" in err
+    assert f"The checkpoint of epoch 2 in {run} is kept" in err
+    assert checkpoint.load(run)[1]["epoch"] == 2
+    good = weights(tmp_path / "two")
+    for name, value in weights(run).items():
+        np.testing.assert_array_equal(value, good[name])
+
+
+def test_real_divergence_in_the_first_epoch_writes_no_checkpoint(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert dl("train", *SMALL, "--epochs", 3, "--lr", "1e30", "--clip", "1e30", "--backend",
+              "torch", "--out", run) == 2
+    assert "training diverged in epoch 1" in capsys.readouterr().err
+    assert not checkpoint.exists(run)
+
+
+def test_newer_or_foreign_checkpoints_exit_2(tmp_path, capsys, monkeypatch):
+    run = tmp_path / "run"
+    assert dl("train", *SMALL, "--epochs", 1, "--backend", "torch", "--out", run) == 0
+    params, meta = checkpoint.load(run)
+    monkeypatch.setattr(checkpoint, "FORMAT_VERSION", 7)
+    checkpoint.save(run, params, {k: v for k, v in meta.items() if not k.startswith("format")})
+    monkeypatch.undo()
+    capsys.readouterr()
+    assert dl("eval", run) == 2
+    assert "format 7, newer than this dl reads" in capsys.readouterr().err
+    from safetensors.numpy import save_file
+    save_file(params, str(run / "model.safetensors"))
+    assert dl("generate", run, "--checkpoint", "model") == 2
+    assert "not written by dl" in capsys.readouterr().err
 
 
 @pytest.mark.slow

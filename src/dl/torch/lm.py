@@ -76,7 +76,9 @@ class LanguageModel(nn.Module):
         return tuple(torch.zeros(shape, device=device or self.device) for _ in range(count))
 
     def numpy_params(self) -> dict[str, np.ndarray]:
-        return {name: w.detach().float().cpu().numpy() for name, w in zip(self.names, self.weights)}
+        """Copies (training updates the parameters in place)."""
+        return {name: w.detach().float().cpu().numpy().copy()
+                for name, w in zip(self.names, self.weights)}
 
     def reseed(self, seed: int) -> None:
         """Seed dropout (PyTorch's global generator on CPU and GPU)."""
@@ -155,13 +157,13 @@ class LayersModel(LanguageModel):
         return (H, torch.zeros_like(H)) if self.config.cell == "lstm" else H
 
     def numpy_params(self) -> dict[str, np.ndarray]:
-        value = lambda name: getattr(self.rnn, name).detach().float().cpu().numpy()
+        value = lambda name: getattr(self.rnn, name).detach().float().cpu().numpy().copy()
         params = {}
         for layer in range(self.config.num_layers):
             params.update(lm.layer_params(
                 value(f"weight_ih_l{layer}").T, value(f"weight_hh_l{layer}").T,
                 value(f"bias_ih_l{layer}"), self.config, layer,
                 self.GATE_ORDER[self.config.cell]))
-        params["W_hq"] = self.linear.weight.detach().float().cpu().numpy().T
-        params["b_q"] = self.linear.bias.detach().float().cpu().numpy()
+        params["W_hq"] = self.linear.weight.detach().float().cpu().numpy().T.copy()
+        params["b_q"] = self.linear.bias.detach().float().cpu().numpy().copy()
         return {name: params[name] for name in self.config.param_shapes()}
