@@ -169,7 +169,7 @@ def run_layers(ops, params: dict, x_proj, state: tuple, config,
                dropout: Callable[[Any, int], Any] | None = None):
     """The stacked layers over ``x_proj: (T, B, G*H)``, the first layer's input product with
     bias. Returns ``(outputs: (T, B, H)`` of the last layer, the new flat state)."""
-    num_steps, per_layer = x_proj.shape[0], config.state_per_layer
+    per_layer = config.state_per_layer
     new_state, inputs = [], None
     for layer in range(config.num_layers):
         W_x, W_h, b = _fused(ops, params, config.prefix(layer), config.cell)
@@ -177,8 +177,7 @@ def run_layers(ops, params: dict, x_proj, state: tuple, config,
             T, B, H = inputs.shape
             x_proj = ops.reshape(ops.reshape(inputs, (T * B, H)) @ W_x + b, (T, B, -1))
         layer_state = state[layer * per_layer:(layer + 1) * per_layer]
-        inputs, layer_state = _run_layer(ops, config, params, layer, x_proj, W_h, layer_state,
-                                         num_steps)
+        inputs, layer_state = _run_layer(ops, config, params, layer, x_proj, W_h, layer_state)
         new_state.extend(layer_state)
         if dropout is not None and layer < config.num_layers - 1:
             inputs = dropout(inputs, layer)
@@ -196,7 +195,7 @@ def _fused(ops, params, prefix, cell):
     return W_x, W_h, b
 
 
-def _run_layer(ops, config, params, layer, x_proj, W_h, state, num_steps):
+def _run_layer(ops, config, params, layer, x_proj, W_h, state):
     """One layer over ``x_proj: (T, B, G*H)``; returns its outputs ``(T, B, H)`` and state.
 
     Time steps run as a Python loop (unrolled when traced), or through ``ops.scan`` where the
@@ -210,28 +209,28 @@ def _run_layer(ops, config, params, layer, x_proj, W_h, state, num_steps):
         state, outputs = ops.scan(step, tuple(state), x_proj)
         return outputs, state
     outputs = []
-    for t in range(num_steps):
-        state, H_t = step(state, x_proj[t])
+    for x_t in ops.unstack(x_proj):  # not x_proj[t]: TensorFlow's slice gradients are full-size
+        state, H_t = step(state, x_t)
         outputs.append(H_t)
     return ops.stack(outputs), state
 
 
 def _cell_step(ops, config, W_h, W_hh, x_t, state):
     """One time step: ``x_t: (B, G*H)`` the input product with bias, ``state`` as the cell's."""
-    H = config.num_hiddens
     if config.cell == "rnn":
         (H_t,) = state
         return (ops.tanh(x_t + H_t @ W_h),)
     if config.cell == "gru":
         (H_t,) = state
-        Z, R = ops.split(ops.sigmoid(x_t[:, :2 * H] + H_t @ W_h), 2)
-        H_tilda = ops.tanh(x_t[:, 2 * H:] + (R * H_t) @ W_hh)
+        x_z, x_r, x_h = ops.split(x_t, 3)
+        h_z, h_r = ops.split(H_t @ W_h, 2)
+        Z, R = ops.sigmoid(x_z + h_z), ops.sigmoid(x_r + h_r)
+        H_tilda = ops.tanh(x_h + (R * H_t) @ W_hh)
         return (Z * H_t + (1 - Z) * H_tilda,)
     H_t, C_t = state
-    gates = x_t + H_t @ W_h
-    I, F, O = ops.split(ops.sigmoid(gates[:, :3 * H]), 3)
-    C_t = F * C_t + I * ops.tanh(gates[:, 3 * H:])
-    return (O * (ops.tanh(C_t) if config.output_tanh else C_t), C_t)
+    I, F, O, C_tilda = ops.split(x_t + H_t @ W_h, 4)
+    C_t = ops.sigmoid(F) * C_t + ops.sigmoid(I) * ops.tanh(C_tilda)
+    return (ops.sigmoid(O) * (ops.tanh(C_t) if config.output_tanh else C_t), C_t)
 
 
 def layer_matrices(params: dict, config, layer: int, order=None):
@@ -259,7 +258,7 @@ def _np_sigmoid(x):
 NUMPY_OPS = SimpleNamespace(
     take=lambda W, ids: W[ids], transpose=np.transpose, concat=np.concatenate, stack=np.stack,
     reshape=np.reshape, split=lambda x, n: np.split(x, n, axis=-1), sigmoid=_np_sigmoid,
-    tanh=np.tanh)
+    tanh=np.tanh, unstack=list)
 
 
 def zero_state(config: LMConfig, batch_size: int, dtype=np.float32) -> tuple:

@@ -15,7 +15,7 @@ from dl.jax.training import JaxTrainer, device_name, token_loss_sum
 OPS = SimpleNamespace(
     take=lambda W, ids: W[ids], transpose=jnp.transpose, concat=jnp.concatenate, stack=jnp.stack,
     reshape=jnp.reshape, split=lambda x, n: jnp.split(x, n, axis=-1), sigmoid=jax.nn.sigmoid,
-    tanh=jnp.tanh, scan=jax.lax.scan)
+    tanh=jnp.tanh, unstack=list, scan=jax.lax.scan)
 
 
 def device_of(name: str | None):

@@ -16,7 +16,7 @@ from dl.torch.training import PRECISIONS, TorchTrainer, _token_loss_sum
 OPS = SimpleNamespace(
     take=lambda W, ids: W[ids], transpose=lambda X: X.T, concat=torch.cat, stack=torch.stack,
     reshape=torch.reshape, split=lambda x, n: torch.chunk(x, n, dim=-1), sigmoid=torch.sigmoid,
-    tanh=torch.tanh)
+    tanh=torch.tanh, unstack=torch.unbind)
 
 
 def device_of(name: str | None) -> torch.device:
