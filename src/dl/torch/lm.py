@@ -29,6 +29,13 @@ def device_of(name: str | None) -> torch.device:
     return device
 
 
+def parameter_list(names, params: dict[str, np.ndarray], device) -> nn.ParameterList:
+    """``params[name]`` for each of ``names``, as float32 ``nn.Parameter``s on ``device``."""
+    return nn.ParameterList(
+        nn.Parameter(torch.tensor(np.asarray(params[name], np.float32), device=device))
+        for name in names)
+
+
 @contextlib.contextmanager
 def _evaluating(module: nn.Module):
     """No dropout and no gradients inside; the module's training mode is restored after."""
@@ -54,9 +61,7 @@ class LanguageModel(nn.Module):
         self.config, self.precision = config, precision
         self.device = device_of(device) if not isinstance(device, torch.device) else device
         self.names = list(config.param_shapes())
-        self.weights = nn.ParameterList(
-            nn.Parameter(torch.tensor(np.asarray(params[name], np.float32), device=self.device))
-            for name in self.names)
+        self.weights = parameter_list(self.names, params, self.device)
 
     @property
     def device_name(self) -> str:

@@ -1,0 +1,379 @@
+"""``dl forecast``: a recurrent network forecasts a time series, scored beside naive baselines
+(the chapter's exercise 5).
+
+It trains on the first part of the series (or picks the best of a small grid by the validation
+part with ``--select``), scores the model and the naive, seasonal naive and mean forecasts on
+the last part, forecasts ``--horizon`` values past the end, and writes ``forecast.png``,
+``metrics.json`` and the checkpoint ``forecast.safetensors`` to ``--out``.
+``dl forecast --from RUN`` scores and forecasts with that checkpoint, without training.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import importlib
+import io
+import json
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+
+from dl import __version__, checkpoint, lm
+from dl import forecast as core
+from dl.cli import backends
+from dl.cli.options import choice, count, fraction, list_of, positive_float, positive_int
+from dl.data.series import SERIES_LOADERS, Scaler, load_series, read_csv_series
+from dl.files import atomic_write
+
+STEM = "forecast"  # forecast.safetensors and forecast.json in the run directory
+# fastest first for forecasting on a CPU (co2, window 104, 2 cores): TensorFlow runs the
+# unrolled window as one graph (~2 s an epoch), PyTorch op by op (~10 s), and XLA takes
+# minutes to compile it for JAX
+FASTEST = ("tensorflow", "torch", "jax")
+MODEL_OPTIONS = ("cell", "hidden", "layers", "dropout", "window", "horizon", "mode", "epochs",
+                 "lr", "batch_size", "optimizer", "clip", "patience", "val_fraction",
+                 "test_fraction", "seed", "select")
+DEFAULTS = dict(cell="lstm", hidden=32, layers=1, dropout=0.0, horizon=4, mode="direct",
+                val_fraction=0.1, test_fraction=0.2, **{
+                    f.name: f.default for f in dataclasses.fields(core.FitSettings)})
+
+
+class UsageError(ValueError):
+    """Something the user asked for cannot be done; the message says what to do."""
+
+
+def add_parser(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "forecast", help="forecast a time series with an LSTM, beside naive baselines",
+        description=__doc__.split("\n\n")[0])
+    data = parser.add_argument_group("data")
+    data.add_argument("--series", type=choice(*SERIES_LOADERS),
+                      help=f"a built-in series: {', '.join(SERIES_LOADERS)}")
+    data.add_argument("--csv", type=Path, help="a CSV file with a header line, one row per step")
+    data.add_argument("--column", type=list_of(str),
+                      help="the CSV column(s) to use, comma-separated; the first is forecast")
+    data.add_argument("--time-column", help="the CSV column of time labels (for the plot)")
+    data.add_argument("--interpolate", action="store_true",
+                      help="fill missing CSV values by linear interpolation")
+    model = parser.add_argument_group("model and training")
+    add = lambda flag, parse, text: model.add_argument(
+        flag, type=parse, default=None,
+        help=f"{text} (default: {DEFAULTS[flag[2:].replace('-', '_')]})")
+    add("--cell", choice(*lm.CELLS), "recurrent cell")
+    add("--hidden", positive_int, "hidden units per layer")
+    add("--layers", positive_int, "stacked recurrent layers")
+    add("--dropout", fraction, "dropout between layers while training")
+    model.add_argument("--window", type=positive_int, default=None,
+                       help="past steps the model sees (default: two seasons, at least 16, "
+                            "at most what the shortest part allows)")
+    add("--horizon", positive_int, "steps to forecast")
+    add("--mode", choice(*core.MODES),
+        "direct: the model outputs the whole horizon; autoregressive: one step, fed back")
+    add("--epochs", positive_int, "most training epochs (early stopping ends sooner)")
+    add("--patience", positive_int, "stop after this many epochs without a better validation loss")
+    add("--lr", positive_float, "learning rate")
+    add("--optimizer", choice(*core.OPTIMIZERS), "adam, or sgd (plain SGD)")
+    add("--clip", positive_float, "global gradient norm clipping threshold")
+    add("--batch-size", positive_int, "windows per minibatch")
+    add("--val-fraction", fraction, "share of the series held out for validation")
+    add("--test-fraction", fraction, "share at the end held out for the test scores")
+    add("--seed", count, "seed of the weights, shuffling and dropout")
+    model.add_argument("--select", action="store_true", default=None,
+                       help="train one model per combination of "
+                            f"{', '.join(f'{k} {v}' for k, v in core.SELECT_GRID.items())} and "
+                            "keep the best on the validation part")
+    run = parser.add_argument_group("run")
+    run.add_argument("--backend", type=choice(*FASTEST), default=None,
+                     help=f"{', '.join(FASTEST)} (default: the first installed)")
+    run.add_argument("--device", default=None, help="cpu, gpu, cuda:N (default: a GPU if any)")
+    run.add_argument("--out", type=Path, default=None,
+                     help="run directory (default: runs/forecast-<series>-<date>-<time>; with "
+                          "--from, nothing is written unless --out is given)")
+    run.add_argument("--force", action="store_true", help="overwrite the forecast run in --out")
+    run.add_argument("--from", dest="from_run", type=Path, default=None, metavar="RUN",
+                     help="use the checkpoint of an earlier `dl forecast` run, do not train")
+    parser.set_defaults(command=main)
+
+
+def main(args: argparse.Namespace) -> int:
+    if args.from_run is not None:
+        return from_run(args)
+    source = data_source(args)
+    if source is None:
+        raise UsageError("dl forecast needs a series: --series "
+                         f"{'|'.join(SERIES_LOADERS)}, or --csv FILE --column NAME")
+    opts = {name: DEFAULTS[name] if getattr(args, name) is None else getattr(args, name)
+            for name in DEFAULTS}
+    series = open_series(source)
+    window = args.window or core.default_window(series, opts["horizon"], opts["val_fraction"],
+                                                opts["test_fraction"])
+    data = core.prepare(series, window, opts["horizon"], opts["mode"], opts["val_fraction"],
+                        opts["test_fraction"])
+    check_varies(data)
+    out = args.out or Path("runs") / time.strftime(
+        f"forecast-{args.series or args.csv.stem}-%Y%m%d-%H%M%S")
+    backend = choose_backend(args.backend)
+    prepare_out(out, args.force)
+    config = core.ForecastConfig(opts["cell"], series.values.shape[1], opts["hidden"],
+                                 opts["layers"], opts["dropout"], True, data.num_outputs)
+    settings = core.FitSettings(**{f.name: opts[f.name]
+                                   for f in dataclasses.fields(core.FitSettings)})
+    print(describe(data))
+    started = time.perf_counter()
+    model, config, settings, fit, trials = fit_model(builder(backend, args.device), data,
+                                                     config, settings, args.select)
+    seconds = time.perf_counter() - started
+    print(f"trained on {backend} ({model.device_name}) in {seconds:.1f} s: best epoch "
+          f"{fit.best_epoch} of {len(fit.history)}, {loss_name(data)} {fit.best_loss:.4g} "
+          "(scaled units)")
+    result, evaluation, future = report(model, data, config)
+    result.update(training={**dataclasses.asdict(settings), "best_epoch": fit.best_epoch,
+                            "epochs_run": len(fit.history), "best_loss": fit.best_loss,
+                            "seconds": seconds, "history": fit.history},
+                  selection=trials, backend=backend)
+    meta = {"model": config.to_dict(), "training": dataclasses.asdict(settings),
+            "scaler": data.scaler.to_dict(), "window": data.window, "horizon": data.horizon,
+            "mode": data.mode, "period": data.period, "val_fraction": opts["val_fraction"],
+            "test_fraction": opts["test_fraction"], "data": source,
+            "series": data.series.metadata(), "best_epoch": fit.best_epoch,
+            "best_loss": fit.best_loss, "backend": backend, "dl_version": __version__}
+    checkpoint.save(out, model.numpy_params(), meta, stem=STEM)
+    write_outputs(out, data, result, evaluation, future, f"{STEM}.safetensors")
+    return 0
+
+
+def fit_model(build, data, config, settings, select: bool):
+    """``(model, config, settings, FitResult, trials)``: one model trained, or the best of
+    :data:`dl.forecast.SELECT_GRID` on the validation part (``trials`` None without select)."""
+    if not select:
+        model, fit = core.train(build, data, config, settings, log=print_epoch)
+        return model, config, settings, fit, None
+    picked = core.select(build, data, config, settings, log=print_trial)
+    return picked.model, picked.config, picked.settings, picked.fit, picked.trials
+
+
+def from_run(args: argparse.Namespace) -> int:
+    """``dl forecast --from RUN``: score and forecast with a saved model, no training."""
+    given = [f"--{name.replace('_', '-')}" for name in MODEL_OPTIONS
+             if getattr(args, name) is not None]
+    if given:
+        raise UsageError(f"--from {args.from_run} uses the model and settings of that run; "
+                         f"leave out {', '.join(given)} or train a new run without --from")
+    params, meta, config, scaler = open_run(args.from_run)
+    source = data_source(args) or meta["data"]
+    data = core.prepare(open_series(source), meta["window"], meta["horizon"], meta["mode"],
+                        meta["val_fraction"], meta["test_fraction"], meta["period"], scaler)
+    data = dataclasses.replace(data, period_source=f"of {args.from_run}")
+    if data.series.values.shape[1] != config.num_inputs:
+        raise UsageError(f"the model of {args.from_run} reads {config.num_inputs} column(s), "
+                         f"the series has {data.series.values.shape[1]}; give as many --column")
+    model = builder(choose_backend(args.backend), args.device)(config, params)
+    print(describe(data))
+    result, evaluation, future = report(model, data, config)
+    result.update(checkpoint=str(checkpoint.weights_path(args.from_run, STEM)))
+    if args.out is not None:
+        prepare_out(args.out, args.force)
+        write_outputs(args.out, data, result, evaluation, future)
+    return 0
+
+
+# ---------------------------------------------------------------- data and model
+
+
+def data_source(args) -> dict | None:
+    """What to load, as JSON-able settings (kept in the checkpoint); None when not given."""
+    csv_only = [flag for flag, value in (("--column", args.column),
+                                         ("--time-column", args.time_column),
+                                         ("--interpolate", args.interpolate)) if value]
+    if args.series is not None and (args.csv is not None or csv_only):
+        raise UsageError(f"--series {args.series} is a built-in series; leave out "
+                         f"{', '.join((['--csv'] if args.csv else []) + csv_only)}")
+    if args.series is not None:
+        return {"series": args.series}
+    if args.csv is None:
+        if csv_only:
+            raise UsageError(f"{', '.join(csv_only)} apply to a CSV file; give --csv FILE")
+        return None
+    if not args.column:
+        raise UsageError(f"--csv {args.csv}: say which column to forecast with --column NAME")
+    return {"csv": str(args.csv.resolve()), "column": args.column, "time_column": args.time_column,
+            "interpolate": bool(args.interpolate)}
+
+
+def open_series(source: dict):
+    if "series" in source:
+        return load_series(source["series"])
+    return read_csv_series(source["csv"], source["column"], source["time_column"],
+                           source["interpolate"])
+
+
+def check_varies(data: core.ForecastData) -> None:
+    """Refuse a constant training part: MASE is undefined there and nothing can be learnt."""
+    y = data.train[:, data.target]
+    if np.ptp(y) == 0:
+        raise UsageError(f"{data.series.source}: column {data.series.target_name!r} is constant "
+                         f"({y[0]:g}) over the training part, so MASE is undefined (the naive "
+                         "forecast has no error to scale by) and there is nothing to learn; "
+                         "give a series that varies")
+
+
+def choose_backend(name: str | None) -> str:
+    """``name`` if installed, else the first installed of :data:`FASTEST`."""
+    installed = backends.installed()
+    return backends.choose(name or next((b for b in FASTEST if b in installed), None))
+
+
+def builder(backend: str, device: str | None):
+    """``build(config, params) -> Forecaster`` of ``backend`` (imports the framework)."""
+    cls = importlib.import_module(f"dl.{backend}.forecast").Forecaster
+    return lambda config, params: cls(config, params, device=device)
+
+
+def open_run(run: Path):
+    """``(params, meta, config, scaler)`` of the forecast checkpoint in ``run``."""
+    if not checkpoint.exists(run, STEM):
+        raise UsageError(f"--from {run}: no forecast checkpoint there ({STEM}.safetensors); "
+                         f"train one with `dl forecast --out {run}`")
+    params, meta = checkpoint.load(run, STEM)
+    try:
+        config = core.ForecastConfig.from_dict(meta["model"])
+        lm.check_params(config, params)
+        scaler = Scaler.from_dict(meta["scaler"])
+        meta["window"], meta["horizon"], meta["mode"], meta["period"], meta["data"]
+    except (KeyError, TypeError, ValueError) as err:
+        raise checkpoint.CheckpointError(
+            f"{checkpoint.weights_path(run, STEM)}: its description does not fit its weights "
+            f"({err}); the checkpoint is damaged") from None
+    return params, meta, config, scaler
+
+
+# ---------------------------------------------------------------- output
+
+
+def loss_name(data) -> str:
+    return "validation MSE" if data.val_windows is not None else "training MSE"
+
+
+def describe(data: core.ForecastData) -> str:
+    s = data.series
+    return (f"{s.source}: {len(s)} steps of {s.target_name!r}; train {len(data.train)}, "
+            f"validation {len(data.val)}, test {len(data.test)}; window {data.window}, horizon "
+            f"{data.horizon} ({data.mode}); season {data.period} ({data.period_source})")
+
+
+def print_epoch(record: dict) -> None:
+    if record["epoch"] % 10 == 0:
+        val = record["val_loss"]
+        print(f"epoch {record['epoch']}: training MSE {record['train_loss']:.4g}"
+              + ("" if val is None else f", validation MSE {val:.4g}"), flush=True)
+
+
+def print_trial(trial: dict) -> None:
+    print(f"{', '.join(f'{k} {v}' for k, v in trial['choice'].items())}: validation MSE "
+          f"{trial['val_loss']:.4g} (epoch {trial['best_epoch']})", flush=True)
+
+
+def report(model, data: core.ForecastData, config: core.ForecastConfig):
+    """Score on the test part, forecast past the end, print both; returns metrics.json's data,
+    the :class:`~dl.forecast.Evaluation` and the forecast ``(horizon,)``."""
+    evaluation = core.evaluate(model.predict, data)
+    future = core.forecast_future(model.predict, data)
+    label = f"{config.cell} ({data.mode})"
+    names = {"model": label, "naive": "naive", "seasonal_naive": f"seasonal naive ({data.period})",
+             "mean": "mean"}
+    print(f"test scores over {len(evaluation.truth)} forecast origins, original units:")
+    print(f"{'':22}{'MAE':>10}{'RMSE':>10}{'MASE':>10}{'sMAPE %':>10}")
+    for name, scores in evaluation.scores.items():
+        print(f"{names[name]:22}" + "".join(
+            f"{'undefined' if math.isnan(v) else f'{v:.4g}':>10}" for v in scores.values()))
+    if evaluation.mase_note:
+        print(evaluation.mase_note)
+    beats = evaluation.beats()
+    if beats is not None:
+        ours, theirs = (evaluation.scores[n]["mase"] for n in ("model", "seasonal_naive"))
+        print(f"{label} {'beats' if beats else 'does not beat'} seasonal naive on test MASE: "
+              f"{ours:.3f} {'<' if beats else '>='} {theirs:.3f}")
+    last = data.series.time[-1] if data.series.time else len(data.series) - 1
+    print(f"forecast of the {data.horizon} steps after {last}: "
+          + " ".join(f"{v:.4g}" for v in future))
+    clean = lambda x: None if isinstance(x, float) and math.isnan(x) else x
+    result = {"series": data.series.metadata(), "target": data.series.target_name,
+              "window": data.window, "horizon": data.horizon, "mode": data.mode,
+              "period": data.period, "period_source": data.period_source,
+              "parts": {"train": len(data.train), "val": len(data.val), "test": len(data.test)},
+              "test_origins": len(evaluation.truth), "model": config.to_dict(),
+              "scores": {name: {k: clean(v) for k, v in scores.items()}
+                         for name, scores in evaluation.scores.items()},
+              "mase_note": evaluation.mase_note, "beats_seasonal_naive_mase": beats,
+              "forecast": {"after": last, "values": future.tolist()}}
+    return result, evaluation, future
+
+
+def write_outputs(out: Path, data, result: dict, evaluation, future, *extra: str) -> None:
+    atomic_write(out / "metrics.json", json.dumps(result, indent=2, allow_nan=False) + "\n")
+    written = ["metrics.json", *extra]
+    if write_plot(out / "forecast.png", data, evaluation, future):
+        written.insert(0, "forecast.png")
+    else:
+        print("matplotlib is not installed, so there is no forecast.png: "
+              "pip install 'dl-rnn[plot]'")
+    print(f"wrote {', '.join(str(out / name) for name in written)}")
+
+
+def prepare_out(out: Path, force: bool) -> None:
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {out} is a file; give a directory for the run")
+    if not force and any((out / name).exists() for name in
+                         (f"{STEM}.safetensors", "metrics.json", "forecast.png")):
+        raise UsageError(f"--out {out} already holds a forecast; choose another --out, or "
+                         "overwrite it with --force")
+    out.mkdir(parents=True, exist_ok=True)
+
+
+def time_axis(series, extra: int) -> tuple[np.ndarray, str]:
+    """x positions of the series' steps and ``extra`` steps after it, with the axis label:
+    the time labels when they are numbers or ISO dates, else step numbers."""
+    time_labels, n = series.time, len(series)
+    x, label = np.arange(n + extra), "time step"
+    if time_labels is not None and n >= 2:
+        try:
+            known = np.array(time_labels, dtype="datetime64[D]" if isinstance(
+                time_labels[0], str) else np.float64)
+            x, label = np.concatenate([known, known[-1] + (known[-1] - known[-2])
+                                       * np.arange(1, extra + 1)]), "time"
+        except ValueError:  # labels such as '1959Q1'
+            pass
+    return x, label
+
+
+def write_plot(path: Path, data, evaluation, future) -> bool:
+    """``forecast.png``: history, test truth, the model's test forecasts and the forecast past
+    the end; False without matplotlib."""
+    try:
+        from matplotlib.figure import Figure
+    except ImportError:
+        return False
+    series, h = data.series, data.horizon
+    x, xlabel = time_axis(series, h)
+    y, n_test = series.target_values, len(data.test)
+    start = len(series) - n_test
+    fig = Figure(figsize=(8, 3.5))
+    ax = fig.subplots()
+    ax.plot(x[:start], y[:start], color="0.6", lw=1, label="history (train, validation)")
+    ax.plot(x[start:len(y)], y[start:], color="black", lw=1, label="test truth")
+    steps = evaluation.forecasts["model"][:, -1]  # h steps ahead of each origin
+    ax.plot(x[start + h - 1:start + h - 1 + len(steps)], steps, color="tab:blue", lw=1,
+            label=f"model, {h} step{'s' if h > 1 else ''} ahead")
+    ax.plot(x[len(y):], future, "o--", color="tab:red", ms=3, label="forecast")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(series.target_name)
+    ax.legend(fontsize="small")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=100)
+    atomic_write(path, buffer.getvalue())
+    return True

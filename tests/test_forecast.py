@@ -1,0 +1,354 @@
+"""dl.forecast (NumPy only: a scripted backend drives the loop) and the `dl forecast` command."""
+
+import dataclasses
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from dl import forecast as fc
+from dl import lm, reference
+from dl.baselines import SeasonalNaiveForecaster
+from dl.cli import main
+from dl.data.series import Series, SeriesError
+
+
+# ---------------------------------------------------------------- model
+
+
+def test_config_shapes_and_round_trip():
+    config = fc.ForecastConfig("gru", num_inputs=3, num_hiddens=5, num_layers=2, num_outputs=4)
+    shapes = config.param_shapes()
+    assert shapes["layer1.W_xz"] == (3, 5) and shapes["layer2.W_xz"] == (5, 5)
+    assert shapes["W_hq"] == (5, 4) and shapes["b_q"] == (4,)
+    assert fc.ForecastConfig.from_dict(json.loads(json.dumps(config.to_dict()))) == config
+    with pytest.raises(ValueError, match="num_outputs"):
+        fc.ForecastConfig(num_outputs=0)
+    with pytest.raises(ValueError, match="cell"):
+        fc.ForecastConfig(cell="transformer")
+
+
+@pytest.mark.parametrize("cell", lm.CELLS)
+def test_forward_is_the_reference_cell_read_at_the_last_step(cell):
+    config = fc.ForecastConfig(cell, num_inputs=2, num_hiddens=6, num_outputs=3)
+    params = {k: v.astype(np.float64) for k, v in lm.init_params(config, 1, scale=0.5).items()}
+    X = np.random.default_rng(0).standard_normal((4, 7, 2))  # (B, W, D)
+    state = reference.init_state(cell, 4, 6)
+    Y, _, _ = reference.forward(cell, params, X.transpose(1, 0, 2), state)
+    out = fc.forecast_forward(lm.NUMPY_OPS, params, X, config)
+    assert out.shape == (4, 3)
+    np.testing.assert_allclose(out, Y[-4:], rtol=1e-12, atol=1e-12)
+
+
+def test_every_window_starts_from_the_zero_state():
+    config = fc.ForecastConfig(num_hiddens=4, num_layers=2, num_outputs=2)
+    params = lm.init_params(config, 0, scale=0.5)
+    X = np.random.default_rng(1).standard_normal((5, 6, 1)).astype(np.float32)
+    together = fc.forecast_forward(lm.NUMPY_OPS, params, X, config)
+    alone = np.concatenate([fc.forecast_forward(lm.NUMPY_OPS, params, X[i:i + 1], config)
+                            for i in range(5)])
+    np.testing.assert_allclose(together, alone, rtol=1e-6)
+
+
+# ---------------------------------------------------------------- the training loop
+
+
+class Scripted:
+    """A Backend whose training losses and validation predictions follow a script."""
+
+    def __init__(self, config=None, params=None, val_errors=(), train_loss=0.5):
+        self.config, self.params = config, {"w": np.zeros(1, np.float32)}
+        self.val_errors, self.train_loss = list(val_errors), train_loss
+        self.batches, self.seeds = [], []
+
+    def make_step(self, optimizer, lr, clip):
+        def step(X, Y):
+            self.batches.append(X[:, 0, 0].copy())
+            self.params["w"] = self.params["w"] + 1  # one more step taken
+            return self.train_loss
+        return step
+
+    def predict(self, X):
+        error = self.val_errors.pop(0) if self.val_errors else 1.0
+        return np.full((len(X), 1), error, np.float32)  # val Y is 0: MSE = error ** 2
+
+    def numpy_params(self):
+        return {k: v.copy() for k, v in self.params.items()}
+
+    def load(self, params):
+        self.params = {k: np.array(v) for k, v in params.items()}
+
+    def reseed(self, seed):
+        self.seeds.append(seed)
+
+
+def windows(n, q=1):
+    X = np.arange(n, dtype=np.float32).reshape(n, 1, 1)
+    return X, np.zeros((n, q), np.float32)
+
+
+def test_fit_stops_after_patience_and_restores_the_best_epoch():
+    model = Scripted(val_errors=[3, 2, 1, 2, 3, 4, 5])
+    settings = fc.FitSettings(epochs=50, batch_size=4, patience=3)
+    result = fc.fit(model, windows(10), windows(3), settings)
+    assert [r["val_loss"] for r in result.history] == [9, 4, 1, 4, 9, 16]
+    assert (result.best_epoch, result.best_loss, result.stopped_early) == (3, 1.0, True)
+    assert model.params["w"][0] == 3 * 2  # the weights after epoch 3: 2 batches of 4 per epoch
+    assert [r["train_loss"] for r in result.history] == [0.5] * 6
+
+
+def test_fit_shuffles_reproducibly_in_batches_of_one_shape():
+    runs = []
+    for _ in range(2):
+        model = Scripted()
+        fc.fit(model, windows(10), None, fc.FitSettings(epochs=3, batch_size=4, seed=7))
+        runs.append((np.stack(model.batches), model.seeds))
+    (batches, seeds), (again, seeds_again) = runs
+    assert batches.shape == (6, 4)  # 10 windows: two batches of 4 per epoch, 2 sit out
+    np.testing.assert_array_equal(batches, again)
+    assert seeds == seeds_again and len(set(seeds)) == 3
+    for epoch in batches.reshape(3, 8):
+        assert len(set(epoch.tolist())) == 8
+    assert not np.array_equal(batches[:2], batches[2:4])  # a new order every epoch
+
+
+def test_fewer_windows_than_a_batch_train_as_one_batch():
+    model = Scripted()
+    fc.fit(model, windows(3), None, fc.FitSettings(epochs=2, batch_size=32))
+    assert [len(b) for b in model.batches] == [3, 3]
+
+
+@pytest.mark.parametrize("where", ["train", "val"])
+def test_a_nan_loss_stops_training_with_advice(where):
+    model = Scripted(train_loss=math.nan if where == "train" else 0.5,
+                     val_errors=[1, math.nan] if where == "val" else [])
+    with pytest.raises(fc.ForecastDivergedError, match=r"smaller learning rate \(lr=0.05 now"):
+        fc.fit(model, windows(8), windows(2), fc.FitSettings(lr=0.05))
+    assert issubclass(fc.ForecastDivergedError, ValueError)
+
+
+def test_adam_update_matches_the_formula():
+    p, g = np.array([1.0, -2.0]), np.array([0.5, 1e-12])
+    m = v = np.zeros(2)
+    for t in (1, 2):
+        p, m, v = fc.adam_update(p, g, m, v, t, lr=0.1)
+    # with a constant gradient the bias-corrected moments are g and g^2: steps of about
+    # lr * sign(g), smaller where |g| is near eps
+    step = lambda g: 0.1 * g / (abs(g) + 1e-8)
+    np.testing.assert_allclose(p, [1 - 2 * step(0.5), -2 - 2 * step(1e-12)], rtol=1e-12)
+
+
+# ---------------------------------------------------------------- data and evaluation
+
+
+def line(T=60, D=1):
+    """y = t (and extra columns 2t): linear extrapolation forecasts it exactly."""
+    t = np.arange(T, dtype=np.float64)
+    return Series(np.stack([t * (j + 1) for j in range(D)], axis=1),
+                  tuple(f"c{j}" for j in range(D)), source="a line")
+
+
+def extrapolate(horizon):
+    """Scaled (N, W, D) -> (N, horizon): continue the target's last slope."""
+    def predict(X):
+        last, slope = X[:, -1, 0], X[:, -1, 0] - X[:, -2, 0]
+        return last[:, None] + slope[:, None] * np.arange(1, horizon + 1)
+    return predict
+
+
+def test_prepare_scales_by_the_training_part_and_makes_every_validation_value_a_target():
+    data = fc.prepare(line(100), window=5, horizon=3, val_fraction=0.1, test_fraction=0.2)
+    assert (len(data.train), len(data.val), len(data.test)) == (70, 10, 20)
+    np.testing.assert_allclose(data.scaler.mean, [34.5])
+    X, Y = data.train_windows
+    assert X.shape == (70 - 5 - 3 + 1, 5, 1) and Y.shape == (63, 3)
+    X_val, Y_val = data.val_windows
+    assert data.scaler.inverse_transform(Y_val[:, 0], column=0)[[0, -1]].tolist() == [70, 77]
+    assert (data.period, data.period_source) == (1, "none found")
+    ar = fc.prepare(line(100), window=5, horizon=3, mode="autoregressive")
+    assert ar.train_windows[1].shape == (70 - 5, 1) and ar.num_outputs == 1
+
+
+def test_prepare_refuses_what_cannot_work():
+    with pytest.raises(SeriesError, match="fewer than window \\+ horizon = 50 \\+ 20"):
+        fc.prepare(line(60), window=50, horizon=20)
+    with pytest.raises(SeriesError, match="needs one column.*use mode direct"):
+        fc.prepare(line(60, D=2), window=5, mode="autoregressive")
+    with pytest.raises(ValueError, match="mode must be one of"):
+        fc.prepare(line(60), window=5, mode="sideways")
+
+
+def test_default_window_is_two_seasons_that_fit_the_parts():
+    assert fc.default_window(dataclasses.replace(line(2000), period=52)) == 104
+    assert fc.default_window(line(1000)) == 16
+    assert fc.default_window(dataclasses.replace(line(300), period=52), horizon=4) == 30 - 4
+
+
+@pytest.mark.parametrize("mode", fc.MODES)
+def test_evaluate_scores_an_exact_forecast_and_the_baselines(mode):
+    data = fc.prepare(line(100), window=5, horizon=3, mode=mode)
+    evaluation = fc.evaluate(extrapolate(data.num_outputs), data)
+    assert evaluation.truth.shape == (20 - 3 + 1, 3)
+    np.testing.assert_allclose(evaluation.truth[0], [80, 81, 82])
+    assert evaluation.scores["model"]["mae"] == pytest.approx(0, abs=1e-4)  # float32 inputs
+    naive = evaluation.scores["naive"]
+    assert naive["mae"] == pytest.approx(2.0) and naive["rmse"] == pytest.approx(
+        math.sqrt(14 / 3))
+    assert naive["mase"] == pytest.approx(2.0)  # the in-sample naive error of a line is 1
+    assert evaluation.scores["mean"]["mae"] == pytest.approx(np.mean(evaluation.truth) - 34.5)
+    assert evaluation.beats() is True and evaluation.mase_note is None
+
+
+def test_evaluate_gives_the_seasonal_baseline_a_whole_season_of_history():
+    t = np.arange(300)
+    series = Series(np.sin(2 * np.pi * t / 12) + 0.01 * t, ("x",), period=12)
+    data = fc.prepare(series, window=4, horizon=2)
+    evaluation = fc.evaluate(lambda X: np.zeros((len(X), 2)), data)
+    history = np.concatenate([data.history(), data.test])[:, 0]
+    first = len(data.train) + len(data.val)
+    expected = SeasonalNaiveForecaster(2, period=12).fit(data.train).predict(
+        history[None, first - 12:first])
+    np.testing.assert_allclose(evaluation.forecasts["seasonal_naive"][0], expected[0], rtol=1e-6)
+
+
+def test_mase_of_an_exactly_periodic_training_part_is_reported_undefined():
+    series = Series(np.tile([1.0, 3.0, 2.0, 5.0], 30), ("x",), period=4)
+    evaluation = fc.evaluate(lambda X: X[:, -4:-2, 0], fc.prepare(series, window=8, horizon=2))
+    assert math.isnan(evaluation.scores["model"]["mase"]) and evaluation.beats() is None
+    assert "repeats exactly every 4 steps" in evaluation.mase_note
+    assert evaluation.scores["seasonal_naive"]["mae"] == 0
+
+
+def test_forecast_future_continues_the_whole_series():
+    data = fc.prepare(line(100), window=5, horizon=3, mode="autoregressive")
+    np.testing.assert_allclose(fc.forecast_future(extrapolate(1), data), [100, 101, 102])
+
+
+class Fitted(Scripted):
+    """Validation error |H - 32| + 0.1: lowest at num_hiddens 32, whatever the lr."""
+
+    def predict(self, X):
+        return np.full((len(X), 1), abs(self.config.num_hiddens - 32) + 0.1, np.float32)
+
+
+def test_select_picks_by_the_validation_part_without_looking_at_the_test_part():
+    values = np.concatenate([np.sin(np.arange(80) / 3), np.full(20, np.nan)])  # test: NaN
+    data = fc.prepare(Series(values, ("x",)), window=6, horizon=1, test_fraction=0.2)
+    picked = fc.select(Fitted, data, fc.ForecastConfig(), fc.FitSettings(epochs=2))
+    assert picked.config.num_hiddens == 32 and len(picked.trials) == 6
+    assert picked.fit.best_loss == min(t["val_loss"] for t in picked.trials)
+    assert [t["choice"] for t in picked.trials][:2] == [{"num_hiddens": 16, "lr": 0.003},
+                                                         {"num_hiddens": 16, "lr": 0.01}]
+    with pytest.raises(SeriesError, match="validation fraction > 0"):
+        fc.select(Fitted, fc.prepare(line(100), 5, val_fraction=0), fc.ForecastConfig())
+    with pytest.raises(ValueError, match="cannot search over \\['colour'\\]"):
+        fc.select(Fitted, data, fc.ForecastConfig(), grid={"colour": (1, 2)})
+
+
+# ---------------------------------------------------------------- the command line
+
+
+def run(capsys, *argv):
+    """(exit status, stdout, stderr) of `dl forecast ARGV` in this process."""
+    status = main(["forecast", *map(str, argv)])
+    captured = capsys.readouterr()
+    return status, captured.out, captured.err
+
+
+def write_csv(path, rows, header="time,y"):
+    path.write_text(header + "\n" + "".join(f"{row}\n" for row in rows))
+    return path
+
+
+def sine_rows(n=80):
+    return [f"{t},{math.sin(t / 3):.6f}" for t in range(n)]
+
+
+@pytest.mark.parametrize("rows, argv, message", [
+    (sine_rows(), ["--column", "z"], "no column 'z'; available columns: 'time', 'y'"),
+    (sine_rows()[:5] + ["5,abc"] + sine_rows()[6:], ["--column", "y"],
+     "column 'y' has 1 values that are not finite numbers, at rows 7: 'abc'"),
+    (sine_rows()[:5] + ["5,"] + sine_rows()[6:], ["--column", "y"],
+     "1 missing values (empty or NaN) at rows 7; fill them, remove those rows, or pass "
+     "interpolate=True"),
+    (sine_rows(20), ["--column", "y", "--window", "24"],
+     "20 time steps, fewer than window + horizon = 24 + 4"),
+    ([f"{t},5" for t in range(200)], ["--column", "y", "--window", "8"],
+     "column 'y' is constant (5) over the training part, so MASE is undefined"),
+    (sine_rows(), ["--column", "y,time", "--mode", "autoregressive", "--window", "8"],
+     "needs one column; the series has 2 (y, time); use mode direct"),
+    (sine_rows(), [], "say which column to forecast with --column NAME"),
+])
+def test_bad_input_gives_one_line_and_status_2(tmp_path, capsys, rows, argv, message):
+    csv = write_csv(tmp_path / "data.csv", rows)
+    status, out, err = run(capsys, "--csv", csv, *argv, "--out", tmp_path / "run")
+    assert status == 2
+    assert err.startswith("dl: error: ") and err.count("\n") == 1
+    assert message in err, err
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("argv, message", [
+    ([], "needs a series: --series sine|sunspots|co2|macrodata, or --csv FILE --column NAME"),
+    (["--column", "y"], "--column apply to a CSV file; give --csv FILE"),
+    (["--series", "sine", "--interpolate"], "--series sine is a built-in series; leave out "
+                                            "--interpolate"),
+    (["--from", "nowhere"], "--from nowhere: no forecast checkpoint there"),
+    (["--from", "nowhere", "--hidden", "8"], "leave out --hidden or train a new run"),
+])
+def test_bad_requests_give_status_2(capsys, argv, message):
+    status, _, err = run(capsys, *argv)
+    assert status == 2 and message in err and err.count("\n") == 1
+
+
+def test_gaps_are_filled_when_asked(tmp_path, capsys):
+    """--interpolate gets past the gap (to the next check: the window is too long)."""
+    csv = write_csv(tmp_path / "gaps.csv", sine_rows(30)[:5] + ["5,"] + sine_rows(30)[6:])
+    _, _, err = run(capsys, "--csv", csv, "--column", "y", "--interpolate", "--window", "40")
+    assert "1 missing values interpolated: 30 time steps, fewer than window" in err
+
+
+@pytest.mark.slow
+def test_forecast_trains_writes_a_run_and_reuses_it(tmp_path, capsys):
+    pytest.importorskip("torch")
+    csv = write_csv(tmp_path / "sine.csv", sine_rows(200))
+    out = tmp_path / "run"
+    status, text, err = run(capsys, "--csv", csv, "--column", "y", "--time-column", "time",
+                            "--window", "12", "--horizon", "3", "--hidden", "8", "--epochs", "3",
+                            "--backend", "torch", "--out", out)
+    assert status == 0, err
+    assert {p.name for p in out.iterdir()} == {"forecast.safetensors", "forecast.json",
+                                               "metrics.json", "forecast.png"}
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert set(metrics["scores"]) == {"model", "naive", "seasonal_naive", "mean"}
+    assert metrics["test_origins"] == 40 - 3 + 1 and len(metrics["forecast"]["values"]) == 3
+    assert metrics["training"]["epochs_run"] == 3 and metrics["forecast"]["after"] == 199
+    assert "lstm (direct)" in text and "forecast of the 3 steps after 199:" in text
+    assert (out / "forecast.png").read_bytes()[:4] == b"\x89PNG"
+
+    status, again, err = run(capsys, "--from", out, "--backend", "torch")
+    assert status == 0, err
+    table = lambda text: text[text.index("test scores"):]
+    assert table(again) == table(text[:text.index("wrote")])
+
+    status, _, err = run(capsys, "--csv", csv, "--column", "y", "--window", "12", "--out", out)
+    assert status == 2 and "already holds a forecast" in err
+
+
+@pytest.mark.slow
+def test_the_exercise_example_runs_on_sunspots_and_co2():
+    pytest.importorskip("statsmodels")
+    pytest.importorskip("tf_keras")
+    example = Path(__file__).resolve().parents[1] / "examples" / "forecast_lstm.py"
+    result = subprocess.run([sys.executable, str(example), "--epochs", "1"],
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    lines = result.stdout.splitlines()
+    assert [line.split(":")[0] for line in lines if not line.startswith(" ")] == ["sunspots",
+                                                                                 "co2"]
+    assert sum(line.split()[0] == "seasonal_naive" for line in lines) == 2
+    assert sum("seasonal naive on test MASE" in line for line in lines) == 2

@@ -1,0 +1,98 @@
+"""One forecaster, three frameworks: dl.torch, dl.tensorflow and dl.jax forecast with the
+numbers of :func:`dl.forecast.forecast_forward` on NumPy, and :func:`dl.forecast.fit` moves
+their parameters alike."""
+
+import importlib
+import importlib.util
+
+import numpy as np
+import pytest
+
+from dl import checkpoint, lm
+from dl import forecast as fc
+
+FRAMEWORKS = {"torch": ("torch",), "tensorflow": ("tensorflow", "tf_keras"), "jax": ("jax",)}
+INSTALLED = [name for name, needs in FRAMEWORKS.items()
+             if all(importlib.util.find_spec(package) for package in needs)]
+B, W, D, H, Q = 6, 5, 2, 8, 3
+
+pytestmark = pytest.mark.skipif(not INSTALLED, reason="no deep-learning framework installed")
+
+
+def forecaster(backend, config, params):
+    return importlib.import_module(f"dl.{backend}.forecast").Forecaster(config, params,
+                                                                         device="cpu")
+
+
+def config_of(cell, layers=2, dropout=0.0):
+    return fc.ForecastConfig(cell, num_inputs=D, num_hiddens=H, num_layers=layers,
+                             dropout=dropout, num_outputs=Q)
+
+
+def data(n=B, seed=0):
+    rng = np.random.default_rng(seed)
+    return (rng.standard_normal((n, W, D)).astype(np.float32),
+            rng.standard_normal((n, Q)).astype(np.float32))
+
+
+@pytest.mark.parametrize("backend", INSTALLED)
+@pytest.mark.parametrize("cell", lm.CELLS)
+def test_predictions_are_the_numpy_forward(backend, cell):
+    config = config_of(cell, dropout=0.5)  # no dropout when predicting
+    params = lm.init_params(config, 3, scale=0.4)
+    X, _ = data()
+    expected = fc.forecast_forward(lm.NUMPY_OPS, params, X, config)
+    np.testing.assert_allclose(forecaster(backend, config, params).predict(X), expected,
+                               atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("optimizer", fc.OPTIMIZERS)
+@pytest.mark.parametrize("cell", ["gru", "lstm"])
+def test_training_moves_every_parameter_alike_in_every_framework(cell, optimizer):
+    config = config_of(cell)
+    start = lm.init_params(config, 1, scale=0.4)
+    settings = fc.FitSettings(epochs=3, batch_size=4, lr=0.05, optimizer=optimizer, seed=5)
+    trained, histories = {}, {}
+    for backend in INSTALLED:
+        model = forecaster(backend, config, start)
+        result = fc.fit(model, data(12), data(4, seed=1), settings)
+        trained[backend] = model.numpy_params()
+        histories[backend] = [r["val_loss"] for r in result.history]
+    first, *others = INSTALLED
+    for name, value in trained[first].items():
+        assert not np.allclose(value, start[name]), f"{name} did not move"
+    for backend in others:
+        np.testing.assert_allclose(histories[backend], histories[first], rtol=1e-4)
+        for name, value in trained[first].items():
+            np.testing.assert_allclose(trained[backend][name], value, atol=1e-4,
+                                       err_msg=f"{backend} {name}")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", INSTALLED)
+def test_dropout_trains_and_predictions_stay_deterministic(backend):
+    config = config_of("lstm", dropout=0.5)
+    model = forecaster(backend, config, lm.init_params(config, 0, scale=0.4))
+    model.reseed(1)
+    loss = float(model.make_step("adam", 0.01, 1.0)(*data()))
+    X, _ = data(seed=2)
+    assert np.isfinite(loss)
+    np.testing.assert_array_equal(model.predict(X), model.predict(X))
+    np.testing.assert_allclose(model.predict(X), fc.forecast_forward(
+        lm.NUMPY_OPS, model.numpy_params(), X, config), atol=1e-5)
+
+
+def test_a_checkpoint_loads_in_every_framework(tmp_path):
+    config = config_of("gru", layers=1)
+    params = lm.init_params(config, 2, scale=0.4)
+    checkpoint.save(tmp_path, params, {"model": config.to_dict()}, stem="forecast")
+    loaded, meta = checkpoint.load(tmp_path, stem="forecast")
+    config = fc.ForecastConfig.from_dict(meta["model"])
+    X, _ = data()
+    for backend in INSTALLED:
+        model = forecaster(backend, config, loaded)
+        np.testing.assert_allclose(model.predict(X), fc.forecast_forward(
+            lm.NUMPY_OPS, params, X, config), atol=1e-5)
+        model.load({name: value * 0 for name, value in params.items()})
+        assert np.all(model.predict(X) == 0)
