@@ -24,7 +24,8 @@ import numpy as np
 from dl import __version__, checkpoint, lm
 from dl import forecast as core
 from dl.cli import backends
-from dl.cli.options import choice, count, fraction, list_of, positive_float, positive_int
+from dl.cli.options import (UsageError, choice, count, fraction, list_of, positive_float,
+                            positive_int)
 from dl.data.series import SERIES_LOADERS, Scaler, load_series, read_csv_series
 from dl.files import atomic_write
 
@@ -39,10 +40,6 @@ MODEL_OPTIONS = ("cell", "hidden", "layers", "dropout", "window", "horizon", "mo
 DEFAULTS = dict(cell="lstm", hidden=32, layers=1, dropout=0.0, horizon=4, mode="direct",
                 val_fraction=0.1, test_fraction=0.2, **{
                     f.name: f.default for f in dataclasses.fields(core.FitSettings)})
-
-
-class UsageError(ValueError):
-    """Something the user asked for cannot be done; the message says what to do."""
 
 
 def add_parser(subparsers) -> None:

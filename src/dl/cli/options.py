@@ -8,6 +8,10 @@ import dataclasses
 from typing import Any, Callable
 
 
+class UsageError(ValueError):
+    """Something the user asked for cannot be done; the message says what to do (exit 2)."""
+
+
 def _int(text: str, minimum: int) -> int:
     try:
         value = int(text)

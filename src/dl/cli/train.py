@@ -24,17 +24,14 @@ import numpy as np
 from dl import __version__, checkpoint, lm
 from dl import train as core
 from dl.cli import backends
-from dl.cli.options import TRAIN_OPTIONS, add_train_options, given, positive_int, with_defaults
+from dl.cli.options import (TRAIN_OPTIONS, UsageError, add_train_options, given, positive_int,
+                            with_defaults)
 from dl.cli.rundir import RunDir
 from dl.data import text as textdata
 from dl.data.batches import SeqDataLoader
 from dl.metrics import perplexity
 
 BOOK_PREFIXES = ("time traveller", "traveller")
-
-
-class UsageError(ValueError):
-    """Something the user asked for cannot be done; the message says what to do."""
 
 
 def add_parser(subparsers) -> None:
