@@ -38,8 +38,8 @@ def test_defaults_are_the_seed():
 def test_dry_run_reports_the_book_data_and_writes_nothing(tmp_path, capsys):
     assert dl("train", "--dry-run", "--backend", "torch", "--out", tmp_path / "run") == 0
     out = capsys.readouterr().out
-    assert "lstm with 299,036 parameters; 10,000 training and 0 validation tokens of The Time " \
-           "Machine, vocabulary 28" in out
+    assert "lstm (concise, torch on cpu) with 299,036 parameters; 10,000 training and 0 " \
+           "validation tokens of The Time Machine, vocabulary 28" in out
     assert not (tmp_path / "run").exists()
 
 
@@ -356,3 +356,18 @@ def test_concise_runs_save_the_same_model_every_backend_reads(tmp_path, capsys):
     assert dl("train", *SMALL, "--impl", "concise", "--cell", "gru", "--backend", "torch",
               "--out", tmp_path / "gru") == 2
     assert "use --impl scratch" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("asked,cell,tanh,chosen", [
+    ((None, None), "lstm", True, ("torch", "concise")),
+    ((None, None), "gru", True, ("jax", "concise")),      # torch's GRU is not the book's
+    ((None, None), "lstm", False, ("jax", "scratch")),    # no layer without the output tanh
+    (("torch", None), "gru", True, ("torch", "scratch")),
+    ((None, "scratch"), "rnn", True, ("jax", "scratch")),
+    (("tensorflow", "concise"), "gru", True, ("tensorflow", "concise")),
+])
+def test_backend_and_implementation_default_to_the_fastest_that_computes_the_model(
+        asked, cell, tanh, chosen, monkeypatch):
+    from dl.cli import backends
+    monkeypatch.setattr(backends, "installed", lambda: ["torch", "tensorflow", "jax"])
+    assert backends.choose_model(*asked, cell, tanh) == chosen

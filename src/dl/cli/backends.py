@@ -5,8 +5,12 @@ from __future__ import annotations
 import importlib
 import importlib.util
 
-# fastest first: `dl train` on CPU ran at 30k (torch), 20k (tensorflow), 17k (jax) tokens/s (README)
 PREFERENCE = ("torch", "tensorflow", "jax")
+# fastest first, per implementation: the seed's LSTM on 2 CPU cores (README, "Speed of dl train")
+FASTEST = {"concise": ("torch", "jax", "tensorflow"), "scratch": ("jax", "tensorflow", "torch")}
+# the cells each framework's own layers compute in the book's form (torch's GRU differs)
+CONCISE_CELLS = {"torch": ("rnn", "lstm"), "tensorflow": ("rnn", "gru", "lstm"),
+                 "jax": ("rnn", "gru", "lstm")}
 _NEEDS = {"tensorflow": ("tensorflow", "tf_keras"), "jax": ("jax",), "torch": ("torch",)}
 
 
@@ -35,6 +39,21 @@ def choose(name: str | None) -> str:
                            f"{', '.join(available)}); install it with "
                            f"`pip install 'dl-rnn[{name}]'`")
     return name
+
+
+def choose_model(name: str | None, impl: str | None, cell: str,
+                 output_tanh: bool = True) -> tuple[str, str]:
+    """``(backend, impl)`` for a model: what was asked, the rest filled in with the fastest
+    installed choice that computes it. ``impl=None`` means the framework's own layers where
+    they compute the model (``'concise'``), else ``'scratch'``."""
+    backend = choose(name)  # checks the name; the fastest installed if None
+    impls = [impl] if impl else ["concise", "scratch"]
+    for candidate in impls:
+        names = [name] if name else [n for n in FASTEST[candidate] if n in installed()]
+        for option in names:
+            if candidate == "scratch" or (output_tanh and cell in CONCISE_CELLS[option]):
+                return option, candidate
+    return backend, impls[-1]  # asked for what no layer computes: the model says why
 
 
 def model_class(name: str, impl: str = "scratch"):

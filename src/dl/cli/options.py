@@ -93,7 +93,7 @@ class Option:
 # the defaults reproduce the seed: the book's LSTM on The Time Machine, 500 epochs
 TRAIN_OPTIONS = (
     Option("--backend", choice("tensorflow", "torch", "jax"), None,
-           "tensorflow, torch or jax (default: the fastest installed)"),
+           "tensorflow, torch or jax (default: the fastest installed for the model)"),
     Option("--text", str, None, "a UTF-8 text file to train on (default: The Time Machine)"),
     Option("--token", choice("char", "word"), "char", "char or word tokens", model=True),
     Option("--min-freq", count, 0, "leave out tokens seen fewer times (as <unk>)", model=True),
@@ -101,9 +101,10 @@ TRAIN_OPTIONS = (
            "use the first N tokens, -1 for all (default: the book's 10000 for The Time "
            "Machine, all of any other text)", model=True),
     Option("--cell", choice("rnn", "gru", "lstm"), "lstm", "recurrent cell", model=True),
-    Option("--impl", choice("scratch", "concise"), "scratch",
-           "scratch: the book's cells written once for every framework; concise: the "
-           "framework's own recurrent layers (same saved parameters)", model=True),
+    Option("--impl", choice("scratch", "concise"), None,
+           "concise: the framework's own recurrent layers; scratch: the book's cells written "
+           "once for every framework; both save the same parameters (default: concise where "
+           "a layer computes the model, else scratch)", model=True),
     Option("--hidden", positive_int, 256, "hidden units per layer", model=True),
     Option("--layers", positive_int, 1, "stacked recurrent layers", model=True),
     Option("--dropout", fraction, 0.0, "dropout between layers while training", model=True),

@@ -112,7 +112,8 @@ def resolve(settings: dict) -> dict:
                          "or -1 for all tokens")
     if settings["no_output_tanh"] and settings["cell"] != "lstm":
         raise UsageError(f"--no-output-tanh applies to the LSTM only, not --cell {settings['cell']}")
-    settings["backend"] = backends.choose(settings["backend"])
+    settings["backend"], settings["impl"] = backends.choose_model(
+        settings["backend"], settings["impl"], settings["cell"], not settings["no_output_tanh"])
     settings["random_iter"] = bool(settings["random_iter"])
     settings["no_output_tanh"] = bool(settings["no_output_tanh"])
     return settings
@@ -154,7 +155,10 @@ def _resume_settings(run: RunDir, asked: dict) -> tuple[dict, dict, dict]:
     settings = dict(stored)
     settings.update({k: v for k, v in asked.items() if k in ("epochs", "backend", "device",
                                                              "precision", "text")})
-    settings["backend"] = backends.choose(asked.get("backend"))
+    backend = asked.get("backend") or (
+        stored["backend"] if stored["backend"] in backends.installed() else None)
+    settings["backend"], _ = backends.choose_model(backend, stored["impl"], stored["cell"],
+                                                   not stored["no_output_tanh"])
     return settings, params, meta
 
 
@@ -207,8 +211,8 @@ class _Session:
         trainer.train_step(X, Y, trainer.begin_state(X.shape[0]))
         loss = trainer.take_loss_sum() / Y.size
         s = self.settings
-        self.say(f"dry run: {s['backend']} on {self.model.device_name}, {s['cell']} with "
-                 f"{self.config.num_params():,} parameters; {len(self.data.train):,} training "
+        self.say(f"dry run: {s['cell']} ({s['impl']}, {s['backend']} on "
+                 f"{self.model.device_name}) with {self.config.num_params():,} parameters; {len(self.data.train):,} training "
                  f"and {len(self.data.val):,} validation tokens of {self.data.source}, "
                  f"vocabulary {len(self.data.vocab):,}; one batch trained (loss {loss:.3f}); "
                  "nothing written")
