@@ -1,4 +1,4 @@
-"""The ``dl`` command: ``dl train | generate | eval | sweep | forecast``.
+"""The ``dl`` command: ``dl train | generate | eval | sweep | bench | forecast``.
 
 Every error a user can cause ends with a one-line message and exit status 2; Ctrl-C during
 training saves a checkpoint and exits with 130.
@@ -11,7 +11,7 @@ import sys
 
 from dl import __version__
 
-COMMANDS = ("train", "generate", "evaluate", "sweep", "forecast")
+COMMANDS = ("train", "generate", "evaluate", "sweep", "forecast", "bench")
 
 
 def parser() -> argparse.ArgumentParser:
