@@ -27,9 +27,22 @@ def test_import_dl_imports_no_framework_and_no_matplotlib():
 
 
 @pytest.mark.parametrize('module', ['dl.data', 'dl.data.hub', 'dl.data.text', 'dl.data.batches',
-                                    'dl.metrics', 'dl.progress', 'dl.train'])
+                                    'dl.data.series', 'dl.metrics', 'dl.progress', 'dl.train',
+                                    'dl.lm', 'dl.forecast', 'dl.checkpoint', 'dl.flops'])
 def test_core_modules_import_no_framework_and_no_matplotlib(module):
     assert imported_after(f'import {module}') == ''
+
+
+def test_the_command_line_parser_imports_no_framework():
+    assert imported_after('import dl.cli; dl.cli.parser()') == ''
+
+
+def test_dl_help_lists_every_command():
+    result = subprocess.run([sys.executable, '-m', 'dl', '--help'], capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 0
+    for command in ('train', 'generate', 'eval', 'sweep', 'bench', 'forecast'):
+        assert command in result.stdout
 
 
 def test_version_is_a_string():
