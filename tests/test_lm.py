@@ -109,14 +109,17 @@ def test_backend_forward_matches_numpy(name, cell):
 
 
 @pytest.mark.parametrize("name", BACKENDS)
-@pytest.mark.parametrize("cell", lm.CELLS)
-def test_backend_training_is_the_reference_clipped_sgd(name, cell):
-    """Three steps with the state carried equal dl.reference.train_steps (one layer)."""
+@pytest.mark.parametrize("cell,output_tanh", [("rnn", True), ("gru", True), ("lstm", True),
+                                              ("lstm", False)])
+def test_backend_training_is_the_reference_clipped_sgd(name, cell, output_tanh):
+    """Three steps with the state carried equal dl.reference.train_steps (one layer): the
+    gradients of every cell, the LSTM without output tanh included, are the reference's."""
     module = backend(name)
-    config = lm.LMConfig(cell, V, H)
+    config = lm.LMConfig(cell, V, H, output_tanh=output_tanh)
     params = lm.init_params(config, 3, scale=0.5)
     batches = random_batches(3, B, T, V)
-    want, losses = ref.train_steps(cell, f64(params), batches, lr=2.0, theta=0.5)
+    want, losses = ref.train_steps(cell, f64(params), batches, lr=2.0, theta=0.5,
+                                   output_tanh=output_tanh)
     model = module.LanguageModel(config, params, device="cpu")
     trainer = model.trainer(2.0, 0.5)
     state = trainer.begin_state(B)
