@@ -371,3 +371,12 @@ def test_backend_and_implementation_default_to_the_fastest_that_computes_the_mod
     from dl.cli import backends
     monkeypatch.setattr(backends, "installed", lambda: ["torch", "tensorflow", "jax"])
     assert backends.choose_model(*asked, cell, tanh) == chosen
+
+
+def test_a_terminal_gets_a_progress_bar(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    assert dl("train", *SMALL, "--epochs", 2, "--backend", "torch", "--val-fraction", 0.2,
+              "--out", tmp_path / "run") == 0
+    captured = capsys.readouterr()
+    assert "2/2" in captured.err and "epoch" in captured.err and "val=" in captured.err
+    assert captured.out.count("time traveller") == 3  # a sample per epoch above the bar, 1 at the end
