@@ -360,7 +360,7 @@ def test_concise_runs_save_the_same_model_every_backend_reads(tmp_path, capsys):
 
 @pytest.mark.parametrize("asked,cell,tanh,chosen", [
     ((None, None), "lstm", True, ("torch", "concise")),
-    ((None, None), "gru", True, ("jax", "concise")),      # torch's GRU is not the book's
+    ((None, None), "gru", True, ("jax", "scratch")),      # torch's GRU is not the book's
     ((None, None), "lstm", False, ("jax", "scratch")),    # no layer without the output tanh
     (("torch", None), "gru", True, ("torch", "scratch")),
     ((None, "scratch"), "rnn", True, ("jax", "scratch")),
@@ -380,3 +380,12 @@ def test_a_terminal_gets_a_progress_bar(tmp_path, monkeypatch, capsys):
     captured = capsys.readouterr()
     assert "2/2" in captured.err and "epoch" in captured.err and "val=" in captured.err
     assert captured.out.count("time traveller") == 3  # a sample per epoch above the bar, 1 at the end
+
+
+def test_with_one_framework_the_faster_implementation_is_chosen(monkeypatch):
+    from dl.cli import backends
+    monkeypatch.setattr(backends, "installed", lambda: ["tensorflow"])
+    assert backends.choose_model(None, None, "lstm") == ("tensorflow", "scratch")
+    monkeypatch.setattr(backends, "installed", lambda: ["torch"])
+    assert backends.choose_model(None, None, "gru") == ("torch", "scratch")
+    assert backends.choose_model(None, "concise", "gru") == ("torch", "concise")  # refused later
