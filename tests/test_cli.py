@@ -360,10 +360,11 @@ def test_concise_runs_save_the_same_model_every_backend_reads(tmp_path, capsys):
 
 @pytest.mark.parametrize("asked,cell,tanh,chosen", [
     ((None, None), "lstm", True, ("torch", "concise")),
-    ((None, None), "gru", True, ("jax", "scratch")),      # torch's GRU is not the book's
-    ((None, None), "lstm", False, ("jax", "scratch")),    # no layer without the output tanh
+    ((None, None), "gru", True, ("tensorflow", "scratch")),  # torch's GRU is not the book's
+    ((None, None), "lstm", False, ("tensorflow", "scratch")),  # no layer drops the tanh
     (("torch", None), "gru", True, ("torch", "scratch")),
-    ((None, "scratch"), "rnn", True, ("jax", "scratch")),
+    ((None, "scratch"), "rnn", True, ("tensorflow", "scratch")),
+    ((None, "concise"), "gru", True, ("jax", "concise")),
     (("tensorflow", "concise"), "gru", True, ("tensorflow", "concise")),
 ])
 def test_backend_and_implementation_default_to_the_fastest_that_computes_the_model(

@@ -13,7 +13,7 @@ from dl.tensorflow.training import TFTrainer
 OPS = SimpleNamespace(
     take=tf.gather, transpose=tf.transpose, concat=lambda xs, axis: tf.concat(xs, axis),
     stack=tf.stack, reshape=tf.reshape, split=lambda x, n: tf.split(x, n, axis=-1),
-    sigmoid=tf.sigmoid, tanh=tf.tanh, unstack=tf.unstack)
+    sigmoid=tf.sigmoid, tanh=tf.tanh, unstack=tf.unstack, per_gate=True)
 
 
 def device_of(name: str | None) -> str:
