@@ -150,19 +150,22 @@ def forward(ops, params: dict, X, state: tuple, config: LMConfig,
     every layer but the last. Returns ``(logits: (T * B, V), state)``, logits time-major as the
     book's (rows ``t*B .. t*B+B-1`` belong to step ``t``).
     """
-    W_x, _, b = _fused(ops, params, config.prefix(0), config.cell)
-    x_proj = ops.take(W_x, ops.transpose(X)) + b  # one-hot rows times W_x: rows of W_x
+    ids = ops.transpose(X)  # one-hot rows times W_x: rows of W_x, looked up gate by gate
+    x_proj = ops.concat([ops.take(W_x, ids) for W_x in
+                         _gate_weights(params, config.prefix(0), config.cell, "W_x")], -1)
+    x_proj = x_proj + _bias(ops, params, config, 0)
     outputs, state = run_layers(ops, params, x_proj, state, config, dropout)
     T, B, H = outputs.shape
     return ops.reshape(outputs, (T * B, H)) @ params["W_hq"] + params["b_q"], state
 
 
-def input_projection(ops, params: dict, inputs, config):
-    """``inputs: (T, B, D)`` float -> the first layer's ``(T, B, G*H)`` input product and bias
-    (for real-valued inputs such as time series; token ids use a lookup instead)."""
-    W_x, _, b = _fused(ops, params, config.prefix(0), config.cell)
+def input_projection(ops, params: dict, inputs, config, layer: int = 0):
+    """``inputs: (T, B, D)`` float -> the ``(T, B, G*H)`` input product with bias of ``layer``
+    (real-valued inputs such as time series, or the layer below's outputs)."""
     T, B, D = inputs.shape
-    return ops.reshape(ops.reshape(inputs, (T * B, D)) @ W_x + b, (T, B, -1))
+    W_xs = _gate_weights(params, config.prefix(layer), config.cell, "W_x")
+    product = _product(ops, ops.reshape(inputs, (T * B, D)), W_xs)
+    return ops.reshape(product + _bias(ops, params, config, layer), (T, B, -1))
 
 
 def run_layers(ops, params: dict, x_proj, state: tuple, config,
@@ -172,41 +175,48 @@ def run_layers(ops, params: dict, x_proj, state: tuple, config,
     per_layer = config.state_per_layer
     new_state, inputs = [], None
     for layer in range(config.num_layers):
-        W_x, W_h, b = _fused(ops, params, config.prefix(layer), config.cell)
         if layer > 0:
-            T, B, H = inputs.shape
-            x_proj = ops.reshape(ops.reshape(inputs, (T * B, H)) @ W_x + b, (T, B, -1))
+            x_proj = input_projection(ops, params, inputs, config, layer)
         layer_state = state[layer * per_layer:(layer + 1) * per_layer]
-        inputs, layer_state = _run_layer(ops, config, params, layer, x_proj, W_h, layer_state)
+        inputs, layer_state = _run_layer(ops, config, params, layer, x_proj, layer_state)
         new_state.extend(layer_state)
         if dropout is not None and layer < config.num_layers - 1:
             inputs = dropout(inputs, layer)
     return inputs, tuple(new_state)
 
 
-def _fused(ops, params, prefix, cell):
-    """``W_x: (in, G*H)``, ``W_h: (H, g*H)``, ``b: (G*H,)`` with the gates side by side; for
-    the GRU ``W_h`` holds the update and reset gates only (the candidate uses ``R * H``)."""
-    gates = GATES[cell]
-    recurrent = gates[:2] if cell == "gru" else gates
-    W_x = ops.concat([params[f"{prefix}W_x{g}"] for g in gates], 1)
-    W_h = ops.concat([params[f"{prefix}W_h{g}"] for g in recurrent], 1)
-    b = ops.concat([params[f"{prefix}b_{g}"] for g in gates], 0)
-    return W_x, W_h, b
+def _gate_weights(params, prefix, cell, kind):
+    """``kind`` (``'W_x'``, ``'W_h'``) of each gate in the book's order; for the GRU's
+    ``W_h`` the update and reset gates only (its candidate uses ``(R * H) W_hh``)."""
+    gates = GATES[cell][:2] if cell == "gru" and kind == "W_h" else GATES[cell]
+    return [params[f"{prefix}{kind}{g}"] for g in gates]
 
 
-def _run_layer(ops, config, params, layer, x_proj, W_h, state):
+def _bias(ops, params, config, layer):
+    return ops.concat([params[f"{config.prefix(layer)}b_{g}"] for g in GATES[config.cell]], 0)
+
+
+def _product(ops, inputs, weights: list):
+    """``inputs @ [W_1 | ... | W_n]``: one product with the joined matrix, or with
+    ``ops.per_gate`` one product per matrix (no joined copy of the weights)."""
+    if getattr(ops, "per_gate", False):
+        return ops.concat([inputs @ W for W in weights], -1)
+    return inputs @ ops.concat(weights, 1)
+
+
+def _run_layer(ops, config, params, layer, x_proj, state):
     """One layer over ``x_proj: (T, B, G*H)``; returns its outputs ``(T, B, H)`` and state.
 
     Time steps run as a Python loop (unrolled when traced), or through ``ops.scan`` where the
     namespace has one (JAX: ``lax.scan`` compiles one step instead of T). The recurrent
     product is one matrix product for all gates, or one per gate where ``ops.per_gate`` is
-    set (TensorFlow on a CPU trains twice as fast that way)."""
+    set (TensorFlow on a CPU trains twice as fast that way; generation one token at a time
+    saves joining the weights for every token)."""
     prefix = config.prefix(layer)
     W_hh = params[prefix + "W_hh"] if config.cell == "gru" else None
-    if getattr(ops, "per_gate", False):
-        gates = GATES[config.cell][:2] if config.cell == "gru" else GATES[config.cell]
-        W_h = [params[f"{prefix}W_h{g}"] for g in gates]
+    W_h = _gate_weights(params, prefix, config.cell, "W_h")
+    if not getattr(ops, "per_gate", False):
+        W_h = ops.concat(W_h, 1)
 
     def step(state, x_t):
         state = _cell_step(ops, config, W_h, W_hh, x_t, state)

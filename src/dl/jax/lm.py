@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from types import SimpleNamespace
 
 import jax
@@ -16,6 +17,8 @@ OPS = SimpleNamespace(
     take=lambda W, ids: W[ids], transpose=jnp.transpose, concat=jnp.concatenate, stack=jnp.stack,
     reshape=jnp.reshape, split=lambda x, n: jnp.split(x, n, axis=-1), sigmoid=jax.nn.sigmoid,
     tanh=jnp.tanh, unstack=list, scan=jax.lax.scan)
+# one token at a time: a product per gate instead of joining the weights for every token
+STEP_OPS = SimpleNamespace(**vars(OPS), per_gate=True)
 
 
 def device_of(name: str | None):
@@ -61,7 +64,7 @@ class LanguageModel:
         self.stochastic = config.dropout > 0
         self.key = jax.random.PRNGKey(0)
         self._eval_step = jax.jit(self._eval_loss)
-        self._token_step = jax.jit(self.apply)
+        self._token_step = jax.jit(functools.partial(self.apply, ops=STEP_OPS))
 
     def _tree(self, params: dict) -> dict:
         return {name: jnp.asarray(params[name], jnp.float32) for name in self.config.param_shapes()}
@@ -70,10 +73,10 @@ class LanguageModel:
     def device_name(self) -> str:
         return device_name(self.device)
 
-    def apply(self, params, X, state, key=None):
+    def apply(self, params, X, state, key=None, ops=OPS):
         """``X: (B, T)`` int -> ``(logits: (T * B, V), state)``."""
         use_dropout = key is not None and self.config.dropout > 0
-        return lm.forward(OPS, params, X, tuple(state), self.config,
+        return lm.forward(ops, params, X, tuple(state), self.config,
                           dropout_fn(key, self.config.dropout) if use_dropout else None)
 
     def begin_state(self, batch_size):
@@ -125,8 +128,8 @@ class LayersModel(LanguageModel):
         return {"layers": layers, "W_hq": jnp.asarray(params["W_hq"]),
                 "b_q": jnp.asarray(params["b_q"])}
 
-    def apply(self, params, X, state, key=None):
-        """``X: (B, T)`` int -> ``(logits: (T * B, V), state)``."""
+    def apply(self, params, X, state, key=None, ops=None):
+        """``X: (B, T)`` int -> ``(logits: (T * B, V), state)`` (``ops``: unused)."""
         inputs = jax.nn.one_hot(X.T, self.config.vocab_size, dtype=jnp.float32)
         per_layer, new_state = self.config.state_per_layer, []
         dropout = dropout_fn(key, self.config.dropout) if key is not None else None

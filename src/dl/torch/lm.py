@@ -17,6 +17,8 @@ OPS = SimpleNamespace(
     take=lambda W, ids: W[ids], transpose=lambda X: X.T, concat=torch.cat, stack=torch.stack,
     reshape=torch.reshape, split=lambda x, n: torch.chunk(x, n, dim=-1), sigmoid=torch.sigmoid,
     tanh=torch.tanh, unstack=torch.unbind)
+# one token at a time: a product per gate instead of joining the weights for every token
+STEP_OPS = SimpleNamespace(**vars(OPS), per_gate=True)
 
 
 def device_of(name: str | None) -> torch.device:
@@ -67,13 +69,13 @@ class LanguageModel(nn.Module):
     def device_name(self) -> str:
         return str(self.device)
 
-    def forward(self, X, state):
+    def forward(self, X, state, ops=OPS):
         """``X: (B, T)`` int -> ``(logits: (T * B, V), state)``."""
         params = dict(zip(self.names, self.weights))
         dropout = None
         if self.training and self.config.dropout > 0:
             dropout = lambda outputs, layer: F.dropout(outputs, self.config.dropout, training=True)
-        return lm.forward(OPS, params, X.long(), state, self.config, dropout)
+        return lm.forward(ops, params, X.long(), state, self.config, dropout)
 
     def begin_state(self, batch_size, device=None):
         shape = (batch_size, self.config.num_hiddens)
@@ -106,7 +108,7 @@ class LanguageModel(nn.Module):
     def step(self, token: int, state):
         """One token in -> ``(logits: (V,) NumPy float, state)``."""
         with _evaluating(self):
-            logits, state = self(torch.tensor([[token]], device=self.device), state)
+            logits, state = self(torch.tensor([[token]], device=self.device), state, STEP_OPS)
         return logits[0].float().cpu().numpy(), state
 
 
@@ -150,8 +152,8 @@ class LayersModel(LanguageModel):
             self.linear.weight.copy_(torch.from_numpy(np.asarray(params["W_hq"]).T.copy()))
             self.linear.bias.copy_(torch.from_numpy(np.asarray(params["b_q"]).copy()))
 
-    def forward(self, X, state):
-        """``X: (B, T)`` int -> ``(logits: (T * B, V), state)``."""
+    def forward(self, X, state, ops=None):
+        """``X: (B, T)`` int -> ``(logits: (T * B, V), state)`` (``ops``: unused)."""
         inputs = F.one_hot(X.T.long(), self.config.vocab_size).to(self.linear.weight.dtype)
         Y, state = self.rnn(inputs, state)
         return self.linear(Y.reshape(-1, Y.shape[-1])), state
