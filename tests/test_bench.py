@@ -114,5 +114,5 @@ def test_a_worker_refusing_its_input_exits_2_with_its_message(tmp_path, capsys):
     assert main(["bench", "--cells", "rnn", *TINY, "--data", "random", "--backends", "torch",
                  "--device", "cuda", "--out", str(tmp_path / "b")]) == 2
     err = capsys.readouterr().err
-    assert "dl: error: torch: device 'cuda': PyTorch sees no CUDA GPU here" in err
+    assert "dl: error: torch: device 'cuda': PyTorch sees 0 GPU(s) here" in err
     assert not (tmp_path / "b" / "bench.md").exists()

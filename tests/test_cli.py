@@ -390,3 +390,83 @@ def test_with_one_framework_the_faster_implementation_is_chosen(monkeypatch):
     monkeypatch.setattr(backends, "installed", lambda: ["torch"])
     assert backends.choose_model(None, None, "gru") == ("torch", "scratch")
     assert backends.choose_model(None, "concise", "gru") == ("torch", "concise")  # refused later
+
+
+def test_force_removes_nothing_when_the_new_run_cannot_start(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert dl("train", *SMALL, "--epochs", 1, "--backend", "torch", "--out", run) == 0
+    before = (run / "model.safetensors").read_bytes()
+    assert dl("train", *SMALL, "--text", tmp_path / "missing.txt", "--out", run, "--force") == 2
+    assert "no such file" in capsys.readouterr().err
+    assert (run / "model.safetensors").read_bytes() == before
+
+
+@pytest.mark.parametrize("device,message", [
+    ("foo", "device 'foo': give cpu, gpu, gpu:N or cuda:N"),
+    ("cuda:x", "device 'cuda:x': give cpu"),
+    ("cuda:7", "device 'cuda:7': PyTorch sees"),
+])
+def test_bad_devices_exit_2(tmp_path, capsys, device, message):
+    if device == "cuda:7" and __import__("torch").cuda.device_count() > 7:
+        pytest.skip("this machine has 8 GPUs")
+    assert dl("train", *SMALL, "--backend", "torch", "--device", device, "--out", tmp_path) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_more_user_errors_exit_2(tmp_path, capsys):
+    assert dl("train", "--resume") == 2
+    assert "--resume needs --out RUN" in capsys.readouterr().err
+    assert dl("train", "--dropout", 0.3, "--out", tmp_path / "x") == 2
+    assert "--dropout 0.3 acts between stacked layers" in capsys.readouterr().err
+    run = tmp_path / "run"
+    assert dl("train", *SMALL, "--epochs", 1, "--backend", "torch", "--out", run) == 0
+    capsys.readouterr()
+    assert dl("generate", run, "--checkpoint", "best") == 2
+    assert "kept no best checkpoint" in capsys.readouterr().err
+
+
+def test_ctrl_c_in_the_first_epoch_says_nothing_was_saved(tmp_path, monkeypatch, capsys):
+    interrupt_in_epoch(monkeypatch, 1)
+    assert dl("train", *SMALL, "--backend", "torch", "--out", tmp_path / "run") == 130
+    assert "nothing was saved; start the run again" in capsys.readouterr().err
+
+
+def test_dry_run_of_a_resume_writes_nothing(tmp_path):
+    run = tmp_path / "run"
+    assert dl("train", *SMALL, "--epochs", 3, "--save-every", 1, "--backend", "torch",
+              "--out", run) == 0
+    params, meta = checkpoint.load(run)
+    checkpoint.save(run, params, {**{k: v for k, v in meta.items() if not k.startswith("format")},
+                                  "epoch": 1, "finished": False})
+    before = (run / "metrics.jsonl").read_text()
+    assert dl("train", "--out", run, "--resume", "--dry-run") == 0
+    assert (run / "metrics.jsonl").read_text() == before
+
+
+def test_resume_on_another_backend_takes_an_implementation_it_has(tmp_path, capsys):
+    pytest.importorskip("tensorflow")
+    run = tmp_path / "run"
+    assert dl("train", *SMALL, "--epochs", 1, "--cell", "gru", "--backend", "tensorflow",
+              "--impl", "concise", "--out", run) == 0
+    assert dl("train", "--out", run, "--resume", "--epochs", 2, "--backend", "torch") == 0
+    meta = checkpoint.load(run)[1]
+    assert meta["epoch"] == 2 and meta["settings"]["backend"] == "torch"
+    assert meta["settings"]["impl"] == "scratch"  # torch's own GRU is not the book's
+
+
+@pytest.mark.slow
+def test_sweep_records_a_diverged_run_and_refuses_other_settings(tmp_path, capsys):
+    out = tmp_path / "sweep"
+    args = ["sweep", "--lr", "0.5,1e30", "--clip", "1e30", "--epochs", 2, "--hidden", 8,
+            "--batch-size", 4, "--num-steps", 8, "--max-tokens", 1500, "--backend", "torch",
+            "--out", out]
+    assert dl(*args) == 0
+    printed = capsys.readouterr().out
+    assert "[2/2] lr=1e+30: (diverged: see diverged.txt)" in printed
+    assert "training diverged" in (out / "lr=1e+30" / "diverged.txt").read_text()
+    assert "inf" in (out / "sweep.csv").read_text()
+    assert dl(*args) == 0  # not trained again
+    other = list(args)
+    other[other.index("--hidden") + 1] = 16
+    assert dl(*other) == 2  # --hidden 16 over runs of 8
+    assert "was trained with other --hidden than this sweep asks for" in capsys.readouterr().err

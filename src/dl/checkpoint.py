@@ -94,9 +94,10 @@ def _meta_of(path: Path, metadata: dict) -> dict:
         meta = json.loads(metadata[_META_KEY])
     except json.JSONDecodeError as err:
         raise CheckpointError(f"{path}: its description is not valid JSON ({err})") from None
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-        raise CheckpointError(f"{path}: not a dl checkpoint (format {meta.get('format')!r} "
-                              f"where {FORMAT!r} was expected)")
+    found = meta.get("format") if isinstance(meta, dict) else None
+    if found != FORMAT:
+        raise CheckpointError(f"{path}: not a dl checkpoint (format {found!r} where {FORMAT!r} "
+                              "was expected)")
     version = meta.get("format_version")
     if not isinstance(version, int) or version > FORMAT_VERSION:
         raise CheckpointError(f"{path}: written in checkpoint format {version!r}, newer than "

@@ -49,9 +49,9 @@ def choose_model(name: str | None, impl: str | None, cell: str,
     installed pair (:data:`FASTEST`) that computes it: the framework's own layers
     (``'concise'``) compute the book's cells but torch's GRU, and never an LSTM without the
     output tanh; ``'scratch'`` computes every model."""
-    backend = choose(name)  # checks the name; the fastest installed if None
+    backend, available = choose(name), installed()  # checks the name
     for option, candidate in FASTEST:
-        if (name in (None, option) and impl in (None, candidate) and option in installed()
+        if (name in (None, option) and impl in (None, candidate) and option in available
                 and (candidate == "scratch" or (output_tanh and cell in CONCISE_CELLS[option]))):
             return option, candidate
     return backend, impl  # asked for what no layer computes: the model says why

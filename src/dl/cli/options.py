@@ -104,7 +104,7 @@ TRAIN_OPTIONS = (
     Option("--impl", choice("scratch", "concise"), None,
            "concise: the framework's own recurrent layers; scratch: the book's cells written "
            "once for every framework; both save the same parameters (default: concise where "
-           "a layer computes the model, else scratch)", model=True),
+           "a layer computes the model, else scratch)"),
     Option("--hidden", positive_int, 256, "hidden units per layer", model=True),
     Option("--layers", positive_int, 1, "stacked recurrent layers", model=True),
     Option("--dropout", fraction, 0.0, "dropout between layers while training", model=True),

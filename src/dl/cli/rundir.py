@@ -47,11 +47,19 @@ class RunDir:
                 (self.path / name).unlink(missing_ok=True)
         self.path.mkdir(parents=True, exist_ok=True)
 
+    def drop_best_after(self, epoch: int) -> None:
+        """Remove ``best.*`` if it comes from an epoch after ``epoch`` (one a resume trains
+        again: the best of the replayed epochs is saved anew)."""
+        if checkpoint.exists(self.path, "best") and checkpoint.load(self.path, "best")[1][
+                "epoch"] > epoch:
+            for name in ("best.safetensors", "best.json"):
+                (self.path / name).unlink(missing_ok=True)
+
     def read_metrics(self) -> list[dict]:
         if not self.metrics_path.exists():
             return []
         records = []
-        for number, line in enumerate(self.metrics_path.read_text().splitlines(), 1):
+        for line in self.metrics_path.read_text().splitlines():
             try:
                 records.append(json.loads(line))
             except json.JSONDecodeError:  # a line cut by a crash: the ones before it count

@@ -26,6 +26,10 @@ def open_model(run: Path, which: str = "auto", backend: str | None = None,
     stem = which
     if which == "auto":
         stem = "best" if checkpoint.exists(run, "best") else "model"
+    elif which == "best" and not checkpoint.exists(run, "best") and checkpoint.exists(run):
+        raise checkpoint.CheckpointError(
+            f"{run} kept no best checkpoint (it was trained without --val-fraction); use "
+            "--checkpoint model")
     params, meta = checkpoint.load(run, stem)
     try:
         config = lm.LMConfig.from_dict(meta["model"])

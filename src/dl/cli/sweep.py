@@ -17,12 +17,15 @@ import statistics
 from pathlib import Path
 
 from dl import checkpoint
-from dl.cli.options import SWEEPABLE, add_train_options, given, with_defaults
+from dl.cli.backends import installed
+from dl.cli.options import (SWEEPABLE, TRAIN_OPTIONS, UsageError, add_train_options, given,
+                            with_defaults)
 from dl.cli.rundir import RunDir
 from dl.cli.saved import open_model
-from dl.cli.train import BOOK_PREFIXES, UsageError, sample, train
+from dl.cli.train import BOOK_PREFIXES, TrainingDiverged, sample, train
 from dl.files import atomic_write
 
+DIVERGED = "diverged.txt"  # in a run directory: training diverged, with the message
 COLUMNS = ("run", "seconds", "tokens_per_sec", "train_perplexity", "val_perplexity", "sample")
 
 
@@ -34,7 +37,7 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--out", type=Path, required=True, help="directory of the sweep")
     parser.add_argument("--prefix", default=None,
                         help="text the samples continue (default: 'time traveller' on The "
-                             "Time Machine, else the text's first two words)")
+                             "Time Machine, else the text's most frequent token)")
     parser.set_defaults(command=main)
 
 
@@ -62,11 +65,16 @@ def main(args: argparse.Namespace) -> int:
     for number, settings in enumerate(runs, 1):
         name = run_name(settings, varying)
         run = args.out / name
-        status = _train_or_skip(settings, run)
+        try:
+            status = _train_or_skip(settings, run)
+        except TrainingDiverged as err:  # recorded, and not trained again on a re-run
+            atomic_write(run / DIVERGED, str(err) + "\n")
+            status = 0
         if status == 130:
             print(f"sweep interrupted in {name}; run it again to resume", flush=True)
             break
-        rows.append(_summary(run, name, args.prefix))
+        rows.append(_diverged(name) if (run / DIVERGED).exists() else
+                    _summary(run, name, args.prefix))
         print(f"[{number}/{len(runs)}] {name}: {_describe(rows[-1])}", flush=True)
     write_reports(args.out, rows, varying)
     print(f"wrote {args.out / 'sweep.md'}, sweep.csv and sweep.png", flush=True)
@@ -74,10 +82,18 @@ def main(args: argparse.Namespace) -> int:
 
 
 def _train_or_skip(settings: dict, run: Path) -> int:
-    """Train the run, resume it if it was cut short, or leave it if it finished."""
+    """Train the run, resume it if it was cut short, or leave it if it finished (or diverged)."""
+    if (run / DIVERGED).exists():
+        return 0
     if checkpoint.exists(run):
         meta = checkpoint.load(run)[1]
-        if meta["finished"] and meta["settings"]["epochs"] >= with_defaults(settings)["epochs"]:
+        wanted = with_defaults(settings)
+        differ = [o.flag for o in TRAIN_OPTIONS if o.model and wanted[o.dest] is not None
+                  and meta["settings"].get(o.dest) != wanted[o.dest]]
+        if differ:
+            raise UsageError(f"{run} was trained with other {', '.join(differ)} than this sweep "
+                             "asks for; give the sweep a new --out")
+        if meta["finished"] and meta["settings"]["epochs"] >= wanted["epochs"]:
             return 0
         return train(settings, run, resume=True, quiet=True)
     if RunDir(run).holds_run():
@@ -86,8 +102,15 @@ def _train_or_skip(settings: dict, run: Path) -> int:
     return train(settings, run, quiet=True)
 
 
+def _diverged(name: str) -> dict:
+    nan = float("nan")
+    return {"run": name, "seconds": nan, "tokens_per_sec": nan, "train_perplexity": float("inf"),
+            "val_perplexity": None, "sample": "(diverged: see diverged.txt)"}
+
+
 def _summary(run: Path, name: str, prefix: str | None) -> dict:
-    model, vocab, meta, _ = open_model(run, "model")
+    backend = checkpoint.load(run)[1]["backend"]  # the framework that trained it is loaded
+    model, vocab, meta, _ = open_model(run, "model", backend if backend in installed() else None)
     records = RunDir(run).read_metrics()
     settings = meta["settings"]
     if prefix is None:
@@ -99,6 +122,8 @@ def _summary(run: Path, name: str, prefix: str | None) -> dict:
 
 
 def _describe(row: dict) -> str:
+    if row["train_perplexity"] == float("inf"):
+        return row["sample"]
     val = f" (validation {row['val_perplexity']:.2f})" if row["val_perplexity"] else ""
     return (f"perplexity {row['train_perplexity']:.2f}{val}, {row['seconds']:.1f} s, "
             f"{row['tokens_per_sec']:,.0f} tokens/s")
@@ -128,6 +153,9 @@ def _plot(path: Path, rows: list[dict], varying: list[str]) -> None:
         return
     from matplotlib.figure import Figure
 
+    rows = [r for r in rows if r["train_perplexity"] != float("inf")]  # diverged: no point
+    if not rows:
+        return
     names = varying or ["run"]
     fig = Figure(figsize=(3.2 * len(names), 5))
     axes = fig.subplots(2, len(names), squeeze=False)

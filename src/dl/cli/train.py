@@ -30,8 +30,13 @@ from dl.cli.rundir import RunDir
 from dl.data import text as textdata
 from dl.data.batches import SeqDataLoader
 from dl.metrics import perplexity
+from dl.validate import parse_device
 
 BOOK_PREFIXES = ("time traveller", "traveller")
+
+
+class TrainingDiverged(UsageError):
+    """The loss turned NaN or infinite; the message says what was kept and what to change."""
 
 
 def add_parser(subparsers) -> None:
@@ -58,6 +63,8 @@ def add_parser(subparsers) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    if args.resume and args.out is None:
+        raise UsageError("--resume needs --out RUN, the run directory to continue")
     out = args.out or Path("runs") / time.strftime(f"{args.cell or 'lstm'}-%Y%m%d-%H%M%S")
     return train(given(args), out, resume=args.resume, force=args.force, dry_run=args.dry_run,
                  prefixes=args.prefix, print_every=args.print_every, save_every=args.save_every)
@@ -110,6 +117,10 @@ def resolve(settings: dict) -> dict:
     if settings["max_tokens"] == 0 or settings["max_tokens"] < -1:
         raise UsageError(f"--max-tokens {settings['max_tokens']}: give a positive count, "
                          "or -1 for all tokens")
+    parse_device(settings["device"])  # a malformed name fails before any work
+    if settings["dropout"] and settings["layers"] == 1:
+        raise UsageError(f"--dropout {settings['dropout']} acts between stacked layers; give "
+                         "--layers 2 or more, or leave --dropout out")
     if settings["no_output_tanh"] and settings["cell"] != "lstm":
         raise UsageError(f"--no-output-tanh applies to the LSTM only, not --cell {settings['cell']}")
     settings["backend"], settings["impl"] = backends.choose_model(
@@ -154,11 +165,12 @@ def _resume_settings(run: RunDir, asked: dict) -> tuple[dict, dict, dict]:
                          f"{'; '.join(changed)}. Start a new run for other settings")
     settings = dict(stored)
     settings.update({k: v for k, v in asked.items() if k in ("epochs", "backend", "device",
-                                                             "precision", "text")})
+                                                             "precision", "text", "impl")})
     backend = asked.get("backend") or (
         stored["backend"] if stored["backend"] in backends.installed() else None)
-    settings["backend"], _ = backends.choose_model(backend, stored["impl"], stored["cell"],
-                                                   not stored["no_output_tanh"])
+    impl = asked.get("impl") or (stored["impl"] if backend == stored["backend"] else None)
+    settings["backend"], settings["impl"] = backends.choose_model(
+        backend, impl, stored["cell"], not stored["no_output_tanh"])
     return settings, params, meta
 
 
@@ -167,9 +179,8 @@ def train(asked: dict, out: Path, resume: bool = False, force: bool = False,
           quiet: bool = False) -> int:
     """Run ``dl train``; returns the exit status (0 done, 130 interrupted)."""
     run = RunDir(out)
-    if not dry_run:
-        run.prepare(resume, force)
     if resume:
+        run.prepare(resume=True, force=False)  # checks that there is a checkpoint
         settings, params, meta = _resume_settings(run, asked)
     else:
         settings, params, meta = resolve(asked), None, {}
@@ -187,6 +198,8 @@ def train(asked: dict, out: Path, resume: bool = False, force: bool = False,
     session = _Session(run, settings, data, config, model, meta, prefixes, quiet)
     if dry_run:
         return session.dry_run(loader)
+    if not resume:  # only now, with every input checked, may --force remove an old run
+        run.prepare(resume=False, force=force)
     return session.loop(loader, print_every, save_every)
 
 
@@ -198,8 +211,7 @@ class _Session:
         self.model, self.prefixes, self.quiet = model, prefixes, quiet
         self.epoch = meta.get("epoch", 0)
         self.best_val_loss = meta.get("best_val_loss")
-        self.records = run.keep_metrics_until(self.epoch) if self.epoch else []
-        self.saved_epoch = self.epoch
+        self.records, self.saved_epoch = [], self.epoch
 
     def say(self, line: str) -> None:
         if not self.quiet:
@@ -220,6 +232,9 @@ class _Session:
 
     def loop(self, loader, print_every: int, save_every: int) -> int:
         s = self.settings
+        if self.epoch:  # resumed: the epochs after the checkpoint are trained again
+            self.records = self.run.keep_metrics_until(self.epoch)
+            self.run.drop_best_after(self.epoch)
         trainer = self.model.trainer(s["lr"], s["clip"])
         snapshot, bar, speed = None, self._progress_bar(), 0.0
         try:
@@ -239,8 +254,9 @@ class _Session:
             if snapshot is not None and self.saved_epoch < self.epoch:
                 self._save(snapshot, "model")
             self._close(bar)
-            raise UsageError(f"{err} The checkpoint of epoch {self.saved_epoch} in "
-                             f"{self.run.path} is kept.") from None
+            kept = (f"The checkpoint of epoch {self.saved_epoch} in {self.run.path} is kept."
+                    if self.saved_epoch else "Nothing was saved.")
+            raise TrainingDiverged(f"{err} {kept}") from None
         self._close(bar)
         if self.saved_epoch < self.epoch or snapshot is None:
             self._save(snapshot or self.model.numpy_params(), "model")
@@ -321,8 +337,12 @@ class _Session:
         if snapshot is not None and self.saved_epoch < self.epoch:
             self._save(snapshot, "model")
             self.run.plot(self.records)
-        print(f"\ninterrupted: epoch {self.saved_epoch} is saved in {self.run.path}; continue "
-              f"with `dl train --out {self.run.path} --resume`", file=sys.stderr)
+        if self.saved_epoch:
+            print(f"\ninterrupted: epoch {self.saved_epoch} is saved in {self.run.path}; "
+                  f"continue with `dl train --out {self.run.path} --resume`", file=sys.stderr)
+        else:
+            print("\ninterrupted in the first epoch: nothing was saved; start the run again "
+                  "(without --resume)", file=sys.stderr)
         return 130
 
     def _summary(self, speed: float) -> None:

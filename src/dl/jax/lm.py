@@ -10,6 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from dl import lm
+from dl.validate import check_gpu, parse_device
 from dl.jax import models
 from dl.jax.training import JaxTrainer, device_name, token_loss_sum
 
@@ -22,20 +23,17 @@ STEP_OPS = SimpleNamespace(**vars(OPS), per_gate=True)
 
 
 def device_of(name: str | None):
-    """``None``/``'gpu'`` -> the first GPU if JAX sees one, else the CPU; ``'cpu'``, ``'gpu:N'``
-    or ``'cuda:N'`` -> that device."""
+    """A device name (:func:`dl.validate.parse_device`) as a ``jax.Device``; no name: the
+    first GPU if JAX sees one, else the CPU."""
+    kind, index = parse_device(name)
     try:
         gpus = jax.devices("gpu")
     except RuntimeError:  # no GPU backend installed
         gpus = []
-    if name in (None, "gpu"):
-        return gpus[0] if gpus else jax.devices("cpu")[0]
-    kind, _, index = name.partition(":")
-    if kind == "cpu":
+    if kind == "cpu" or (index is None and not gpus):
         return jax.devices("cpu")[0]
-    if kind in ("gpu", "cuda") and len(gpus) > int(index or 0):
-        return gpus[int(index or 0)]
-    raise ValueError(f"device {name!r}: JAX sees {len(gpus)} GPU(s) here; use --device cpu")
+    check_gpu(name, index or 0, len(gpus), "JAX")
+    return gpus[index or 0]
 
 
 def dropout_fn(key, rate: float):

@@ -8,6 +8,7 @@ import numpy as np
 
 from dl.tensorflow._keras import tf  # noqa: F401  (sets up tf-keras first)
 from dl import lm
+from dl.validate import check_gpu, parse_device
 from dl.tensorflow.training import TFTrainer
 
 OPS = SimpleNamespace(
@@ -17,17 +18,14 @@ OPS = SimpleNamespace(
 
 
 def device_of(name: str | None) -> str:
-    """``None``/``'gpu'`` -> ``/GPU:0`` if TensorFlow sees a GPU, else ``/CPU:0``; ``'cpu'``,
-    ``'gpu:N'`` or ``'cuda:N'`` -> that device."""
-    gpus = tf.config.list_physical_devices("GPU")
-    if name in (None, "gpu"):
-        return "/GPU:0" if gpus else "/CPU:0"
-    kind, _, index = name.partition(":")
-    if kind == "cpu":
+    """A device name (:func:`dl.validate.parse_device`) as ``'/GPU:N'`` or ``'/CPU:0'``; no
+    name: the first GPU if TensorFlow sees one, else the CPU."""
+    kind, index = parse_device(name)
+    count = len(tf.config.list_physical_devices("GPU"))
+    if kind == "cpu" or (index is None and not count):
         return "/CPU:0"
-    if kind in ("gpu", "cuda") and len(gpus) > int(index or 0):
-        return f"/GPU:{int(index or 0)}"
-    raise ValueError(f"device {name!r}: TensorFlow sees {len(gpus)} GPU(s) here; use --device cpu")
+    check_gpu(name, index or 0, count, "TensorFlow")
+    return f"/GPU:{index or 0}"
 
 
 class LanguageModel:

@@ -11,6 +11,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from dl import lm
+from dl.validate import check_gpu, parse_device
 from dl.torch.training import PRECISIONS, TorchTrainer, _token_loss_sum
 
 OPS = SimpleNamespace(
@@ -22,13 +23,14 @@ STEP_OPS = SimpleNamespace(**vars(OPS), per_gate=True)
 
 
 def device_of(name: str | None) -> torch.device:
-    """``None``/``'gpu'`` -> the first GPU if any, else the CPU; otherwise ``torch.device(name)``."""
-    if name in (None, "gpu"):
-        return torch.device("cuda:0" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {name!r}: PyTorch sees no CUDA GPU here; use --device cpu")
-    return device
+    """A device name (:func:`dl.validate.parse_device`) as a ``torch.device``; no name: the
+    first GPU if there is one, else the CPU."""
+    kind, index = parse_device(name)
+    count = torch.cuda.device_count()
+    if kind == "cpu" or (index is None and not count):
+        return torch.device("cpu")
+    check_gpu(name, index or 0, count, "PyTorch")
+    return torch.device(f"cuda:{index or 0}")
 
 
 def parameter_list(names, params: dict[str, np.ndarray], device) -> nn.ParameterList:
