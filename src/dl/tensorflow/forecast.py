@@ -12,7 +12,7 @@ import numpy as np
 
 from dl.tensorflow._keras import tf
 from dl import forecast, lm
-from dl.tensorflow.lm import OPS, device_of
+from dl.tensorflow.lm import FUSED_OPS, device_of
 from dl.tensorflow.training import grad_clipping
 
 
@@ -37,7 +37,7 @@ class Forecaster:
         dropout = self._dropout if training and self.config.dropout > 0 else None
         state = [tf.zeros((X.shape[0], self.config.num_hiddens))
                  for _ in range(self.config.num_layers * self.config.state_per_layer)]
-        return forecast.forecast_forward(OPS, dict(zip(self.names, self.variables)), X,
+        return forecast.forecast_forward(FUSED_OPS, dict(zip(self.names, self.variables)), X,
                                          self.config, dropout, state)
 
     def _dropout(self, outputs, layer):
