@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 from dl import lm
+from dl.cli.backends import PREFERENCE
 from dl.cli.options import choice
 from dl.cli.saved import CHECKPOINTS, open_model
 from dl.cli.train import load_lines
@@ -23,7 +24,9 @@ def add_parser(subparsers) -> None:
                         help="a UTF-8 text file (default: The Time Machine)")
     parser.add_argument("--checkpoint", type=choice(*CHECKPOINTS), default="auto",
                         help="best, model (latest) or auto: best if kept, else latest")
-    parser.add_argument("--backend", type=choice("tensorflow", "torch", "jax"), default=None)
+    parser.add_argument("--backend", type=choice(*PREFERENCE), default=None,
+                        help="the framework to load the weights into (default: the fastest "
+                             "installed)")
     parser.add_argument("--device", default=None)
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
     parser.set_defaults(command=main)

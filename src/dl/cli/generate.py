@@ -8,6 +8,7 @@ from pathlib import Path
 
 from dl import lm
 from dl import train as core
+from dl.cli.backends import PREFERENCE
 from dl.cli.options import choice, positive_float, positive_int, count
 from dl.cli.saved import CHECKPOINTS, open_model
 from dl.cli.train import sample
@@ -26,7 +27,9 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--seed", type=count, default=None, help="seed of the sampling")
     parser.add_argument("--checkpoint", type=choice(*CHECKPOINTS), default="auto",
                         help="best, model (latest) or auto: best if kept, else latest")
-    parser.add_argument("--backend", type=choice("tensorflow", "torch", "jax"), default=None)
+    parser.add_argument("--backend", type=choice(*PREFERENCE), default=None,
+                        help="the framework to load the weights into (default: the fastest "
+                             "installed)")
     parser.add_argument("--device", default=None)
     parser.set_defaults(command=main)
 

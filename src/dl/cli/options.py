@@ -7,6 +7,8 @@ import argparse
 import dataclasses
 from typing import Any, Callable
 
+from dl.cli.backends import PREFERENCE
+
 
 class UsageError(ValueError):
     """Something the user asked for cannot be done; the message says what to do (exit 2)."""
@@ -92,7 +94,7 @@ class Option:
 
 # the defaults reproduce the seed: the book's LSTM on The Time Machine, 500 epochs
 TRAIN_OPTIONS = (
-    Option("--backend", choice("tensorflow", "torch", "jax"), None,
+    Option("--backend", choice(*PREFERENCE), None,
            "tensorflow, torch or jax (default: the fastest installed for the model)"),
     Option("--text", str, None, "a UTF-8 text file to train on (default: The Time Machine)"),
     Option("--token", choice("char", "word"), "char", "char or word tokens", model=True),
