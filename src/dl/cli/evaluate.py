@@ -5,12 +5,9 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 
 from dl import lm
-from dl.cli.backends import PREFERENCE
-from dl.cli.options import choice
-from dl.cli.saved import CHECKPOINTS, open_model
+from dl.cli.saved import add_run_arguments, open_run
 from dl.cli.train import load_lines
 from dl.data.text import encode
 from dl.metrics import perplexity
@@ -19,15 +16,9 @@ from dl.metrics import perplexity
 def add_parser(subparsers) -> None:
     parser = subparsers.add_parser("eval", help="perplexity of a trained model on a text",
                                    description=__doc__)
-    parser.add_argument("run", type=Path, help="the run directory of `dl train`")
+    add_run_arguments(parser)
     parser.add_argument("--text", default=None,
                         help="a UTF-8 text file (default: The Time Machine)")
-    parser.add_argument("--checkpoint", type=choice(*CHECKPOINTS), default="auto",
-                        help="best, model (latest) or auto: best if kept, else latest")
-    parser.add_argument("--backend", type=choice(*PREFERENCE), default=None,
-                        help="the framework to load the weights into (default: the fastest "
-                             "installed)")
-    parser.add_argument("--device", default=None)
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
     parser.set_defaults(command=main)
 
@@ -43,7 +34,7 @@ def evaluate_text(model, vocab, settings: dict, path: str | None) -> dict:
 
 
 def main(args: argparse.Namespace) -> int:
-    model, vocab, meta, stem = open_model(args.run, args.checkpoint, args.backend, args.device)
+    model, vocab, meta, stem = open_run(args)
     result = evaluate_text(model, vocab, meta["settings"], args.text)
     result.update(checkpoint=f"{stem} (epoch {meta['epoch']})", backend=model.backend)
     if args.json:

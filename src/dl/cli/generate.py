@@ -4,20 +4,18 @@ sampling with a temperature and top-k, reproducibly for a seed."""
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 from dl import lm
 from dl import train as core
-from dl.cli.backends import PREFERENCE
-from dl.cli.options import choice, positive_float, positive_int, count
-from dl.cli.saved import CHECKPOINTS, open_model
+from dl.cli.options import count, positive_float, positive_int
+from dl.cli.saved import add_run_arguments, open_run
 from dl.cli.train import sample
 
 
 def add_parser(subparsers) -> None:
     parser = subparsers.add_parser("generate", help="continue a prefix with a trained model",
                                    description=__doc__)
-    parser.add_argument("run", type=Path, help="the run directory of `dl train`")
+    add_run_arguments(parser)
     parser.add_argument("--prefix", default="time traveller", help="text to continue")
     parser.add_argument("--num", type=count, default=50, help="tokens to generate (default 50)")
     parser.add_argument("--temperature", type=positive_float, default=None,
@@ -25,17 +23,11 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--top-k", type=positive_int, default=None,
                         help="sample among the K most likely tokens only")
     parser.add_argument("--seed", type=count, default=None, help="seed of the sampling")
-    parser.add_argument("--checkpoint", type=choice(*CHECKPOINTS), default="auto",
-                        help="best, model (latest) or auto: best if kept, else latest")
-    parser.add_argument("--backend", type=choice(*PREFERENCE), default=None,
-                        help="the framework to load the weights into (default: the fastest "
-                             "installed)")
-    parser.add_argument("--device", default=None)
     parser.set_defaults(command=main)
 
 
 def main(args: argparse.Namespace) -> int:
-    model, vocab, meta, _ = open_model(args.run, args.checkpoint, args.backend, args.device)
+    model, vocab, meta, _ = open_run(args)
     choose = core.greedy
     if args.temperature is not None or args.top_k is not None or args.seed is not None:
         choose = lm.sampler(args.temperature or 1.0, args.top_k, args.seed)

@@ -6,9 +6,28 @@ from pathlib import Path
 
 from dl import checkpoint, lm
 from dl.cli import backends
+from dl.cli.options import choice
 from dl.data.text import Vocab
 
 CHECKPOINTS = ("auto", "best", "model")
+
+
+def add_run_arguments(parser) -> None:
+    """The run directory and how to load it: ``run``, ``--checkpoint``, ``--backend``,
+    ``--device`` (``dl generate`` and ``dl eval``)."""
+    parser.add_argument("run", type=Path, help="the run directory of `dl train`")
+    parser.add_argument("--checkpoint", type=choice(*CHECKPOINTS), default="auto",
+                        help="best, model (latest) or auto: best if kept, else latest")
+    parser.add_argument("--backend", type=choice(*backends.PREFERENCE), default=None,
+                        help="the framework to load the weights into (default: the fastest "
+                             "installed)")
+    parser.add_argument("--device", default=None, help="cpu, gpu, cuda:N (default: a GPU if "
+                                                       "there is one)")
+
+
+def open_run(args):
+    """:func:`open_model` for the arguments of :func:`add_run_arguments`."""
+    return open_model(args.run, args.checkpoint, args.backend, args.device)
 
 
 def open_model(run: Path, which: str = "auto", backend: str | None = None,
