@@ -3,15 +3,19 @@
 The seed's LSTM (256 hidden units, batch 32, 35 steps, The Time Machine's first 10,000
 characters), scratch and concise, trained by:
 
-- book loop: the book's eager loop (d2l 0.17 ``train_epoch_ch8`` of that framework's edition,
-  re-created here): the norm for clipping and the loss fetched to the host every batch;
+- book loop: the book's eager loop, d2l 0.17's ``train_epoch_ch8`` of that framework's edition:
+  the norm for clipping and the loss fetched to the host every batch. For TensorFlow, the
+  book's own library runs it when installed (``pip install --no-deps d2l==0.17.6``: its
+  training loop still runs on tf-keras, its prediction code does not on NumPy 2); otherwise,
+  and for PyTorch, the loop as re-created here;
 - dl: ``dl.<backend>`` as shipped (TensorFlow: one ``tf.function`` step; PyTorch: eager with
   no host sync per batch) and its variants (TensorFlow ``compile=False``; PyTorch bf16).
 
-Usage: ``python benchmarks/seed_speed.py [--backends tensorflow,torch] [--epochs 5]``; on a
+Usage: ``python benchmarks/seed_speed.py [--backends tensorflow,torch] [--rounds 5]``; on a
 GPU machine ``python benchmarks/seed_speed.py --backends torch --device cuda`` adds the CUDA
 graph variant (a few minutes).
-Prints a Markdown table of median tokens/s over the timed epochs (after one warm-up epoch)
+Each model's variants take turns, one epoch each per round after one warm-up epoch, so that
+the ratios hold on a machine whose speed drifts. Prints a Markdown table of median tokens/s
 and each variant's ratio to the book loop.
 """
 
@@ -28,19 +32,26 @@ from dl.train import train_epoch
 NUM_HIDDENS = 256
 
 
-def median_speed(run_epoch, epochs):
-    """Median tokens/s of ``run_epoch() -> tokens`` over ``epochs`` runs after one warm-up."""
-    run_epoch()
-    speeds = []
-    for _ in range(epochs):
-        start = time.perf_counter()
-        tokens = run_epoch()
-        speeds.append(tokens / (time.perf_counter() - start))
-    return statistics.median(speeds)
+def interleaved_speeds(runs: dict, rounds: int) -> dict:
+    """Median tokens/s of each ``run_epoch() -> tokens`` in ``runs`` (label -> function).
+
+    After one warm-up epoch each, the runs take turns, one epoch each per round, so a machine
+    whose speed drifts during the benchmark slows every run alike and the ratios hold.
+    """
+    for run in runs.values():
+        run()
+    speeds = {label: [] for label in runs}
+    for _ in range(rounds):
+        for label, run in runs.items():
+            start = time.perf_counter()
+            tokens = run()
+            speeds[label].append(tokens / (time.perf_counter() - start))
+    return {label: statistics.median(values) for label, values in speeds.items()}
 
 
-def dl_speed(trainer, train_iter, epochs):
-    return median_speed(lambda: train_epoch(trainer, train_iter)[1], epochs)
+def dl_epoch(trainer, train_iter):
+    """One epoch of a ``dl`` trainer as a ``run_epoch() -> tokens`` function."""
+    return lambda: train_epoch(trainer, train_iter)[1]
 
 
 def tensorflow_rows(train_iter, vocab, args):
@@ -74,16 +85,58 @@ def tensorflow_rows(train_iter, vocab, args):
             tf.keras.layers.LSTMCell(NUM_HIDDENS), time_major=True, return_sequences=True,
             return_state=True), len(vocab)),
     }
+    book_library = _d2l_tensorflow()
     for name, make in models.items():
         def trainer(compile):
             loss = tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True, reduction="none")
             return dl.TFTrainer(make(), loss, tf.keras.optimizers.SGD(1.0), compile=compile)
+        runs = {}
+        if book_library is not None:
+            runs[f"d2l {book_library.__version__}"] = _d2l_epoch(book_library, name, train_iter, len(vocab))
         net, updater = make(), tf.keras.optimizers.SGD(1.0)
         loss = tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-        book = median_speed(lambda: book_epoch(net, loss, updater), args.book_epochs)
-        yield (f"tensorflow {tf.__version__}", name, book,
-               {"compile=False": dl_speed(trainer(False), train_iter, args.book_epochs),
-                "compiled": dl_speed(trainer(True), train_iter, args.epochs)})
+        runs["re-created book loop"] = lambda: book_epoch(net, loss, updater)
+        runs["compile=False"] = dl_epoch(trainer(False), train_iter)
+        runs["compiled"] = dl_epoch(trainer(True), train_iter)
+        yield f"tensorflow {tf.__version__}", name, next(iter(runs)), interleaved_speeds(runs, args.rounds)
+
+
+def _d2l_tensorflow():
+    """The book's own library (d2l 0.17, TensorFlow edition) if it is installed, else None."""
+    if importlib.util.find_spec("d2l") is None:
+        return None
+    import d2l
+    if not d2l.__version__.startswith("0.17"):
+        return None
+    from d2l import tensorflow as book
+    book.__version__ = d2l.__version__
+    return book
+
+
+def _d2l_epoch(book, name, train_iter, vocab_size):
+    """One epoch of d2l's own ``train_epoch_ch8`` on the seed's model, built as the seed builds
+    it (in a ``OneDeviceStrategy``), on the benchmark's batches as ``tf.Tensor`` s."""
+    import tensorflow as tf
+    from dl import tensorflow as dl
+
+    batches = [(tf.constant(X), tf.constant(Y)) for X, Y in train_iter]
+    strategy = tf.distribute.OneDeviceStrategy("/CPU:0")
+    with strategy.scope():
+        if name == "scratch":
+            net = book.RNNModelScratch(vocab_size, NUM_HIDDENS, dl.init_lstm_state, dl.lstm,
+                                       dl.get_lstm_params)
+        else:
+            net = book.RNNModel(tf.keras.layers.RNN(
+                tf.keras.layers.LSTMCell(NUM_HIDDENS, kernel_initializer="glorot_uniform"),
+                time_major=True, return_sequences=True, return_state=True), vocab_size)
+        loss = tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+        updater = tf.keras.optimizers.SGD(1)
+    tokens = sum(int(tf.size(Y)) for _, Y in batches)
+
+    def epoch():
+        book.train_epoch_ch8(net, batches, loss, updater, False)
+        return tokens
+    return epoch
 
 
 def torch_rows(train_iter, vocab, args):
@@ -131,8 +184,7 @@ def torch_rows(train_iter, vocab, args):
         book_net = make()
         optimizer = sgd_updater(book_net)
         step = optimizer.step if name == "concise" else (lambda: dl.sgd(book_net.params, 1.0, 1))
-        book = median_speed(lambda: book_epoch(book_net, nn.CrossEntropyLoss(), step), args.epochs)
-        variants = {}
+        runs = {"re-created book loop": lambda: book_epoch(book_net, nn.CrossEntropyLoss(), step)}
         options = {"fp32": {}, "bf16": {"precision": "bf16"}}
         if device.type == "cuda":
             options["fp32 cuda_graph"] = {"cuda_graph": True}
@@ -141,8 +193,9 @@ def torch_rows(train_iter, vocab, args):
             net = make()
             trainer = dl.TorchTrainer(net, nn.CrossEntropyLoss(reduction="none"),
                                       sgd_updater(net), device, **kwargs)
-            variants[label] = dl_speed(trainer, train_iter, args.epochs)
-        yield f"torch {torch.__version__} {device.type}", name, book, variants
+            runs[label] = dl_epoch(trainer, train_iter)
+        yield (f"torch {torch.__version__} {device.type}", name, "re-created book loop",
+               interleaved_speeds(runs, args.rounds))
 
 
 def jax_rows(train_iter, vocab, args):
@@ -156,8 +209,8 @@ def jax_rows(train_iter, vocab, args):
         "concise": lambda: dl.RNNModel(dl.LSTM(len(vocab), NUM_HIDDENS), len(vocab), key),
     }
     for name, make in models.items():  # no book loop: the book has no JAX edition of d2l 0.17
-        speed = dl_speed(dl.JaxTrainer(make(), 1.0), train_iter, args.epochs)
-        yield f"jax {jax.__version__}", name, None, {"jit, lax.scan": speed}
+        runs = {"jit, lax.scan": dl_epoch(dl.JaxTrainer(make(), 1.0), train_iter)}
+        yield f"jax {jax.__version__}", name, None, interleaved_speeds(runs, args.rounds)
 
 
 BACKENDS = {"tensorflow": tensorflow_rows, "torch": torch_rows, "jax": jax_rows}
@@ -167,27 +220,28 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     installed = [b for b in BACKENDS if importlib.util.find_spec(b)]
     parser.add_argument("--backends", default=",".join(installed), help="comma-separated")
-    parser.add_argument("--epochs", type=int, default=10, help="timed epochs, fast paths")
-    parser.add_argument("--book-epochs", type=int, default=3, help="timed epochs, TF eager")
+    parser.add_argument("--rounds", type=int, default=5,
+                        help="timed epochs of every variant, taken in turns")
     parser.add_argument("--device", default="cpu", help="torch device, e.g. cuda")
     parser.add_argument("--rows-only", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     backends = args.backends.split(",")
     if not args.rows_only:
-        print(f"{8 * 32 * 35} tokens per epoch; median tokens/s; (x) = ratio to the book loop\n")
-        print("| backend | model | book loop | dl variants |")
+        print(f"{8 * 32 * 35} tokens per epoch; median tokens/s over {args.rounds} rounds; "
+              "(x) = ratio to the book loop\n")
+        print("| backend | model | book loop | variants |")
         print("| --- | --- | ---: | --- |", flush=True)
     if len(backends) > 1:  # one process per framework: their thread pools slow each other
         for backend in backends:
             subprocess.run([sys.executable, __file__, "--rows-only", "--backends", backend,
-                            "--epochs", str(args.epochs), "--book-epochs", str(args.book_epochs),
-                            "--device", args.device], check=True)
+                            "--rounds", str(args.rounds), "--device", args.device], check=True)
         return
     train_iter, vocab = load_data_time_machine(32, 35)
-    for framework, name, book, variants in BACKENDS[backends[0]](train_iter, vocab, args):
-        ratio = (lambda v: "") if book is None else (lambda v: f" ({v / book:.1f}x)")
-        cells = ", ".join(f"{k} {v:,.0f}{ratio(v)}" for k, v in variants.items())
-        book_cell = "-" if book is None else f"{book:,.0f}"
+    for framework, name, book, speeds in BACKENDS[backends[0]](train_iter, vocab, args):
+        base = speeds.pop(book) if book else None
+        ratio = (lambda v: "") if base is None else (lambda v: f" ({v / base:.1f}x)")
+        cells = ", ".join(f"{k} {v:,.0f}{ratio(v)}" for k, v in speeds.items())
+        book_cell = "-" if base is None else f"{book}: {base:,.0f}"
         print(f"| {framework} | {name} | {book_cell} | {cells} |", flush=True)
 
 
