@@ -35,16 +35,33 @@ def test_bench_writes_table_csv_and_plot(tmp_path, capsys, time_machine_path):
         assert int(r["train_flops_per_token"]) == flops.training_flops(config)
         assert int(r["inference_flops_per_token"]) == flops.inference_flops(config)
         assert r["backend"] == "torch" and r["framework"].startswith("torch ")
+        assert r["impl"] == "scratch"
         assert float(r["train_tokens_per_sec"]) > 0 and float(r["generate_tokens_per_sec"]) > 0
         assert float(r["train_gflops_per_sec"]) == pytest.approx(
             float(r["train_tokens_per_sec"]) * int(r["train_flops_per_token"]) / 1e9)
     report = (out / "bench.md").read_text()
     table = [line for line in report.splitlines() if line.startswith("| torch ")]
     assert len(table) == 6 + 2  # one row per cell and size, one ratio row per size
-    assert report.count("| backend | device | cell | hidden | params |") == 1
-    assert "| backend | hidden | LSTM/GRU train | LSTM/GRU generate | LSTM/GRU FLOPs |" in report
+    assert report.count("| backend | impl | device | cell | hidden | params |") == 1
+    assert ("| backend | impl | hidden | LSTM/GRU train | LSTM/GRU generate | LSTM/GRU FLOPs |"
+            in report)
     assert (out / "bench.png").read_bytes().startswith(b"\x89PNG")
     assert report in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_concise_rows_beside_scratch_and_cells_without_a_layer_skipped(tmp_path, capfd):
+    pytest.importorskip("torch")
+    assert main(["bench", "--impl", "scratch,concise", "--cells", "gru,lstm", *TINY,
+                 "--data", "random", "--backends", "torch", "--out", str(tmp_path)]) == 0
+    rows = read_csv(tmp_path / "bench.csv")
+    assert [(r["impl"], r["cell"], r["hidden"]) for r in rows] == [
+        ("scratch", "gru", "8"), ("scratch", "gru", "16"), ("scratch", "lstm", "8"),
+        ("scratch", "lstm", "16"), ("concise", "lstm", "8"), ("concise", "lstm", "16")]
+    out = capfd.readouterr().out  # the worker process's lines and the report
+    assert out.count("torch concise gru: skipped, torch's own GRU layer computes another cell "
+                     "than the book's") == 1
+    assert "| torch 2" in out and "| concise | cpu | lstm | 16 |" in out
 
 
 @pytest.mark.slow
@@ -63,14 +80,19 @@ def test_each_backend_runs_in_its_own_process(tmp_path):
 
 
 def test_cost_ratios_are_time_per_token_of_lstm_over_the_other_cell():
-    def row(cell, train, generate):
+    def row(cell, train, generate, impl="scratch"):
         config = LMConfig(cell=cell, num_hiddens=64)
-        return {"backend": "torch", "hidden": 64, "cell": cell, "train_tokens_per_sec": train,
-                "generate_tokens_per_sec": generate,
+        return {"backend": "torch", "impl": impl, "hidden": 64, "cell": cell,
+                "train_tokens_per_sec": train, "generate_tokens_per_sec": generate,
                 "train_flops_per_token": flops.training_flops(config)}
     rows = [row("rnn", 4000, 900), row("gru", 1500, 600), row("lstm", 1000, 300)]
     (ratio,) = bench.cost_ratios(rows)
     assert ratio["gru"][:2] == (1.5, 2.0) and ratio["rnn"][:2] == (4.0, 3.0)
+    assert (ratio["backend"], ratio["impl"]) == ("torch", "scratch")
+    concise = [row("rnn", 8000, 900, "concise"), row("lstm", 2000, 300, "concise")]
+    ratios = bench.cost_ratios(rows + concise)  # an implementation's ratios use its own rows
+    assert [(r["impl"], r["rnn"][0]) for r in ratios] == [("scratch", 4.0), ("concise", 4.0)]
+    assert "gru" not in ratios[1]
     assert ratio["gru"][2] == flops.training_flops(LMConfig(num_hiddens=64)) / rows[1][
         "train_flops_per_token"]
     assert bench.cost_ratios(rows[:2]) == []  # no LSTM, no ratio
@@ -78,6 +100,7 @@ def test_cost_ratios_are_time_per_token_of_lstm_over_the_other_cell():
 
 @pytest.mark.parametrize("args, message", [
     (["--cells", "rnn,tcn"], "argument --cells: 'tcn' is not one of rnn, gru, lstm"),
+    (["--impl", "keras"], "argument --impl: 'keras' is not one of scratch, concise"),
     (["--hidden", "64,0"], "argument --hidden: 0 must be at least 1"),
     (["--batch-size", "-2"], "argument --batch-size: -2 must be at least 1"),
     (["--gen-tokens", "many"], "argument --gen-tokens: 'many' is not a whole number"),

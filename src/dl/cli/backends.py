@@ -6,6 +6,7 @@ import importlib
 import importlib.util
 
 PREFERENCE = ("torch", "tensorflow", "jax")
+IMPLS = ("scratch", "concise")  # the book's cells in array ops; the framework's own layers
 # (backend, implementation), fastest first: the seed's LSTM trained at about 83k, 62k, 50k,
 # 48k, 36k and 28k tokens/s on 2 CPU cores (README, "The dl command")
 FASTEST = (("torch", "concise"), ("tensorflow", "scratch"), ("jax", "scratch"),
@@ -61,4 +62,4 @@ def model_class(name: str, impl: str = "scratch"):
     """Backend ``name``'s model class (imports the framework): ``LanguageModel`` for the
     scratch implementation, ``LayersModel`` (the framework's own layers) for ``'concise'``."""
     module = importlib.import_module(f"dl.{choose(name)}.lm")
-    return module.LayersModel if impl == "concise" else module.LanguageModel
+    return {"scratch": module.LanguageModel, "concise": module.LayersModel}[impl]

@@ -1,7 +1,9 @@
 """``dl bench``: the cost of RNN, GRU and LSTM language models per hidden size and backend,
 analytic and measured (the chapter's exercise 3).
 
-For each backend, cell and hidden size: parameters, FLOPs per token (:mod:`dl.flops`: training
+For each backend, implementation (``--impl``: ``scratch``, the book's cells written with the
+framework's array ops, as ``dl train`` runs them; ``concise``, the framework's own recurrent
+layers), cell and hidden size: parameters, FLOPs per token (:mod:`dl.flops`: training
 = 3 x forward; the one-hot input a row lookup), training tokens/s (``dl train``'s epoch loop
 over ``--batches`` batches of ``--batch-size`` x ``--num-steps``, median of ``--repeats`` after
 a warm-up), generation tokens/s (``model.step`` one token at a time, greedy, batch 1) and the
@@ -44,11 +46,11 @@ from dl.data.text import load_corpus_time_machine
 from dl.files import atomic_write
 
 BOOK_VOCAB_SIZE = 28  # The Time Machine's characters: 26 letters, space, <unk>
-COLUMNS = ("backend", "framework", "device", "cell", "hidden", "params",
+COLUMNS = ("backend", "impl", "framework", "device", "cell", "hidden", "params",
            "train_flops_per_token", "inference_flops_per_token", "train_tokens_per_sec",
            "train_gflops_per_sec", "generate_tokens_per_sec", "generate_gflops_per_sec")
 ERROR = "dl: error: "  # how a worker reports bad input on stderr
-MEASURED = ("backend", "framework", "device", "cell", "hidden", "vocab_size",
+MEASURED = ("backend", "impl", "framework", "device", "cell", "hidden", "vocab_size",
             "train_tokens_per_sec", "generate_tokens_per_sec")
 
 
@@ -66,6 +68,10 @@ def add_parser(subparsers) -> None:
                         metavar="H[,...]", help="hidden sizes (default: 128,256,512,1024)")
     parser.add_argument("--backends", type=list_of(str), default=None, metavar="NAME[,...]",
                         help="backends (default: every installed one)")
+    parser.add_argument("--impl", type=list_of(choice(*backends.IMPLS)), default=["scratch"],
+                        metavar="IMPL[,...]",
+                        help="scratch (the book's cells, as dl train runs them), concise (the "
+                             "framework's own layers) or both (default: scratch)")
     parser.add_argument("--batch-size", type=positive_int, default=32,
                         help="sequences per training batch (default: 32)")
     parser.add_argument("--num-steps", type=positive_int, default=35,
@@ -93,7 +99,7 @@ def main(args: argparse.Namespace) -> int:
         names = [backends.choose(name) for name in dict.fromkeys(args.backends)]
     else:
         names = backends.installed() or [backends.choose(None)]  # raises: none installed
-    settings = {"cells": list(dict.fromkeys(args.cells)),
+    settings = {"impls": list(dict.fromkeys(args.impl)), "cells": list(dict.fromkeys(args.cells)),
                 "hidden": list(dict.fromkeys(args.hidden)), "batch_size": args.batch_size,
                 "num_steps": args.num_steps, "batches": args.batches,
                 "gen_tokens": args.gen_tokens, "repeats": args.repeats, "data": args.data,
@@ -142,23 +148,30 @@ def measure_in_subprocess(backend: str, settings: dict) -> list[dict]:
 
 
 def measure(backend: str, settings: dict) -> list[dict]:
-    """Measure every cell and hidden size on ``backend`` in this process (imports it)."""
-    model_class = backends.model_class(backend)
+    """Measure every implementation, cell and hidden size on ``backend`` in this process
+    (imports it). Cells that the framework's own layers do not compute (torch's GRU) are
+    skipped for ``concise``, with a line that says so."""
     framework = f"{backend} {importlib.import_module(backend).__version__}"
     batches, vocab_size = training_batches(settings)
     rows = []
-    for cell, hidden in itertools.product(settings["cells"], settings["hidden"]):
-        config = lm.LMConfig(cell=cell, vocab_size=vocab_size, num_hiddens=hidden)
-        model = model_class(config, lm.init_params(config, seed=0), device=settings["device"])
-        trainer = model.trainer(lr=1.0, clip=1.0)
-        train = median_after_warmup(lambda: core.train_epoch(trainer, batches)[2],
-                                    settings["repeats"])
-        generate = median_after_warmup(generation_speed(model, settings["gen_tokens"]),
-                                       settings["repeats"])
-        rows.append(dict(zip(MEASURED, (backend, framework, model.device_name, cell, hidden,
-                                        vocab_size, train, generate))))
-        print(f"{backend} {cell} {hidden}: training {train:,.0f} tokens/s, generation "
-              f"{generate:,.0f} tokens/s on {model.device_name}", flush=True)
+    for impl, cell in itertools.product(settings["impls"], settings["cells"]):
+        if impl == "concise" and cell not in backends.CONCISE_CELLS[backend]:
+            print(f"{backend} concise {cell}: skipped, {backend}'s own {cell.upper()} layer "
+                  "computes another cell than the book's", flush=True)
+            continue
+        for hidden in settings["hidden"]:
+            config = lm.LMConfig(cell=cell, vocab_size=vocab_size, num_hiddens=hidden)
+            model = backends.model_class(backend, impl)(
+                config, lm.init_params(config, seed=0), device=settings["device"])
+            trainer = model.trainer(lr=1.0, clip=1.0)
+            train = median_after_warmup(lambda: core.train_epoch(trainer, batches)[2],
+                                        settings["repeats"])
+            generate = median_after_warmup(generation_speed(model, settings["gen_tokens"]),
+                                           settings["repeats"])
+            rows.append(dict(zip(MEASURED, (backend, impl, framework, model.device_name, cell,
+                                            hidden, vocab_size, train, generate))))
+            print(f"{backend} {impl} {cell} {hidden}: training {train:,.0f} tokens/s, "
+                  f"generation {generate:,.0f} tokens/s on {model.device_name}", flush=True)
     return rows
 
 
@@ -199,21 +212,22 @@ def median_after_warmup(run, repeats: int) -> float:
 
 
 def cost_ratios(rows: list[dict]) -> list[dict]:
-    """Per backend and hidden size with an LSTM and a GRU or RNN row: time per token of the
-    LSTM over the other cell's, training and generation, and the analytic FLOPs ratio."""
-    by_key = {(r["backend"], r["hidden"], r["cell"]): r for r in rows}
+    """Per backend, implementation and hidden size with an LSTM and a GRU or RNN row: time
+    per token of the LSTM over the other cell's, training and generation, and the analytic
+    FLOPs ratio."""
+    by_key = {(r["backend"], r["impl"], r["hidden"], r["cell"]): r for r in rows}
     ratios = []
-    for (backend, hidden, cell), lstm in by_key.items():
+    for (backend, impl, hidden, cell), lstm in by_key.items():
         if cell != "lstm":
             continue
-        ratio = {"backend": backend, "hidden": hidden}
+        ratio = {"backend": backend, "impl": impl, "hidden": hidden}
         for other in ("gru", "rnn"):
-            if (backend, hidden, other) in by_key:
-                row = by_key[backend, hidden, other]
+            if (backend, impl, hidden, other) in by_key:
+                row = by_key[backend, impl, hidden, other]
                 ratio[other] = (row["train_tokens_per_sec"] / lstm["train_tokens_per_sec"],
                                 row["generate_tokens_per_sec"] / lstm["generate_tokens_per_sec"],
                                 lstm["train_flops_per_token"] / row["train_flops_per_token"])
-        if len(ratio) > 2:
+        if len(ratio) > 3:
             ratios.append(ratio)
     return ratios
 
@@ -242,12 +256,12 @@ def markdown(rows: list[dict], settings: dict) -> str:
         f"{settings['gen_tokens']} tokens one at a time (batch 1). Median tokens/s of "
         f"{settings['repeats']} timed repeat(s) after a warm-up. FLOPs per token from `dl.flops` "
         "(training = 3 x forward; the one-hot input is a row lookup).", "",
-        "| backend | device | cell | hidden | params | train MFLOP/token | inference "
+        "| backend | impl | device | cell | hidden | params | train MFLOP/token | inference "
         "MFLOP/token | train tokens/s | train GFLOP/s | generate tokens/s | generate GFLOP/s |",
-        "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+        "| --- | --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for r in rows:
         lines.append(
-            f"| {r['framework']} | {r['device']} | {r['cell']} | {r['hidden']} | "
+            f"| {r['framework']} | {r['impl']} | {r['device']} | {r['cell']} | {r['hidden']} | "
             f"{r['params']:,} | {r['train_flops_per_token'] / 1e6:.3g} | "
             f"{r['inference_flops_per_token'] / 1e6:.3g} | {r['train_tokens_per_sec']:,.0f} | "
             f"{r['train_gflops_per_sec']:.3g} | {r['generate_tokens_per_sec']:,.0f} | "
@@ -259,19 +273,20 @@ def markdown(rows: list[dict], settings: dict) -> str:
             "Time per token of the LSTM over that of the GRU and of the RNN, measured "
             "(training, generation) and analytic (FLOPs per token of the whole model; the "
             "recurrent products alone give 4/3 and 4).", "",
-            "| backend | hidden | LSTM/GRU train | LSTM/GRU generate | LSTM/GRU FLOPs | "
+            "| backend | impl | hidden | LSTM/GRU train | LSTM/GRU generate | LSTM/GRU FLOPs | "
             "LSTM/RNN train | LSTM/RNN generate | LSTM/RNN FLOPs |",
-            "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+            "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
         for ratio in ratios:
             cells = [" | ".join(f"{v:.2f}" for v in ratio[other]) if other in ratio
                      else "- | - | -" for other in ("gru", "rnn")]
-            lines.append(f"| {ratio['backend']} | {ratio['hidden']} | {' | '.join(cells)} |")
+            lines.append(f"| {ratio['backend']} | {ratio['impl']} | {ratio['hidden']} | "
+                         f"{' | '.join(cells)} |")
     return "\n".join(lines) + "\n"
 
 
 def _plot(path: Path, rows: list[dict]) -> None:
-    """Training and generation tokens/s against hidden size, log-log, one line per cell and
-    backend."""
+    """Training and generation tokens/s against hidden size, log-log, one line per cell,
+    backend and implementation."""
     if importlib.util.find_spec("matplotlib") is None or not rows:
         return
     from matplotlib.figure import Figure
@@ -280,15 +295,16 @@ def _plot(path: Path, rows: list[dict]) -> None:
     axes = fig.subplots(1, 2)
     styles = dict(zip(backends.PREFERENCE, ("-", "--", ":")))
     colors = dict(zip(lm.CELLS, ("tab:blue", "tab:orange", "tab:green")))
-    lines = sorted({(r["backend"], r["cell"]) for r in rows})
+    markers = dict(zip(backends.IMPLS, ("o", "s")))
+    lines = sorted({(r["backend"], r["impl"], r["cell"]) for r in rows})
     hidden = sorted({r["hidden"] for r in rows})
     for ax, key, title in zip(axes, ("train_tokens_per_sec", "generate_tokens_per_sec"),
                               ("training", "generation (batch 1)")):
-        for backend, cell in lines:
+        for backend, impl, cell in lines:
             points = sorted((r["hidden"], r[key]) for r in rows
-                            if (r["backend"], r["cell"]) == (backend, cell))
-            ax.plot(*zip(*points), styles[backend], color=colors[cell], marker="o",
-                    label=f"{cell} {backend}")
+                            if (r["backend"], r["impl"], r["cell"]) == (backend, impl, cell))
+            ax.plot(*zip(*points), styles[backend], color=colors[cell], marker=markers[impl],
+                    label=f"{cell} {backend} {impl}")
         ax.set(xscale="log", yscale="log", xlabel="hidden units", ylabel="tokens/s",
                title=title)
         ax.set_xticks(hidden, [str(h) for h in hidden], minor=False)

@@ -7,7 +7,7 @@ import argparse
 import dataclasses
 from typing import Any, Callable
 
-from dl.cli.backends import PREFERENCE
+from dl.cli.backends import IMPLS, PREFERENCE
 
 
 class UsageError(ValueError):
@@ -103,7 +103,7 @@ TRAIN_OPTIONS = (
            "use the first N tokens, -1 for all (default: the book's 10000 for The Time "
            "Machine, all of any other text)", model=True),
     Option("--cell", choice("rnn", "gru", "lstm"), "lstm", "recurrent cell", model=True),
-    Option("--impl", choice("scratch", "concise"), None,
+    Option("--impl", choice(*IMPLS), None,
            "concise: the framework's own recurrent layers; scratch: the book's cells written "
            "once for every framework; both save the same parameters (default: concise where "
            "a layer computes the model, else scratch)"),
