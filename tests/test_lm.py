@@ -211,6 +211,10 @@ def test_framework_layers_compute_the_reference_and_save_canonical_names(name, c
     want, _ = lm.forward(lm.NUMPY_OPS, f64(params), X, lm.zero_state(config, B, np.float64), config)
     want_loss = ref.softmax_cross_entropy(want, Y.T.reshape(-1))[0] * Y.size
     assert model.eval_loss(X, Y, model.begin_state(B))[0] == pytest.approx(want_loss, rel=1e-5)
+    state = model.begin_state(1)  # one token at a time, the state carried: the same logits
+    for t in range(3):
+        logits, state = model.step(int(X[0, t]), state)
+        np.testing.assert_allclose(logits, want[t * B], rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.parametrize("name,cell", CONCISE)
