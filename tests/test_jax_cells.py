@@ -16,10 +16,9 @@ import jax.numpy as jnp  # noqa: E402
 
 from dl import jax as dl  # noqa: E402
 from dl import reference as ref  # noqa: E402
+from cell_problems import (B, CELLS, H, T, TOL, V, as_float64, problem,  # noqa: E402
+                           random_params, random_state)
 
-V, H, B, T = 7, 8, 3, 5  # vocab, hiddens, batch, steps: B != T so a layout mix-up shows
-CELLS = ("rnn", "gru", "lstm")
-TOL = dict(rtol=1e-5, atol=1e-5)
 FORWARD = {"rnn": dl.rnn, "gru": dl.gru, "lstm": dl.lstm}
 GET_PARAMS = {"rnn": dl.get_rnn_params, "gru": dl.get_gru_params, "lstm": dl.get_lstm_params}
 INIT_STATE = {"rnn": dl.init_rnn_state, "gru": dl.init_gru_state, "lstm": dl.init_lstm_state}
@@ -28,38 +27,9 @@ LAYER_GATES = {"rnn": ("h",), "gru": ("z", "r", "h"), "lstm": ("i", "f", "o", "c
 LAYERS = {"rnn": dl.RNN, "gru": dl.GRU, "lstm": dl.LSTM}
 
 
-def random_params(cell, seed=0, scale=0.5):
-    """float32 canonical params with non-zero biases, so every term matters."""
-    rng = np.random.default_rng(seed)
-    params = ref.init_params(cell, V, H, rng, scale=scale, dtype=np.float32)
-    return {name: (p + 0.3 * rng.standard_normal(p.shape)).astype(np.float32)
-            if name.startswith("b") else p for name, p in params.items()}
-
-
-def random_state(cell, seed=1, batch_size=B):
-    rng = np.random.default_rng(seed)
-    return tuple((0.5 * rng.standard_normal(s.shape)).astype(np.float32)
-                 for s in ref.init_state(cell, batch_size, H))
-
-
-def as_float64(arrays):
-    if isinstance(arrays, dict):
-        return {name: np.asarray(a, np.float64) for name, a in arrays.items()}
-    return tuple(np.asarray(a, np.float64) for a in arrays)
-
-
 def jax_params(cell, params):
     """Canonical params as a list of jnp arrays in canonical order."""
     return [jnp.asarray(params[name]) for name in ref.PARAM_NAMES[cell]]
-
-
-def problem(cell, seed=0):
-    rng = np.random.default_rng(seed + 10)
-    params = random_params(cell, seed)
-    state = random_state(cell, seed + 1)
-    X = rng.standard_normal((T, B, V)).astype(np.float32)  # dense: every weight row matters
-    labels = rng.integers(0, V, T * B)
-    return params, state, X, labels
 
 
 def mean_cross_entropy(logits, labels):
@@ -338,4 +308,3 @@ class LookalikeLayer:
 def test_rnn_model_rejects_a_layer_that_is_not_dl_jax(layer):
     with pytest.raises(TypeError, match="RNN, GRU or LSTM"):
         dl.RNNModel(layer, V, jax.random.PRNGKey(0))
-

@@ -15,34 +15,12 @@ from torch import nn  # noqa: E402
 
 from dl import reference as ref  # noqa: E402
 from dl import torch as dl  # noqa: E402
+from cell_problems import B, CELLS, H, T, TOL, V, as_float64, problem, random_params  # noqa: E402
 
-V, H, B, T = 7, 8, 3, 5  # vocab, hiddens, batch, steps: B != T so a layout mix-up shows
-CELLS = ("rnn", "gru", "lstm")
-TOL = dict(rtol=1e-5, atol=1e-5)
 CPU = torch.device("cpu")
 
 # torch's gate order in weight_ih_l0 / weight_hh_l0 rows, as canonical gate letters
 TORCH_GATES = {"rnn": ("h",), "lstm": ("i", "f", "c", "o")}
-
-
-def random_params(cell, seed=0, scale=0.5):
-    """float32 canonical params with non-zero biases, so every term matters."""
-    rng = np.random.default_rng(seed)
-    params = ref.init_params(cell, V, H, rng, scale=scale, dtype=np.float32)
-    return {name: (p + 0.3 * rng.standard_normal(p.shape)).astype(np.float32)
-            if name.startswith("b") else p for name, p in params.items()}
-
-
-def random_state(cell, seed=1, batch_size=B):
-    rng = np.random.default_rng(seed)
-    return tuple((0.5 * rng.standard_normal(s.shape)).astype(np.float32)
-                 for s in ref.init_state(cell, batch_size, H))
-
-
-def as_float64(arrays):
-    if isinstance(arrays, dict):
-        return {name: np.asarray(a, np.float64) for name, a in arrays.items()}
-    return tuple(np.asarray(a, np.float64) for a in arrays)
 
 
 def tensors_from(cell, params):
@@ -52,15 +30,6 @@ def tensors_from(cell, params):
 
 def torch_forward(cell):
     return {"rnn": dl.rnn, "gru": dl.gru, "lstm": dl.lstm}[cell]
-
-
-def problem(cell, seed=0):
-    rng = np.random.default_rng(seed + 10)
-    params = random_params(cell, seed)
-    state = random_state(cell, seed + 1)
-    X = rng.standard_normal((T, B, V)).astype(np.float32)  # dense: every weight row matters
-    labels = rng.integers(0, V, T * B)
-    return params, state, X, labels
 
 
 def assert_gradients_match(cell, params, state, grads_ref, dstate_ref):
