@@ -231,3 +231,20 @@ def test_errors_name_the_problem():
     _, _, cache = ref.forward('rnn', params, np.zeros((T, B, V)), ref.init_state('rnn', B, H))
     with pytest.raises(ValueError, match="cache comes from a 'rnn' forward"):
         ref.backward('gru', params, cache, np.zeros((T * B, V)))
+
+
+@pytest.mark.parametrize("cell", ["rnn", "gru", "lstm"])
+def test_backend_training_problem_clips_at_theta_0_2_and_never_at_1(cell):
+    """The backends' training tests run ``training_helpers``' problem with theta 1 and 0.2:
+    the gradient norms along the theta=0.2 run show that 0.2 clips and 1 never does."""
+    from training_helpers import B, H, V, numpy_params, random_batches
+
+    params = {name: p.astype(np.float64) for name, p in numpy_params(cell).items()}
+    state, norms = ref.init_state(cell, B, H), []
+    for X, Y in random_batches():
+        Y_hat, state_next, cache = ref.forward(cell, params, ref.one_hot(X.T, V), state)
+        _, dY = ref.softmax_cross_entropy(Y_hat, Y.T.reshape(-1))
+        grads, _, _ = ref.backward(cell, params, cache, dY)
+        norms.append(float(np.sqrt(sum(np.sum(g ** 2) for g in grads.values()))))
+        params, state = ref.sgd_step(params, ref.clip_grads(grads, 0.2), 1.0), state_next
+    assert all(0.2 < n for n in norms[:4]) and all(n < 1.0 for n in norms), norms
