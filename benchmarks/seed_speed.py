@@ -9,7 +9,8 @@ characters), scratch and concise, trained by:
   training loop still runs on tf-keras, its prediction code does not on NumPy 2); otherwise,
   and for PyTorch, the loop as re-created here;
 - dl: ``dl.<backend>`` as shipped (TensorFlow: one ``tf.function`` step; PyTorch: eager with
-  no host sync per batch) and its variants (TensorFlow ``compile=False``; PyTorch bf16).
+  no host sync per batch; JAX: one ``jax.jit`` step) and its variants (TensorFlow
+  ``compile=False``; PyTorch bf16, ``torch.compile`` and, on a GPU, a CUDA graph).
 
 Usage: ``python benchmarks/seed_speed.py [--backends tensorflow,torch] [--rounds 5]``; on a
 GPU machine ``python benchmarks/seed_speed.py --backends torch --device cuda`` adds the CUDA
@@ -26,6 +27,7 @@ import subprocess
 import sys
 import time
 
+from dl.cli.options import positive_int
 from dl.data.batches import load_data_time_machine
 from dl.train import train_epoch
 
@@ -85,14 +87,14 @@ def tensorflow_rows(train_iter, vocab, args):
             tf.keras.layers.LSTMCell(NUM_HIDDENS), time_major=True, return_sequences=True,
             return_state=True), len(vocab)),
     }
-    book_library = _d2l_tensorflow()
+    book_library, book_version = _d2l_tensorflow()
     for name, make in models.items():
         def trainer(compile):
             loss = tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True, reduction="none")
             return dl.TFTrainer(make(), loss, tf.keras.optimizers.SGD(1.0), compile=compile)
         runs = {}
         if book_library is not None:
-            runs[f"d2l {book_library.__version__}"] = _d2l_epoch(book_library, name, train_iter, len(vocab))
+            runs[f"d2l {book_version}"] = _d2l_epoch(book_library, name, train_iter, len(vocab))
         net, updater = make(), tf.keras.optimizers.SGD(1.0)
         loss = tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True)
         runs["re-created book loop"] = lambda: book_epoch(net, loss, updater)
@@ -102,25 +104,31 @@ def tensorflow_rows(train_iter, vocab, args):
 
 
 def _d2l_tensorflow():
-    """The book's own library (d2l 0.17, TensorFlow edition) if it is installed, else None."""
+    """``(module, version)`` of the book's own library (d2l 0.17, TensorFlow edition), or
+    ``(None, None)`` with a line on stderr saying why it is not used."""
     if importlib.util.find_spec("d2l") is None:
-        return None
-    import d2l
-    if not d2l.__version__.startswith("0.17"):
-        return None
-    from d2l import tensorflow as book
-    book.__version__ = d2l.__version__
-    return book
+        return None, None
+    try:
+        import d2l
+        if not d2l.__version__.startswith("0.17"):
+            raise ImportError(f"d2l {d2l.__version__} is installed; the baseline is d2l 0.17")
+        from d2l import tensorflow as book
+    except Exception as err:  # a partial install (pip --no-deps) can miss any of its imports
+        print(f"not timing the book's own library ({type(err).__name__}: {err}); the book "
+              "loop is the re-created one", file=sys.stderr, flush=True)
+        return None, None
+    return book, d2l.__version__
 
 
 def _d2l_epoch(book, name, train_iter, vocab_size):
     """One epoch of d2l's own ``train_epoch_ch8`` on the seed's model, built as the seed builds
-    it (in a ``OneDeviceStrategy``), on the benchmark's batches as ``tf.Tensor`` s."""
+    it (in a ``OneDeviceStrategy`` on ``try_gpu()``'s device), on the benchmark's batches as
+    ``tf.Tensor`` s."""
     import tensorflow as tf
     from dl import tensorflow as dl
 
     batches = [(tf.constant(X), tf.constant(Y)) for X, Y in train_iter]
-    strategy = tf.distribute.OneDeviceStrategy("/CPU:0")
+    strategy = tf.distribute.OneDeviceStrategy(dl.try_gpu()._device_name)
     with strategy.scope():
         if name == "scratch":
             net = book.RNNModelScratch(vocab_size, NUM_HIDDENS, dl.init_lstm_state, dl.lstm,
@@ -220,7 +228,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     installed = [b for b in BACKENDS if importlib.util.find_spec(b)]
     parser.add_argument("--backends", default=",".join(installed), help="comma-separated")
-    parser.add_argument("--rounds", type=int, default=5,
+    parser.add_argument("--rounds", type=positive_int, default=5,
                         help="timed epochs of every variant, taken in turns")
     parser.add_argument("--device", default="cpu", help="torch device, e.g. cuda")
     parser.add_argument("--rows-only", action="store_true", help=argparse.SUPPRESS)

@@ -6,8 +6,8 @@ Mauna Loa CO2 (both ship with statsmodels). Each model is scored on the last 20 
 beside the forecasts it has to beat: naive (the last value), seasonal naive (the value one
 season back) and the training mean. MASE below 1 beats the in-sample seasonal naive forecast.
 
-    python examples/forecast_lstm.py                 # TensorFlow (the fastest here on a CPU)
-    python examples/forecast_lstm.py --backend torch # or jax
+    python examples/forecast_lstm.py                 # JAX (the fastest here on a CPU)
+    python examples/forecast_lstm.py --backend torch # or tensorflow
 """
 
 import argparse
@@ -18,7 +18,7 @@ from dl import forecast as fc
 from dl.data.series import load_series
 
 parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-parser.add_argument("--backend", choices=("tensorflow", "torch", "jax"), default="tensorflow")
+parser.add_argument("--backend", choices=("jax", "tensorflow", "torch"), default="jax")
 parser.add_argument("--epochs", type=int, default=100, help="at most; early stopping ends sooner")
 args = parser.parse_args()
 Forecaster = importlib.import_module(f"dl.{args.backend}.forecast").Forecaster

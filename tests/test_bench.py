@@ -61,7 +61,7 @@ def test_concise_rows_beside_scratch_and_cells_without_a_layer_skipped(tmp_path,
     out = capfd.readouterr().out  # the worker process's lines and the report
     assert out.count("torch concise gru: skipped, torch's own GRU layer computes another cell "
                      "than the book's") == 1
-    assert "| torch 2" in out and "| concise | cpu | lstm | 16 |" in out
+    assert "| torch " in out and "| concise | cpu | lstm | 16 |" in out
 
 
 @pytest.mark.slow
@@ -89,9 +89,9 @@ def test_cost_ratios_are_time_per_token_of_lstm_over_the_other_cell():
     (ratio,) = bench.cost_ratios(rows)
     assert ratio["gru"][:2] == (1.5, 2.0) and ratio["rnn"][:2] == (4.0, 3.0)
     assert (ratio["backend"], ratio["impl"]) == ("torch", "scratch")
-    concise = [row("rnn", 8000, 900, "concise"), row("lstm", 2000, 300, "concise")]
+    concise = [row("rnn", 6000, 900, "concise"), row("lstm", 2000, 300, "concise")]
     ratios = bench.cost_ratios(rows + concise)  # an implementation's ratios use its own rows
-    assert [(r["impl"], r["rnn"][0]) for r in ratios] == [("scratch", 4.0), ("concise", 4.0)]
+    assert [(r["impl"], r["rnn"][0]) for r in ratios] == [("scratch", 4.0), ("concise", 3.0)]
     assert "gru" not in ratios[1]
     assert ratio["gru"][2] == flops.training_flops(LMConfig(num_hiddens=64)) / rows[1][
         "train_flops_per_token"]
@@ -110,6 +110,32 @@ def test_bad_sizes_and_cells_exit_2(args, message, capsys):
         main(["bench", *args])
     assert exit_info.value.code == 2
     assert message in capsys.readouterr().err
+
+
+def test_nothing_to_measure_exits_2_before_any_worker_starts(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(backends, "installed", lambda: ["torch"])
+    monkeypatch.setattr(bench, "measure_in_subprocess", lambda *args: pytest.fail("measured"))
+    assert main(["bench", "--impl", "concise", "--cells", "gru", "--backends", "torch",
+                 "--out", str(tmp_path / "b")]) == 2
+    assert ("nothing to measure: the own layers of torch compute none of --cells gru in the "
+            "book's form; add --impl scratch") in capsys.readouterr().err
+    assert not (tmp_path / "b").exists()
+
+
+def test_without_matplotlib_no_plot_is_claimed_and_an_old_one_is_removed(
+        tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(backends, "installed", lambda: ["torch"])
+    monkeypatch.setattr(bench, "measure_in_subprocess", lambda name, settings: [dict(
+        backend="torch", impl="scratch", framework="torch 2", device="cpu", cell="rnn", hidden=8,
+        vocab_size=28, train_tokens_per_sec=100.0, generate_tokens_per_sec=10.0)])
+    real_find_spec = bench.importlib.util.find_spec
+    monkeypatch.setattr(bench.importlib.util, "find_spec",
+                        lambda name: None if name == "matplotlib" else real_find_spec(name))
+    (tmp_path / "bench.png").write_bytes(b"an earlier run's plot")
+    assert main(["bench", "--cells", "rnn", "--hidden", "8", "--backends", "torch",
+                 "--out", str(tmp_path)]) == 0
+    assert "bench.csv (no bench.png: matplotlib is not installed)" in capsys.readouterr().out
+    assert not (tmp_path / "bench.png").exists() and (tmp_path / "bench.csv").exists()
 
 
 def test_out_that_is_a_file_exits_2(tmp_path, capsys):

@@ -342,7 +342,7 @@ def test_forecast_trains_writes_a_run_and_reuses_it(tmp_path, capsys):
 @pytest.mark.slow
 def test_the_exercise_example_runs_on_sunspots_and_co2():
     pytest.importorskip("statsmodels")
-    pytest.importorskip("tf_keras")
+    pytest.importorskip("jax")
     example = Path(__file__).resolve().parents[1] / "examples" / "forecast_lstm.py"
     result = subprocess.run([sys.executable, str(example), "--epochs", "1"],
                             capture_output=True, text=True, timeout=600)

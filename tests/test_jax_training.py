@@ -80,7 +80,8 @@ def global_norm(arrays):
 
 @pytest.mark.parametrize("cell", CELLS)
 def test_scratch_training_matches_reference(cell, capsys):
-    """5 clipped SGD steps, lr 1; theta 1 never clips, theta 0.2 clips (checked below)."""
+    """5 clipped SGD steps, lr 1; theta 1 never clips, theta 0.2 clips (checked in
+    test_reference)."""
     params, batches = numpy_params(cell), random_batches()
     params64 = {name: p.astype(np.float64) for name, p in params.items()}
     for theta in (1.0, 0.2):

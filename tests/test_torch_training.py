@@ -78,7 +78,7 @@ def global_norm(tensors):
 # (a) the scratch models train exactly like the NumPy reference
 
 
-@pytest.mark.parametrize("theta", [1.0, 0.2])  # 1: never clipped; 0.2: clipped (see below)
+@pytest.mark.parametrize("theta", [1.0, 0.2])  # 1: never clipped; 0.2: clipped (test_reference)
 @pytest.mark.parametrize("cell", ["rnn", "gru", "lstm"])
 def test_scratch_training_matches_reference(cell, theta):
     params, batches = numpy_params(cell), random_batches()

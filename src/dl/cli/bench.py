@@ -104,15 +104,21 @@ def main(args: argparse.Namespace) -> int:
                 "num_steps": args.num_steps, "batches": args.batches,
                 "gen_tokens": args.gen_tokens, "repeats": args.repeats, "data": args.data,
                 "device": args.device}
+    if not any(impl == "scratch" or cell in backends.CONCISE_CELLS[name]
+               for name in names for impl in settings["impls"] for cell in settings["cells"]):
+        raise BenchError(f"nothing to measure: the own layers of {', '.join(names)} compute "
+                         f"none of --cells {','.join(settings['cells'])} in the book's form; "
+                         "add --impl scratch")
     if args.out.exists() and not args.out.is_dir():
         raise BenchError(f"--out {args.out} is a file; give a directory for the reports")
     args.out.mkdir(parents=True, exist_ok=True)  # before measuring: fail fast
     rows = []
     for name in names:
         rows += [analytic_row(measured) for measured in measure_in_subprocess(name, settings)]
-    report = write_reports(args.out, rows, settings)
+    report, plotted = write_reports(args.out, rows, settings)
     print(report, end="")
-    print(f"wrote {args.out / 'bench.md'}, bench.csv and bench.png", flush=True)
+    print(f"wrote {args.out / 'bench.md'}, bench.csv" + (" and bench.png" if plotted else
+          " (no bench.png: matplotlib is not installed)"), flush=True)
     return 0
 
 
@@ -232,9 +238,9 @@ def cost_ratios(rows: list[dict]) -> list[dict]:
     return ratios
 
 
-def write_reports(out: Path, rows: list[dict], settings: dict) -> str:
+def write_reports(out: Path, rows: list[dict], settings: dict) -> tuple[str, bool]:
     """``bench.csv``, ``bench.md`` and (with matplotlib) ``bench.png`` in ``out``; returns the
-    Markdown."""
+    Markdown and whether the plot was written (a plot of an earlier run is removed if not)."""
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, COLUMNS, lineterminator="\n")
     writer.writeheader()
@@ -242,8 +248,10 @@ def write_reports(out: Path, rows: list[dict], settings: dict) -> str:
     atomic_write(out / "bench.csv", buffer.getvalue())
     report = markdown(rows, settings)
     atomic_write(out / "bench.md", report)
-    _plot(out / "bench.png", rows)
-    return report
+    plotted = _plot(out / "bench.png", rows)
+    if not plotted:
+        (out / "bench.png").unlink(missing_ok=True)
+    return report, plotted
 
 
 def markdown(rows: list[dict], settings: dict) -> str:
@@ -284,11 +292,11 @@ def markdown(rows: list[dict], settings: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _plot(path: Path, rows: list[dict]) -> None:
+def _plot(path: Path, rows: list[dict]) -> bool:
     """Training and generation tokens/s against hidden size, log-log, one line per cell,
     backend and implementation."""
     if importlib.util.find_spec("matplotlib") is None or not rows:
-        return
+        return False
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=(10, 4))
@@ -315,6 +323,7 @@ def _plot(path: Path, rows: list[dict]) -> None:
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=100)
     atomic_write(path, buffer.getvalue())
+    return True
 
 
 def _worker(argv: list[str]) -> int:

@@ -31,8 +31,8 @@ from dl.files import atomic_write
 
 STEM = "forecast"  # forecast.safetensors and forecast.json in the run directory
 # fastest first for forecasting on a CPU (2 cores, the defaults; wall time of `dl forecast`):
-# sunspots 5.8 s JAX, 8.5 s TensorFlow; co2 (window 104) 22 s JAX (the window scanned by
-# XLA), 35 s TensorFlow (unrolled in one graph), and PyTorch, op by op, trains it in 65 s
+# sunspots 5.8 s JAX, 8.5 s TensorFlow, 6.5 s PyTorch; co2 (window 104) 22 s JAX (the window
+# scanned by XLA), 35 s TensorFlow (unrolled in one graph), 53 s PyTorch (op by op)
 FASTEST = ("jax", "tensorflow", "torch")
 MODEL_OPTIONS = ("cell", "hidden", "layers", "dropout", "window", "horizon", "mode", "epochs",
                  "lr", "batch_size", "optimizer", "clip", "patience", "val_fraction",

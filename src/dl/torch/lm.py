@@ -164,8 +164,8 @@ class LayersModel(LanguageModel):
         """One token in -> ``(logits: (V,) NumPy float, state)``, by PyTorch's cell functions
         on the layer's own weights: one call of the fused layer costs up to four times as
         much for a single token (3.4 ms against 0.9 ms for an LSTM with 1,024 units)."""
-        lstm = self.config.cell == "lstm"
-        H, C = state if lstm else (state, None)
+        lstm = self.config.cell == "lstm"  # lstm_cell, rnn_tanh_cell: what nn.LSTMCell and
+        H, C = state if lstm else (state, None)  # nn.RNNCell compute, as torch functions
         with _evaluating(self):
             x = F.one_hot(torch.tensor([token], device=self.device), self.config.vocab_size)
             x = x.to(self.linear.weight.dtype)
