@@ -277,6 +277,16 @@ def layer_params(W_x, W_h, b, config, layer: int, order=None) -> dict:
     return params
 
 
+def concise_params(config, layers, W_hq, b_q, order=None) -> dict:
+    """Canonical parameters (in :meth:`LMConfig.param_shapes` order) from a framework's layers:
+    ``layers`` yields each layer's fused ``(W_x, W_h, b)`` with the gates in ``order``,
+    ``W_hq: (H, V)`` and ``b_q: (V,)`` are the output layer's."""
+    params = {"W_hq": np.asarray(W_hq), "b_q": np.asarray(b_q)}
+    for layer, (W_x, W_h, b) in enumerate(layers):
+        params.update(layer_params(W_x, W_h, b, config, layer, order))
+    return {name: params[name] for name in config.param_shapes()}
+
+
 def _np_sigmoid(x):
     return 1 / (1 + np.exp(-x))
 

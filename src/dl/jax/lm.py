@@ -141,8 +141,6 @@ class LayersModel(LanguageModel):
         return inputs.reshape(T * B, H) @ params["W_hq"] + params["b_q"], tuple(new_state)
 
     def numpy_params(self) -> dict[str, np.ndarray]:
-        params = {"W_hq": np.asarray(self.params["W_hq"]), "b_q": np.asarray(self.params["b_q"])}
-        for k, layer_params in enumerate(self.params["layers"]):
-            params.update(lm.layer_params(*(np.asarray(layer_params[n]) for n in ("W_x", "W_h", "b")),
-                                          self.config, k))
-        return {name: params[name] for name in self.config.param_shapes()}
+        layers = ([np.asarray(layer[name]) for name in ("W_x", "W_h", "b")]
+                  for layer in self.params["layers"])
+        return lm.concise_params(self.config, layers, self.params["W_hq"], self.params["b_q"])

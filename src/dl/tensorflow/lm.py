@@ -143,11 +143,9 @@ class LayersModel(LanguageModel):
         return outputs @ self.W_hq + self.b_q, tuple(new_state)
 
     def numpy_params(self) -> dict[str, np.ndarray]:
-        params = {"W_hq": self.W_hq.numpy(), "b_q": self.b_q.numpy()}
-        for layer, rnn in enumerate(self.layers):
-            params.update(lm.layer_params(*rnn.get_weights(), self.config, layer,
-                                          self.GATE_ORDER[self.config.cell]))
-        return {name: params[name] for name in self.names}
+        return lm.concise_params(self.config, (rnn.get_weights() for rnn in self.layers),
+                                 self.W_hq.numpy(), self.b_q.numpy(),
+                                 self.GATE_ORDER[self.config.cell])
 
 
 class _Training:

@@ -189,13 +189,9 @@ class LayersModel(LanguageModel):
         return (H, torch.zeros_like(H)) if self.config.cell == "lstm" else H
 
     def numpy_params(self) -> dict[str, np.ndarray]:
-        value = lambda name: getattr(self.rnn, name).detach().float().cpu().numpy().copy()
-        params = {}
-        for layer in range(self.config.num_layers):
-            params.update(lm.layer_params(
-                value(f"weight_ih_l{layer}").T, value(f"weight_hh_l{layer}").T,
-                value(f"bias_ih_l{layer}"), self.config, layer,
-                self.GATE_ORDER[self.config.cell]))
-        params["W_hq"] = self.linear.weight.detach().float().cpu().numpy().T.copy()
-        params["b_q"] = self.linear.bias.detach().float().cpu().numpy().copy()
-        return {name: params[name] for name in self.config.param_shapes()}
+        value = lambda tensor: tensor.detach().float().cpu().numpy().copy()
+        layers = ((value(getattr(self.rnn, f"weight_ih_l{k}")).T,
+                   value(getattr(self.rnn, f"weight_hh_l{k}")).T,
+                   value(getattr(self.rnn, f"bias_ih_l{k}"))) for k in range(self.config.num_layers))
+        return lm.concise_params(self.config, layers, value(self.linear.weight).T,
+                                 value(self.linear.bias), self.GATE_ORDER[self.config.cell])
