@@ -14,7 +14,8 @@ from dl import forecast as fc
 from dl import lm, reference
 from dl.baselines import SeasonalNaiveForecaster
 from dl.cli import main
-from dl.data.series import Series, SeriesError
+from dl import checkpoint
+from dl.data.series import Scaler, Series, SeriesError
 
 
 # ---------------------------------------------------------------- model
@@ -249,6 +250,26 @@ def test_select_picks_by_the_validation_part_without_looking_at_the_test_part():
         fc.select(Fitted, data, fc.ForecastConfig(), grid={"colour": (1, 2)})
 
 
+def test_refit_trains_on_every_window_of_the_whole_series_for_the_given_epochs():
+    data = fc.prepare(line(100), window=5, horizon=2, val_fraction=0.1, test_fraction=0.2)
+    built = []
+
+    def build(config, params):
+        built.append(Scripted(config, params, train_loss=0.25))
+        return built[-1]
+
+    model, whole, result = fc.refit(build, data, fc.ForecastConfig(num_outputs=2),
+                                    fc.FitSettings(epochs=200, batch_size=4, patience=1), 7)
+    assert model is built[0] and len(whole.train) == 100 and len(whole.test) == 0
+    assert whole.val_windows is None and whole.period == data.period
+    assert whole.scaler.to_dict() == Scaler.fit(line(100).values).to_dict()  # whole series
+    X, _ = whole.train_windows
+    assert len(X) == 100 - 5 - 2 + 1  # the last window's targets are the series' last steps
+    assert len(result.history) == 7 and result.best_epoch == 1  # constant loss: the first
+    seen = np.concatenate(model.batches)  # first values of the windows trained on
+    assert seen.max() == X[:, 0, 0].max() > data.train_windows[0][:, 0, 0].max()
+
+
 # ---------------------------------------------------------------- the command line
 
 
@@ -337,6 +358,41 @@ def test_forecast_trains_writes_a_run_and_reuses_it(tmp_path, capsys):
 
     status, _, err = run(capsys, "--csv", csv, "--column", "y", "--window", "12", "--out", out)
     assert status == 2 and "already holds a forecast" in err
+
+
+@pytest.mark.slow
+def test_refit_forecasts_with_a_model_of_the_whole_series(tmp_path, capsys):
+    pytest.importorskip("torch")
+    csv = write_csv(tmp_path / "sine.csv", sine_rows(200))
+    argv = ["--csv", csv, "--column", "y", "--window", "12", "--horizon", "3", "--hidden", "8",
+            "--epochs", "4", "--backend", "torch"]
+    status, held_out, err = run(capsys, *argv, "--out", tmp_path / "held")
+    assert status == 0, err
+    status, text, err = run(capsys, *argv, "--refit", "--out", tmp_path / "refit")
+    assert status == 0, err
+    table = lambda text: text[text.index("test scores"):text.index("forecast of the")]
+    assert table(text) == table(held_out)  # scored by the model of the training part
+    metrics = json.loads((tmp_path / "refit" / "metrics.json").read_text())
+    best = metrics["training"]["best_epoch"]
+    assert f"refit on all 200 steps for {best} epochs" in text
+    assert metrics["refit"]["epochs"] == best and metrics["refit"]["steps"] == 200
+    assert metrics["forecast"]["model"] == "refit on the whole series"
+    _, meta = checkpoint.load(tmp_path / "refit", "forecast")
+    assert meta["refit"]["epochs"] == best
+    assert meta["scaler"] != json.loads((tmp_path / "held" / "forecast.json").read_text())[
+        "scaler"]  # the whole series' scaling, not the training part's
+
+    status, again, err = run(capsys, "--from", tmp_path / "refit", "--backend", "torch",
+                             "--out", tmp_path / "again")
+    assert status == 0, err
+    assert "was refit on the whole series, test part included: its test scores below are " \
+           "in-sample" in again
+    reused = json.loads((tmp_path / "again" / "metrics.json").read_text())
+    assert reused["in_sample"] is True
+    np.testing.assert_allclose(reused["forecast"]["values"], metrics["forecast"]["values"],
+                               rtol=1e-5)
+    status, _, err = run(capsys, "--from", tmp_path / "refit", "--refit")
+    assert status == 2 and "leave out --refit" in err
 
 
 @pytest.mark.slow

@@ -382,6 +382,22 @@ def train(build: Callable[[ForecastConfig, dict], Backend], data: ForecastData,
     return model, fit(model, data.train_windows, data.val_windows, settings, log)
 
 
+def refit(build: Callable[[ForecastConfig, dict], Backend], data: ForecastData,
+          config: ForecastConfig, settings: FitSettings, epochs: int, log=None
+          ) -> tuple[Backend, ForecastData, FitResult]:
+    """The model to forecast past the end with: ``config`` trained afresh (same seed) on every
+    window of the whole series, its scaling fitted on the whole series, for ``epochs`` epochs
+    (those early stopping chose on the validation part: nothing is held out now to stop on),
+    keeping the weights of the epoch with the lowest training loss.
+
+    Returns ``(model, the whole series prepared as training data, FitResult)``."""
+    whole = prepare(data.series, data.window, data.horizon, data.mode, val_fraction=0.0,
+                    test_fraction=0.0, period=data.period)
+    settings = dataclasses.replace(settings, epochs=epochs, patience=epochs)
+    model, result = train(build, whole, config, settings, log)
+    return model, whole, result
+
+
 @dataclasses.dataclass
 class Selection:
     """The outcome of :func:`select`: the fitted best model, its settings, every trial."""

@@ -36,7 +36,7 @@ STEM = "forecast"  # forecast.safetensors and forecast.json in the run directory
 FASTEST = ("jax", "tensorflow", "torch")
 MODEL_OPTIONS = ("cell", "hidden", "layers", "dropout", "window", "horizon", "mode", "epochs",
                  "lr", "batch_size", "optimizer", "clip", "patience", "val_fraction",
-                 "test_fraction", "seed", "select")
+                 "test_fraction", "seed", "select", "refit")
 DEFAULTS = dict(cell="lstm", hidden=32, layers=1, dropout=0.0, horizon=4, mode="direct",
                 val_fraction=0.1, test_fraction=0.2, **{
                     f.name: f.default for f in dataclasses.fields(core.FitSettings)})
@@ -82,6 +82,11 @@ def add_parser(subparsers) -> None:
                        help="train one model per combination of "
                             f"{', '.join(f'{k} {v}' for k, v in core.SELECT_GRID.items())} and "
                             "keep the best on the validation part")
+    model.add_argument("--refit", action="store_true", default=None,
+                       help="after scoring on the test part, train the model again on the "
+                            "whole series (scaling included) for the epochs early stopping "
+                            "chose, forecast past the end with it and save it as the run's "
+                            "model")
     run = parser.add_argument_group("run")
     run.add_argument("--backend", type=choice(*FASTEST), default=None,
                      help=f"{', '.join(FASTEST)} (default: the first installed)")
@@ -119,9 +124,8 @@ def main(args: argparse.Namespace) -> int:
     settings = core.FitSettings(**{f.name: opts[f.name]
                                    for f in dataclasses.fields(core.FitSettings)})
     print(describe(data))
-    started = time.perf_counter()
-    model, config, settings, fit, trials = fit_model(builder(backend, args.device), data,
-                                                     config, settings, args.select)
+    started, build = time.perf_counter(), builder(backend, args.device)
+    model, config, settings, fit, trials = fit_model(build, data, config, settings, args.select)
     seconds = time.perf_counter() - started
     print(f"trained on {backend} ({model.device_name}) in {seconds:.1f} s: best epoch "
           f"{fit.best_epoch} of {len(fit.history)}, {loss_name(data)} {fit.best_loss:.4g} "
@@ -131,12 +135,18 @@ def main(args: argparse.Namespace) -> int:
                             "epochs_run": len(fit.history), "best_loss": fit.best_loss,
                             "seconds": seconds, "history": fit.history},
                   selection=trials, backend=backend)
+    refit, scaler = None, data.scaler
+    if args.refit:
+        model, future, refit, scaler = refit_model(build, data, config, settings, fit.best_epoch)
+        result["forecast"].update(values=future.tolist(), model="refit on the whole series")
+        result["refit"] = refit
     meta = {"model": config.to_dict(), "training": dataclasses.asdict(settings),
-            "scaler": data.scaler.to_dict(), "window": data.window, "horizon": data.horizon,
+            "scaler": scaler.to_dict(), "window": data.window, "horizon": data.horizon,
             "mode": data.mode, "period": data.period, "val_fraction": opts["val_fraction"],
             "test_fraction": opts["test_fraction"], "data": source,
             "series": data.series.metadata(), "best_epoch": fit.best_epoch,
-            "best_loss": fit.best_loss, "backend": backend, "dl_version": __version__}
+            "best_loss": fit.best_loss, "refit": refit, "backend": backend,
+            "dl_version": __version__}
     checkpoint.save(out, model.numpy_params(), meta, stem=STEM)
     write_outputs(out, data, result, evaluation, future, f"{STEM}.safetensors")
     return 0
@@ -150,6 +160,21 @@ def fit_model(build, data, config, settings, select: bool):
         return model, config, settings, fit, None
     picked = core.select(build, data, config, settings, log=print_trial)
     return picked.model, picked.config, picked.settings, picked.fit, picked.trials
+
+
+def refit_model(build, data, config, settings, epochs: int):
+    """``(model, future forecast, refit record, scaler)``: :func:`dl.forecast.refit`,
+    printed."""
+    started = time.perf_counter()
+    model, whole, fit = core.refit(build, data, config, settings, epochs)
+    seconds = time.perf_counter() - started
+    future = core.forecast_future(model.predict, whole)
+    print(f"refit on all {len(data.series)} steps for {epochs} epochs in {seconds:.1f} s "
+          f"(training MSE {fit.best_loss:.4g}, scaled units); its forecast: "
+          + " ".join(f"{v:.4g}" for v in future))
+    record = {"epochs": epochs, "steps": len(data.series), "seconds": seconds,
+              "train_loss": fit.best_loss}
+    return model, future, record, whole.scaler
 
 
 def from_run(args: argparse.Namespace) -> int:
@@ -169,8 +194,12 @@ def from_run(args: argparse.Namespace) -> int:
                          f"the series has {data.series.values.shape[1]}; give as many --column")
     model = builder(choose_backend(args.backend), args.device)(config, params)
     print(describe(data))
+    if meta.get("refit"):
+        print(f"the model of {args.from_run} was refit on the whole series, test part "
+              "included: its test scores below are in-sample, not a held-out measure")
     result, evaluation, future = report(model, data, config)
-    result.update(checkpoint=str(checkpoint.weights_path(args.from_run, STEM)))
+    result.update(checkpoint=str(checkpoint.weights_path(args.from_run, STEM)),
+                  in_sample=bool(meta.get("refit")))
     if args.out is not None:
         prepare_out(args.out, args.force)
         write_outputs(args.out, data, result, evaluation, future)
@@ -312,7 +341,8 @@ def report(model, data: core.ForecastData, config: core.ForecastConfig):
 def write_outputs(out: Path, data, result: dict, evaluation, future, *extra: str) -> None:
     atomic_write(out / "metrics.json", json.dumps(result, indent=2, allow_nan=False) + "\n")
     written = ["metrics.json", *extra]
-    if write_plot(out / "forecast.png", data, evaluation, future):
+    refit = result["forecast"].get("model")
+    if write_plot(out / "forecast.png", data, evaluation, future, refit):
         written.insert(0, "forecast.png")
     else:
         print("matplotlib is not installed, so there is no forecast.png: "
@@ -346,9 +376,9 @@ def time_axis(series, extra: int) -> tuple[np.ndarray, str]:
     return x, label
 
 
-def write_plot(path: Path, data, evaluation, future) -> bool:
+def write_plot(path: Path, data, evaluation, future, future_model: str | None = None) -> bool:
     """``forecast.png``: history, test truth, the model's test forecasts and the forecast past
-    the end; False without matplotlib."""
+    the end (by ``future_model``, if not the scored model); False without matplotlib."""
     try:
         from matplotlib.figure import Figure
     except ImportError:
@@ -364,7 +394,8 @@ def write_plot(path: Path, data, evaluation, future) -> bool:
     steps = evaluation.forecasts["model"][:, -1]  # h steps ahead of each origin
     ax.plot(x[start + h - 1:start + h - 1 + len(steps)], steps, color="tab:blue", lw=1,
             label=f"model, {h} step{'s' if h > 1 else ''} ahead")
-    ax.plot(x[len(y):], future, "o--", color="tab:red", ms=3, label="forecast")
+    ax.plot(x[len(y):], future, "o--", color="tab:red", ms=3,
+            label="forecast" + (f" ({future_model})" if future_model else ""))
     ax.set_xlabel(xlabel)
     ax.set_ylabel(series.target_name)
     ax.legend(fontsize="small")
