@@ -15,7 +15,7 @@ from dl import lm, reference
 from dl.baselines import SeasonalNaiveForecaster
 from dl.cli import main
 from dl import checkpoint
-from dl.data.series import Scaler, Series, SeriesError
+from dl.data.series import Scaler, Series, SeriesError, make_windows
 
 
 # ---------------------------------------------------------------- model
@@ -262,12 +262,16 @@ def test_refit_trains_on_every_window_of_the_whole_series_for_the_given_epochs()
                                     fc.FitSettings(epochs=200, batch_size=4, patience=1), 7)
     assert model is built[0] and len(whole.train) == 100 and len(whole.test) == 0
     assert whole.val_windows is None and whole.period == data.period
-    assert whole.scaler.to_dict() == Scaler.fit(line(100).values).to_dict()  # whole series
-    X, _ = whole.train_windows
-    assert len(X) == 100 - 5 - 2 + 1  # the last window's targets are the series' last steps
-    assert len(result.history) == 7 and result.best_epoch == 1  # constant loss: the first
-    seen = np.concatenate(model.batches)  # first values of the windows trained on
-    assert seen.max() == X[:, 0, 0].max() > data.train_windows[0][:, 0, 0].max()
+    scaler = Scaler.fit(line(100).values)  # the whole series' scaling
+    assert whole.scaler.to_dict() == scaler.to_dict()
+    X, Y = whole.train_windows
+    want_X, want_Y = make_windows(scaler.transform(line(100).values), 5, 2, 0)
+    np.testing.assert_array_equal(X, want_X)  # every window, to the series' last step
+    np.testing.assert_array_equal(Y, want_Y)
+    assert len(X) == 100 - 5 - 2 + 1
+    # exactly 7 epochs; the last epoch's weights kept although its loss is no lower
+    assert len(result.history) == 7 and (result.best_epoch, result.best_loss) == (7, 0.25)
+    assert model.params["w"][0] == 7 * (len(X) // 4)  # 4 windows a batch, every epoch run
 
 
 # ---------------------------------------------------------------- the command line
@@ -360,6 +364,81 @@ def test_forecast_trains_writes_a_run_and_reuses_it(tmp_path, capsys):
     assert status == 2 and "already holds a forecast" in err
 
 
+class Persistence:
+    """A NumPy forecaster for the command line's flow: the last input value, offset by
+    |hidden - 32| / 100 (so --select picks 32); its weight counts steps. The model built as
+    number ``diverge_at`` (if any) gets a NaN training loss."""
+
+    diverge_at = None
+    built = []
+
+    def __init__(self, config, params):
+        self.config, self.params, self.device_name = config, {"w": np.zeros(1, np.float32)}, "np"
+        Persistence.built.append(self)
+        self.loss = math.nan if len(Persistence.built) == Persistence.diverge_at else 0.5
+
+    def make_step(self, optimizer, lr, clip):
+        def step(X, Y):
+            self.params["w"] = self.params["w"] + 1
+            return self.loss
+        return step
+
+    def predict(self, X):
+        offset = abs(self.config.num_hiddens - 32) / 100
+        return np.repeat(X[:, -1, :1], self.config.num_outputs, axis=1) + offset
+
+    def numpy_params(self):
+        return {k: v.copy() for k, v in self.params.items()}
+
+    def load(self, params):
+        self.params = {k: np.array(v) for k, v in params.items()}
+
+    def reseed(self, seed):
+        pass
+
+
+@pytest.fixture
+def persistence(monkeypatch):
+    from dl.cli import forecast as cli_forecast
+    monkeypatch.setattr(Persistence, "built", [])
+    monkeypatch.setattr(cli_forecast, "builder", lambda backend, device: Persistence)
+    return Persistence
+
+
+def test_select_then_refit_retrains_the_picked_model_for_its_best_epochs(
+        tmp_path, capsys, persistence):
+    csv = write_csv(tmp_path / "sine.csv", sine_rows(200))
+    status, text, err = run(capsys, "--csv", csv, "--column", "y", "--window", "12",
+                            "--horizon", "3", "--epochs", "30", "--patience", "4", "--select",
+                            "--refit", "--out", tmp_path / "run")
+    assert status == 0, err
+    refit = persistence.built[-1]  # built after the trials (hidden 16, 32, 64 x lr)
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert metrics["model"]["num_hiddens"] == 32 == refit.config.num_hiddens
+    best = metrics["training"]["best_epoch"]
+    assert metrics["refit"]["epochs"] == best and metrics["refit"]["windows"] == 186
+    assert refit.params["w"][0] == best * (186 // 32)  # trained that many epochs, all windows
+    params, meta = checkpoint.load(tmp_path / "run", "forecast")
+    assert params["w"][0] == refit.params["w"][0] and meta["refit"]["epochs"] == best
+
+
+def test_a_diverging_refit_keeps_the_scored_run_and_says_so(tmp_path, capsys, persistence,
+                                                            monkeypatch):
+    monkeypatch.setattr(persistence, "diverge_at", 2)  # the model of the training part is 1
+    csv = write_csv(tmp_path / "sine.csv", sine_rows(200))
+    status, text, err = run(capsys, "--csv", csv, "--column", "y", "--window", "12",
+                            "--horizon", "3", "--epochs", "5", "--refit", "--out", tmp_path / "r")
+    assert status == 2 and err.count("\n") == 1
+    assert ("the refit on the whole series failed: training diverged in epoch 1: the train "
+            "loss became nan") in err
+    assert f"{tmp_path / 'r'} holds the model of the training part, its scores and its " \
+           "forecast" in err
+    metrics = json.loads((tmp_path / "r" / "metrics.json").read_text())
+    assert "refit" not in metrics and "model" not in metrics["forecast"]
+    _, meta = checkpoint.load(tmp_path / "r", "forecast")
+    assert meta["refit"] is None
+
+
 @pytest.mark.slow
 def test_refit_forecasts_with_a_model_of_the_whole_series(tmp_path, capsys):
     pytest.importorskip("torch")
@@ -370,13 +449,16 @@ def test_refit_forecasts_with_a_model_of_the_whole_series(tmp_path, capsys):
     assert status == 0, err
     status, text, err = run(capsys, *argv, "--refit", "--out", tmp_path / "refit")
     assert status == 0, err
-    table = lambda text: text[text.index("test scores"):text.index("forecast of the")]
+    table = lambda text: text[text.index("test scores"):text.index("forecast ")]
     assert table(text) == table(held_out)  # scored by the model of the training part
     metrics = json.loads((tmp_path / "refit" / "metrics.json").read_text())
     best = metrics["training"]["best_epoch"]
-    assert f"refit on all 200 steps for {best} epochs" in text
+    assert "forecast by the model of the training part of the 3 steps after 199:" in text
+    assert f"refit a fresh model on all 200 steps (186 windows) for {best} epochs" in text
     assert metrics["refit"]["epochs"] == best and metrics["refit"]["steps"] == 200
     assert metrics["forecast"]["model"] == "refit on the whole series"
+    held = json.loads((tmp_path / "held" / "metrics.json").read_text())
+    assert metrics["forecast"]["values_of_model_of_training_part"] == held["forecast"]["values"]
     _, meta = checkpoint.load(tmp_path / "refit", "forecast")
     assert meta["refit"]["epochs"] == best
     assert meta["scaler"] != json.loads((tmp_path / "held" / "forecast.json").read_text())[
@@ -387,8 +469,19 @@ def test_refit_forecasts_with_a_model_of_the_whole_series(tmp_path, capsys):
     assert status == 0, err
     assert "was refit on the whole series, test part included: its test scores below are " \
            "in-sample" in again
+    assert "seasonal naive on test MASE" not in again or "(in-sample)" in again
     reused = json.loads((tmp_path / "again" / "metrics.json").read_text())
     assert reused["in_sample"] is True
+    longer = write_csv(tmp_path / "longer.csv", sine_rows(230))  # new data since the refit
+    status, later, err = run(capsys, "--from", tmp_path / "refit", "--backend", "torch",
+                             "--csv", longer, "--column", "y", "--time-column", "time")
+    assert status == 0, err
+    assert "was refit on " in later and "(200 steps, up to 199): the test part here may " \
+           "overlap what it trained on" in later
+    status, held_again, err = run(capsys, "--from", tmp_path / "held", "--backend", "torch",
+                                  "--out", tmp_path / "held-again")
+    assert status == 0 and "in-sample" not in held_again
+    assert json.loads((tmp_path / "held-again" / "metrics.json").read_text())["in_sample"] is False
     np.testing.assert_allclose(reused["forecast"]["values"], metrics["forecast"]["values"],
                                rtol=1e-5)
     status, _, err = run(capsys, "--from", tmp_path / "refit", "--refit")

@@ -147,8 +147,8 @@ def mse(pred, Y) -> float:
 
 def fit(model: Backend, train: tuple[np.ndarray, np.ndarray],
         val: tuple[np.ndarray, np.ndarray] | None = None,
-        settings: FitSettings = FitSettings(), log: Callable[[dict], None] | None = None
-        ) -> FitResult:
+        settings: FitSettings = FitSettings(), log: Callable[[dict], None] | None = None,
+        restore_best: bool = True) -> FitResult:
     """Train ``model`` on windows ``train = (X: (N, W, D), Y: (N, Q))`` float32, scaled.
 
     Each epoch visits the windows in an order drawn from ``np.random.default_rng(seed)`` in
@@ -156,7 +156,8 @@ def fit(model: Backend, train: tuple[np.ndarray, np.ndarray],
     left over by the division sit that epoch out, so the step compiles for one shape), then
     computes the validation loss on ``val`` (same layout). The weights of the epoch with the
     lowest validation loss (training loss without ``val``) are restored at the end; training
-    stops once ``patience`` epochs pass without improvement. ``log(record)`` sees each
+    stops once ``patience`` epochs pass without improvement. ``restore_best=False`` keeps the
+    last epoch's weights instead (``best_epoch`` is then the last). ``log(record)`` sees each
     epoch's history record.
     Raises :class:`ForecastDivergedError` when a loss is NaN or infinite.
     """
@@ -185,7 +186,10 @@ def fit(model: Backend, train: tuple[np.ndarray, np.ndarray],
             best_loss, best_epoch, best_params = loss, epoch, model.numpy_params()
         elif epoch - best_epoch >= settings.patience:
             break
-    model.load(best_params)
+    if restore_best:
+        model.load(best_params)
+    else:
+        best_epoch, best_loss = epoch, loss
     return FitResult(history, best_epoch, best_loss, stopped_early=epoch < settings.epochs)
 
 
@@ -370,31 +374,32 @@ def evaluate(predict: Callable[[np.ndarray], np.ndarray], data: ForecastData) ->
 
 
 def train(build: Callable[[ForecastConfig, dict], Backend], data: ForecastData,
-          config: ForecastConfig, settings: FitSettings = FitSettings(), log=None
-          ) -> tuple[Backend, FitResult]:
+          config: ForecastConfig, settings: FitSettings = FitSettings(), log=None,
+          restore_best: bool = True) -> tuple[Backend, FitResult]:
     """A model made by ``build(config, params)`` from :func:`dl.lm.init_params` with the seed,
-    fitted on ``data``'s windows; returns ``(model, FitResult)``."""
+    fitted on ``data``'s windows (:func:`fit`); returns ``(model, FitResult)``."""
     if config.num_inputs != data.series.values.shape[1] or config.num_outputs != data.num_outputs:
         raise ValueError(f"the model takes {config.num_inputs} inputs and gives "
                          f"{config.num_outputs} outputs; this data needs num_inputs="
                          f"{data.series.values.shape[1]} and num_outputs={data.num_outputs}")
     model = build(config, lm.init_params(config, settings.seed))
-    return model, fit(model, data.train_windows, data.val_windows, settings, log)
+    return model, fit(model, data.train_windows, data.val_windows, settings, log, restore_best)
 
 
 def refit(build: Callable[[ForecastConfig, dict], Backend], data: ForecastData,
           config: ForecastConfig, settings: FitSettings, epochs: int, log=None
           ) -> tuple[Backend, ForecastData, FitResult]:
-    """The model to forecast past the end with: ``config`` trained afresh (same seed) on every
-    window of the whole series, its scaling fitted on the whole series, for ``epochs`` epochs
-    (those early stopping chose on the validation part: nothing is held out now to stop on),
-    keeping the weights of the epoch with the lowest training loss.
+    """The model to forecast past the end with: a fresh model of ``config`` (same seed) trained
+    on every window of the whole series, its scaling fitted on the whole series, for exactly
+    ``epochs`` epochs (typically the best epoch of the first fit: nothing is held out now to
+    stop on), keeping the last epoch's weights. The whole series has more windows than the
+    training part, so as many epochs take more steps.
 
     Returns ``(model, the whole series prepared as training data, FitResult)``."""
     whole = prepare(data.series, data.window, data.horizon, data.mode, val_fraction=0.0,
                     test_fraction=0.0, period=data.period)
     settings = dataclasses.replace(settings, epochs=epochs, patience=epochs)
-    model, result = train(build, whole, config, settings, log)
+    model, result = train(build, whole, config, settings, log, restore_best=False)
     return model, whole, result
 
 

@@ -5,6 +5,8 @@ It trains on the first part of the series (or picks the best of a small grid by 
 part with ``--select``), scores the model and the naive, seasonal naive and mean forecasts on
 the last part, forecasts ``--horizon`` values past the end, and writes ``forecast.png``,
 ``metrics.json`` and the checkpoint ``forecast.safetensors`` to ``--out``.
+With ``--refit`` a fresh model of the same configuration is then trained on the whole series
+and forecasts past the end (the scores stay those of the model of the training part).
 ``dl forecast --from RUN`` scores and forecasts with that checkpoint, without training.
 """
 
@@ -83,10 +85,10 @@ def add_parser(subparsers) -> None:
                             f"{', '.join(f'{k} {v}' for k, v in core.SELECT_GRID.items())} and "
                             "keep the best on the validation part")
     model.add_argument("--refit", action="store_true", default=None,
-                       help="after scoring on the test part, train the model again on the "
-                            "whole series (scaling included) for the epochs early stopping "
-                            "chose, forecast past the end with it and save it as the run's "
-                            "model")
+                       help="after scoring on the test part, train a fresh model of the same "
+                            "configuration on the whole series (scaling included) for the "
+                            "best epoch count of the first, forecast past the end with it and "
+                            "save it as the run's model")
     run = parser.add_argument_group("run")
     run.add_argument("--backend", type=choice(*FASTEST), default=None,
                      help=f"{', '.join(FASTEST)} (default: the first installed)")
@@ -130,26 +132,43 @@ def main(args: argparse.Namespace) -> int:
     print(f"trained on {backend} ({model.device_name}) in {seconds:.1f} s: best epoch "
           f"{fit.best_epoch} of {len(fit.history)}, {loss_name(data)} {fit.best_loss:.4g} "
           "(scaled units)")
-    result, evaluation, future = report(model, data, config)
+    result, evaluation, future = report(
+        model, data, config, forecast_by="the model of the training part" if args.refit else None)
     result.update(training={**dataclasses.asdict(settings), "best_epoch": fit.best_epoch,
                             "epochs_run": len(fit.history), "best_loss": fit.best_loss,
                             "seconds": seconds, "history": fit.history},
                   selection=trials, backend=backend)
-    refit, scaler = None, data.scaler
-    if args.refit:
-        model, future, refit, scaler = refit_model(build, data, config, settings, fit.best_epoch)
-        result["forecast"].update(values=future.tolist(), model="refit on the whole series")
-        result["refit"] = refit
     meta = {"model": config.to_dict(), "training": dataclasses.asdict(settings),
-            "scaler": scaler.to_dict(), "window": data.window, "horizon": data.horizon,
+            "scaler": data.scaler.to_dict(), "window": data.window, "horizon": data.horizon,
             "mode": data.mode, "period": data.period, "val_fraction": opts["val_fraction"],
             "test_fraction": opts["test_fraction"], "data": source,
             "series": data.series.metadata(), "best_epoch": fit.best_epoch,
-            "best_loss": fit.best_loss, "refit": refit, "backend": backend,
+            "best_loss": fit.best_loss, "refit": None, "backend": backend,
             "dl_version": __version__}
+    if args.refit:
+        try:
+            model, future, meta["refit"], scaler = refit_model(build, data, config, settings,
+                                                               fit.best_epoch)
+        except (core.ForecastDivergedError, KeyboardInterrupt) as err:
+            save_run(out, model, meta, data, result, evaluation, future)
+            kept = f"{out} holds the model of the training part, its scores and its forecast"
+            if isinstance(err, KeyboardInterrupt):
+                print(f"interrupted during the refit on the whole series; {kept}")
+                return 130
+            raise core.ForecastDivergedError(
+                f"the refit on the whole series failed: {err}; {kept}") from None
+        meta["scaler"] = scaler.to_dict()
+        result["refit"] = meta["refit"]
+        result["forecast"].update(values_of_model_of_training_part=result["forecast"]["values"],
+                                  values=future.tolist(), model="refit on the whole series")
+    save_run(out, model, meta, data, result, evaluation, future)
+    return 0
+
+
+def save_run(out: Path, model, meta: dict, data, result: dict, evaluation, future) -> None:
+    """The checkpoint, metrics.json and forecast.png of a trained run."""
     checkpoint.save(out, model.numpy_params(), meta, stem=STEM)
     write_outputs(out, data, result, evaluation, future, f"{STEM}.safetensors")
-    return 0
 
 
 def fit_model(build, data, config, settings, select: bool):
@@ -169,11 +188,14 @@ def refit_model(build, data, config, settings, epochs: int):
     model, whole, fit = core.refit(build, data, config, settings, epochs)
     seconds = time.perf_counter() - started
     future = core.forecast_future(model.predict, whole)
-    print(f"refit on all {len(data.series)} steps for {epochs} epochs in {seconds:.1f} s "
-          f"(training MSE {fit.best_loss:.4g}, scaled units); its forecast: "
+    windows = len(whole.train_windows[0])
+    print(f"refit a fresh model on all {len(data.series)} steps ({windows} windows) for "
+          f"{epochs} epochs in {seconds:.1f} s, training MSE {fit.best_loss:.4g} (scaled "
+          f"units); its forecast of the {data.horizon} steps after {last_step(data)}: "
           + " ".join(f"{v:.4g}" for v in future))
-    record = {"epochs": epochs, "steps": len(data.series), "seconds": seconds,
-              "train_loss": fit.best_loss}
+    record = {"epochs": epochs, "steps": len(data.series), "windows": windows,
+              "seconds": seconds, "train_loss": fit.best_loss,
+              "scaler": "fitted on the whole series", "weights": "of the last epoch"}
     return model, future, record, whole.scaler
 
 
@@ -194,16 +216,31 @@ def from_run(args: argparse.Namespace) -> int:
                          f"the series has {data.series.values.shape[1]}; give as many --column")
     model = builder(choose_backend(args.backend), args.device)(config, params)
     print(describe(data))
-    if meta.get("refit"):
-        print(f"the model of {args.from_run} was refit on the whole series, test part "
-              "included: its test scores below are in-sample, not a held-out measure")
-    result, evaluation, future = report(model, data, config)
+    in_sample = refit_in_sample(args.from_run, meta, data)
+    result, evaluation, future = report(model, data, config, in_sample=bool(in_sample))
     result.update(checkpoint=str(checkpoint.weights_path(args.from_run, STEM)),
-                  in_sample=bool(meta.get("refit")))
+                  in_sample=in_sample)
     if args.out is not None:
         prepare_out(args.out, args.force)
         write_outputs(args.out, data, result, evaluation, future)
     return 0
+
+
+def refit_in_sample(run: Path, meta: dict, data) -> bool | None:
+    """Whether the test part of ``data`` was in the training data of the run's model, printed:
+    True for a model refit on this very series, False for a model of its training part, None
+    (cannot tell) for a model refit on another or an earlier version of the series."""
+    if not meta.get("refit"):
+        return False
+    if data.series.metadata() == meta["series"]:
+        print(f"the model of {run} was refit on the whole series, test part included: its test "
+              "scores below are in-sample, not a held-out measure")
+        return True
+    trained = meta["series"]
+    print(f"the model of {run} was refit on {trained['source']} ({trained['length']} steps, up "
+          f"to {trained['last_time'] or trained['length'] - 1}): the test part here may overlap "
+          "what it trained on")
+    return None
 
 
 # ---------------------------------------------------------------- data and model
@@ -302,9 +339,11 @@ def print_trial(trial: dict) -> None:
           f"{trial['val_loss']:.4g} (epoch {trial['best_epoch']})", flush=True)
 
 
-def report(model, data: core.ForecastData, config: core.ForecastConfig):
-    """Score on the test part, forecast past the end, print both; returns metrics.json's data,
-    the :class:`~dl.forecast.Evaluation` and the forecast ``(horizon,)``."""
+def report(model, data: core.ForecastData, config: core.ForecastConfig,
+           forecast_by: str | None = None, in_sample: bool = False):
+    """Score on the test part, forecast past the end, print both (the forecast labelled as by
+    ``forecast_by``, the verdict as in-sample if so); returns metrics.json's data, the
+    :class:`~dl.forecast.Evaluation` and the forecast ``(horizon,)``."""
     evaluation = core.evaluate(model.predict, data)
     future = core.forecast_future(model.predict, data)
     label = f"{config.cell} ({data.mode})"
@@ -321,10 +360,11 @@ def report(model, data: core.ForecastData, config: core.ForecastConfig):
     if beats is not None:
         ours, theirs = (evaluation.scores[n]["mase"] for n in ("model", "seasonal_naive"))
         print(f"{label} {'beats' if beats else 'does not beat'} seasonal naive on test MASE: "
-              f"{ours:.3f} {'<' if beats else '>='} {theirs:.3f}")
-    last = data.series.time[-1] if data.series.time else len(data.series) - 1
-    print(f"forecast of the {data.horizon} steps after {last}: "
-          + " ".join(f"{v:.4g}" for v in future))
+              f"{ours:.3f} {'<' if beats else '>='} {theirs:.3f}"
+              + (" (in-sample)" if in_sample else ""))
+    last = last_step(data)
+    print(f"forecast{f' by {forecast_by}' if forecast_by else ''} of the {data.horizon} steps "
+          f"after {last}: " + " ".join(f"{v:.4g}" for v in future))
     clean = lambda x: None if isinstance(x, float) and math.isnan(x) else x
     result = {"series": data.series.metadata(), "target": data.series.target_name,
               "window": data.window, "horizon": data.horizon, "mode": data.mode,
@@ -338,11 +378,16 @@ def report(model, data: core.ForecastData, config: core.ForecastConfig):
     return result, evaluation, future
 
 
+def last_step(data) -> str | int:
+    """The series' last time label, else its last index."""
+    return data.series.time[-1] if data.series.time else len(data.series) - 1
+
+
 def write_outputs(out: Path, data, result: dict, evaluation, future, *extra: str) -> None:
     atomic_write(out / "metrics.json", json.dumps(result, indent=2, allow_nan=False) + "\n")
     written = ["metrics.json", *extra]
-    refit = result["forecast"].get("model")
-    if write_plot(out / "forecast.png", data, evaluation, future, refit):
+    if write_plot(out / "forecast.png", data, evaluation, future,
+                  result["forecast"].get("model"), bool(result.get("in_sample"))):
         written.insert(0, "forecast.png")
     else:
         print("matplotlib is not installed, so there is no forecast.png: "
@@ -376,9 +421,11 @@ def time_axis(series, extra: int) -> tuple[np.ndarray, str]:
     return x, label
 
 
-def write_plot(path: Path, data, evaluation, future, future_model: str | None = None) -> bool:
-    """``forecast.png``: history, test truth, the model's test forecasts and the forecast past
-    the end (by ``future_model``, if not the scored model); False without matplotlib."""
+def write_plot(path: Path, data, evaluation, future, future_model: str | None = None,
+               in_sample: bool = False) -> bool:
+    """``forecast.png``: history, test truth, the model's test forecasts (marked in-sample if
+    so) and the forecast past the end (by ``future_model``, if not the scored model); False
+    without matplotlib."""
     try:
         from matplotlib.figure import Figure
     except ImportError:
@@ -393,7 +440,8 @@ def write_plot(path: Path, data, evaluation, future, future_model: str | None = 
     ax.plot(x[start:len(y)], y[start:], color="black", lw=1, label="test truth")
     steps = evaluation.forecasts["model"][:, -1]  # h steps ahead of each origin
     ax.plot(x[start + h - 1:start + h - 1 + len(steps)], steps, color="tab:blue", lw=1,
-            label=f"model, {h} step{'s' if h > 1 else ''} ahead")
+            label=f"model, {h} step{'s' if h > 1 else ''} ahead"
+                  + (" (in-sample)" if in_sample else ""))
     ax.plot(x[len(y):], future, "o--", color="tab:red", ms=3,
             label="forecast" + (f" ({future_model})" if future_model else ""))
     ax.set_xlabel(xlabel)
