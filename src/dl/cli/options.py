@@ -105,8 +105,8 @@ TRAIN_OPTIONS = (
     Option("--cell", choice("rnn", "gru", "lstm"), "lstm", "recurrent cell", model=True),
     Option("--impl", choice(*IMPLS), None,
            "concise: the framework's own recurrent layers; scratch: the book's cells written "
-           "once for every framework; both save the same parameters (default: concise where "
-           "a layer computes the model, else scratch)"),
+           "once for every framework; both save the same parameters (default: the fastest "
+           "installed backend and implementation that compute the model)"),
     Option("--hidden", positive_int, 256, "hidden units per layer", model=True),
     Option("--layers", positive_int, 1, "stacked recurrent layers", model=True),
     Option("--dropout", fraction, 0.0, "dropout between layers while training", model=True),
@@ -129,8 +129,11 @@ SWEEPABLE = tuple(o for o in TRAIN_OPTIONS if o.parse is not None and o.flag not
                   ("--backend", "--text", "--device", "--precision"))
 
 
-def add_train_options(parser: argparse.ArgumentParser, lists: bool = False) -> None:
-    """Add the training options; with ``lists``, sweepable ones take comma-separated values."""
+def add_train_options(parser: argparse.ArgumentParser, lists: bool = False,
+                      defaults: dict[str, Any] | None = None) -> None:
+    """Add the training options; with ``lists``, sweepable ones take comma-separated values.
+    ``defaults``: option dest -> the default a command uses instead of ``dl train``'s."""
+    defaults = defaults or {}
     group = parser.add_argument_group("training options")
     for option in TRAIN_OPTIONS:
         if option.parse is None:  # a switch
@@ -138,9 +141,10 @@ def add_train_options(parser: argparse.ArgumentParser, lists: bool = False) -> N
             continue
         parse = list_of(option.parse) if lists and option in SWEEPABLE else option.parse
         metavar = option.dest.upper() + ("[,...]" if lists and option in SWEEPABLE else "")
+        default = defaults.get(option.dest, option.default)
         group.add_argument(option.flag, type=parse, default=None, metavar=metavar,
-                           help=f"{option.help} (default: {option.default})"
-                           if option.default is not None else option.help)
+                           help=f"{option.help} (default: {default})"
+                           if default is not None else option.help)
 
 
 def given(args: argparse.Namespace) -> dict[str, Any]:

@@ -29,11 +29,14 @@ DIVERGED = "diverged.txt"  # in a run directory: training diverged, with the mes
 COLUMNS = ("run", "seconds", "tokens_per_sec", "train_perplexity", "val_perplexity", "sample")
 
 
+DEFAULTS = {"val_fraction": 0.1}  # where a sweep differs from dl train: runs are compared
+
+
 def add_parser(subparsers) -> None:
     parser = subparsers.add_parser("sweep", help="train over a grid of options and compare",
                                    description="Train over a grid of options (comma-separated "
                                                "values) and compare the runs.")
-    add_train_options(parser, lists=True)
+    add_train_options(parser, lists=True, defaults=DEFAULTS)
     parser.add_argument("--out", type=Path, required=True, help="directory of the sweep")
     parser.add_argument("--prefix", default=None,
                         help="text the samples continue (default: 'time traveller' on The "
@@ -55,7 +58,8 @@ def run_name(settings: dict, varying: list[str]) -> str:
 
 def main(args: argparse.Namespace) -> int:
     options = given(args)
-    options.setdefault("val_fraction", [0.1])
+    for dest, value in DEFAULTS.items():
+        options.setdefault(dest, [value])
     varying = [o.dest for o in SWEEPABLE if len(options.get(o.dest, [None])) > 1]
     options = {k: (v if k in varying else v[0]) if isinstance(v, list) else v
                for k, v in options.items()}
