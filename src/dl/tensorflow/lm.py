@@ -51,6 +51,7 @@ class LanguageModel:
             self._seed = tf.Variable([0, 0], dtype=tf.int64, trainable=False)
         self._eval_step = tf.function(self._eval_loss)
         self._token_step = tf.function(lambda X, state: self(X, state))
+        self._token_concrete = None  # the traced one-token step, called without dispatch
 
     def _variables(self, params) -> list:
         return [tf.Variable(np.asarray(params[name], np.float32), name=name.replace(".", "_"))
@@ -96,8 +97,14 @@ class LanguageModel:
 
     def step(self, token: int, state):
         """One token in -> ``(logits: (V,) NumPy float, state)``."""
+        X, state = tf.constant([[token]]), tuple(state)
         with tf.device(self.device_name):
-            logits, state = self._token_step(tf.constant([[token]]), state)
+            if self._token_concrete is None:
+                self._token_concrete = self._token_step.get_concrete_function(X, state)
+            try:  # the traced function itself: a call through tf.function's dispatch costs
+                logits, state = self._token_concrete(X, state)  # as much as the step (256 units)
+            except (TypeError, ValueError):  # a state of other shapes or dtypes
+                logits, state = self._token_step(X, state)
         return logits.numpy()[0], state
 
 
