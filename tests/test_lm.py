@@ -253,3 +253,16 @@ def test_framework_layers_refuse_what_they_cannot_compute(name, config, message)
     module = backend(name)
     with pytest.raises(ValueError, match=message):
         module.LayersModel(config, lm.init_params(config, 0))
+
+
+def test_tensorflow_step_takes_the_state_in_any_form_it_took_before():
+    """The one-token step calls its traced function directly; other state forms still work."""
+    module = backend("tensorflow")
+    config = lm.LMConfig("lstm", V, H)
+    model = module.LanguageModel(config, lm.init_params(config, 0, scale=0.5), device="cpu")
+    want, _ = model.step(3, model.begin_state(1))
+    for state in (tuple(np.zeros((1, H), np.float64) for _ in range(2)),  # NumPy, float64
+                  [np.zeros((1, H), np.float32)] * 2):  # a list
+        logits, new_state = model.step(3, state)
+        np.testing.assert_allclose(logits, want, rtol=1e-6)
+        assert len(new_state) == 2
