@@ -422,6 +422,22 @@ def test_select_then_refit_retrains_the_picked_model_for_its_best_epochs(
     assert params["w"][0] == refit.params["w"][0] and meta["refit"]["epochs"] == best
 
 
+@pytest.mark.parametrize("argv, windows", [(["--mode", "autoregressive"], 200 - 12 - 1 + 1),
+                                           (["--val-fraction", "0"], 200 - 12 - 3 + 1)])
+def test_refit_in_autoregressive_mode_and_without_a_validation_part(
+        tmp_path, capsys, persistence, argv, windows):
+    csv = write_csv(tmp_path / "sine.csv", sine_rows(200))
+    status, text, err = run(capsys, "--csv", csv, "--column", "y", "--window", "12",
+                            "--horizon", "3", "--epochs", "30", "--patience", "4", *argv,
+                            "--refit", "--out", tmp_path / "run")
+    assert status == 0, err
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert metrics["refit"]["windows"] == windows and len(metrics["forecast"]["values"]) == 3
+    best = metrics["training"]["best_epoch"]  # by the training loss without a validation part
+    refit = persistence.built[-1]
+    assert metrics["refit"]["epochs"] == best and refit.params["w"][0] == best * (windows // 32)
+
+
 def test_a_diverging_refit_keeps_the_scored_run_and_says_so(tmp_path, capsys, persistence,
                                                             monkeypatch):
     monkeypatch.setattr(persistence, "diverge_at", 2)  # the model of the training part is 1
@@ -478,6 +494,10 @@ def test_refit_forecasts_with_a_model_of_the_whole_series(tmp_path, capsys):
     assert status == 0, err
     assert "was refit on " in later and "(200 steps, up to 199): the test part here may " \
            "overlap what it trained on" in later
+    edited = write_csv(tmp_path / "sine.csv", sine_rows(199) + ["199,0.5"])  # same length
+    status, later, err = run(capsys, "--from", tmp_path / "refit", "--backend", "torch",
+                             "--csv", edited, "--column", "y", "--time-column", "time")
+    assert status == 0 and "may overlap what it trained on" in later and "in-sample" not in later
     status, held_again, err = run(capsys, "--from", tmp_path / "held", "--backend", "torch",
                                   "--out", tmp_path / "held-again")
     assert status == 0 and "in-sample" not in held_again

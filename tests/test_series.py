@@ -1,5 +1,6 @@
 """Tests for dl.data.series: sources, CSV files, splits, scaling, windows and roll-outs."""
 
+import hashlib
 import json
 import math
 import sys
@@ -28,7 +29,9 @@ def test_series_makes_2d_float64_read_only_values():
     with pytest.raises(ValueError):
         s.values[0, 0] = 5.0
     assert s.metadata() == {'names': ['x'], 'target': 0, 'length': 3, 'interpolated': 0,
-                            'source': 'test', 'period': None, 'first_time': 10, 'last_time': 12}
+                            'source': 'test', 'period': None, 'first_time': 10, 'last_time': 12,
+                            'sha256': hashlib.sha256(np.array([[1.0], [2.0], [3.0]]).tobytes()
+                                                     ).hexdigest()}
     json.dumps(s.metadata())
 
 

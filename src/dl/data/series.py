@@ -20,6 +20,7 @@ predictions of the target column back.
 from __future__ import annotations
 
 import csv
+import hashlib
 import importlib
 import inspect
 import math
@@ -101,11 +102,13 @@ class Series:
         return self.values[:, self.target]
 
     def metadata(self) -> dict:
-        """Everything but the values, as plain JSON-able data (for a checkpoint's JSON)."""
+        """Everything but the values, and the values' SHA-256 (float64, C order), as plain
+        JSON-able data (for a checkpoint's JSON)."""
         return {'names': list(self.names), 'target': self.target, 'length': len(self),
                 'interpolated': self.interpolated, 'source': self.source, 'period': self.period,
                 'first_time': None if self.time is None else self.time[0],
-                'last_time': None if self.time is None else self.time[-1]}
+                'last_time': None if self.time is None else self.time[-1],
+                'sha256': hashlib.sha256(np.ascontiguousarray(self.values).tobytes()).hexdigest()}
 
 
 # ---------------------------------------------------------------- sources
