@@ -364,7 +364,7 @@ def test_forecast_trains_writes_a_run_and_reuses_it(tmp_path, capsys):
     assert status == 2 and "already holds a forecast" in err
 
 
-class Persistence:
+class Persistence(Scripted):
     """A NumPy forecaster for the command line's flow: the last input value, offset by
     |hidden - 32| / 100 (so --select picks 32); its weight counts steps. The model built as
     number ``diverge_at`` (if any) gets a NaN training loss."""
@@ -373,28 +373,14 @@ class Persistence:
     built = []
 
     def __init__(self, config, params):
-        self.config, self.params, self.device_name = config, {"w": np.zeros(1, np.float32)}, "np"
         Persistence.built.append(self)
-        self.loss = math.nan if len(Persistence.built) == Persistence.diverge_at else 0.5
-
-    def make_step(self, optimizer, lr, clip):
-        def step(X, Y):
-            self.params["w"] = self.params["w"] + 1
-            return self.loss
-        return step
+        diverges = len(Persistence.built) == Persistence.diverge_at
+        super().__init__(config, params, train_loss=math.nan if diverges else 0.5)
+        self.device_name = "np"
 
     def predict(self, X):
         offset = abs(self.config.num_hiddens - 32) / 100
         return np.repeat(X[:, -1, :1], self.config.num_outputs, axis=1) + offset
-
-    def numpy_params(self):
-        return {k: v.copy() for k, v in self.params.items()}
-
-    def load(self, params):
-        self.params = {k: np.array(v) for k, v in params.items()}
-
-    def reseed(self, seed):
-        pass
 
 
 @pytest.fixture

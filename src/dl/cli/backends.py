@@ -44,6 +44,12 @@ def choose(name: str | None) -> str:
     return name
 
 
+def computes(backend: str, impl: str, cell: str, output_tanh: bool = True) -> bool:
+    """Whether ``impl`` of ``backend`` computes the book's ``cell``: the scratch cells always;
+    the framework's own layers the cells of :data:`CONCISE_CELLS`, never without output tanh."""
+    return impl == "scratch" or (output_tanh and cell in CONCISE_CELLS[backend])
+
+
 def choose_model(name: str | None, impl: str | None, cell: str,
                  output_tanh: bool = True) -> tuple[str, str]:
     """``(backend, impl)`` for a model: what was asked, the rest filled in with the fastest
@@ -53,7 +59,7 @@ def choose_model(name: str | None, impl: str | None, cell: str,
     backend, available = choose(name), installed()  # checks the name
     for option, candidate in FASTEST:
         if (name in (None, option) and impl in (None, candidate) and option in available
-                and (candidate == "scratch" or (output_tanh and cell in CONCISE_CELLS[option]))):
+                and computes(option, candidate, cell, output_tanh)):
             return option, candidate
     return backend, impl  # asked for what no layer computes: the model says why
 

@@ -104,7 +104,7 @@ def main(args: argparse.Namespace) -> int:
                 "num_steps": args.num_steps, "batches": args.batches,
                 "gen_tokens": args.gen_tokens, "repeats": args.repeats, "data": args.data,
                 "device": args.device}
-    if not any(impl == "scratch" or cell in backends.CONCISE_CELLS[name]
+    if not any(backends.computes(name, impl, cell)
                for name in names for impl in settings["impls"] for cell in settings["cells"]):
         raise BenchError(f"nothing to measure: the own layers of {', '.join(names)} compute "
                          f"none of --cells {','.join(settings['cells'])} in the book's form; "
@@ -161,7 +161,7 @@ def measure(backend: str, settings: dict) -> list[dict]:
     batches, vocab_size = training_batches(settings)
     rows = []
     for impl, cell in itertools.product(settings["impls"], settings["cells"]):
-        if impl == "concise" and cell not in backends.CONCISE_CELLS[backend]:
+        if not backends.computes(backend, impl, cell):
             print(f"{backend} concise {cell}: skipped, {backend}'s own {cell.upper()} layer "
                   "computes another cell than the book's", flush=True)
             continue
