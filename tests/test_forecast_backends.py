@@ -10,6 +10,7 @@ import pytest
 
 from dl import checkpoint, lm
 from dl import forecast as fc
+from dl.optim import OptimizerConfig
 
 FRAMEWORKS = {"torch": ("torch",), "tensorflow": ("tensorflow", "tf_keras"), "jax": ("jax",)}
 INSTALLED = [name for name, needs in FRAMEWORKS.items()
@@ -75,7 +76,7 @@ def test_dropout_trains_and_predictions_stay_deterministic(backend):
     config = config_of("lstm", dropout=0.5)
     model = forecaster(backend, config, lm.init_params(config, 0, scale=0.4))
     model.reseed(1)
-    loss = float(model.make_step("adam", 0.01, 1.0)(*data()))
+    loss = float(model.make_step(OptimizerConfig("adam", 0.01), 1.0)(*data()))
     X, _ = data(seed=2)
     assert np.isfinite(loss)
     np.testing.assert_array_equal(model.predict(X), model.predict(X))

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from dl import lm
+from dl.optim import OptimizerConfig
 from dl import reference as ref
 from dl.data.batches import eval_batches
 
@@ -121,7 +122,7 @@ def test_backend_training_is_the_reference_clipped_sgd(name, cell, output_tanh):
     want, losses = ref.train_steps(cell, f64(params), batches, lr=2.0, theta=0.5,
                                    output_tanh=output_tanh)
     model = module.LanguageModel(config, params, device="cpu")
-    trainer = model.trainer(2.0, 0.5)
+    trainer = model.trainer(OptimizerConfig(lr=2.0), 0.5)
     state = trainer.begin_state(B)
     for X, Y in batches:
         state = trainer.train_step(X, Y, state)
@@ -141,7 +142,7 @@ def test_dropout_is_seeded_and_only_in_training(name):
         cfg = lm.LMConfig("lstm", V, H, num_layers=2, dropout=dropout)
         model = module.LanguageModel(cfg, params, device="cpu")
         model.reseed(seed)
-        trainer = model.trainer(1.0, 1.0)
+        trainer = model.trainer(OptimizerConfig(lr=1.0), 1.0)
         state = trainer.begin_state(B)
         for X, Y in batches:
             state = trainer.train_step(X, Y, state)
@@ -225,7 +226,7 @@ def test_framework_layers_train_as_the_scratch_model(name, cell):
     results = []
     for cls in (module.LanguageModel, module.LayersModel):
         model = cls(config, params, device="cpu")
-        trainer = model.trainer(2.0, 0.5)
+        trainer = model.trainer(OptimizerConfig(lr=2.0), 0.5)
         state = trainer.begin_state(B)
         for X, Y in random_batches(3, B, T, V):
             state = trainer.train_step(X, Y, state)
@@ -238,7 +239,7 @@ def test_torch_layers_keep_their_second_bias_at_zero():
     module = backend("torch")
     config = lm.LMConfig("lstm", V, H)
     model = module.LayersModel(config, lm.init_params(config, 0), device="cpu")
-    trainer = model.trainer(1.0, 1.0)
+    trainer = model.trainer(OptimizerConfig(lr=1.0), 1.0)
     state = trainer.begin_state(B)
     for X, Y in random_batches(2, B, T, V):
         state = trainer.train_step(X, Y, state)

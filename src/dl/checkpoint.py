@@ -3,7 +3,9 @@
 A checkpoint named ``stem`` in a run directory is two files:
 
 - ``stem.safetensors``: the parameters under their canonical names (those of the book's scratch
-  code, see :mod:`dl.lm`), float32, with the whole description embedded in the file's header;
+  code, see :mod:`dl.lm`), float32, with the whole description embedded in the file's header,
+  and where given the optimizer's state under its canonical ``opt.`` names (:mod:`dl.optim`),
+  so that weights and moments are always of the same step;
 - ``stem.json``: the same description, readable (format version, model configuration,
   tokenizer and vocabulary, training configuration, data fingerprint, epoch, metrics).
 
@@ -20,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from dl import optim
 from dl.files import atomic_write
 
 FORMAT = "dl-checkpoint"
@@ -40,8 +43,9 @@ def exists(directory: str | os.PathLike, stem: str = "model") -> bool:
 
 
 def save(directory: str | os.PathLike, params: dict[str, np.ndarray], meta: dict,
-         stem: str = "model") -> Path:
-    """Write ``params`` (name -> array, stored as float32) and ``meta`` (JSON-able) atomically.
+         stem: str = "model", optimizer_state: dict[str, np.ndarray] | None = None) -> Path:
+    """Write ``params`` (name -> array, stored as float32), ``optimizer_state`` (``opt.``
+    names, :mod:`dl.optim`) and ``meta`` (JSON-able) atomically, in one file.
 
     Returns the path of the weights file. ``meta`` gets the keys ``format`` and
     ``format_version``.
@@ -50,7 +54,8 @@ def save(directory: str | os.PathLike, params: dict[str, np.ndarray], meta: dict
 
     meta = {"format": FORMAT, "format_version": FORMAT_VERSION, **meta}
     text = json.dumps(meta, indent=2, sort_keys=True, allow_nan=True)
-    tensors = {name: np.ascontiguousarray(value, dtype=np.float32) for name, value in params.items()}
+    tensors = {name: np.ascontiguousarray(value, dtype=np.float32)
+               for name, value in {**params, **(optimizer_state or {})}.items()}
     path = weights_path(directory, stem)
     atomic_write(path, to_safetensors(tensors, metadata={_META_KEY: text}))
     atomic_write(path.with_suffix(".json"), text + "\n")
@@ -60,6 +65,14 @@ def save(directory: str | os.PathLike, params: dict[str, np.ndarray], meta: dict
 def load(directory: str | os.PathLike, stem: str = "model") -> tuple[dict[str, np.ndarray], dict]:
     """``(params, meta)`` of the checkpoint ``stem`` in ``directory``; raises
     :class:`CheckpointError` naming the file when it is missing, truncated, foreign or newer."""
+    params, _, meta = load_with_optimizer(directory, stem)
+    return params, meta
+
+
+def load_with_optimizer(directory: str | os.PathLike, stem: str = "model"
+                        ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], dict]:
+    """``(params, optimizer_state, meta)``, as :func:`load`; the state is empty where the
+    checkpoint holds none."""
     from safetensors import SafetensorError
     from safetensors.numpy import load as from_safetensors
 
@@ -75,7 +88,8 @@ def load(directory: str | os.PathLike, stem: str = "model") -> tuple[dict[str, n
         raise CheckpointError(f"{path}: not a readable safetensors file ({err}); the file is "
                               "truncated or damaged, train again or restore it") from None
     meta = _meta_of(path, header.get("__metadata__", {}))
-    return params, meta
+    params, optimizer_state = optim.split(params)
+    return params, optimizer_state, meta
 
 
 def _header(data: bytes) -> dict:

@@ -27,12 +27,12 @@ import numpy as np
 from dl import lm
 from dl.baselines import MeanForecaster, NaiveForecaster, SeasonalNaiveForecaster, infer_period
 from dl.data.series import Scaler, Series, SeriesError, make_windows, rollout, split
+from dl.optim import NAMES as OPTIMIZERS, OptimizerConfig
 from dl.metrics import mae, mase, mase_undefined_reason, rmse, smape
 from dl.train import DivergedError
 from dl.validate import check_positive
 
 MODES = ("direct", "autoregressive")
-OPTIMIZERS = ("adam", "sgd")
 SELECT_GRID = {"num_hiddens": (16, 32, 64), "lr": (0.003, 0.01)}  # what --select tries
 
 
@@ -77,10 +77,11 @@ class Backend(Protocol):
 
     config: ForecastConfig
 
-    def make_step(self, optimizer: str, lr: float, clip: float) -> Callable[[Any, Any], Any]:
+    def make_step(self, optimizer: OptimizerConfig, clip: float) -> Callable[[Any, Any], Any]:
         """A compiled training step with a fresh optimizer: ``step(X: (B, W, D), Y: (B, Q))``
         NumPy float32 -> the batch's mean squared error as a framework scalar (no host sync);
-        gradients clipped to global norm ``clip``, then one Adam or SGD update."""
+        gradients clipped to global norm ``clip``, then one update of ``optimizer``
+        (the backend's ``engine``)."""
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         """``X: (B, W, D)`` float32 -> ``(B, Q)`` float32 NumPy forecasts (no dropout)."""
@@ -102,7 +103,7 @@ class FitSettings:
     epochs: int = 200             # at most; early stopping usually ends sooner
     batch_size: int = 32          # windows per minibatch
     lr: float = 0.01              # learning rate
-    optimizer: str = "adam"       # adam | sgd (plain SGD on the clipped gradients)
+    optimizer: str = "adam"       # one of dl.optim.NAMES (adam | adamw | rmsprop | sgd)
     clip: float = 1.0             # global gradient norm clipping threshold
     patience: int = 20            # stop after this many epochs without a better loss
     seed: int = 0                 # initial weights, shuffling and dropout
@@ -128,17 +129,6 @@ class FitResult:
     best_epoch: int
     best_loss: float
     stopped_early: bool
-
-
-def adam_update(param, grad, m, v, t, lr: float, b1: float = 0.9, b2: float = 0.999,
-                eps: float = 1e-8):
-    """One Adam step of one tensor, in arithmetic every framework's arrays support, as
-    ``torch.optim.Adam`` computes it (bias-corrected moments, ``eps`` added after the root;
-    Keras adds its epsilon before the bias correction, which moves parameters with tiny
-    gradients differently). ``t``: the step number, from 1. Returns ``(param, m, v)``."""
-    m = b1 * m + (1 - b1) * grad
-    v = b2 * v + (1 - b2) * grad * grad
-    return param - lr * (m / (1 - b1 ** t)) / ((v / (1 - b2 ** t)) ** 0.5 + eps), m, v
 
 
 def mse(pred, Y) -> float:
@@ -167,7 +157,7 @@ def fit(model: Backend, train: tuple[np.ndarray, np.ndarray],
     size = min(settings.batch_size, len(X))  # one shape: one compiled step
     num_batches = len(X) // size
     rng = np.random.default_rng(settings.seed)
-    step = model.make_step(settings.optimizer, settings.lr, settings.clip)
+    step = model.make_step(OptimizerConfig(settings.optimizer, settings.lr), settings.clip)
     history, best_loss, best_epoch, best_params = [], math.inf, 0, None
     for epoch in range(1, settings.epochs + 1):
         model.reseed(int(rng.integers(2 ** 31)))

@@ -38,6 +38,7 @@ from pathlib import Path
 import numpy as np
 
 from dl import flops, lm
+from dl.optim import OptimizerConfig
 from dl import train as core
 from dl.cli import backends
 from dl.cli.options import choice, list_of, positive_int
@@ -169,7 +170,7 @@ def measure(backend: str, settings: dict) -> list[dict]:
             config = lm.LMConfig(cell=cell, vocab_size=vocab_size, num_hiddens=hidden)
             model = backends.model_class(backend, impl)(
                 config, lm.init_params(config, seed=0), device=settings["device"])
-            trainer = model.trainer(lr=1.0, clip=1.0)
+            trainer = model.trainer(OptimizerConfig(lr=1.0), clip=1.0)
             train = median_after_warmup(lambda: core.train_epoch(trainer, batches)[2],
                                         settings["repeats"])
             generate = median_after_warmup(generation_speed(model, settings["gen_tokens"]),

@@ -74,7 +74,7 @@ def add_parser(subparsers) -> None:
     add("--epochs", positive_int, "most training epochs (early stopping ends sooner)")
     add("--patience", positive_int, "stop after this many epochs without a better validation loss")
     add("--lr", positive_float, "learning rate")
-    add("--optimizer", choice(*core.OPTIMIZERS), "adam, or sgd (plain SGD)")
+    add("--optimizer", choice(*core.OPTIMIZERS), "adam, adamw, rmsprop or sgd (dl.optim)")
     add("--clip", positive_float, "global gradient norm clipping threshold")
     add("--batch-size", positive_int, "windows per minibatch")
     add("--val-fraction", fraction, "share of the series held out for validation")

@@ -8,6 +8,7 @@ import dataclasses
 from typing import Any, Callable
 
 from dl.cli.backends import IMPLS, PREFERENCE
+from dl.optim import NAMES as OPTIMIZERS
 
 
 class UsageError(ValueError):
@@ -47,6 +48,14 @@ def positive_float(text: str) -> float:
     value = _float(text)
     if value <= 0:
         raise argparse.ArgumentTypeError(f"{value} must be greater than 0")
+    return value
+
+
+def count_float(text: str) -> float:
+    """A number >= 0."""
+    value = _float(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{value} must be at least 0")
     return value
 
 
@@ -116,7 +125,12 @@ TRAIN_OPTIONS = (
     Option("--num-steps", positive_int, 35, "time steps per sequence", model=True),
     Option("--random-iter", None, False,
            "random instead of sequential partitioning (state not carried)", model=True),
-    Option("--lr", positive_float, 1.0, "learning rate of SGD", model=True),
+    Option("--optimizer", choice(*OPTIMIZERS), "sgd",
+           "sgd (the book's), adam, adamw or rmsprop (char-rnn's), from the framework's own "
+           "library", model=True),
+    Option("--lr", positive_float, 1.0, "learning rate", model=True),
+    Option("--weight-decay", count_float, 0.0,
+           "weight decay: L2 with sgd, decoupled with adamw", model=True),
     Option("--clip", positive_float, 1.0, "global gradient norm clipping threshold", model=True),
     Option("--epochs", positive_int, 500, "training epochs (in all, counting resumed ones)"),
     Option("--val-fraction", fraction, 0.0,

@@ -93,7 +93,7 @@ def _train_or_skip(settings: dict, run: Path) -> int:
         meta = checkpoint.load(run)[1]
         wanted = with_defaults(settings)
         differ = [o.flag for o in TRAIN_OPTIONS if o.model and wanted[o.dest] is not None
-                  and meta["settings"].get(o.dest) != wanted[o.dest]]
+                  and meta["settings"].get(o.dest, o.default) != wanted[o.dest]]
         if differ:
             raise UsageError(f"{run} was trained with other {', '.join(differ)} than this sweep "
                              "asks for; give the sweep a new --out")

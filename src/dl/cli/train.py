@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dl import __version__, checkpoint, lm
+from dl import __version__, checkpoint, lm, optim
 from dl import train as core
 from dl.cli import backends
 from dl.cli.options import (TRAIN_OPTIONS, UsageError, add_train_options, given, positive_int,
@@ -30,6 +30,7 @@ from dl.cli.rundir import RunDir
 from dl.data import text as textdata
 from dl.data.batches import SeqDataLoader
 from dl.metrics import perplexity
+from dl.optim import OptimizerConfig
 from dl.validate import parse_device
 
 BOOK_PREFIXES = ("time traveller", "traveller")
@@ -123,6 +124,10 @@ def resolve(settings: dict) -> dict:
                          "--layers 2 or more, or leave --dropout out")
     if settings["no_output_tanh"] and settings["cell"] != "lstm":
         raise UsageError(f"--no-output-tanh applies to the LSTM only, not --cell {settings['cell']}")
+    try:
+        optimizer_config(settings)
+    except ValueError as err:
+        raise UsageError(f"--optimizer {settings['optimizer']}: {err}") from None
     settings["backend"], settings["impl"] = backends.choose_model(
         settings["backend"], settings["impl"], settings["cell"], not settings["no_output_tanh"])
     settings["random_iter"] = bool(settings["random_iter"])
@@ -134,6 +139,12 @@ def model_config(settings: dict, vocab_size: int) -> lm.LMConfig:
     return lm.LMConfig(cell=settings["cell"], vocab_size=vocab_size,
                        num_hiddens=settings["hidden"], num_layers=settings["layers"],
                        dropout=settings["dropout"], output_tanh=not settings["no_output_tanh"])
+
+
+def optimizer_config(settings: dict) -> OptimizerConfig:
+    """The run's optimizer (runs saved before ``--optimizer`` existed trained with SGD)."""
+    return OptimizerConfig(settings.get("optimizer", "sgd"), settings["lr"],
+                           settings.get("weight_decay", 0.0))
 
 
 def epoch_seed(seed: int, epoch: int) -> int:
@@ -153,13 +164,15 @@ def sample(model, vocab, prefix: str, token: str, num: int = 50, choose=core.gre
     return core.predict_tokens(tokens, num, vocab, model.step, model.begin_state(1), choose)
 
 
-def _resume_settings(run: RunDir, asked: dict) -> tuple[dict, dict, dict]:
-    """The stored run's ``(settings, params, meta)``; refuse changed model options."""
-    params, meta = checkpoint.load(run.path)
+def _resume_settings(run: RunDir, asked: dict) -> tuple[dict, dict, dict, dict]:
+    """The stored run's ``(settings, params, optimizer state, meta)``; refuse changed model
+    options."""
+    params, optimizer_state, meta = checkpoint.load_with_optimizer(run.path)
     stored = meta["settings"]
-    changed = [f"--{name.replace('_', '-')} {asked[name]} (the run has {stored.get(name)})"
+    changed = [f"--{name.replace('_', '-')} {asked[name]} (the run has "
+               f"{stored.get(name, o.default)})"
                for o in TRAIN_OPTIONS if o.model and (name := o.dest) in asked
-               and asked[name] != stored.get(name)]
+               and asked[name] != stored.get(name, o.default)]
     if changed:
         raise UsageError(f"--resume continues {run.path} with its own settings; these differ: "
                          f"{'; '.join(changed)}. Start a new run for other settings")
@@ -171,7 +184,11 @@ def _resume_settings(run: RunDir, asked: dict) -> tuple[dict, dict, dict]:
     impl = asked.get("impl") or (stored["impl"] if backend == stored["backend"] else None)
     settings["backend"], settings["impl"] = backends.choose_model(
         backend, impl, stored["cell"], not stored["no_output_tanh"])
-    return settings, params, meta
+    config = optimizer_config(settings)
+    if not optimizer_state and config.slots:
+        raise UsageError(f"--resume: {checkpoint.weights_path(run.path)} holds no {config.name} "
+                         "state, so the run cannot continue exactly; start a new run")
+    return settings, params, optimizer_state or optim.zero_state(config, {}), meta
 
 
 def train(asked: dict, out: Path, resume: bool = False, force: bool = False,
@@ -181,9 +198,9 @@ def train(asked: dict, out: Path, resume: bool = False, force: bool = False,
     run = RunDir(out)
     if resume:
         run.prepare(resume=True, force=False)  # checks that there is a checkpoint
-        settings, params, meta = _resume_settings(run, asked)
+        settings, params, optimizer_state, meta = _resume_settings(run, asked)
     else:
-        settings, params, meta = resolve(asked), None, {}
+        settings, params, optimizer_state, meta = resolve(asked), None, None, {}
     data = load_data(settings)
     if resume and data.sha256 != meta["data"]["sha256"]:
         raise UsageError(f"--resume: the text {data.source} is not the one {run.path} was "
@@ -195,7 +212,8 @@ def train(asked: dict, out: Path, resume: bool = False, force: bool = False,
     if prefixes is None:
         prefixes = BOOK_PREFIXES if settings["text"] is None else (
             " ".join(data.first_line.split()[:2]),)
-    session = _Session(run, settings, data, config, model, meta, prefixes, quiet)
+    session = _Session(run, settings, data, config, model, meta, prefixes, quiet,
+                       optimizer_state)
     if dry_run:
         return session.dry_run(loader)
     if not resume:  # only now, with every input checked, may --force remove an old run
@@ -206,8 +224,10 @@ def train(asked: dict, out: Path, resume: bool = False, force: bool = False,
 class _Session:
     """One invocation of ``dl train``: the epoch loop, its output and its checkpoints."""
 
-    def __init__(self, run, settings, data, config, model, meta, prefixes, quiet):
+    def __init__(self, run, settings, data, config, model, meta, prefixes, quiet,
+                 optimizer_state=None):
         self.run, self.settings, self.data, self.config = run, settings, data, config
+        self.optimizer_state = optimizer_state  # to continue from; then the last epoch's
         self.model, self.prefixes, self.quiet = model, prefixes, quiet
         self.epoch = meta.get("epoch", 0)
         self.best_val_loss = meta.get("best_val_loss")
@@ -218,7 +238,7 @@ class _Session:
             print(line, flush=True)
 
     def dry_run(self, loader) -> int:
-        trainer = self.model.trainer(self.settings["lr"], self.settings["clip"])
+        trainer = self.model.trainer(optimizer_config(self.settings), self.settings["clip"])
         X, Y = next(iter(loader))
         trainer.train_step(X, Y, trainer.begin_state(X.shape[0]))
         loss = trainer.take_loss_sum() / Y.size
@@ -235,7 +255,9 @@ class _Session:
         if self.epoch:  # resumed: the epochs after the checkpoint are trained again
             self.records = self.run.keep_metrics_until(self.epoch)
             self.run.drop_best_after(self.epoch)
-        trainer = self.model.trainer(s["lr"], s["clip"])
+        trainer = self.model.trainer(optimizer_config(s), s["clip"])
+        if self.optimizer_state is not None:
+            trainer.load_optimizer_state(self.optimizer_state)
         snapshot, bar, speed = None, self._progress_bar(), 0.0
         try:
             for epoch in range(self.epoch + 1, s["epochs"] + 1):
@@ -247,6 +269,7 @@ class _Session:
                 train_ppl = core.epoch_perplexity(loss_sum, num_tokens, epoch, s["lr"])
                 record = self._record(epoch, loss_sum / num_tokens, train_ppl, speed, started)
                 self.epoch, snapshot = epoch, self.model.numpy_params()
+                self.optimizer_state = trainer.optimizer_state()
                 self._after_epoch(record, snapshot, bar, print_every, save_every)
         except KeyboardInterrupt:
             return self._interrupted(snapshot, bar)
@@ -316,7 +339,8 @@ class _Session:
                 "seconds": sum(r["seconds"] for r in self.records),
                 "backend": self.settings["backend"], "dl_version": __version__,
                 "rng": "epoch e draws from numpy SeedSequence([seed, e])"}
-        checkpoint.save(self.run.path, params, meta, stem)
+        checkpoint.save(self.run.path, params, meta, stem,
+                        self.optimizer_state if stem == "model" else None)
         if stem == "model":
             self.saved_epoch = self.epoch
 

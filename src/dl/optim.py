@@ -1,0 +1,109 @@
+"""Optimizers, named once for every backend; each backend's ``engine`` builds them from its
+framework's own library (``torch.optim``, ``optax``, Keras) with the same numbers.
+
+Adding an optimizer: one entry in :data:`SLOTS` (the state it keeps) and, if it has
+hyperparameters of its own, fields of :class:`OptimizerConfig`; then one entry in each
+backend's ``engine`` table.
+
+Update rules, with ``g`` the clipped gradient and ``t`` the step number from 1 (these are
+PyTorch's formulas, which optax and Keras reproduce with the settings each engine passes):
+
+- ``sgd``: ``p -= lr * (g + weight_decay * p)``
+- ``adam``: ``m = b1 m + (1 - b1) g``, ``v = b2 v + (1 - b2) g²``,
+  ``p -= lr * (m / (1 - b1^t)) / (sqrt(v / (1 - b2^t)) + eps)``
+- ``adamw``: ``p *= 1 - lr * weight_decay``, then the Adam step
+- ``rmsprop``: ``v = rho v + (1 - rho) g²``, ``p -= lr * g / (sqrt(v) + eps)`` (char-rnn's
+  optimizer; uncentred, no momentum)
+
+Optimizer state travels in checkpoints under canonical names beside the weights: ``opt.step``
+(updates taken, a 0-d float32 array) and ``opt.<slot>.<param>`` for each slot of
+:data:`SLOTS` and each parameter's canonical name (``opt.m.W_xi``, ``opt.v.layer2.W_hh``);
+``m`` is the first moment, ``v`` the running mean of squared gradients. So a run resumes
+exactly on any backend, whatever the optimizer.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from dl.validate import check_positive
+
+# optimizer -> the per-parameter state slots it keeps
+SLOTS = {"sgd": (), "adam": ("m", "v"), "adamw": ("m", "v"), "rmsprop": ("v",)}
+NAMES = tuple(SLOTS)
+PREFIX = "opt."
+STEP = PREFIX + "step"
+
+
+@dataclasses.dataclass(frozen=True)
+class OptimizerConfig:
+    """Which update rule, with which hyperparameters (stored in checkpoints)."""
+
+    name: str = "sgd"             # sgd | adam | adamw | rmsprop
+    lr: float = 1.0               # learning rate
+    weight_decay: float = 0.0     # sgd: L2 on the gradient; adamw: decoupled; else refused
+    beta1: float = 0.9            # adam, adamw: decay of the first moment
+    beta2: float = 0.999          # adam, adamw: decay of the second moment
+    rho: float = 0.99             # rmsprop: decay of the mean square (torch's alpha)
+    eps: float = 1e-8             # adam, adamw, rmsprop: added to the root of the second moment
+
+    def __post_init__(self):
+        if self.name not in SLOTS:
+            raise ValueError(f"optimizer must be one of {', '.join(NAMES)}, got {self.name!r}")
+        check_positive("lr", self.lr)
+        check_positive("weight_decay", self.weight_decay, allow_zero=True)
+        check_positive("eps", self.eps)
+        for name in ("beta1", "beta2", "rho"):
+            value = getattr(self, name)
+            check_positive(name, value, allow_zero=True)
+            if value >= 1:
+                raise ValueError(f"{name} must be in [0, 1), got {value!r}")
+        if self.weight_decay and self.name in ("adam", "rmsprop"):
+            raise ValueError(f"weight_decay with {self.name}: use adamw (decoupled weight decay) "
+                             "or sgd, or leave weight decay at 0")
+
+    @property
+    def slots(self) -> tuple[str, ...]:
+        return SLOTS[self.name]
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def state_names(config: OptimizerConfig, param_names) -> list[str]:
+    """The canonical names of ``config``'s state for parameters ``param_names``, in order:
+    ``opt.step`` first, then slot by slot, parameter by parameter."""
+    return [STEP] + [f"{PREFIX}{slot}.{name}" for slot in config.slots for name in param_names]
+
+
+def split(tensors: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """``(weights, optimizer state)`` of a checkpoint's tensors, by the ``opt.`` prefix."""
+    weights = {k: v for k, v in tensors.items() if not k.startswith(PREFIX)}
+    return weights, {k: v for k, v in tensors.items() if k.startswith(PREFIX)}
+
+
+def check_state(config: OptimizerConfig, param_shapes: dict[str, tuple], state: dict) -> None:
+    """Raise ValueError naming what is missing, extra or misshapen in ``state`` for
+    ``config`` and parameters of ``param_shapes`` (canonical names -> shapes)."""
+    expected = state_names(config, param_shapes)
+    missing = [name for name in expected if name not in state]
+    extra = sorted(set(state) - set(expected))
+    if missing or extra:
+        raise ValueError(f"optimizer state for {config.name} does not fit: missing {missing[:4]}"
+                         f"{'...' if len(missing) > 4 else ''}, unexpected {extra[:4]}"
+                         f"{'...' if len(extra) > 4 else ''}")
+    for name in expected[1:]:
+        shape = param_shapes[name.split(".", 2)[2]]
+        if tuple(np.shape(state[name])) != tuple(shape):
+            raise ValueError(f"optimizer state {name} has shape {np.shape(state[name])}, "
+                             f"the parameter has {tuple(shape)}")
+
+
+def zero_state(config: OptimizerConfig, param_shapes: dict[str, tuple]) -> dict[str, np.ndarray]:
+    """The state before the first update: step 0 and zero slots."""
+    state = {STEP: np.zeros((), np.float32)}
+    for name in state_names(config, param_shapes)[1:]:
+        state[name] = np.zeros(param_shapes[name.split(".", 2)[2]], np.float32)
+    return state
