@@ -263,6 +263,49 @@ def sgd_step(params, grads, lr):
     return {name: p - np.asarray(lr, dtype=p.dtype) * grads[name] for name, p in params.items()}
 
 
+def optimizer_step(config, params, grads, state=None):
+    """One update of :class:`dl.optim.OptimizerConfig` ``config`` by the formulas in
+    :mod:`dl.optim`: ``(params, state)`` with ``state`` under the canonical ``opt.`` names
+    (zeros when None)."""
+    from dl import optim
+
+    state = dict(state) if state is not None else optim.zero_state(
+        config, {name: p.shape for name, p in params.items()})
+    t = float(state[optim.STEP]) + 1
+    state[optim.STEP] = np.asarray(t, np.float32)
+    new = {}
+    for name, p in params.items():
+        g, lr = grads[name], config.lr
+        m, v = (f"{optim.PREFIX}{slot}.{name}" for slot in ("m", "v"))
+        if config.name == "sgd":
+            new[name] = p - lr * (g + config.weight_decay * p)
+            continue
+        if config.name == "rmsprop":
+            state[v] = config.rho * state[v] + (1 - config.rho) * g * g
+            new[name] = p - lr * g / (np.sqrt(state[v]) + config.eps)
+            continue
+        if config.name == "adamw":
+            p = p * (1 - lr * config.weight_decay)
+        state[m] = config.beta1 * state[m] + (1 - config.beta1) * g
+        state[v] = config.beta2 * state[v] + (1 - config.beta2) * g * g
+        m_hat, v_hat = state[m] / (1 - config.beta1 ** t), state[v] / (1 - config.beta2 ** t)
+        new[name] = p - lr * m_hat / (np.sqrt(v_hat) + config.eps)
+    return new, state
+
+
+def optimize_steps(cell, params, batches, optimizer, theta=1.0, state=None,
+                   optimizer_state=None, output_tanh=True):
+    """:func:`train_steps` with any :class:`dl.optim.OptimizerConfig`: one clipped update per
+    batch. Returns ``(params, losses, optimizer_state)``."""
+    box = [optimizer_state]
+
+    def update(params, grads):
+        params, box[0] = optimizer_step(optimizer, params, grads, box[0])
+        return params
+    params, losses = _clipped_steps(cell, params, batches, update, theta, state, output_tanh)
+    return params, losses, box[0]
+
+
 def train_steps(cell, params, batches, lr, theta=1.0, state=None, output_tanh=True):
     """One clipped SGD step per batch, the book's sequential-partition training in NumPy.
 
@@ -272,6 +315,12 @@ def train_steps(cell, params, batches, lr, theta=1.0, state=None, output_tanh=Tr
     Returns (params after the last step, losses: the mean cross-entropy of each batch before
     its update).
     """
+    update = lambda params, grads: sgd_step(params, grads, lr)
+    return _clipped_steps(cell, params, batches, update, theta, state, output_tanh)
+
+
+def _clipped_steps(cell, params, batches, update, theta, state, output_tanh):
+    """``update(params, clipped grads) -> params`` once per batch; ``(params, losses)``."""
     _check_cell(cell)
     dtype = params['W_hq'].dtype
     num_inputs, num_hiddens = params[PARAM_NAMES[cell][0]].shape
@@ -284,7 +333,7 @@ def train_steps(cell, params, batches, lr, theta=1.0, state=None, output_tanh=Tr
                                       state, output_tanh)
         loss, dY = softmax_cross_entropy(Y, Y_ids.T.reshape(-1))
         grads, _, _ = backward(cell, params, cache, dY)
-        params = sgd_step(params, clip_grads(grads, theta), lr)
+        params = update(params, clip_grads(grads, theta))
         state = new_state
         losses.append(loss)
     return params, losses
