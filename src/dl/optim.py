@@ -28,6 +28,7 @@ import dataclasses
 
 import numpy as np
 
+from dl.errors import InputError
 from dl.validate import check_positive
 
 # optimizer -> the per-parameter state slots it keeps
@@ -51,7 +52,7 @@ class OptimizerConfig:
 
     def __post_init__(self):
         if self.name not in SLOTS:
-            raise ValueError(f"optimizer must be one of {', '.join(NAMES)}, got {self.name!r}")
+            raise InputError(f"optimizer must be one of {', '.join(NAMES)}, got {self.name!r}")
         check_positive("lr", self.lr)
         check_positive("weight_decay", self.weight_decay, allow_zero=True)
         check_positive("eps", self.eps)
@@ -59,9 +60,9 @@ class OptimizerConfig:
             value = getattr(self, name)
             check_positive(name, value, allow_zero=True)
             if value >= 1:
-                raise ValueError(f"{name} must be in [0, 1), got {value!r}")
+                raise InputError(f"{name} must be in [0, 1), got {value!r}")
         if self.weight_decay and self.name in ("adam", "rmsprop"):
-            raise ValueError(f"weight_decay with {self.name}: use adamw (decoupled weight decay) "
+            raise InputError(f"weight_decay with {self.name}: use adamw (decoupled weight decay) "
                              "or sgd, or leave weight decay at 0")
 
     @property
@@ -91,13 +92,13 @@ def check_state(config: OptimizerConfig, param_shapes: dict[str, tuple], state: 
     missing = [name for name in expected if name not in state]
     extra = sorted(set(state) - set(expected))
     if missing or extra:
-        raise ValueError(f"optimizer state for {config.name} does not fit: missing {missing[:4]}"
+        raise InputError(f"optimizer state for {config.name} does not fit: missing {missing[:4]}"
                          f"{'...' if len(missing) > 4 else ''}, unexpected {extra[:4]}"
                          f"{'...' if len(extra) > 4 else ''}")
     for name in expected[1:]:
         shape = param_shapes[name.split(".", 2)[2]]
         if tuple(np.shape(state[name])) != tuple(shape):
-            raise ValueError(f"optimizer state {name} has shape {np.shape(state[name])}, "
+            raise InputError(f"optimizer state {name} has shape {np.shape(state[name])}, "
                              f"the parameter has {tuple(shape)}")
 
 
