@@ -1,22 +1,92 @@
-"""Atomic file writes: a reader sees the old file or the new one, never half of either."""
+"""Atomic file writes: a reader sees the old file or the new one, never half of either; a
+write that the system refuses raises :class:`WriteError`, saying what to do."""
 
 from __future__ import annotations
 
+import errno
 import os
 import tempfile
 from pathlib import Path
 
+from dl.errors import InputError
+
+# errno -> what it means for the user and what to do about it
+_ADVICE = {
+    errno.ENOSPC: "the disk is full; free some space (or choose an --out on another disk) "
+                  "and run the command again",
+    errno.EDQUOT: "your disk quota is used up; free some space and run the command again",
+    errno.EACCES: "permission denied; choose a directory you can write to, or change its "
+                  "permissions",
+    errno.EPERM: "permission denied; choose a directory you can write to, or change its "
+                 "permissions",
+    errno.EROFS: "the file system is read-only; choose a directory on a writable disk",
+    errno.ENOTDIR: "a part of the path is a file, not a directory; choose another path",
+    errno.EEXIST: "a file of that name is in the way; remove it or choose another path",
+    errno.EISDIR: "a directory of that name is in the way; remove it or choose another path",
+    errno.ENAMETOOLONG: "the path is too long; choose a shorter one",
+    errno.EIO: "the disk reported an input/output error; check the disk",
+}
+
+
+class WriteError(InputError):
+    """A file could not be written; the message names it and says what to do."""
+
+
+def explain(err: OSError, path: str | os.PathLike, doing: str = "write") -> WriteError:
+    """``err`` as one line of advice naming ``path``: ``cannot write P: the disk is full; ...``."""
+    advice = _ADVICE.get(err.errno, f"{err.strerror or err}; check the path and the disk")
+    return WriteError(f"cannot {doing} {path}: {advice}")
+
+
+def make_directory(path: str | os.PathLike, option: str = "--out") -> Path:
+    """Create the directory ``path`` (with its parents) or raise :class:`WriteError`."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise WriteError(f"{option} {path} is a file; give a directory")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise explain(err, path, "create the directory") from None
+    return path
+
 
 def atomic_write(path: str | os.PathLike, data: bytes | str) -> None:
     """Write ``data`` to ``path`` through a temporary file in the same folder, flushed to disk
-    and renamed over ``path``; on any failure the old file stays and no temporary is left."""
+    and renamed over ``path``; on any failure the old file stays and no temporary is left.
+    Raises :class:`WriteError` (naming ``path``) when the system refuses the write."""
     path = Path(path)
     if isinstance(data, str):
         data = data.encode("utf-8")
+    try:
+        _write_and_rename(path, data)
+    except OSError as err:
+        raise explain(err, path) from None
+
+
+def append_line(path: str | os.PathLike, line: str) -> None:
+    """Append ``line`` and a newline to ``path``, flushed to disk; a last line left without its
+    newline (cut by a crash) is ended first, so the new line stands alone.
+    Raises :class:`WriteError` when the system refuses the write."""
+    path = Path(path)
+    try:
+        with open(path, "ab+") as f:
+            f.seek(0, os.SEEK_END)
+            cut = False
+            if f.tell():
+                f.seek(-1, os.SEEK_END)
+                cut = f.read(1) != b"\n"
+            write(f, (("\n" if cut else "") + line + "\n").encode("utf-8"))
+            f.flush()
+            os.fsync(f.fileno())
+    except OSError as err:
+        raise explain(err, path) from None
+
+
+def _write_and_rename(path: Path, data: bytes) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(data)
+            write(f, data)
             f.flush()
             os.fsync(f.fileno())
         os.chmod(tmp, _mode_for(path))
@@ -25,6 +95,20 @@ def atomic_write(path: str | os.PathLike, data: bytes | str) -> None:
         if os.path.exists(tmp):
             os.remove(tmp)
         raise
+
+
+def write(f, data: bytes) -> None:
+    """``f.write(data)``: the one place a file's bytes go out (tests inject a full disk here)."""
+    f.write(data)
+
+
+def remove_temporaries(directory: str | os.PathLike) -> list[Path]:
+    """Remove the temporaries of :func:`atomic_write` left in ``directory`` by a killed
+    process (only its owner may call this); returns those removed."""
+    left = sorted(Path(directory).glob(".*.tmp"))
+    for tmp in left:
+        tmp.unlink(missing_ok=True)
+    return left
 
 
 def _mode_for(path: Path) -> int:

@@ -1,7 +1,7 @@
 """The ``dl`` command: ``dl train | generate | eval | sweep | bench | forecast``.
 
-Every error a user can cause ends with a one-line message and exit status 2; Ctrl-C during
-training saves a checkpoint and exits with 130.
+Every error a user can cause ends with a one-line message and exit status 2; Ctrl-C or
+SIGTERM at any moment ends with one line and 130 / 143 (training saves a checkpoint first).
 """
 
 from __future__ import annotations
@@ -14,10 +14,17 @@ from dl import __version__
 COMMANDS = ("train", "generate", "evaluate", "sweep", "forecast", "bench")
 
 
+class Parser(argparse.ArgumentParser):
+    """Option errors in one line: the option, what it accepts, and where the rest is."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message}; see `{self.prog} --help`\n")
+
+
 def parser() -> argparse.ArgumentParser:
     import importlib
 
-    top = argparse.ArgumentParser(prog="dl", description="Recurrent language models from the "
+    top = Parser(prog="dl", description="Recurrent language models from the "
                                   "LSTM chapter of Dive into Deep Learning, on TensorFlow, "
                                   "PyTorch or JAX.")
     top.add_argument("--version", action="version", version=f"dl {__version__}")
@@ -42,4 +49,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def entry_point() -> None:
-    sys.exit(main())
+    from dl.cli import signals
+
+    signals.install()
+    sys.exit(signals.run(main))

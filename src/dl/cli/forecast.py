@@ -13,11 +13,14 @@ and forecasts past the end (the scores stay those of the model of the training p
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import importlib
 import io
 import json
 import math
+import re
+import sys
 import time
 from pathlib import Path
 
@@ -25,11 +28,12 @@ import numpy as np
 
 from dl import __version__, checkpoint, lm
 from dl import forecast as core
-from dl.cli import backends
+from dl.cli import backends, signals
 from dl.cli.options import (UsageError, choice, count, fraction, list_of, positive_float,
                             positive_int)
-from dl.data.series import SERIES_LOADERS, Scaler, load_series, read_csv_series
-from dl.files import atomic_write
+from dl.cli.rundir import locked, refuse_other_kind
+from dl.data.series import SERIES_LOADERS, Scaler, SeriesError, load_series, read_csv_series
+from dl.files import atomic_write, make_directory
 
 STEM = "forecast"  # forecast.safetensors and forecast.json in the run directory
 # fastest first for forecasting on a CPU (2 cores, the defaults; wall time of `dl forecast`):
@@ -112,22 +116,40 @@ def main(args: argparse.Namespace) -> int:
     opts = {name: DEFAULTS[name] if getattr(args, name) is None else getattr(args, name)
             for name in DEFAULTS}
     series = open_series(source)
-    window = args.window or core.default_window(series, opts["horizon"], opts["val_fraction"],
-                                                opts["test_fraction"])
-    data = core.prepare(series, window, opts["horizon"], opts["mode"], opts["val_fraction"],
-                        opts["test_fraction"])
+    with in_flags():
+        window = args.window or core.default_window(
+            series, opts["horizon"], opts["val_fraction"], opts["test_fraction"])
+        data = core.prepare(series, window, opts["horizon"], opts["mode"], opts["val_fraction"],
+                            opts["test_fraction"])
     check_varies(data)
     out = args.out or Path("runs") / time.strftime(
         f"forecast-{args.series or args.csv.stem}-%Y%m%d-%H%M%S")
     backend = choose_backend(args.backend)
-    prepare_out(out, args.force)
+    with locked(out, "dl forecast"):
+        prepare_out(out, args.force)
+        return train_run(args, out, source, opts, data, backend)
+
+
+def train_run(args, out: Path, source: dict, opts: dict, data, backend: str) -> int:
+    """Train (or select), score, refit if asked and save the run in the locked ``out``."""
     config = core.ForecastConfig(opts["cell"], series.values.shape[1], opts["hidden"],
                                  opts["layers"], opts["dropout"], True, data.num_outputs)
     settings = core.FitSettings(**{f.name: opts[f.name]
                                    for f in dataclasses.fields(core.FitSettings)})
     print(describe(data))
     started, build = time.perf_counter(), builder(backend, args.device)
-    model, config, settings, fit, trials = fit_model(build, data, config, settings, args.select)
+    best = BestSoFar(build)
+    meta = dict(model=config.to_dict(), training=dataclasses.asdict(settings),
+                scaler=data.scaler.to_dict(), window=data.window, horizon=data.horizon,
+                mode=data.mode, period=data.period, val_fraction=opts["val_fraction"],
+                test_fraction=opts["test_fraction"], data=source,
+                series=data.series.metadata(), refit=None, backend=backend,
+                dl_version=__version__)
+    try:
+        model, config, settings, fit, trials = fit_model(best.build, data, config, settings,
+                                                         args.select, best.log)
+    except KeyboardInterrupt as err:  # Ctrl-C or SIGTERM: keep the best epoch trained
+        return best.save_interrupted(out, meta, err)
     seconds = time.perf_counter() - started
     print(f"trained on {backend} ({model.device_name}) in {seconds:.1f} s: best epoch "
           f"{fit.best_epoch} of {len(fit.history)}, {loss_name(data)} {fit.best_loss:.4g} "
@@ -138,13 +160,8 @@ def main(args: argparse.Namespace) -> int:
                             "epochs_run": len(fit.history), "best_loss": fit.best_loss,
                             "seconds": seconds, "history": fit.history},
                   selection=trials, backend=backend)
-    meta = {"model": config.to_dict(), "training": dataclasses.asdict(settings),
-            "scaler": data.scaler.to_dict(), "window": data.window, "horizon": data.horizon,
-            "mode": data.mode, "period": data.period, "val_fraction": opts["val_fraction"],
-            "test_fraction": opts["test_fraction"], "data": source,
-            "series": data.series.metadata(), "best_epoch": fit.best_epoch,
-            "best_loss": fit.best_loss, "refit": None, "backend": backend,
-            "dl_version": __version__}
+    meta.update(model=config.to_dict(), training=dataclasses.asdict(settings),
+                best_epoch=fit.best_epoch, best_loss=fit.best_loss)
     if args.refit:
         try:
             model, future, meta["refit"], scaler = refit_model(build, data, config, settings,
@@ -153,8 +170,9 @@ def main(args: argparse.Namespace) -> int:
             save_run(out, model, meta, data, result, evaluation, future)
             kept = f"{out} holds the model of the training part, its scores and its forecast"
             if isinstance(err, KeyboardInterrupt):
-                print(f"interrupted during the refit on the whole series; {kept}")
-                return 130
+                print(f"{signals.describe(err)} during the refit on the whole series; {kept}",
+                      file=sys.stderr)
+                return signals.exit_status(err)
             raise core.ForecastDivergedError(
                 f"the refit on the whole series failed: {err}; {kept}") from None
         meta["scaler"] = scaler.to_dict()
@@ -167,15 +185,56 @@ def main(args: argparse.Namespace) -> int:
 
 def save_run(out: Path, model, meta: dict, data, result: dict, evaluation, future) -> None:
     """The checkpoint, metrics.json and forecast.png of a trained run."""
-    checkpoint.save(out, model.numpy_params(), meta, stem=STEM)
+    with signals.deferred():
+        checkpoint.save(out, model.numpy_params(), meta, stem=STEM)
     write_outputs(out, data, result, evaluation, future, f"{STEM}.safetensors")
 
 
-def fit_model(build, data, config, settings, select: bool):
-    """``(model, config, settings, FitResult, trials)``: one model trained, or the best of
-    :data:`dl.forecast.SELECT_GRID` on the validation part (``trials`` None without select)."""
+class BestSoFar:
+    """The weights of the best epoch of the model being trained, for an interrupted run."""
+
+    def __init__(self, build):
+        self._build, self.model, self.config, self.params, self.record = build, *[None] * 4
+        self.epochs = 0
+
+    def build(self, config, params):
+        """``build(config, params)``, remembered as the model being trained."""
+        self.model, self.config = self._build(config, params), config
+        self.params, self.record, self.epochs = None, None, 0
+        return self.model
+
+    def log(self, record: dict) -> None:
+        """After each epoch (as :func:`print_epoch`): keep the weights if they are the best."""
+        print_epoch(record)
+        self.epochs = record["epoch"]
+        loss = record["train_loss"] if record["val_loss"] is None else record["val_loss"]
+        if self.record is None or loss < self.record["loss"]:
+            self.params, self.record = self.model.numpy_params(), {**record, "loss": loss}
+
+    def save_interrupted(self, out: Path, meta: dict, err: KeyboardInterrupt) -> int:
+        """Save the best epoch's weights as the run's checkpoint (unscored); 130 or 143."""
+        how = signals.describe(err)
+        if self.params is None:
+            print(f"{how} before an epoch's weights were kept: nothing was saved",
+                  file=sys.stderr)
+            return signals.exit_status(err)
+        meta = {**meta, "model": self.config.to_dict(), "best_epoch":
+                self.record["epoch"], "best_loss": self.record["loss"],
+                "interrupted": f"after epoch {self.epochs}"}
+        with signals.deferred():
+            checkpoint.save(out, self.params, meta, stem=STEM)
+        print(f"{how} after epoch {self.epochs}: saved the weights of its best epoch "
+              f"{self.record['epoch']} in {checkpoint.weights_path(out, STEM)}; score and "
+              f"forecast with them by `dl forecast --from {out}`", file=sys.stderr)
+        return signals.exit_status(err)
+
+
+def fit_model(build, data, config, settings, select: bool, log=print):
+    """``(model, config, settings, FitResult, trials)``: one model trained (``log`` sees each
+    epoch's record), or the best of :data:`dl.forecast.SELECT_GRID` on the validation part
+    (``trials`` None without select)."""
     if not select:
-        model, fit = core.train(build, data, config, settings, log=print_epoch)
+        model, fit = core.train(build, data, config, settings, log=log)
         return model, config, settings, fit, None
     picked = core.select(build, data, config, settings, log=print_trial)
     return picked.model, picked.config, picked.settings, picked.fit, picked.trials
@@ -208,8 +267,9 @@ def from_run(args: argparse.Namespace) -> int:
                          f"leave out {', '.join(given)} or train a new run without --from")
     params, meta, config, scaler = open_run(args.from_run)
     source = data_source(args) or meta["data"]
-    data = core.prepare(open_series(source), meta["window"], meta["horizon"], meta["mode"],
-                        meta["val_fraction"], meta["test_fraction"], meta["period"], scaler)
+    with in_flags():
+        data = core.prepare(open_series(source), meta["window"], meta["horizon"], meta["mode"],
+                            meta["val_fraction"], meta["test_fraction"], meta["period"], scaler)
     data = dataclasses.replace(data, period_source=f"of {args.from_run}")
     if data.series.values.shape[1] != config.num_inputs:
         raise UsageError(f"the model of {args.from_run} reads {config.num_inputs} column(s), "
@@ -221,8 +281,9 @@ def from_run(args: argparse.Namespace) -> int:
     result.update(checkpoint=str(checkpoint.weights_path(args.from_run, STEM)),
                   in_sample=in_sample)
     if args.out is not None:
-        prepare_out(args.out, args.force)
-        write_outputs(args.out, data, result, evaluation, future)
+        with locked(args.out, "dl forecast"):
+            prepare_out(args.out, args.force)
+            write_outputs(args.out, data, result, evaluation, future)
     return 0
 
 
@@ -266,11 +327,41 @@ def data_source(args) -> dict | None:
             "interpolate": bool(args.interpolate)}
 
 
+# the library's argument names in its messages -> the command's flags
+FLAGS = {"interpolate=True": "--interpolate", "val_fraction": "--val-fraction",
+         "test_fraction": "--test-fraction", "a shorter window or horizon":
+         "a shorter --window or --horizon"}
+LARGEST = 1e150  # larger values overflow when squared (variances, scores)
+
+
+@contextlib.contextmanager
+def in_flags():
+    """Re-raise the series layer's :class:`SeriesError` in the command's words (its flags);
+    a training part too short says which fractions to lower."""
+    try:
+        yield
+    except SeriesError as err:
+        message = re.sub("|".join(map(re.escape, FLAGS)), lambda m: FLAGS[m.group()], str(err))
+        if message.startswith("the train part"):
+            message += ", or a smaller --val-fraction or --test-fraction"
+        raise UsageError(message) from None
+
+
 def open_series(source: dict):
-    if "series" in source:
-        return load_series(source["series"])
-    return read_csv_series(source["csv"], source["column"], source["time_column"],
-                           source["interpolate"])
+    """The series of ``source`` (:func:`data_source`); refuses values too large to scale."""
+    with in_flags():
+        if "series" in source:
+            series = load_series(source["series"])
+        else:
+            series = read_csv_series(source["csv"], source["column"], source["time_column"],
+                                     source["interpolate"])
+    too_large = np.argwhere(np.abs(series.values) > LARGEST)
+    if len(too_large):
+        row, column = too_large[0]
+        raise UsageError(f"{series.source}: the value {series.values[row, column]:g} (step "
+                         f"{row}) is too large to compute with (|x| over {LARGEST:g} overflows "
+                         "when squared); rescale the column, e.g. divide it by a power of 10")
+    return series
 
 
 def check_varies(data: core.ForecastData) -> None:
@@ -396,13 +487,12 @@ def write_outputs(out: Path, data, result: dict, evaluation, future, *extra: str
 
 
 def prepare_out(out: Path, force: bool) -> None:
-    if out.exists() and not out.is_dir():
-        raise UsageError(f"--out {out} is a file; give a directory for the run")
+    make_directory(out)
+    refuse_other_kind(out, "dl forecast")
     if not force and any((out / name).exists() for name in
                          (f"{STEM}.safetensors", "metrics.json", "forecast.png")):
         raise UsageError(f"--out {out} already holds a forecast; choose another --out, or "
                          "overwrite it with --force")
-    out.mkdir(parents=True, exist_ok=True)
 
 
 def time_axis(series, extra: int) -> tuple[np.ndarray, str]:

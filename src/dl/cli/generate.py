@@ -9,7 +9,7 @@ from dl import lm
 from dl import train as core
 from dl.cli.options import count, positive_float, positive_int
 from dl.cli.saved import add_run_arguments, open_run
-from dl.cli.train import sample
+from dl.cli.train import check_prefixes, sample
 
 
 def add_parser(subparsers) -> None:
@@ -28,6 +28,7 @@ def add_parser(subparsers) -> None:
 
 def main(args: argparse.Namespace) -> int:
     model, vocab, meta, _ = open_run(args)
+    check_prefixes([args.prefix], vocab, meta["settings"]["token"])
     choose = core.greedy
     if args.temperature is not None or args.top_k is not None or args.seed is not None:
         choose = lm.sampler(args.temperature or 1.0, args.top_k, args.seed)

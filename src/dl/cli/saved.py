@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+
 from dl import checkpoint, lm
 from dl.cli import backends
 from dl.cli.options import choice
@@ -23,6 +25,17 @@ def add_run_arguments(parser) -> None:
                              "installed)")
     parser.add_argument("--device", default=None, help="cpu, gpu, cuda:N (default: a GPU if "
                                                        "there is one)")
+
+
+def check_finite(params: dict, path: Path, use: str = "generate") -> None:
+    """Refuse weights holding NaN or infinite values, naming the file and the way forward."""
+    bad = [name for name, value in params.items() if not np.isfinite(value).all()]
+    if bad:
+        raise checkpoint.CheckpointError(
+            f"{path}: {len(bad)} of its {len(params)} weights ({', '.join(bad[:3])}"
+            f"{', ...' if len(bad) > 3 else ''}) hold NaN or infinite values, so it cannot "
+            f"{use}; the file is damaged: use the run's other checkpoint (--checkpoint best or "
+            "model) or train again")
 
 
 def open_run(args):
@@ -49,7 +62,11 @@ def open_model(run: Path, which: str = "auto", backend: str | None = None,
         raise checkpoint.CheckpointError(
             f"{run} kept no best checkpoint (it was trained without --val-fraction); use "
             "--checkpoint model")
-    params, meta = checkpoint.load(run, stem)
+    try:
+        params, meta = checkpoint.load(run, stem)
+        check_finite(params, checkpoint.weights_path(run, stem))
+    except checkpoint.CheckpointError as err:
+        raise checkpoint.CheckpointError(f"{err}{_other_checkpoint(run, stem)}") from None
     try:
         config = lm.LMConfig.from_dict(meta["model"])
         vocab = Vocab.from_tokens(meta["vocab"])
@@ -61,3 +78,16 @@ def open_model(run: Path, which: str = "auto", backend: str | None = None,
             f"({err}); the checkpoint is damaged") from None
     cls = backends.model_class(backend or backends.choose(None))
     return cls(config, params, device=device), vocab, meta, stem
+
+
+def _other_checkpoint(run: Path, stem: str) -> str:
+    """Where the run's other checkpoint loads: ``'; X/model.safetensors (epoch 7) loads:
+    use --checkpoint model'``, else nothing."""
+    other = "model" if stem == "best" else "best"
+    try:
+        params, meta = checkpoint.load(run, other)
+        check_finite(params, checkpoint.weights_path(run, other))
+    except checkpoint.CheckpointError:
+        return ""
+    return (f". {checkpoint.weights_path(run, other)} (epoch {meta.get('epoch')}) loads: use "
+            f"--checkpoint {other}")

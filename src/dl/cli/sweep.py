@@ -3,7 +3,8 @@
 Options take comma-separated values, e.g. ``dl sweep --hidden 64,128,256 --lr 0.5,1,2
 --num-steps 16,35 --epochs 100 --out sweeps/lstm``. Each combination trains in its own run
 directory under ``--out``; finished runs are skipped when the sweep runs again and an
-interrupted one resumes. The sweep writes ``sweep.csv``, ``sweep.md`` and ``sweep.png``:
+interrupted one resumes. Every combination is checked before the first trains, and runs left
+by a sweep with other settings or another text are refused. The sweep writes ``sweep.csv``, ``sweep.md`` and ``sweep.png``:
 per run the running time, tokens/s, final training and validation perplexity and a sample.
 """
 
@@ -20,9 +21,10 @@ from dl import checkpoint
 from dl.cli.backends import installed
 from dl.cli.options import (SWEEPABLE, TRAIN_OPTIONS, UsageError, add_train_options, given,
                             with_defaults)
-from dl.cli.rundir import RunDir
+from dl.cli.rundir import RunDir, locked
 from dl.cli.saved import open_model
-from dl.cli.train import BOOK_PREFIXES, TrainingDiverged, sample, train
+from dl.cli.train import (BOOK_PREFIXES, TrainingDiverged, check_prefixes, load_data, resolve,
+                          sample, train)
 from dl.files import atomic_write
 
 DIVERGED = "diverged.txt"  # in a run directory: training diverged, with the message
@@ -60,21 +62,65 @@ def main(args: argparse.Namespace) -> int:
     options = given(args)
     for dest, value in DEFAULTS.items():
         options.setdefault(dest, [value])
+    for option in SWEEPABLE:
+        values = options.get(option.dest, [])
+        if len(set(values)) < len(values):
+            raise UsageError(f"{option.flag} {','.join(map(str, values))} repeats a value; "
+                             "give each value once")
     varying = [o.dest for o in SWEEPABLE if len(options.get(o.dest, [None])) > 1]
     options = {k: (v if k in varying else v[0]) if isinstance(v, list) else v
                for k, v in options.items()}
     runs = grid(options)
-    args.out.mkdir(parents=True, exist_ok=True)
+    with locked(args.out, "dl sweep"):
+        return _sweep(args, runs, varying)
+
+
+def check_grid(runs: list[dict], names: list[str], out: Path, prefix: str | None) -> None:
+    """Refuse the sweep before anything trains if one combination cannot train (its options,
+    its text, ``prefix``) or its run directory holds a run of other settings or another
+    text."""
+    texts = {}
+    for settings, name in zip(runs, names):
+        try:
+            resolved = resolve(settings)
+            key = tuple(resolved[k] for k in ("text", "token", "max_tokens", "min_freq",
+                                                "val_fraction"))
+            if key not in texts:
+                texts[key] = load_data(resolved)
+            data = texts[key]
+            if prefix is not None:
+                check_prefixes([prefix], data.vocab, resolved["token"])
+        except ValueError as err:
+            raise UsageError(f"run {name} of the sweep cannot train: {err}") from None
+        _check_existing(out / name, resolved, data)
+
+
+def _check_existing(run: Path, wanted: dict, data) -> None:
+    """Refuse a run directory holding a run of other model settings or another text."""
+    if not checkpoint.exists(run):
+        return
+    meta = checkpoint.load(run)[1]
+    differ = [o.flag for o in TRAIN_OPTIONS if o.model and wanted[o.dest] is not None
+              and meta["settings"].get(o.dest, o.default) != wanted[o.dest]]
+    if meta["data"]["sha256"] != data.sha256:
+        differ.append(f"--text (it has {meta['data']['source']}, the sweep {data.source})")
+    if differ:
+        raise UsageError(f"{run} was trained with other {', '.join(differ)} than this sweep "
+                         "asks for; give the sweep a new --out")
+
+
+def _sweep(args, runs: list[dict], varying: list[str]) -> int:
+    names = [run_name(settings, varying) for settings in runs]
+    check_grid(runs, names, args.out, args.prefix)
     rows = []
-    for number, settings in enumerate(runs, 1):
-        name = run_name(settings, varying)
+    for number, (settings, name) in enumerate(zip(runs, names), 1):
         run = args.out / name
         try:
             status = _train_or_skip(settings, run)
         except TrainingDiverged as err:  # recorded, and not trained again on a re-run
             atomic_write(run / DIVERGED, str(err) + "\n")
             status = 0
-        if status == 130:
+        if status in (130, 143):
             print(f"sweep interrupted in {name}; run it again to resume", flush=True)
             break
         rows.append(_diverged(name) if (run / DIVERGED).exists() else
@@ -82,27 +128,19 @@ def main(args: argparse.Namespace) -> int:
         print(f"[{number}/{len(runs)}] {name}: {_describe(rows[-1])}", flush=True)
     write_reports(args.out, rows, varying)
     print(f"wrote {args.out / 'sweep.md'}, sweep.csv and sweep.png", flush=True)
-    return 130 if len(rows) < len(runs) else 0
+    return status if len(rows) < len(runs) else 0
 
 
 def _train_or_skip(settings: dict, run: Path) -> int:
-    """Train the run, resume it if it was cut short, or leave it if it finished (or diverged)."""
+    """Train the run, resume it if it was cut short, or leave it if it finished (or diverged);
+    :func:`check_grid` has checked that it is this sweep's."""
     if (run / DIVERGED).exists():
         return 0
     if checkpoint.exists(run):
         meta = checkpoint.load(run)[1]
-        wanted = with_defaults(settings)
-        differ = [o.flag for o in TRAIN_OPTIONS if o.model and wanted[o.dest] is not None
-                  and meta["settings"].get(o.dest, o.default) != wanted[o.dest]]
-        if differ:
-            raise UsageError(f"{run} was trained with other {', '.join(differ)} than this sweep "
-                             "asks for; give the sweep a new --out")
-        if meta["finished"] and meta["settings"]["epochs"] >= wanted["epochs"]:
+        if meta["finished"] and meta["settings"]["epochs"] >= with_defaults(settings)["epochs"]:
             return 0
         return train(settings, run, resume=True, quiet=True)
-    if RunDir(run).holds_run():
-        raise UsageError(f"{run} holds files of a run but no checkpoint; remove it and run the "
-                         "sweep again")
     return train(settings, run, quiet=True)
 
 

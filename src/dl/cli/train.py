@@ -23,12 +23,14 @@ import numpy as np
 
 from dl import __version__, checkpoint, lm, optim
 from dl import train as core
-from dl.cli import backends
+from dl.cli import backends, signals
 from dl.cli.options import (TRAIN_OPTIONS, UsageError, add_train_options, given, positive_int,
                             with_defaults)
-from dl.cli.rundir import RunDir
+from dl.cli.rundir import RunDir, locked, note
+from dl.cli.saved import check_finite
 from dl.data import text as textdata
 from dl.data.batches import SeqDataLoader
+from dl.files import WriteError
 from dl.metrics import perplexity
 from dl.optim import OptimizerConfig
 from dl.validate import parse_device
@@ -66,6 +68,9 @@ def add_parser(subparsers) -> None:
 def main(args: argparse.Namespace) -> int:
     if args.resume and args.out is None:
         raise UsageError("--resume needs --out RUN, the run directory to continue")
+    if args.resume and args.force:
+        raise UsageError("--resume continues the run in --out and --force overwrites it; "
+                         "give one of them")
     out = args.out or Path("runs") / time.strftime(f"{args.cell or 'lstm'}-%Y%m%d-%H%M%S")
     return train(given(args), out, resume=args.resume, force=args.force, dry_run=args.dry_run,
                  prefixes=args.prefix, print_every=args.print_every, save_every=args.save_every)
@@ -107,6 +112,11 @@ def load_data(settings: dict) -> Data:
         raise UsageError(f"{source}: --val-fraction {settings['val_fraction']} holds out "
                          f"{len(val_ids)} tokens of {len(train_ids) + len(val_ids)}; "
                          "raise it or use a longer text")
+    if len(vocab) < 2:
+        most = max((freq for _, freq in vocab.token_freqs), default=0)
+        raise UsageError(f"--min-freq {settings['min_freq']}: no token of {source} occurs that "
+                         f"often (the most frequent, {most} times), so the vocabulary would be "
+                         "only <unk>; lower --min-freq")
     return Data(train_ids, val_ids, vocab, source, sha, next(line for line in lines if line))
 
 
@@ -157,17 +167,38 @@ def build_model(settings: dict, config: lm.LMConfig, params: dict):
     return cls(config, params, device=settings["device"], precision=settings["precision"])
 
 
+def prefix_tokens(prefix: str, token: str):
+    """The tokens of ``prefix`` cleaned as the training text: a string of characters, or a
+    list of words."""
+    cleaned = " ".join(textdata.normalize_lines(prefix)).strip() or prefix.strip()
+    return cleaned if token == "char" else cleaned.split()
+
+
+def check_prefixes(prefixes, vocab, token: str) -> None:
+    """Refuse a prefix with no token, or none the model knows (it would see only <unk>)."""
+    for prefix in prefixes:
+        tokens = prefix_tokens(prefix, token)
+        if not tokens:
+            raise UsageError(f"--prefix {prefix!r} holds nothing to continue; give a few "
+                             f"{'characters' if token == 'char' else 'words'} of the text")
+        if all(t not in vocab.token_to_idx for t in tokens):
+            raise UsageError(f"--prefix {prefix!r}: none of its {token}s is in the model's "
+                             f"vocabulary of {len(vocab)} (it would see only <unk>); give a "
+                             "prefix written like the training text")
+
+
 def sample(model, vocab, prefix: str, token: str, num: int = 50, choose=core.greedy) -> str:
     """``prefix`` (cleaned as the training text) and ``num`` tokens more from ``model``."""
-    cleaned = " ".join(textdata.normalize_lines(prefix)).strip() or prefix
-    tokens = cleaned if token == "char" else cleaned.split()
-    return core.predict_tokens(tokens, num, vocab, model.step, model.begin_state(1), choose)
+    return core.predict_tokens(prefix_tokens(prefix, token), num, vocab, model.step,
+                               model.begin_state(1), choose)
 
 
-def _resume_settings(run: RunDir, asked: dict) -> tuple[dict, dict, dict, dict]:
-    """The stored run's ``(settings, params, optimizer state, meta)``; refuse changed model
-    options."""
-    params, optimizer_state, meta = checkpoint.load_with_optimizer(run.path)
+def _resume_settings(run: RunDir, asked: dict, stem: str = "model"
+                     ) -> tuple[dict, dict, dict, dict]:
+    """The stored run's ``(settings, params, optimizer state, meta)`` from checkpoint ``stem``;
+    refuse changed model options and weights that are not finite."""
+    params, optimizer_state, meta = checkpoint.load_with_optimizer(run.path, stem)
+    check_finite(params, checkpoint.weights_path(run.path, stem), "continue")
     stored = meta["settings"]
     changed = [f"--{name.replace('_', '-')} {asked[name]} (the run has "
                f"{stored.get(name, o.default)})"
@@ -184,41 +215,73 @@ def _resume_settings(run: RunDir, asked: dict) -> tuple[dict, dict, dict, dict]:
     impl = asked.get("impl") or (stored["impl"] if backend == stored["backend"] else None)
     settings["backend"], settings["impl"] = backends.choose_model(
         backend, impl, stored["cell"], not stored["no_output_tanh"])
+    parse_device(settings["device"])
+    if "text" not in asked:
+        settings["text"] = _stored_text(run, settings["text"], meta["data"])
     config = optimizer_config(settings)
     if not optimizer_state and config.slots:
-        raise UsageError(f"--resume: {checkpoint.weights_path(run.path)} holds no {config.name} "
-                         "state, so the run cannot continue exactly; start a new run")
+        raise UsageError(f"--resume: {checkpoint.weights_path(run.path, stem)} holds no "
+                         f"{config.name} state, so the run cannot continue exactly; start a "
+                         "new run")
     return settings, params, optimizer_state or optim.zero_state(config, {}), meta
+
+
+def _stored_text(run: RunDir, text: str | None, data: dict) -> str | None:
+    """The text a resumed run trained on: as it was given, else (a path relative to where the
+    run started) its absolute path, with a note; refuse, saying where the path came from."""
+    if text is None or Path(text).is_file():
+        return text
+    absolute = data.get("path")
+    if absolute and Path(absolute).is_file():
+        note(f"the run's --text {text} is not found from {Path.cwd()}; using {absolute}, "
+             "where it was when the run started")
+        return absolute
+    raise UsageError(f"--resume: {run.path} was trained on --text {text} (stored in the run), "
+                     f"which is not found from {Path.cwd()}; give --text PATH to the same text")
 
 
 def train(asked: dict, out: Path, resume: bool = False, force: bool = False,
           dry_run: bool = False, prefixes=None, print_every: int = 10, save_every: int = 10,
           quiet: bool = False) -> int:
-    """Run ``dl train``; returns the exit status (0 done, 130 interrupted)."""
+    """Run ``dl train``; returns the exit status (0 done, 130 / 143 interrupted). The run
+    directory is locked (:func:`dl.cli.rundir.locked`) except for a dry run; every input is
+    checked before anything in it changes."""
+    if resume and force:
+        raise UsageError("--resume continues the run in --out and --force overwrites it; "
+                         "give one of them")
     run = RunDir(out)
+    if dry_run:
+        session, loader = _prepare(run, asked, resume, prefixes, quiet)
+        return session.dry_run(loader)
+    with locked(out, "dl train", create=not resume):
+        session, loader = _prepare(run, asked, resume, prefixes, quiet)
+        if not resume:  # only now, with every input checked, may --force remove an old run
+            run.prepare(force)
+        return session.loop(loader, print_every, save_every)
+
+
+def _prepare(run: RunDir, asked: dict, resume: bool, prefixes, quiet: bool):
+    """``(session, loader)`` with every input checked and the model built."""
     if resume:
-        run.prepare(resume=True, force=False)  # checks that there is a checkpoint
-        settings, params, optimizer_state, meta = _resume_settings(run, asked)
+        settings, params, optimizer_state, meta = _resume_settings(run, asked,
+                                                                   run.resume_stem())
     else:
         settings, params, optimizer_state, meta = resolve(asked), None, None, {}
     data = load_data(settings)
     if resume and data.sha256 != meta["data"]["sha256"]:
         raise UsageError(f"--resume: the text {data.source} is not the one {run.path} was "
                          "trained on (its sha256 differs); give the same --text")
+    if prefixes is None:
+        prefixes = BOOK_PREFIXES if settings["text"] is None else (
+            " ".join(data.first_line.split()[:2]),)
+    check_prefixes(prefixes, data.vocab, settings["token"])
     config = model_config(settings, len(data.vocab))
     loader = SeqDataLoader(settings["batch_size"], settings["num_steps"], settings["random_iter"],
                            corpus=data.train, vocab=data.vocab)
     model = build_model(settings, config, params or lm.init_params(config, settings["seed"]))
-    if prefixes is None:
-        prefixes = BOOK_PREFIXES if settings["text"] is None else (
-            " ".join(data.first_line.split()[:2]),)
     session = _Session(run, settings, data, config, model, meta, prefixes, quiet,
                        optimizer_state)
-    if dry_run:
-        return session.dry_run(loader)
-    if not resume:  # only now, with every input checked, may --force remove an old run
-        run.prepare(resume=False, force=force)
-    return session.loop(loader, print_every, save_every)
+    return session, loader
 
 
 class _Session:
@@ -254,7 +317,8 @@ class _Session:
         s = self.settings
         if self.epoch:  # resumed: the epochs after the checkpoint are trained again
             self.records = self.run.keep_metrics_until(self.epoch)
-            self.run.drop_best_after(self.epoch)
+            if self.run.check_best(self.epoch):  # damaged: the best from now on replaces it
+                self.best_val_loss = None
         trainer = self.model.trainer(optimizer_config(s), s["clip"])
         if self.optimizer_state is not None:
             trainer.load_optimizer_state(self.optimizer_state)
@@ -271,20 +335,27 @@ class _Session:
                 self.epoch, snapshot = epoch, self.model.numpy_params()
                 self.optimizer_state = trainer.optimizer_state()
                 self._after_epoch(record, snapshot, bar, print_every, save_every)
-        except KeyboardInterrupt:
-            return self._interrupted(snapshot, bar)
+        except KeyboardInterrupt as err:  # Ctrl-C or SIGTERM
+            return self._interrupted(snapshot, bar, err)
         except core.DivergedError as err:
             if snapshot is not None and self.saved_epoch < self.epoch:
                 self._save(snapshot, "model")
             self._close(bar)
-            kept = (f"The checkpoint of epoch {self.saved_epoch} in {self.run.path} is kept."
-                    if self.saved_epoch else "Nothing was saved.")
-            raise TrainingDiverged(f"{err} {kept}") from None
+            raise TrainingDiverged(f"{err} {self._kept()}") from None
+        except WriteError as err:  # a full disk, a directory made read-only meanwhile
+            self._close(bar)
+            raise WriteError(f"{err}. {self._kept()}") from None
         self._close(bar)
         if self.saved_epoch < self.epoch or snapshot is None:
             self._save(snapshot or self.model.numpy_params(), "model")
         self._summary(speed)
         return 0
+
+    def _kept(self) -> str:
+        if not self.saved_epoch:
+            return "Nothing was saved."
+        return (f"The checkpoint of epoch {self.saved_epoch} in {self.run.path} is kept; "
+                f"continue with `dl train --out {self.run.path} --resume`.")
 
     def _record(self, epoch, train_loss, train_ppl, speed, started) -> dict:
         record = {"epoch": epoch, "train_loss": train_loss, "train_perplexity": train_ppl,
@@ -331,6 +402,8 @@ class _Session:
         meta = {"model": self.config.to_dict(), "settings": self.settings,
                 "vocab": self.data.vocab.idx_to_token,
                 "data": {"source": self.data.source, "sha256": self.data.sha256,
+                         "path": self.settings["text"] and str(Path(self.settings["text"])
+                                                                .resolve()),
                          "train_tokens": len(self.data.train), "val_tokens": len(self.data.val)},
                 "epoch": self.epoch, "finished": self.epoch >= self.settings["epochs"],
                 "best_val_loss": self.best_val_loss,
@@ -339,10 +412,11 @@ class _Session:
                 "seconds": sum(r["seconds"] for r in self.records),
                 "backend": self.settings["backend"], "dl_version": __version__,
                 "rng": "epoch e draws from numpy SeedSequence([seed, e])"}
-        checkpoint.save(self.run.path, params, meta, stem,
-                        self.optimizer_state if stem == "model" else None)
-        if stem == "model":
-            self.saved_epoch = self.epoch
+        with signals.deferred():  # a signal meanwhile is raised once the checkpoint is whole
+            checkpoint.save(self.run.path, params, meta, stem,
+                            self.optimizer_state if stem == "model" else None)
+            if stem == "model":
+                self.saved_epoch = self.epoch
 
     def _progress_bar(self):
         if self.quiet or not sys.stderr.isatty():
@@ -356,18 +430,20 @@ class _Session:
         if bar is not None:
             bar.close()
 
-    def _interrupted(self, snapshot, bar) -> int:
+    def _interrupted(self, snapshot, bar, err: KeyboardInterrupt) -> int:
+        """Save the last completed epoch; the exit status of the signal (130 or 143)."""
         self._close(bar)
         if snapshot is not None and self.saved_epoch < self.epoch:
-            self._save(snapshot, "model")
-            self.run.plot(self.records)
+            with signals.deferred():
+                self._save(snapshot, "model")
+                self.run.plot(self.records)
         if self.saved_epoch:
             print(f"\ninterrupted: epoch {self.saved_epoch} is saved in {self.run.path}; "
                   f"continue with `dl train --out {self.run.path} --resume`", file=sys.stderr)
         else:
             print("\ninterrupted in the first epoch: nothing was saved; start the run again "
                   "(without --resume)", file=sys.stderr)
-        return 130
+        return signals.exit_status(err)
 
     def _summary(self, speed: float) -> None:
         last = self.records[-1] if self.records else None

@@ -1,0 +1,56 @@
+"""Ctrl-C (SIGINT) and a scheduler's stop (SIGTERM), at any moment: the command ends with one
+line on stderr and exit status 130 or 143, never a traceback; training saves first.
+
+SIGTERM is raised where the program is as :class:`Terminated`, a ``KeyboardInterrupt``, so
+every ``except KeyboardInterrupt`` that saves work serves both signals.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import sys
+
+
+class Terminated(KeyboardInterrupt):
+    """The process received SIGTERM."""
+
+
+def _terminate(signum, frame):
+    raise Terminated
+
+
+def install() -> None:
+    """Make SIGTERM raise :class:`Terminated` (SIGINT raises ``KeyboardInterrupt`` already)."""
+    signal.signal(signal.SIGTERM, _terminate)
+
+
+def exit_status(err: KeyboardInterrupt) -> int:
+    """130 for Ctrl-C, 143 for SIGTERM (128 + the signal's number, as shells report)."""
+    return 128 + (signal.SIGTERM if isinstance(err, Terminated) else signal.SIGINT)
+
+
+def describe(err: KeyboardInterrupt) -> str:
+    return "terminated (SIGTERM)" if isinstance(err, Terminated) else "interrupted (Ctrl-C)"
+
+
+def run(command) -> int:
+    """``command()``'s exit status; an interruption that nothing else handled ends it with one
+    line (every file is written whole or not at all, so nothing is left half-written)."""
+    try:
+        return command()
+    except KeyboardInterrupt as err:
+        print(f"\ndl: {describe(err)}; stopped, nothing half-written", file=sys.stderr)
+        return exit_status(err)
+
+
+@contextlib.contextmanager
+def deferred():
+    """Hold SIGINT and SIGTERM back while the block runs (a checkpoint being saved); one that
+    arrived meanwhile is raised when it ends."""
+    signals = {signal.SIGINT, signal.SIGTERM}
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, signals)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)

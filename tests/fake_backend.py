@@ -1,0 +1,97 @@
+"""A NumPy stand-in for a backend's language model, for tests of the command line that need
+training but not a framework: the model is a unigram softmax over its output bias ``b_q``,
+trained by exact gradient descent (so runs are deterministic and resume exactly), and its
+other parameters are carried unchanged.
+
+``install(monkeypatch)`` makes every backend load this model; ``python fake_backend.py ARGS``
+runs ``dl ARGS`` on it in a subprocess (``FAKE_STEP_SECONDS`` slows each training step).
+"""
+
+import os
+import sys
+import time
+
+import numpy as np
+
+from dl import optim
+
+
+def _log_softmax(b):
+    shifted = b - b.max()
+    return shifted - np.log(np.exp(shifted).sum())
+
+
+class FakeModel:
+    backend = "fake"
+    device_name = "cpu"
+
+    def __init__(self, config, params, device=None, precision="fp32"):
+        self.config = config
+        self.params = {k: np.array(v, np.float32) for k, v in params.items()}
+
+    def numpy_params(self):
+        return {k: v.copy() for k, v in self.params.items()}
+
+    def reseed(self, seed):
+        pass
+
+    def begin_state(self, batch_size):
+        return ()
+
+    def eval_loss(self, X, Y, state):
+        """``(summed cross-entropy of Y: (B, T) under softmax(b_q), state)``."""
+        return float(-_log_softmax(self.params["b_q"].astype(np.float64))[Y].sum()), state
+
+    def step(self, token, state):
+        return self.params["b_q"].copy(), state
+
+    def trainer(self, optimizer, clip):
+        return FakeTrainer(self, optimizer.lr)
+
+
+class FakeTrainer:
+    def __init__(self, model, lr):
+        self.model, self.lr, self.loss_sum, self.steps = model, lr, 0.0, 0
+
+    def begin_state(self, batch_size):
+        return ()
+
+    def train_step(self, X, Y, state):
+        time.sleep(float(os.environ.get("FAKE_STEP_SECONDS", "0")))
+        b = self.model.params["b_q"].astype(np.float64)
+        log_p = _log_softmax(b)
+        self.loss_sum += float(-log_p[Y].sum())
+        counts = np.bincount(Y.reshape(-1), minlength=len(b))
+        gradient = np.exp(log_p) - counts / Y.size
+        self.model.params["b_q"] = (b - self.lr * gradient).astype(np.float32)
+        self.steps += 1
+        return state
+
+    def take_loss_sum(self):
+        loss, self.loss_sum = self.loss_sum, 0.0
+        return loss
+
+    def optimizer_state(self):
+        return {optim.STEP: np.array(self.steps, np.float32)}
+
+    def load_optimizer_state(self, state):
+        self.steps = int(np.asarray(state.get(optim.STEP, 0)).reshape(-1)[0])
+
+
+def install(monkeypatch=None):
+    """Every backend's model class becomes :class:`FakeModel`."""
+    from dl.cli import backends
+
+    fake = lambda name, impl="scratch": FakeModel  # noqa: E731
+    if monkeypatch is None:
+        backends.model_class = fake
+    else:
+        monkeypatch.setattr(backends, "model_class", fake)
+
+
+if __name__ == "__main__":
+    install()
+    sys.argv = ["dl", *sys.argv[1:]]
+    from dl.cli import entry_point
+
+    entry_point()
