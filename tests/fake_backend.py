@@ -4,7 +4,8 @@ trained by exact gradient descent (so runs are deterministic and resume exactly)
 other parameters are carried unchanged.
 
 ``install(monkeypatch)`` makes every backend load this model; ``python fake_backend.py ARGS``
-runs ``dl ARGS`` on it in a subprocess (``FAKE_STEP_SECONDS`` slows each training step).
+runs ``dl ARGS`` on it in a subprocess (``FAKE_STEP_SECONDS`` slows each step of training and
+generation, ``FAKE_IMPORT_SECONDS`` loading the backend, as a framework's import does).
 """
 
 import os
@@ -43,6 +44,7 @@ class FakeModel:
         return float(-_log_softmax(self.params["b_q"].astype(np.float64))[Y].sum()), state
 
     def step(self, token, state):
+        time.sleep(float(os.environ.get("FAKE_STEP_SECONDS", "0")))
         return self.params["b_q"].copy(), state
 
     def trainer(self, optimizer, clip):
@@ -82,7 +84,10 @@ def install(monkeypatch=None):
     """Every backend's model class becomes :class:`FakeModel`."""
     from dl.cli import backends
 
-    fake = lambda name, impl="scratch": FakeModel  # noqa: E731
+    def fake(name, impl="scratch"):
+        time.sleep(float(os.environ.get("FAKE_IMPORT_SECONDS", "0")))  # a framework importing
+        return FakeModel
+
     if monkeypatch is None:
         backends.model_class = fake
     else:

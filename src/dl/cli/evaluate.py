@@ -26,8 +26,10 @@ def add_parser(subparsers) -> None:
 def evaluate_text(model, vocab, settings: dict, path: str | None) -> dict:
     """Perplexity of ``model`` on the text at ``path`` (The Time Machine if None)."""
     lines, source, _ = load_lines(path)
-    ids, unknown = encode(lines, settings["token"], vocab)
+    ids, _ = encode(lines, settings["token"], vocab)
     loss_sum, num_tokens = lm.evaluate(model, ids, settings["batch_size"], settings["num_steps"])
+    # the predicted tokens are ids[1:num_tokens + 1] (dl.data.batches.eval_batches)
+    unknown = sum(1 for i in ids[1:num_tokens + 1] if i == vocab.unk)
     return {"text": source, "perplexity": perplexity(loss_sum, num_tokens),
             "loss": loss_sum / num_tokens, "tokens": num_tokens, "unknown_tokens": unknown,
             "vocab_size": len(vocab)}

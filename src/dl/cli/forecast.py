@@ -29,10 +29,23 @@ import numpy as np
 from dl import __version__, checkpoint, lm
 from dl import forecast as core
 from dl.cli import backends, signals
-from dl.cli.options import (UsageError, choice, count, fraction, list_of, positive_float,
-                            positive_int)
+from dl.cli.options import (
+    UsageError,
+    choice,
+    count,
+    fraction,
+    list_of,
+    positive_float,
+    positive_int,
+)
 from dl.cli.rundir import locked, refuse_other_kind
-from dl.data.series import SERIES_LOADERS, Scaler, SeriesError, load_series, read_csv_series
+from dl.data.series import (
+    SERIES_LOADERS,
+    Scaler,
+    SeriesError,
+    load_series,
+    read_csv_series,
+)
 from dl.files import atomic_write, make_directory
 
 STEM = "forecast"  # forecast.safetensors and forecast.json in the run directory
@@ -132,19 +145,19 @@ def main(args: argparse.Namespace) -> int:
 
 def train_run(args, out: Path, source: dict, opts: dict, data, backend: str) -> int:
     """Train (or select), score, refit if asked and save the run in the locked ``out``."""
-    config = core.ForecastConfig(opts["cell"], series.values.shape[1], opts["hidden"],
+    config = core.ForecastConfig(opts["cell"], data.series.values.shape[1], opts["hidden"],
                                  opts["layers"], opts["dropout"], True, data.num_outputs)
     settings = core.FitSettings(**{f.name: opts[f.name]
                                    for f in dataclasses.fields(core.FitSettings)})
     print(describe(data))
     started, build = time.perf_counter(), builder(backend, args.device)
     best = BestSoFar(build)
-    meta = dict(model=config.to_dict(), training=dataclasses.asdict(settings),
-                scaler=data.scaler.to_dict(), window=data.window, horizon=data.horizon,
-                mode=data.mode, period=data.period, val_fraction=opts["val_fraction"],
-                test_fraction=opts["test_fraction"], data=source,
-                series=data.series.metadata(), refit=None, backend=backend,
-                dl_version=__version__)
+    meta = {"model": config.to_dict(), "training": dataclasses.asdict(settings),
+            "scaler": data.scaler.to_dict(), "window": data.window, "horizon": data.horizon,
+            "mode": data.mode, "period": data.period, "val_fraction": opts["val_fraction"],
+            "test_fraction": opts["test_fraction"], "data": source,
+            "series": data.series.metadata(), "refit": None, "backend": backend,
+            "dl_version": __version__}
     try:
         model, config, settings, fit, trials = fit_model(best.build, data, config, settings,
                                                          args.select, best.log)

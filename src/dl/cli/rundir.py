@@ -16,7 +16,13 @@ from pathlib import Path
 
 from dl import checkpoint
 from dl.errors import InputError
-from dl.files import append_line, atomic_write, explain, make_directory, remove_temporaries
+from dl.files import (
+    append_line,
+    atomic_write,
+    explain,
+    make_directory,
+    remove_temporaries,
+)
 
 RUN_FILES = ("model.safetensors", "model.json", "best.safetensors", "best.json",
              "metrics.jsonl", "perplexity.png")
@@ -97,8 +103,15 @@ def _acquire(lock: Path, kind: str, option: str) -> int:
              f"letting go (killed?); taking it over"
              + (f" and removing {len(left)} half-written temporary file(s)" if left else ""))
     os.ftruncate(fd, 0)
-    os.pwrite(fd, f"{os.getpid()}\n{shlex.join([kind, *sys.argv[1:]])}\n".encode(), 0)
+    os.pwrite(fd, f"{os.getpid()}\n{_command_line(kind)}\n".encode(), 0)
     return fd
+
+
+def _command_line(kind: str) -> str:
+    """This process's ``dl`` command line, or ``kind`` where ``dl`` runs inside another
+    program (a test, a notebook)."""
+    args = sys.argv[1:]
+    return shlex.join(["dl", *args]) if args[:1] == kind.split()[1:] else kind
 
 
 def _owner(fd: int) -> tuple[str, str]:

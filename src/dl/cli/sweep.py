@@ -19,13 +19,26 @@ from pathlib import Path
 
 from dl import checkpoint
 from dl.cli.backends import installed
-from dl.cli.options import (SWEEPABLE, TRAIN_OPTIONS, UsageError, add_train_options, given,
-                            with_defaults)
+from dl.cli.options import (
+    SWEEPABLE,
+    TRAIN_OPTIONS,
+    UsageError,
+    add_train_options,
+    given,
+    with_defaults,
+)
 from dl.cli.rundir import RunDir, locked
 from dl.cli.saved import open_model
-from dl.cli.train import (BOOK_PREFIXES, TrainingDiverged, check_prefixes, load_data, resolve,
-                          sample, train)
-from dl.files import atomic_write
+from dl.cli.train import (
+    BOOK_PREFIXES,
+    TrainingDiverged,
+    check_prefixes,
+    load_data,
+    resolve,
+    sample,
+    train,
+)
+from dl.files import atomic_write, make_directory
 
 DIVERGED = "diverged.txt"  # in a run directory: training diverged, with the message
 COLUMNS = ("run", "seconds", "tokens_per_sec", "train_perplexity", "val_perplexity", "sample")
@@ -136,6 +149,7 @@ def _train_or_skip(settings: dict, run: Path) -> int:
     :func:`check_grid` has checked that it is this sweep's."""
     if (run / DIVERGED).exists():
         return 0
+    make_directory(run)  # kept if the run diverges: it records why
     if checkpoint.exists(run):
         meta = checkpoint.load(run)[1]
         if meta["finished"] and meta["settings"]["epochs"] >= with_defaults(settings)["epochs"]:

@@ -24,8 +24,14 @@ import numpy as np
 from dl import __version__, checkpoint, lm, optim
 from dl import train as core
 from dl.cli import backends, signals
-from dl.cli.options import (TRAIN_OPTIONS, UsageError, add_train_options, given, positive_int,
-                            with_defaults)
+from dl.cli.options import (
+    TRAIN_OPTIONS,
+    UsageError,
+    add_train_options,
+    given,
+    positive_int,
+    with_defaults,
+)
 from dl.cli.rundir import RunDir, locked, note
 from dl.cli.saved import check_finite
 from dl.data import text as textdata
@@ -170,7 +176,7 @@ def build_model(settings: dict, config: lm.LMConfig, params: dict):
 def prefix_tokens(prefix: str, token: str):
     """The tokens of ``prefix`` cleaned as the training text: a string of characters, or a
     list of words."""
-    cleaned = " ".join(textdata.normalize_lines(prefix)).strip() or prefix.strip()
+    cleaned = " ".join(textdata.normalize_lines(prefix)).strip() or prefix
     return cleaned if token == "char" else cleaned.split()
 
 
@@ -250,6 +256,9 @@ def train(asked: dict, out: Path, resume: bool = False, force: bool = False,
         raise UsageError("--resume continues the run in --out and --force overwrites it; "
                          "give one of them")
     run = RunDir(out)
+    if resume and not run.path.is_dir():
+        raise UsageError(f"--resume: {out} holds no checkpoint (there is no such directory); "
+                         "start the run without --resume")
     if dry_run:
         session, loader = _prepare(run, asked, resume, prefixes, quiet)
         return session.dry_run(loader)

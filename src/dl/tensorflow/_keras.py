@@ -44,8 +44,7 @@ def _quiet_stderr():
 
 with _quiet_stderr():
     import absl.logging
-
-    import tensorflow as tf  # noqa: E402  (the variables must be set first)
+    import tensorflow as tf  # (the variables must be set first)
 
     tf.config.list_physical_devices("GPU")  # the drivers are probed (and log) here, once
 
