@@ -285,8 +285,15 @@ def _prepare(run: RunDir, asked: dict, resume: bool, prefixes, quiet: bool):
             " ".join(data.first_line.split()[:2]),)
     check_prefixes(prefixes, data.vocab, settings["token"])
     config = model_config(settings, len(data.vocab))
-    loader = SeqDataLoader(settings["batch_size"], settings["num_steps"], settings["random_iter"],
-                           corpus=data.train, vocab=data.vocab)
+    try:
+        loader = SeqDataLoader(settings["batch_size"], settings["num_steps"],
+                               settings["random_iter"], corpus=data.train, vocab=data.vocab)
+    except ValueError as err:
+        if not settings["val_fraction"]:
+            raise
+        raise UsageError(f"--val-fraction {settings['val_fraction']} leaves {len(data.train):,} "
+                         f"of {len(data.train) + len(data.val):,} tokens for training: {err}, "
+                         "or a smaller --val-fraction") from None
     model = build_model(settings, config, params or lm.init_params(config, settings["seed"]))
     session = _Session(run, settings, data, config, model, meta, prefixes, quiet,
                        optimizer_state)
