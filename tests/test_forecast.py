@@ -288,13 +288,13 @@ def sine_rows(n=80):
      "column 'y' has 1 values that are not finite numbers, at rows 7: 'abc'"),
     (sine_rows()[:5] + ["5,"] + sine_rows()[6:], ["--column", "y"],
      "1 missing values (empty or NaN) at rows 7; fill them, remove those rows, or pass "
-     "interpolate=True"),
+     "--interpolate"),
     (sine_rows(20), ["--column", "y", "--window", "24"],
      "20 time steps, fewer than window + horizon = 24 + 4"),
     ([f"{t},5" for t in range(200)], ["--column", "y", "--window", "8"],
      "column 'y' is constant (5) over the training part, so MASE is undefined"),
     (sine_rows(), ["--column", "y,time", "--mode", "autoregressive", "--window", "8"],
-     "needs one column; the series has 2 (y, time); use mode direct"),
+     "needs one column; the series has 2 (y, time); use --mode direct"),
     (sine_rows(), [], "say which column to forecast with --column NAME"),
 ])
 def test_bad_input_gives_one_line_and_status_2(tmp_path, capsys, rows, argv, message):

@@ -342,8 +342,8 @@ def data_source(args) -> dict | None:
 
 # the library's argument names in its messages -> the command's flags
 FLAGS = {"interpolate=True": "--interpolate", "val_fraction": "--val-fraction",
-         "test_fraction": "--test-fraction", "a shorter window or horizon":
-         "a shorter --window or --horizon"}
+         "test_fraction": "--test-fraction", "use mode direct": "use --mode direct",
+         "a shorter window or horizon": "a shorter --window or --horizon"}
 LARGEST = 1e150  # larger values overflow when squared (variances, scores)
 
 
