@@ -376,8 +376,8 @@ def no_training(monkeypatch):
                                 "often (the most frequent, 29927 times)")),
     (["--resume", "--force"], "--resume continues the run in --out and --force overwrites it"),
     (["--val-fraction", "0.99", "--batch-size", "32"],
-     "--val-fraction 0.99 leaves 20 of 2,000 tokens for training: a corpus of 20 tokens cannot "
-     "make one batch"),
+     ("--val-fraction 0.99 leaves 20 of 2,000 tokens for training: a corpus of 20 tokens "
+      "cannot make one batch")),
 ])
 def test_bad_inputs_are_refused_before_anything_trains(tmp_path, capsys, no_training, args,
                                                        message):
