@@ -127,6 +127,11 @@ def test_language_model_and_forecast_runs_refuse_each_others_directories(tmp_pat
     assert dl("train", *SMALL, "--epochs", 1, "--out", forecast, "--force") == 2
     assert "holds a `dl forecast` run (forecast.safetensors)" in capsys.readouterr().err
     assert sorted(p.name for p in forecast.iterdir()) == ["forecast.safetensors"]
+    assert dl("generate", forecast) == 2
+    assert (f"{forecast} is a `dl forecast` run, not a language model; use it with "
+            f"`dl forecast --from {forecast}`") in capsys.readouterr().err
+    assert dl("forecast", "--from", run) == 2
+    assert f"--from {run} is a `dl train` run (a language model)" in capsys.readouterr().err
 
 
 # ---------------------------------------------------------------- kills, full disks

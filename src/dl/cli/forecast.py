@@ -401,6 +401,9 @@ def builder(backend: str, device: str | None):
 
 def open_run(run: Path):
     """``(params, meta, config, scaler)`` of the forecast checkpoint in ``run``."""
+    if not checkpoint.exists(run, STEM) and checkpoint.exists(run):
+        raise UsageError(f"--from {run} is a `dl train` run (a language model), not a "
+                         "forecast; give the --out directory of a `dl forecast` run")
     if not checkpoint.exists(run, STEM):
         raise UsageError(f"--from {run}: no forecast checkpoint there ({STEM}.safetensors); "
                          f"train one with `dl forecast --out {run}`")

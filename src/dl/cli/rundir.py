@@ -26,9 +26,10 @@ from dl.files import (
 
 RUN_FILES = ("model.safetensors", "model.json", "best.safetensors", "best.json",
              "metrics.jsonl", "perplexity.png")
-FORECAST_FILES = ("forecast.safetensors", "forecast.json", "metrics.json", "forecast.png")
-SWEEP_FILES = ("sweep.csv", "sweep.md", "sweep.png")
-KINDS = {"dl train": RUN_FILES, "dl forecast": FORECAST_FILES, "dl sweep": SWEEP_FILES}
+# the files that tell what made a directory
+KINDS = {"dl train": RUN_FILES,
+         "dl forecast": ("forecast.safetensors", "forecast.json", "forecast.png"),
+         "dl sweep": ("sweep.csv", "sweep.md", "sweep.png")}
 LOCK = ".dl.lock"  # the owner's PID and command line, while it runs
 
 

@@ -55,6 +55,10 @@ def open_model(run: Path, which: str = "auto", backend: str | None = None,
     if not run.is_dir():
         raise checkpoint.CheckpointError(f"{run}: no such run directory; give the --out "
                                          "directory of a `dl train` run")
+    if checkpoint.exists(run, "forecast") and not any(checkpoint.exists(run, s)
+                                                      for s in ("model", "best")):
+        raise checkpoint.CheckpointError(f"{run} is a `dl forecast` run, not a language model; "
+                                         f"use it with `dl forecast --from {run}`")
     stem = which
     if which == "auto":
         stem = "best" if checkpoint.exists(run, "best") else "model"
