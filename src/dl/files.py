@@ -25,17 +25,28 @@ _ADVICE = {
     errno.EISDIR: "a directory of that name is in the way; remove it or choose another path",
     errno.ENAMETOOLONG: "the path is too long; choose a shorter one",
     errno.EIO: "the disk reported an input/output error; check the disk",
+    errno.ENOENT: "its directory does not exist; create it or choose another path",
 }
 
 
-class WriteError(InputError):
+class WriteError(InputError, OSError):
     """A file could not be written; the message names it and says what to do."""
 
 
+_WRITE_ERRORS: dict[type, type] = {}  # OSError subclass -> WriteError of that kind too
+
+
 def explain(err: OSError, path: str | os.PathLike, doing: str = "write") -> WriteError:
-    """``err`` as one line of advice naming ``path``: ``cannot write P: the disk is full; ...``."""
+    """``err`` as one line of advice naming ``path``: ``cannot write P: the disk is full; ...``.
+    The result is also of ``err``'s own type (``FileNotFoundError``, ``PermissionError``, ...)
+    with its ``errno``, so code that catches those still does."""
     advice = _ADVICE.get(err.errno, f"{err.strerror or err}; check the path and the disk")
-    return WriteError(f"cannot {doing} {path}: {advice}")
+    kind = type(err)
+    if kind not in _WRITE_ERRORS:
+        _WRITE_ERRORS[kind] = type(f"WriteError({kind.__name__})", (WriteError, kind), {})
+    error = _WRITE_ERRORS[kind](f"cannot {doing} {path}: {advice}")
+    error.errno = err.errno
+    return error
 
 
 def make_directory(path: str | os.PathLike, option: str = "--out") -> Path:
