@@ -5,6 +5,8 @@ from __future__ import annotations
 import importlib
 import importlib.util
 
+from dl.errors import InputError
+
 PREFERENCE = ("torch", "tensorflow", "jax")
 IMPLS = ("scratch", "concise")  # the book's cells in array ops; the framework's own layers
 # (backend, implementation), fastest first: the seed's LSTM trained at about 83k, 62k, 50k,
@@ -17,7 +19,7 @@ CONCISE_CELLS = {"torch": ("rnn", "lstm"), "tensorflow": ("rnn", "gru", "lstm"),
 _NEEDS = {"tensorflow": ("tensorflow", "tf_keras"), "jax": ("jax",), "torch": ("torch",)}
 
 
-class BackendError(ValueError):
+class BackendError(InputError):
     """A backend was asked for that is not installed."""
 
 

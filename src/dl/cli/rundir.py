@@ -9,13 +9,14 @@ import os
 from pathlib import Path
 
 from dl import checkpoint
+from dl.errors import InputError
 from dl.files import atomic_write
 
 RUN_FILES = ("model.safetensors", "model.json", "best.safetensors", "best.json",
              "metrics.jsonl", "perplexity.png")
 
 
-class RunDirError(ValueError):
+class RunDirError(InputError):
     """The run directory cannot be used as asked."""
 
 
