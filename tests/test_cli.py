@@ -304,9 +304,15 @@ def test_newer_or_foreign_checkpoints_exit_2(tmp_path, capsys, monkeypatch):
 def test_ctrl_c_saves_and_exits_130(tmp_path):
     run = tmp_path / "run"
     env = dict(os.environ, PYTHONUNBUFFERED="1")
+    # `dl` as a user's shell starts it: a test run started with SIGINT ignored (`pytest &` in a
+    # script) passes the ignore on, and Python then never raises KeyboardInterrupt
+    with_sigint = ("import runpy, signal, sys; signal.signal(signal.SIGINT, "
+                   "signal.default_int_handler); sys.argv[0] = 'dl'; "
+                   "runpy.run_module('dl', run_name='__main__')")
     process = subprocess.Popen(
-        [sys.executable, "-m", "dl", "train", *map(str, SMALL), "--epochs", "1000", "--backend", "torch",
-         "--out", str(run)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        [sys.executable, "-c", with_sigint, "train", *map(str, SMALL), "--epochs", "1000",
+         "--backend", "torch", "--out", str(run)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     for _ in range(3):  # three epochs done
         assert process.stdout.readline()
     process.send_signal(signal.SIGINT)
