@@ -9,8 +9,8 @@ from dl.errors import InputError
 
 PREFERENCE = ("torch", "tensorflow", "jax")
 IMPLS = ("scratch", "concise")  # the book's cells in array ops; the framework's own layers
-# (backend, implementation), fastest first: the seed's LSTM trained at about 83k, 62k, 50k,
-# 48k, 36k and 28k tokens/s on 2 CPU cores (README, "The dl command")
+# (backend, implementation), fastest first for the seed's LSTM on a CPU, as `dl bench
+# --impl scratch,concise` measures it (the figures: README, "Implementations and backends")
 FASTEST = (("torch", "concise"), ("tensorflow", "scratch"), ("jax", "scratch"),
            ("jax", "concise"), ("torch", "scratch"), ("tensorflow", "concise"))
 # the cells each framework's own layers compute in the book's form (torch's GRU differs)

@@ -373,9 +373,10 @@ def split(values, val_fraction: float = 0.1, test_fraction: float = 0.2, *,
           window: int = 1, horizon: int = 1) -> Split:
     """Cut `values` (T,) or (T, D) (or a Series) into train, val and test parts, in time order.
 
-    The last ``round(T * test_fraction)`` steps are the test part, the ``round(T *
-    val_fraction)`` before them the validation part, the rest the training part (no
-    shuffling: the future never leaks into training). A fraction of 0 gives an empty part.
+    The last ``floor(T * test_fraction + 0.5)`` steps are the test part, the
+    ``floor(T * val_fraction + 0.5)`` before them the validation part (halves round up, not to
+    even as Python's ``round`` does), the rest the training part (no shuffling: the future
+    never leaks into training). A fraction of 0 gives an empty part.
     Every non-empty part must hold at least ``window + horizon`` steps so that
     :func:`make_windows` makes at least one window from it alone; otherwise SeriesError.
     (To forecast the first steps of a part, prepend the last `window` steps of the part
