@@ -172,8 +172,8 @@ def measure(backend: str, settings: dict) -> list[dict]:
             model = backends.model_class(backend, impl)(
                 config, lm.init_params(config, seed=0), device=settings["device"])
             trainer = model.trainer(OptimizerConfig(lr=1.0), clip=1.0)
-            train = median_after_warmup(lambda: core.train_epoch(trainer, batches)[2],
-                                        settings["repeats"])
+            train = median_after_warmup(
+                lambda trainer=trainer: core.train_epoch(trainer, batches)[2], settings["repeats"])
             generate = median_after_warmup(generation_speed(model, settings["gen_tokens"]),
                                            settings["repeats"])
             rows.append(dict(zip(MEASURED, (backend, impl, framework, model.device_name, cell,

@@ -2,8 +2,9 @@
 
 Both iterators draw from Python's :mod:`random` exactly as the book's library does, so after
 the same ``random.seed(...)`` they yield the same batches; pass ``rng=random.Random(seed)`` to
-draw from a generator of your own instead (the command line does, for exact resumes). Batches are NumPy int arrays
-``X, Y: (batch_size, num_steps)`` with ``Y`` the next token of ``X``; backends convert them.
+draw from a generator of your own instead (the command line does, for exact resumes). Batches
+are NumPy int arrays ``X, Y: (batch_size, num_steps)`` with ``Y`` the next token of ``X``;
+backends convert them.
 """
 
 from __future__ import annotations
@@ -119,6 +120,7 @@ def load_data_time_machine(batch_size: int, num_steps: int, use_random_iter: boo
 
 def load_data_text(lines: list[str], batch_size: int, num_steps: int, use_random_iter: bool = False,
                    max_tokens: int = -1, *, token: str = "char", min_freq: int = 0):
-    """``(train_iter, vocab)`` over any cleaned lines of text (see :func:`dl.data.text.normalize_lines`)."""
+    """``(train_iter, vocab)`` over any cleaned lines of text (see
+    :func:`dl.data.text.normalize_lines`)."""
     corpus, vocab = corpus_from_lines(lines, token, max_tokens, min_freq)
     return SeqDataLoader(batch_size, num_steps, use_random_iter, corpus=corpus, vocab=vocab), vocab

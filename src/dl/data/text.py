@@ -43,7 +43,8 @@ def read_text_file(path: str | os.PathLike) -> str:
 
 
 def normalize_lines(text: str) -> list[str]:
-    """The book's cleaning: each line keeps letters only (runs of others become one space), lower-cased."""
+    """The book's cleaning: each line keeps letters only (runs of others become one space),
+    lower-cased."""
     return [_NOT_LETTERS.sub(" ", line).strip().lower() for line in text.splitlines()]
 
 
