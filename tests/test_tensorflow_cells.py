@@ -2,8 +2,8 @@
 
 The scratch cells' outputs, final state and gradients against the reference, and their zero
 states, are tested for every framework in test_cells.py; here, with the same weights they
-must equal Keras' SimpleRNNCell, GRUCell(reset_after=False) and LSTMCell; ``RNNModel`` must give time-major
-logits equal to a manual computation with its layer's own weights.
+must equal Keras' SimpleRNNCell, GRUCell(reset_after=False) and LSTMCell; ``RNNModel`` must
+give time-major logits equal to a manual computation with its layer's own weights.
 """
 from dl import tensorflow as dl  # first: makes tf.keras tf-keras in this process
 

@@ -2,10 +2,11 @@
 
 The scratch cells' outputs, final state and gradients against the reference, and their zero
 states, are tested for every framework in test_cells.py; here, with the same weights the RNN
-and LSTM must equal ``nn.RNN`` and ``nn.LSTM``. PyTorch's GRU is not the book's (torch applies the reset gate
-after ``W_hn h + b_hn``), so the scratch GRU is compared with the reference only and
-``RNNModel(nn.GRU)`` with a manual computation in torch's own formula. ``RNNModel`` must give
-time-major logits equal to running its layer directly plus its linear layer.
+and LSTM must equal ``nn.RNN`` and ``nn.LSTM``. PyTorch's GRU is not the book's (torch
+applies the reset gate after ``W_hn h + b_hn``), so the scratch GRU is compared with the
+reference only and ``RNNModel(nn.GRU)`` with a manual computation in torch's own formula.
+``RNNModel`` must give time-major logits equal to running its layer directly plus its linear
+layer.
 """
 import numpy as np
 import pytest
