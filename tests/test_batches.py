@@ -103,7 +103,7 @@ def test_load_data_time_machine_sequential_rows_continue(tm_corpus):
     train_iter, _ = load_data_time_machine(32, 35)
     random.seed(3)
     batches = list(train_iter)
-    for (X0, Y0), (X1, _) in zip(batches, batches[1:]):
+    for (_, Y0), (X1, _) in zip(batches, batches[1:]):
         np.testing.assert_array_equal(X1[:, 0], Y0[:, -1])  # row i resumes where it ended
     # rebuild row 0's stream and find it in the corpus
     row0 = np.concatenate([X[0] for X, _ in batches])

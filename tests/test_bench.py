@@ -53,7 +53,8 @@ def test_bench_writes_table_csv_and_plot(tmp_path, capsys, time_machine_path):
 def test_concise_rows_beside_scratch_and_cells_without_a_layer_skipped(tmp_path, capfd):
     pytest.importorskip("torch")
     assert main(["bench", "--impl", "scratch,concise", "--cells", "gru,lstm", *TINY,
-                 "--data", "random", "--backends", "torch", "--out", str(tmp_path)]) == 0
+                 "--data", "random", "--backends", "torch", "--device", "cpu",
+                 "--out", str(tmp_path)]) == 0
     rows = read_csv(tmp_path / "bench.csv")
     assert [(r["impl"], r["cell"], r["hidden"]) for r in rows] == [
         ("scratch", "gru", "8"), ("scratch", "gru", "16"), ("scratch", "lstm", "8"),

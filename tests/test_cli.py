@@ -13,7 +13,7 @@ from dl import checkpoint
 from dl.cli import main
 from dl.cli import train as cli_train
 
-pytestmark = pytest.mark.usefixtures("time_machine_path")
+novel = pytest.mark.usefixtures("time_machine_path")  # trains on The Time Machine: skip without it
 SMALL = ["--hidden", "16", "--batch-size", "4", "--num-steps", "8", "--max-tokens", "1500",
          "--print-every", "1", "--save-every", "2"]
 
@@ -35,18 +35,21 @@ def test_defaults_are_the_seed():
         "val_fraction": 0.0}
 
 
+@novel
 def test_dry_run_reports_the_book_data_and_writes_nothing(tmp_path, capsys):
-    assert dl("train", "--dry-run", "--backend", "torch", "--out", tmp_path / "run") == 0
+    assert dl("train", "--dry-run", "--backend", "torch", "--device", "cpu",
+              "--out", tmp_path / "run") == 0
     out = capsys.readouterr().out
     assert "lstm (concise, torch on cpu) with 299,036 parameters; 10,000 training and 0 " \
            "validation tokens of The Time Machine, vocabulary 28" in out
     assert not (tmp_path / "run").exists()
 
 
+@novel
 def test_train_writes_a_run(tmp_path, capsys):
     run = tmp_path / "run"
-    assert dl("train", *SMALL, "--epochs", 3, "--backend", "torch", "--val-fraction", 0.2,
-              "--out", run) == 0
+    assert dl("train", *SMALL, "--epochs", 3, "--backend", "torch", "--device", "cpu",
+              "--val-fraction", 0.2, "--out", run) == 0
     out = capsys.readouterr().out.splitlines()
     assert len(out) == 3 + 5  # a sample per epoch; perplexity, validation, 2 samples, saved
     assert out[3].startswith("perplexity ") and "tokens/sec on cpu" in out[3]
@@ -87,6 +90,7 @@ def interrupt_in_epoch(monkeypatch, epoch):
     ("torch", ["--impl", "concise", "--layers", 2, "--dropout", 0.3]),
     ("tensorflow", ["--impl", "concise", "--cell", "gru"]),
 ])
+@novel
 def test_interrupted_and_resumed_run_ends_with_the_same_weights(tmp_path, monkeypatch, capsys,
                                                                 backend, extra):
     pytest.importorskip(backend)
@@ -110,6 +114,7 @@ def test_interrupted_and_resumed_run_ends_with_the_same_weights(tmp_path, monkey
     assert strip(lines(tmp_path / "cut")) == strip(lines(tmp_path / "whole"))
 
 
+@novel
 def test_resume_refuses_changed_model_settings(tmp_path, capsys):
     run = tmp_path / "run"
     assert dl("train", *SMALL, "--epochs", 1, "--backend", "torch", "--out", run) == 0
@@ -118,6 +123,7 @@ def test_resume_refuses_changed_model_settings(tmp_path, capsys):
     assert checkpoint.load(run)[1]["epoch"] == 1
 
 
+@novel
 def test_out_holding_a_run_is_refused_unless_forced(tmp_path, capsys):
     run = tmp_path / "run"
     assert dl("train", *SMALL, "--epochs", 1, "--backend", "torch", "--out", run) == 0
@@ -135,6 +141,8 @@ def test_out_holding_a_run_is_refused_unless_forced(tmp_path, capsys):
 def test_checkpoint_is_portable_across_backends(tmp_path, capsys, time_machine_path):
     installed = [b for b in ("torch", "tensorflow", "jax")
                  if __import__("importlib").util.find_spec(b)]
+    if len(installed) < 2:
+        pytest.skip(f"needs two backends to compare, installed: {installed}")
     run, text = tmp_path / "run", tmp_path / "part.txt"
     assert dl("train", *SMALL, "--epochs", 2, "--layers", 2, "--backend", installed[0],
               "--val-fraction", 0.1, "--out", run) == 0
@@ -152,6 +160,7 @@ def test_checkpoint_is_portable_across_backends(tmp_path, capsys, time_machine_p
     assert len({r["tokens"] for r in results.values()}) == 1
 
 
+@novel
 def test_generate_greedy_is_the_default_and_sampling_repeats_for_a_seed(tmp_path, capsys):
     run = tmp_path / "run"
     assert dl("train", *SMALL, "--epochs", 1, "--backend", "torch", "--out", run) == 0
@@ -165,6 +174,7 @@ def test_generate_greedy_is_the_default_and_sampling_repeats_for_a_seed(tmp_path
     assert top1 == greedy and seed1 == seed1_again and seed1 != seed2
 
 
+@novel
 def test_eval_counts_tokens_outside_the_vocabulary(tmp_path, capsys):
     run = tmp_path / "run"
     assert dl("train", *SMALL, "--epochs", 1, "--token", "word", "--num-steps", 4,
@@ -174,7 +184,8 @@ def test_eval_counts_tokens_outside_the_vocabulary(tmp_path, capsys):
     capsys.readouterr()
     assert dl("eval", run, "--text", text) == 0
     out = capsys.readouterr().out
-    assert "on 6 tokens of" in out  # every token after the first and "(3 outside the vocabulary of" in out
+    assert "on 6 tokens of" in out  # every token after the first
+    assert "(3 outside the vocabulary of" in out  # zebra, quokka, zebra
 
 
 @pytest.mark.parametrize("content,message", [
@@ -228,6 +239,7 @@ def test_other_user_errors_exit_2(tmp_path, capsys):
         assert message in capsys.readouterr().err
 
 
+@novel
 def test_damaged_checkpoints_exit_2_naming_the_file(tmp_path, capsys):
     run = tmp_path / "run"
     assert dl("train", *SMALL, "--epochs", 1, "--backend", "torch", "--out", run) == 0
@@ -239,6 +251,7 @@ def test_damaged_checkpoints_exit_2_naming_the_file(tmp_path, capsys):
     assert dl("train", "--out", run, "--resume") == 2
 
 
+@novel
 def test_diverging_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch, capsys):
     args = [*SMALL, "--save-every", 10, "--backend", "torch"]
     assert dl("train", *args, "--epochs", 2, "--out", tmp_path / "two") == 0
@@ -260,6 +273,7 @@ def test_diverging_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, monke
         np.testing.assert_array_equal(value, good[name])
 
 
+@novel
 def test_real_divergence_in_the_first_epoch_writes_no_checkpoint(tmp_path, capsys):
     run = tmp_path / "run"
     assert dl("train", *SMALL, "--epochs", 3, "--lr", "1e30", "--clip", "1e30", "--backend",
@@ -268,6 +282,7 @@ def test_real_divergence_in_the_first_epoch_writes_no_checkpoint(tmp_path, capsy
     assert not checkpoint.exists(run)
 
 
+@novel
 def test_newer_or_foreign_checkpoints_exit_2(tmp_path, capsys, monkeypatch):
     run = tmp_path / "run"
     assert dl("train", *SMALL, "--epochs", 1, "--backend", "torch", "--out", run) == 0
@@ -285,12 +300,19 @@ def test_newer_or_foreign_checkpoints_exit_2(tmp_path, capsys, monkeypatch):
 
 
 @pytest.mark.slow
+@novel
 def test_ctrl_c_saves_and_exits_130(tmp_path):
     run = tmp_path / "run"
     env = dict(os.environ, PYTHONUNBUFFERED="1")
+    # `dl` as a user's shell starts it: a test run started with SIGINT ignored (`pytest &` in a
+    # script) passes the ignore on, and Python then never raises KeyboardInterrupt
+    with_sigint = ("import runpy, signal, sys; signal.signal(signal.SIGINT, "
+                   "signal.default_int_handler); sys.argv[0] = 'dl'; "
+                   "runpy.run_module('dl', run_name='__main__')")
     process = subprocess.Popen(
-        [sys.executable, "-m", "dl", "train", *map(str, SMALL), "--epochs", "1000", "--backend", "torch",
-         "--out", str(run)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        [sys.executable, "-c", with_sigint, "train", *map(str, SMALL), "--epochs", "1000",
+         "--backend", "torch", "--out", str(run)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     for _ in range(3):  # three epochs done
         assert process.stdout.readline()
     process.send_signal(signal.SIGINT)
@@ -313,6 +335,7 @@ def test_sweep_grid_and_names():
 
 
 @pytest.mark.slow
+@novel
 def test_sweep_records_each_run_and_skips_finished_ones(tmp_path, monkeypatch, capsys):
     import csv
     out = tmp_path / "sweep"
@@ -341,6 +364,7 @@ def test_sweep_records_each_run_and_skips_finished_ones(tmp_path, monkeypatch, c
     assert (out / "sweep.png").read_bytes()[:4] == b"\x89PNG"
 
 
+@novel
 def test_concise_runs_save_the_same_model_every_backend_reads(tmp_path, capsys):
     run = tmp_path / "run"
     assert dl("train", *SMALL, "--epochs", 2, "--impl", "concise", "--layers", 2,
@@ -374,6 +398,7 @@ def test_backend_and_implementation_default_to_the_fastest_that_computes_the_mod
     assert backends.choose_model(*asked, cell, tanh) == chosen
 
 
+@novel
 def test_a_terminal_gets_a_progress_bar(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
     assert dl("train", *SMALL, "--epochs", 2, "--backend", "torch", "--val-fraction", 0.2,
@@ -392,6 +417,7 @@ def test_with_one_framework_the_faster_implementation_is_chosen(monkeypatch):
     assert backends.choose_model(None, "concise", "gru") == ("torch", "concise")  # refused later
 
 
+@novel
 def test_force_removes_nothing_when_the_new_run_cannot_start(tmp_path, capsys):
     run = tmp_path / "run"
     assert dl("train", *SMALL, "--epochs", 1, "--backend", "torch", "--out", run) == 0
@@ -406,13 +432,16 @@ def test_force_removes_nothing_when_the_new_run_cannot_start(tmp_path, capsys):
     ("cuda:x", "device 'cuda:x': give cpu"),
     ("cuda:7", "device 'cuda:7': PyTorch sees"),
 ])
-def test_bad_devices_exit_2(tmp_path, capsys, device, message):
-    if device == "cuda:7" and __import__("torch").cuda.device_count() > 7:
-        pytest.skip("this machine has 8 GPUs")
+def test_bad_devices_exit_2(tmp_path, capsys, request, device, message):
+    if device == "cuda:7":  # a well-formed name, checked once the model is built on the novel
+        request.getfixturevalue("time_machine_path")
+        if __import__("torch").cuda.device_count() > 7:
+            pytest.skip("this machine has 8 GPUs")
     assert dl("train", *SMALL, "--backend", "torch", "--device", device, "--out", tmp_path) == 2
     assert message in capsys.readouterr().err
 
 
+@novel
 def test_more_user_errors_exit_2(tmp_path, capsys):
     assert dl("train", "--resume") == 2
     assert "--resume needs --out RUN" in capsys.readouterr().err
@@ -425,12 +454,14 @@ def test_more_user_errors_exit_2(tmp_path, capsys):
     assert "kept no best checkpoint" in capsys.readouterr().err
 
 
+@novel
 def test_ctrl_c_in_the_first_epoch_says_nothing_was_saved(tmp_path, monkeypatch, capsys):
     interrupt_in_epoch(monkeypatch, 1)
     assert dl("train", *SMALL, "--backend", "torch", "--out", tmp_path / "run") == 130
     assert "nothing was saved; start the run again" in capsys.readouterr().err
 
 
+@novel
 def test_dry_run_of_a_resume_writes_nothing(tmp_path):
     run = tmp_path / "run"
     assert dl("train", *SMALL, "--epochs", 3, "--save-every", 1, "--backend", "torch",
@@ -443,6 +474,7 @@ def test_dry_run_of_a_resume_writes_nothing(tmp_path):
     assert (run / "metrics.jsonl").read_text() == before
 
 
+@novel
 def test_resume_on_another_backend_takes_an_implementation_it_has(tmp_path, capsys):
     pytest.importorskip("tensorflow")
     run = tmp_path / "run"
@@ -455,6 +487,7 @@ def test_resume_on_another_backend_takes_an_implementation_it_has(tmp_path, caps
 
 
 @pytest.mark.slow
+@novel
 def test_sweep_records_a_diverged_run_and_refuses_other_settings(tmp_path, capsys):
     out = tmp_path / "sweep"
     args = ["sweep", "--lr", "0.5,1e30", "--clip", "1e30", "--epochs", 2, "--hidden", 8,

@@ -63,6 +63,8 @@ def test_training_moves_every_parameter_alike_in_every_framework(cell, optimizer
     first, *others = INSTALLED
     for name, value in trained[first].items():
         assert not np.allclose(value, start[name]), f"{name} did not move"
+    if not others:
+        pytest.skip(f"only {first} is installed: no other framework to compare with")
     for backend in others:
         np.testing.assert_allclose(histories[backend], histories[first], rtol=1e-4)
         for name, value in trained[first].items():

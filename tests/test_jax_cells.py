@@ -1,9 +1,9 @@
 """dl.jax's scratch cells and layers against the NumPy reference.
 
 The scratch cells (``get_*_params(vocab, hidden, key)``, ``init_*_state(batch, hidden)`` and
-``rnn``/``gru``/``lstm``, scanned with ``jax.lax.scan``) must give the reference's outputs,
-final state and gradients (``jax.grad``) w.r.t. every parameter and the initial state; a
-user's Python ``for X in inputs`` loop must give the same numbers, eagerly and under
+``rnn``/``gru``/``lstm``, scanned with ``jax.lax.scan``) give the reference's outputs, final
+state and gradients (``jax.grad``, tested for every framework in test_cells.py); a user's
+Python ``for X in inputs`` loop must give the same numbers, eagerly and under
 ``jax.jit``. The layers ``RNN``/``GRU``/``LSTM`` keep fused weights ``W_x: (V, G*H)``,
 ``W_h: (H, G*H)``, ``b: (G*H,)`` with the gates along the last axis (LSTM i, f, o, c; GRU z, r,
 h); built from canonical weights, ``RNNModel`` must equal the scratch model.
@@ -21,7 +21,6 @@ from cell_problems import (B, CELLS, H, T, TOL, V, as_float64, problem,  # noqa:
 
 FORWARD = {"rnn": dl.rnn, "gru": dl.gru, "lstm": dl.lstm}
 GET_PARAMS = {"rnn": dl.get_rnn_params, "gru": dl.get_gru_params, "lstm": dl.get_lstm_params}
-INIT_STATE = {"rnn": dl.init_rnn_state, "gru": dl.init_gru_state, "lstm": dl.init_lstm_state}
 # the fused layers' gate order along the last axis, as canonical gate letters
 LAYER_GATES = {"rnn": ("h",), "gru": ("z", "r", "h"), "lstm": ("i", "f", "o", "c")}
 LAYERS = {"rnn": dl.RNN, "gru": dl.GRU, "lstm": dl.LSTM}
@@ -30,10 +29,6 @@ LAYERS = {"rnn": dl.RNN, "gru": dl.GRU, "lstm": dl.LSTM}
 def jax_params(cell, params):
     """Canonical params as a list of jnp arrays in canonical order."""
     return [jnp.asarray(params[name]) for name in ref.PARAM_NAMES[cell]]
-
-
-def mean_cross_entropy(logits, labels):
-    return dl.token_loss_sum(logits, labels) / labels.shape[0]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -65,58 +60,6 @@ def test_params_have_canonical_shapes_order_and_book_init_and_follow_the_key(cel
     other = get_params(40, 32, jax.random.PRNGKey(1))
     assert not np.allclose(np.asarray(other[0]), np.asarray(params[0]))
     assert dl.CELLS[cell][0] is get_params
-
-
-@pytest.mark.parametrize("cell, count", [("rnn", 1), ("gru", 1), ("lstm", 2)])
-def test_init_state_is_zeros_of_batch_by_hidden(cell, count):
-    init_state = INIT_STATE[cell]
-    state = init_state(B, H)
-    assert isinstance(state, tuple) and len(state) == count
-    for s in state:
-        assert tuple(s.shape) == (B, H) and s.dtype == jnp.float32
-        assert np.all(np.asarray(s) == 0)
-    assert dl.CELLS[cell][1] is init_state
-    assert dl.CELLS[cell][2] is FORWARD[cell]
-
-
-# ---------------------------------------------------------------------------------------------
-# Scratch cells against the NumPy reference
-
-
-@pytest.mark.parametrize("cell", CELLS)
-def test_forward_and_gradients_match_reference(cell):
-    """Outputs, final state and loss, and jax.grad of mean cross-entropy + sum(final * dfinal)
-    w.r.t. every parameter, the initial state and the inputs (the loss path through the
-    outputs and the final state's path)."""
-    params, state, X, labels = problem(cell, seed=5)
-    dfinal = tuple(np.random.default_rng(8).standard_normal(s.shape).astype(np.float32)
-                   for s in state)
-    params64 = as_float64(params)
-    Y_ref, final_ref, cache = ref.forward(cell, params64, X.astype(np.float64), as_float64(state))
-    loss_ref, dY = ref.softmax_cross_entropy(Y_ref, labels)
-    grads_ref, dstate_ref, dX_ref = ref.backward(cell, params64, cache, dY, as_float64(dfinal))
-
-    def objective(weights, state, X):
-        Y, final = FORWARD[cell](X, state, weights)
-        loss = mean_cross_entropy(Y, jnp.asarray(labels))
-        return loss + sum((s * d).sum() for s, d in zip(final, dfinal)), (loss, Y, final)
-
-    (_, (loss, Y, final)), (grads, dstate, dX) = jax.jit(jax.value_and_grad(
-        objective, argnums=(0, 1, 2), has_aux=True))(
-        jax_params(cell, params), tuple(map(jnp.asarray, state)), jnp.asarray(X))
-    assert tuple(Y.shape) == (T * B, V) and Y.dtype == jnp.float32
-    np.testing.assert_allclose(np.asarray(Y), Y_ref, **TOL)
-    assert isinstance(final, tuple) and len(final) == len(final_ref)
-    for s, s_ref in zip(final, final_ref):
-        np.testing.assert_allclose(np.asarray(s), s_ref, **TOL)
-    np.testing.assert_allclose(float(loss), loss_ref, **TOL)
-    assert len(grads) == len(ref.PARAM_NAMES[cell])
-    for name, g in zip(ref.PARAM_NAMES[cell], grads):
-        np.testing.assert_allclose(np.asarray(g), grads_ref[name], err_msg=name, **TOL)
-    assert isinstance(dstate, tuple) and len(dstate) == len(dstate_ref)
-    for d, d_ref in zip(dstate, dstate_ref):
-        np.testing.assert_allclose(np.asarray(d), d_ref, **TOL)
-    np.testing.assert_allclose(np.asarray(dX), dX_ref, **TOL)
 
 
 # ---------------------------------------------------------------------------------------------

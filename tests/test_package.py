@@ -57,3 +57,16 @@ def test_version_matches_the_installed_distribution():
     except PackageNotFoundError:
         pytest.skip('dl-rnn is not installed as a distribution')
     assert installed == dl.__version__
+
+
+def test_ci_checks_the_style_then_runs_the_readme_test_command():
+    from pathlib import Path
+    root = Path(__file__).resolve().parents[1]
+    readme = (root / 'README.md').read_text()
+    command = re.search(r'```bash\n(python3 -m venv .venv && [^\n]*-m pytest)\n```', readme)[1]
+    ci = (root / '.ci' / 'run').read_text().splitlines()
+    paths = 'src tests benchmarks examples'
+    style = [ci.index(f'.venv/bin/ruff check {paths}'),
+             ci.index(f'.venv/bin/ruff format --check {paths}')]
+    assert ci[-1] == command and max(style) < len(ci) - 1
+    assert '[tool.ruff]' in (root / 'pyproject.toml').read_text()

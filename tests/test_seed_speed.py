@@ -87,7 +87,7 @@ def test_tensorflow_rows_time_the_books_own_loop_beside_the_re_created_one(
         assert variants == ["re-created book loop", "compile=False", "compiled"]
     calls = [json.loads(line) for line in log.read_text().splitlines()]
     assert len(calls) == 2 * 2  # per model: a warm-up epoch and one round
-    for kind, vocab_size, batches, use_random_iter in calls:
+    for _, vocab_size, batches, use_random_iter in calls:
         assert vocab_size == 28 and not use_random_iter
         assert batches == [["EagerTensor", [32, 35]]] * 8
     assert [call[0] for call in calls] == ["scratch", "scratch", ["concise", True], ["concise", True]]

@@ -325,7 +325,8 @@ def test_split_accepts_a_series_and_zero_fractions():
 @pytest.mark.parametrize('kwargs, message', [
     (dict(val_fraction=0.1, test_fraction=0.1, window=8, horizon=2),
      r'the val part would have 2 time steps \(0.1 of 20\), fewer than window \+ horizon = '
-     r'8 \+ 2 = 10; use a longer series, a shorter window or horizon, or a larger val_fraction'),
+     r'8 \+ 2 = 10; use a longer series, a shorter window or horizon, '
+     r'or a larger val_fraction'),
     (dict(val_fraction=0.5, test_fraction=0.3, window=3, horizon=2),
      r'the train part would have 4 time steps \(0.2 of 20\), fewer than window \+ horizon = '
      r'3 \+ 2 = 5; use a longer series, a shorter window or horizon$'),

@@ -1,9 +1,9 @@
 """dl.tensorflow's scratch cells and concise model against the NumPy reference and Keras.
 
-The scratch cells (``get_*_params``, ``init_*_state``, ``rnn``/``gru``/``lstm``) must give the
-reference's outputs, final state and gradients; with the same weights they must equal Keras'
-SimpleRNNCell, GRUCell(reset_after=False) and LSTMCell; ``RNNModel`` must give time-major
-logits equal to a manual computation with its layer's own weights.
+The scratch cells' outputs, final state and gradients against the reference, and their zero
+states, are tested for every framework in test_cells.py; here, with the same weights they
+must equal Keras' SimpleRNNCell, GRUCell(reset_after=False) and LSTMCell; ``RNNModel`` must
+give time-major logits equal to a manual computation with its layer's own weights.
 """
 from dl import tensorflow as dl  # first: makes tf.keras tf-keras in this process
 
@@ -56,15 +56,6 @@ def from_keras_weights(cell, kernel, recurrent_kernel, bias, dense_kernel, dense
 # Parameters and states
 
 
-def assert_gradients_match(cell, grads, dstate, grads_ref, dstate_ref):
-    """TF gradients (parameters in canonical order, initial state) equal the reference's."""
-    for name, g in zip(ref.PARAM_NAMES[cell], grads):
-        assert g is not None, name
-        np.testing.assert_allclose(g.numpy(), grads_ref[name], err_msg=name, **TOL)
-    for d, d_ref in zip(dstate, dstate_ref):
-        np.testing.assert_allclose(d.numpy(), d_ref, **TOL)
-
-
 @pytest.mark.parametrize("cell", CELLS)
 def test_params_have_canonical_names_shapes_and_init(cell):
     get_params = {"rnn": dl.get_rnn_params, "gru": dl.get_gru_params,
@@ -86,33 +77,8 @@ def test_params_have_canonical_names_shapes_and_init(cell):
     assert dl.CELLS[cell][0] is get_params
 
 
-@pytest.mark.parametrize("cell, init_state, count", [
-    ("rnn", dl.init_rnn_state, 1), ("gru", dl.init_gru_state, 1), ("lstm", dl.init_lstm_state, 2)])
-def test_init_state_is_zeros_of_batch_by_hidden(cell, init_state, count):
-    state = init_state(B, H)
-    assert isinstance(state, tuple) and len(state) == count
-    for s in state:
-        assert tuple(s.shape) == (B, H) and s.dtype == tf.float32
-        assert np.all(s.numpy() == 0)
-    assert dl.CELLS[cell][1] is init_state
-
-
 # ---------------------------------------------------------------------------------------------
 # Scratch cells against the NumPy reference
-
-
-@pytest.mark.parametrize("cell", CELLS)
-def test_forward_matches_reference(cell):
-    params, state, X, _ = problem(cell)
-    Y_ref, final_ref, _ = ref.forward(cell, as_float64(params), X.astype(np.float64),
-                                      as_float64(state))
-    Y, final = tf_forward(cell)(tf.constant(X), tuple(map(tf.constant, state)),
-                                variables_from(cell, params))
-    assert tuple(Y.shape) == (T * B, V)
-    np.testing.assert_allclose(Y.numpy(), Y_ref, **TOL)
-    assert len(final) == len(final_ref)
-    for s, s_ref in zip(final, final_ref):
-        np.testing.assert_allclose(s.numpy(), s_ref, **TOL)
 
 
 @pytest.mark.parametrize("cell", CELLS)
@@ -133,44 +99,6 @@ def test_forward_on_one_hot_tokens_and_a_list_of_steps(cell):
         np.testing.assert_allclose(Y.numpy(), Y_ref, **TOL)
         for s, s_ref in zip(final, final_ref):
             np.testing.assert_allclose(s.numpy(), s_ref, **TOL)
-
-
-@pytest.mark.parametrize("cell", CELLS)
-def test_gradients_of_mean_cross_entropy_match_reference(cell):
-    params, state, X, labels = problem(cell, seed=5)
-    loss_ref, grads_ref, dstate_ref = ref.loss_and_grads(
-        cell, as_float64(params), X.astype(np.float64), labels, as_float64(state))
-    variables = variables_from(cell, params)
-    state_tf = tuple(map(tf.constant, state))
-    with tf.GradientTape() as tape:
-        tape.watch(state_tf)
-        Y, _ = tf_forward(cell)(tf.constant(X), state_tf, variables)
-        loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels, Y))
-    grads, dstate = tape.gradient(loss, (variables, state_tf))
-    np.testing.assert_allclose(loss.numpy(), loss_ref, **TOL)
-    assert_gradients_match(cell, grads, dstate, grads_ref, dstate_ref)
-
-
-@pytest.mark.parametrize("cell", CELLS)
-def test_gradients_through_outputs_and_final_state_match_reference(cell):
-    """Gradient of sum(Y * dY) + sum(final * dstate): also covers the final state's path."""
-    params, state, X, _ = problem(cell, seed=7)
-    rng = np.random.default_rng(8)
-    dY = rng.standard_normal((T * B, V)).astype(np.float32)
-    dfinal = tuple(rng.standard_normal(s.shape).astype(np.float32) for s in state)
-    params64 = as_float64(params)
-    _, _, cache = ref.forward(cell, params64, X.astype(np.float64), as_float64(state))
-    grads_ref, dstate_ref, _ = ref.backward(cell, params64, cache, dY.astype(np.float64),
-                                            as_float64(dfinal))
-    variables = variables_from(cell, params)
-    state_tf = tuple(map(tf.constant, state))
-    with tf.GradientTape() as tape:
-        tape.watch(state_tf)
-        Y, final = tf_forward(cell)(tf.constant(X), state_tf, variables)
-        objective = tf.reduce_sum(Y * dY) + tf.add_n(
-            [tf.reduce_sum(s * d) for s, d in zip(final, dfinal)])
-    grads, dstate = tape.gradient(objective, (variables, state_tf))
-    assert_gradients_match(cell, grads, dstate, grads_ref, dstate_ref)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,11 +1,12 @@
 """dl.torch's scratch cells and concise model against the NumPy reference and torch.nn.
 
-The scratch cells (``get_*_params``, ``init_*_state``, ``rnn``/``gru``/``lstm``) must give the
-reference's outputs, final state and gradients; with the same weights the RNN and LSTM must
-equal ``nn.RNN`` and ``nn.LSTM``. PyTorch's GRU is not the book's (torch applies the reset gate
-after ``W_hn h + b_hn``), so the scratch GRU is compared with the reference only and
-``RNNModel(nn.GRU)`` with a manual computation in torch's own formula. ``RNNModel`` must give
-time-major logits equal to running its layer directly plus its linear layer.
+The scratch cells' outputs, final state and gradients against the reference, and their zero
+states, are tested for every framework in test_cells.py; here, with the same weights the RNN
+and LSTM must equal ``nn.RNN`` and ``nn.LSTM``. PyTorch's GRU is not the book's (torch
+applies the reset gate after ``W_hn h + b_hn``), so the scratch GRU is compared with the
+reference only and ``RNNModel(nn.GRU)`` with a manual computation in torch's own formula.
+``RNNModel`` must give time-major logits equal to running its layer directly plus its linear
+layer.
 """
 import numpy as np
 import pytest
@@ -30,15 +31,6 @@ def tensors_from(cell, params):
 
 def torch_forward(cell):
     return {"rnn": dl.rnn, "gru": dl.gru, "lstm": dl.lstm}[cell]
-
-
-def assert_gradients_match(cell, params, state, grads_ref, dstate_ref):
-    for name, p in zip(ref.PARAM_NAMES[cell], params):
-        assert p.grad is not None, name
-        np.testing.assert_allclose(p.grad.numpy(), grads_ref[name], err_msg=name, **TOL)
-    for s, d_ref in zip(state, dstate_ref):
-        assert s.grad is not None
-        np.testing.assert_allclose(s.grad.numpy(), d_ref, **TOL)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -74,35 +66,8 @@ def test_params_follow_the_torch_seed():
         assert torch.equal(a, b)
 
 
-@pytest.mark.parametrize("cell, init_state, count", [
-    ("rnn", dl.init_rnn_state, 1), ("gru", dl.init_gru_state, 1), ("lstm", dl.init_lstm_state, 2)])
-def test_init_state_is_zeros_of_batch_by_hidden(cell, init_state, count):
-    state = init_state(B, H, CPU)
-    assert isinstance(state, tuple) and len(state) == count
-    for s in state:
-        assert tuple(s.shape) == (B, H) and s.dtype == torch.float32
-        assert s.device.type == "cpu" and torch.all(s == 0)
-    assert dl.CELLS[cell][1] is init_state
-    assert dl.CELLS[cell][2] is torch_forward(cell)
-
-
 # ---------------------------------------------------------------------------------------------
 # Scratch cells against the NumPy reference
-
-
-@pytest.mark.parametrize("cell", CELLS)
-def test_forward_matches_reference(cell):
-    params, state, X, _ = problem(cell)
-    Y_ref, final_ref, _ = ref.forward(cell, as_float64(params), X.astype(np.float64),
-                                      as_float64(state))
-    with torch.no_grad():
-        Y, final = torch_forward(cell)(torch.tensor(X), tuple(map(torch.tensor, state)),
-                                       tensors_from(cell, params))
-    assert tuple(Y.shape) == (T * B, V) and Y.dtype == torch.float32
-    np.testing.assert_allclose(Y.numpy(), Y_ref, **TOL)
-    assert isinstance(final, tuple) and len(final) == len(final_ref)
-    for s, s_ref in zip(final, final_ref):
-        np.testing.assert_allclose(s.numpy(), s_ref, **TOL)
 
 
 @pytest.mark.parametrize("cell", CELLS)
@@ -119,40 +84,6 @@ def test_forward_on_one_hot_tokens_matches_reference(cell):
     np.testing.assert_allclose(Y.numpy(), Y_ref, **TOL)
     for s, s_ref in zip(final, final_ref):
         np.testing.assert_allclose(s.numpy(), s_ref, **TOL)
-
-
-@pytest.mark.parametrize("cell", CELLS)
-def test_gradients_of_mean_cross_entropy_match_reference(cell):
-    params, state, X, labels = problem(cell, seed=5)
-    loss_ref, grads_ref, dstate_ref = ref.loss_and_grads(
-        cell, as_float64(params), X.astype(np.float64), labels, as_float64(state))
-    weights = tensors_from(cell, params)
-    state_t = tuple(torch.tensor(s, requires_grad=True) for s in state)
-    Y, _ = torch_forward(cell)(torch.tensor(X), state_t, weights)
-    loss = nn.functional.cross_entropy(Y, torch.tensor(labels))
-    loss.backward()
-    np.testing.assert_allclose(float(loss.detach()), loss_ref, **TOL)
-    assert_gradients_match(cell, weights, state_t, grads_ref, dstate_ref)
-
-
-@pytest.mark.parametrize("cell", CELLS)
-def test_gradients_through_outputs_and_final_state_match_reference(cell):
-    """Gradient of sum(Y * dY) + sum(final * dstate): also covers the final state's path."""
-    params, state, X, _ = problem(cell, seed=7)
-    rng = np.random.default_rng(8)
-    dY = rng.standard_normal((T * B, V)).astype(np.float32)
-    dfinal = tuple(rng.standard_normal(s.shape).astype(np.float32) for s in state)
-    params64 = as_float64(params)
-    _, _, cache = ref.forward(cell, params64, X.astype(np.float64), as_float64(state))
-    grads_ref, dstate_ref, _ = ref.backward(cell, params64, cache, dY.astype(np.float64),
-                                            as_float64(dfinal))
-    weights = tensors_from(cell, params)
-    state_t = tuple(torch.tensor(s, requires_grad=True) for s in state)
-    Y, final = torch_forward(cell)(torch.tensor(X), state_t, weights)
-    objective = (Y * torch.tensor(dY)).sum() + sum(
-        (s * torch.tensor(d)).sum() for s, d in zip(final, dfinal))
-    objective.backward()
-    assert_gradients_match(cell, weights, state_t, grads_ref, dstate_ref)
 
 
 # ---------------------------------------------------------------------------------------------

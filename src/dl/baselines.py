@@ -20,6 +20,7 @@ import numbers
 
 import numpy as np
 
+from dl.errors import InputError
 from dl.validate import check_positive
 
 ACF_THRESHOLD = 0.3       # least autocorrelation of a seasonal peak (3/sqrt(T) if higher)
@@ -62,7 +63,7 @@ def infer_period(values, target: int = 0) -> int | None:
     if n < 8:
         return None
     if not np.isfinite(x).all():
-        raise ValueError('infer_period got NaN or infinite values; fill or interpolate them first')
+        raise InputError('infer_period got NaN or infinite values; fill or interpolate them first')
     time = np.arange(n, dtype=np.float64)
     design = np.stack([time, np.ones(n)], axis=1)
     residual = x - design @ np.linalg.lstsq(design, x, rcond=None)[0]
@@ -90,9 +91,9 @@ def _target_column(values, target, who):
     if values.ndim == 1:
         values = values[:, None]
     if values.ndim != 2:
-        raise ValueError(f'{who} needs values of shape (T,) or (T, D), got {values.shape}')
+        raise InputError(f'{who} needs values of shape (T,) or (T, D), got {values.shape}')
     if not (isinstance(target, numbers.Integral) and 0 <= target < values.shape[1]):
-        raise ValueError(f'{who}: target must be a column index in 0..{values.shape[1] - 1}, '
+        raise InputError(f'{who}: target must be a column index in 0..{values.shape[1] - 1}, '
                          f'got {target!r}')
     return values[:, target]
 
@@ -118,10 +119,10 @@ class Forecaster:
         if X.ndim == 2:
             X = X[:, :, None]
         if X.ndim != 3 or X.shape[1] == 0:
-            raise ValueError(f'{self.name}.predict needs windows (N, window, D), got shape '
+            raise InputError(f'{self.name}.predict needs windows (N, window, D), got shape '
                              f'{X.shape}')
         if self.target >= X.shape[2]:
-            raise ValueError(f'{self.name}: target column {self.target} is not in windows with '
+            raise InputError(f'{self.name}: target column {self.target} is not in windows with '
                              f'{X.shape[2]} columns')
         return self._forecast(X[:, :, self.target]).astype(np.float32)
 
@@ -172,11 +173,11 @@ class SeasonalNaiveForecaster(Forecaster):
 
     def _forecast(self, history):
         if self.period is None:
-            raise ValueError('seasonal_naive has no period yet: call fit(train) first or give '
+            raise InputError('seasonal_naive has no period yet: call fit(train) first or give '
                              'period=')
         window = history.shape[1]
         if window < self.period:
-            raise ValueError(f'seasonal_naive: the windows hold {window} steps, less than one '
+            raise InputError(f'seasonal_naive: the windows hold {window} steps, less than one '
                              f'season of {self.period}; use window >= {self.period}')
         steps = np.arange(1, self.horizon + 1)
         index = window - 1 + steps - self.period * np.ceil(steps / self.period).astype(int)
@@ -199,13 +200,13 @@ class MeanForecaster(Forecaster):
     def fit(self, train) -> MeanForecaster:
         column = _target_column(train, self.target, 'mean.fit')
         if column.size == 0 or not np.isfinite(column).all():
-            raise ValueError('mean.fit needs a non-empty training part of finite values')
+            raise InputError('mean.fit needs a non-empty training part of finite values')
         self.mean = float(column.mean())
         return self
 
     def _forecast(self, history):
         if self.mean is None:
-            raise ValueError('mean has not seen the training part: call fit(train) first')
+            raise InputError('mean has not seen the training part: call fit(train) first')
         return np.full((history.shape[0], self.horizon), self.mean)
 
 
@@ -216,5 +217,5 @@ def make_baseline(name: str, horizon: int = 1, target: int = 0, **options) -> Fo
     """The baseline called `name` (naive, seasonal_naive or mean), not yet fitted;
     `options` such as ``period=52`` go to its constructor."""
     if name not in BASELINES:
-        raise ValueError(f'unknown baseline {name!r}; known baselines: {", ".join(BASELINES)}')
+        raise InputError(f'unknown baseline {name!r}; known baselines: {", ".join(BASELINES)}')
     return BASELINES[name](horizon, target, **options)

@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from dl import optim
+from dl.errors import InputError
 from dl.files import atomic_write
 
 FORMAT = "dl-checkpoint"
@@ -30,7 +31,7 @@ FORMAT_VERSION = 1
 _META_KEY = "dl"
 
 
-class CheckpointError(ValueError):
+class CheckpointError(InputError):
     """A checkpoint is missing, truncated, foreign or from a newer version of dl."""
 
 

@@ -1,4 +1,4 @@
-"""The project's own exception for mistakes a user can make.
+"""The project's own exceptions for mistakes a user can make.
 
 :class:`InputError` is raised where an input is checked, with a message that names the input
 and says what to do; it subclasses ``ValueError``, which the book's API promises. The command
@@ -9,3 +9,8 @@ any other exception is a bug in ``dl`` and is reported as one.
 
 class InputError(ValueError):
     """An input (argument, file, option) that ``dl`` cannot use; the message says what to do."""
+
+
+class MissingDependencyError(InputError, ImportError):
+    """An optional package that the input needs is not installed; the message says which extra
+    to install. Still an ``ImportError`` for code that catches one."""

@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import dataclasses
 
+from dl.errors import InputError
 from dl.lm import GATES, LMConfig
 
 INPUT_PRODUCTS = ("lookup", "dense")
@@ -82,7 +83,7 @@ def forward_flops(config: LMConfig, input_product: str = "lookup") -> Flops:
     FLOPs, as :mod:`dl.lm` runs it) or ``'dense'`` (as a matrix product, 2*V*G*H FLOPs).
     """
     if input_product not in INPUT_PRODUCTS:
-        raise ValueError(f"input_product must be one of {', '.join(INPUT_PRODUCTS)}, "
+        raise InputError(f"input_product must be one of {', '.join(INPUT_PRODUCTS)}, "
                          f"got {input_product!r}")
     V, H, L, G = config.vocab_size, config.num_hiddens, config.num_layers, len(GATES[config.cell])
     products = [2 * D * G * H for D in _input_widths(config)]

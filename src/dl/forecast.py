@@ -27,6 +27,7 @@ import numpy as np
 from dl import lm
 from dl.baselines import MeanForecaster, NaiveForecaster, SeasonalNaiveForecaster, infer_period
 from dl.data.series import Scaler, Series, SeriesError, make_windows, rollout, split
+from dl.errors import InputError
 from dl.optim import NAMES as OPTIMIZERS, OptimizerConfig
 from dl.metrics import mae, mase, mase_undefined_reason, rmse, smape
 from dl.train import DivergedError
@@ -68,8 +69,8 @@ def forecast_forward(ops, params: dict, X, config: ForecastConfig, dropout=None,
     return outputs[-1] @ params["W_hq"] + params["b_q"]
 
 
-class ForecastDivergedError(DivergedError, ValueError):
-    """The training loss became NaN or infinite (a ValueError: the command line exits with 2)."""
+class ForecastDivergedError(DivergedError, InputError):
+    """The training loss became NaN or infinite (an InputError: the command line exits with 2)."""
 
 
 class Backend(Protocol):
@@ -115,7 +116,7 @@ class FitSettings:
         check_positive("lr", self.lr)
         check_positive("clip", self.clip)
         if self.optimizer not in OPTIMIZERS:
-            raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, "
+            raise InputError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, "
                              f"got {self.optimizer!r}")
 
 
@@ -153,7 +154,7 @@ def fit(model: Backend, train: tuple[np.ndarray, np.ndarray],
     """
     X, Y = train
     if len(X) == 0:
-        raise ValueError("fit needs at least one training window")
+        raise InputError("fit needs at least one training window")
     size = min(settings.batch_size, len(X))  # one shape: one compiled step
     num_batches = len(X) // size
     rng = np.random.default_rng(settings.seed)
@@ -267,10 +268,10 @@ def prepare(series: Series, window: int, horizon: int = 1, mode: str = "direct",
 
     Validation windows start in the training part so that every validation value is a target
     once. ``period``: see :func:`seasonal_period`. ``scaler``: a trained model's, instead of
-    one fitted on the training part. Raises SeriesError (a ValueError) saying what to change.
+    one fitted on the training part. Raises SeriesError (an InputError) saying what to change.
     """
     if mode not in MODES:
-        raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
+        raise InputError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
     check_positive("window", window, integer=True)
     check_positive("horizon", horizon, integer=True)
     if mode == "autoregressive" and series.values.shape[1] > 1:
@@ -369,7 +370,7 @@ def train(build: Callable[[ForecastConfig, dict], Backend], data: ForecastData,
     """A model made by ``build(config, params)`` from :func:`dl.lm.init_params` with the seed,
     fitted on ``data``'s windows (:func:`fit`); returns ``(model, FitResult)``."""
     if config.num_inputs != data.series.values.shape[1] or config.num_outputs != data.num_outputs:
-        raise ValueError(f"the model takes {config.num_inputs} inputs and gives "
+        raise InputError(f"the model takes {config.num_inputs} inputs and gives "
                          f"{config.num_outputs} outputs; this data needs num_inputs="
                          f"{data.series.values.shape[1]} and num_outputs={data.num_outputs}")
     model = build(config, lm.init_params(config, settings.seed))
@@ -416,7 +417,7 @@ def select(build, data: ForecastData, config: ForecastConfig,
     model_fields = {f.name for f in dataclasses.fields(ForecastConfig)}
     unknown = sorted(set(grid) - model_fields - {f.name for f in dataclasses.fields(FitSettings)})
     if unknown:
-        raise ValueError(f"cannot search over {unknown}: not fields of ForecastConfig or "
+        raise InputError(f"cannot search over {unknown}: not fields of ForecastConfig or "
                          "FitSettings")
     best, trials = None, []
     for values in itertools.product(*grid.values()):

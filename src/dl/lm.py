@@ -23,6 +23,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from dl.errors import InputError
 from dl.reference import PARAM_NAMES
 from dl.validate import check_positive
 
@@ -36,12 +37,12 @@ class RecurrentShape:
 
     def _check(self):
         if self.cell not in CELLS:
-            raise ValueError(f"cell must be one of {', '.join(CELLS)}, got {self.cell!r}")
+            raise InputError(f"cell must be one of {', '.join(CELLS)}, got {self.cell!r}")
         check_positive("num_hiddens", self.num_hiddens, integer=True)
         check_positive("num_layers", self.num_layers, integer=True)
         check_positive("dropout", self.dropout, allow_zero=True)
         if self.dropout >= 1:
-            raise ValueError(f"dropout must be in [0, 1), got {self.dropout!r}")
+            raise InputError(f"dropout must be in [0, 1), got {self.dropout!r}")
 
     @property
     def state_per_layer(self) -> int:
@@ -74,7 +75,7 @@ class RecurrentShape:
         known = {field.name for field in dataclasses.fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:
-            raise ValueError(f"unknown model settings {unknown}; this dl knows {sorted(known)}")
+            raise InputError(f"unknown model settings {unknown}; this dl knows {sorted(known)}")
         return cls(**values)
 
 
@@ -103,20 +104,20 @@ class LMConfig(RecurrentShape):
 
 
 def check_precision(precision: str, backend: str, supported=("fp32",)) -> None:
-    """Raise ValueError unless ``backend`` trains in ``precision``."""
+    """Raise InputError unless ``backend`` trains in ``precision``."""
     if precision not in supported:
-        raise ValueError(f"precision {precision!r}: the {backend} backend trains in "
+        raise InputError(f"precision {precision!r}: the {backend} backend trains in "
                          f"{' or '.join(supported)}; use --backend torch for bf16")
 
 
 def check_concise(config, backend: str, supported) -> None:
-    """Raise ValueError unless ``backend``'s own layers can run ``config`` (``supported``: the
+    """Raise InputError unless ``backend``'s own layers can run ``config`` (``supported``: the
     cells they offer in the book's form); the scratch implementation runs every config."""
     if config.cell not in supported:
-        raise ValueError(f"--impl concise: {backend} has no layer computing the book's "
+        raise InputError(f"--impl concise: {backend} has no layer computing the book's "
                          f"{config.cell.upper()} (its own differs); use --impl scratch")
     if not config.output_tanh:
-        raise ValueError(f"--impl concise: {backend}'s LSTM layer always applies tanh to its "
+        raise InputError(f"--impl concise: {backend}'s LSTM layer always applies tanh to its "
                          "output; use --impl scratch for H = O * C")
 
 
@@ -130,14 +131,14 @@ def init_params(config: LMConfig, seed: int, scale: float = 0.01) -> dict[str, n
 
 
 def check_params(config: LMConfig, params: dict[str, Any]) -> None:
-    """Raise ValueError unless ``params`` has exactly the canonical names and shapes."""
+    """Raise InputError unless ``params`` has exactly the canonical names and shapes."""
     expected = config.param_shapes()
     missing, extra = sorted(set(expected) - set(params)), sorted(set(params) - set(expected))
     if missing or extra:
-        raise ValueError(f"parameters do not fit the model: missing {missing}, unexpected {extra}")
+        raise InputError(f"parameters do not fit the model: missing {missing}, unexpected {extra}")
     for name, shape in expected.items():
         if tuple(params[name].shape) != shape:
-            raise ValueError(f"parameter {name} has shape {tuple(params[name].shape)}, the model "
+            raise InputError(f"parameter {name} has shape {tuple(params[name].shape)}, the model "
                              f"needs {shape}")
 
 

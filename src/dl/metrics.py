@@ -9,13 +9,14 @@ import math
 
 import numpy as np
 
+from dl.errors import InputError
 from dl.validate import check_positive
 
 
 def perplexity(loss_sum: float, num_tokens: float) -> float:
     """exp of the mean cross-entropy (nats) over ``num_tokens`` tokens; ``inf`` past float range."""
     if num_tokens <= 0:
-        raise ValueError(f"perplexity needs at least one token, got num_tokens={num_tokens}")
+        raise InputError(f"perplexity needs at least one token, got num_tokens={num_tokens}")
     mean = loss_sum / num_tokens
     return math.exp(mean) if mean < 709 else math.inf
 
@@ -25,10 +26,10 @@ def _pair(name, y_true, y_pred):
     y_true = np.asarray(y_true, dtype=np.float64)
     y_pred = np.asarray(y_pred, dtype=np.float64)
     if y_true.shape != y_pred.shape:
-        raise ValueError(f"{name}: y_true and y_pred must have the same shape, got "
+        raise InputError(f"{name}: y_true and y_pred must have the same shape, got "
                          f"{y_true.shape} and {y_pred.shape}")
     if y_true.size == 0:
-        raise ValueError(f"{name} needs at least one value, got empty arrays")
+        raise InputError(f"{name} needs at least one value, got empty arrays")
     return y_true, y_pred
 
 
@@ -51,10 +52,10 @@ def _naive_scale(y_train, period):
     if y_train.ndim == 2 and y_train.shape[1] == 1:
         y_train = y_train[:, 0]
     if y_train.ndim != 1:
-        raise ValueError(f"mase: y_train must be the training part of the target, shape (T,), "
+        raise InputError(f"mase: y_train must be the training part of the target, shape (T,), "
                          f"got {y_train.shape}")
     if len(y_train) <= period:
-        raise ValueError(f"mase needs a training part longer than period={period}, got "
+        raise InputError(f"mase needs a training part longer than period={period}, got "
                          f"{len(y_train)} values")
     return float(np.mean(np.abs(y_train[period:] - y_train[:-period])))
 

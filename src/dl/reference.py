@@ -16,6 +16,8 @@ inputs), H = num_hiddens, Q = num_outputs (V unless given).
 """
 import numpy as np
 
+from dl.errors import InputError
+
 PARAM_NAMES = {
     'rnn': ('W_xh', 'W_hh', 'b_h', 'W_hq', 'b_q'),
     'gru': ('W_xz', 'W_hz', 'b_z', 'W_xr', 'W_hr', 'b_r', 'W_xh', 'W_hh', 'b_h',
@@ -27,7 +29,7 @@ PARAM_NAMES = {
 
 def _check_cell(cell):
     if cell not in PARAM_NAMES:
-        raise ValueError(f"cell={cell!r} is not one of {sorted(PARAM_NAMES)}")
+        raise InputError(f"cell={cell!r} is not one of {sorted(PARAM_NAMES)}")
 
 
 def param_shapes(cell, num_inputs, num_hiddens, num_outputs=None):
@@ -77,7 +79,7 @@ def one_hot(ids, n, dtype=np.float64):
     """ids: any shape, int in [0, n). Returns ids.shape + (n,) of 0/1 in `dtype`."""
     ids = np.asarray(ids)
     if ids.size and (ids.min() < 0 or ids.max() >= n):
-        raise ValueError(f"one_hot: ids must lie in [0, {n}), got [{ids.min()}, {ids.max()}]")
+        raise InputError(f"one_hot: ids must lie in [0, {n}), got [{ids.min()}, {ids.max()}]")
     return np.eye(n, dtype=dtype)[ids]
 
 
@@ -177,7 +179,7 @@ def forward(cell, params, X, state, output_tanh=True):
     X = np.asarray(X, dtype=dtype)
     num_inputs = params[PARAM_NAMES[cell][0]].shape[0]
     if X.ndim != 3 or X.shape[0] == 0 or X.shape[2] != num_inputs:
-        raise ValueError(f"X must be (num_steps >= 1, batch_size, {num_inputs}) time-major, "
+        raise InputError(f"X must be (num_steps >= 1, batch_size, {num_inputs}) time-major, "
                          f"got shape {X.shape}")
     state = tuple(np.asarray(s, dtype=dtype) for s in state)
     step, _ = _STEPS[cell]
@@ -204,7 +206,7 @@ def backward(cell, params, cache, dY, dstate=None):
     """
     _check_cell(cell)
     if cache['cell'] != cell:
-        raise ValueError(f"cache comes from a {cache['cell']!r} forward, not {cell!r}")
+        raise InputError(f"cache comes from a {cache['cell']!r} forward, not {cell!r}")
     num_steps, batch_size, _ = cache['X_shape']
     dtype = params['W_hq'].dtype
     dY = np.asarray(dY, dtype=dtype).reshape(num_steps, batch_size, -1)

@@ -12,6 +12,7 @@ from typing import Any, Callable, Iterable, Protocol
 
 import numpy as np
 
+from dl.errors import InputError
 from dl.metrics import perplexity
 from dl.progress import Animator, Timer
 from dl.validate import check_positive
@@ -50,7 +51,7 @@ def train_epoch(trainer: Trainer, train_iter: Iterable, use_random_iter: bool = 
         state = trainer.train_step(X, Y, state)
         num_tokens += math.prod(Y.shape)
     if num_tokens == 0:
-        raise ValueError("train_iter yielded no batches; check the corpus length and batch sizes")
+        raise InputError("train_iter yielded no batches; check the corpus length and batch sizes")
     loss_sum = trainer.take_loss_sum()
     return loss_sum, num_tokens, num_tokens / timer.stop()
 
@@ -111,7 +112,7 @@ def predict_tokens(prefix, num_preds: int, vocab, step: Callable[[int, State], t
     """
     check_positive("num_preds", num_preds, allow_zero=True, integer=True)
     if len(prefix) == 0:
-        raise ValueError("prefix must hold at least one token, got an empty prefix")
+        raise InputError("prefix must hold at least one token, got an empty prefix")
     outputs = [vocab[prefix[0]]]
     for token in prefix[1:]:  # warm-up: only the state matters
         _, state = step(outputs[-1], state)

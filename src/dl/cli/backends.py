@@ -5,10 +5,12 @@ from __future__ import annotations
 import importlib
 import importlib.util
 
+from dl.errors import InputError
+
 PREFERENCE = ("torch", "tensorflow", "jax")
 IMPLS = ("scratch", "concise")  # the book's cells in array ops; the framework's own layers
-# (backend, implementation), fastest first: the seed's LSTM trained at about 83k, 62k, 50k,
-# 48k, 36k and 28k tokens/s on 2 CPU cores (README, "The dl command")
+# (backend, implementation), fastest first for the seed's LSTM on a CPU, as `dl bench
+# --impl scratch,concise` measures it (the figures: README, "Implementations and backends")
 FASTEST = (("torch", "concise"), ("tensorflow", "scratch"), ("jax", "scratch"),
            ("jax", "concise"), ("torch", "scratch"), ("tensorflow", "concise"))
 # the cells each framework's own layers compute in the book's form (torch's GRU differs)
@@ -17,7 +19,7 @@ CONCISE_CELLS = {"torch": ("rnn", "lstm"), "tensorflow": ("rnn", "gru", "lstm"),
 _NEEDS = {"tensorflow": ("tensorflow", "tf_keras"), "jax": ("jax",), "torch": ("torch",)}
 
 
-class BackendError(ValueError):
+class BackendError(InputError):
     """A backend was asked for that is not installed."""
 
 

@@ -40,10 +40,11 @@ import numpy as np
 from dl import flops, lm
 from dl.optim import OptimizerConfig
 from dl import train as core
-from dl.cli import backends
+from dl.cli import backends, user_message
 from dl.cli.options import choice, list_of, positive_int
 from dl.data.batches import seq_data_iter_sequential
 from dl.data.text import load_corpus_time_machine
+from dl.errors import InputError
 from dl.files import atomic_write
 
 BOOK_VOCAB_SIZE = 28  # The Time Machine's characters: 26 letters, space, <unk>
@@ -55,7 +56,7 @@ MEASURED = ("backend", "impl", "framework", "device", "cell", "hidden", "vocab_s
             "train_tokens_per_sec", "generate_tokens_per_sec")
 
 
-class BenchError(ValueError):
+class BenchError(InputError):
     """A benchmark cannot run as asked; the message says what to do."""
 
 
@@ -171,8 +172,8 @@ def measure(backend: str, settings: dict) -> list[dict]:
             model = backends.model_class(backend, impl)(
                 config, lm.init_params(config, seed=0), device=settings["device"])
             trainer = model.trainer(OptimizerConfig(lr=1.0), clip=1.0)
-            train = median_after_warmup(lambda: core.train_epoch(trainer, batches)[2],
-                                        settings["repeats"])
+            train = median_after_warmup(
+                lambda trainer=trainer: core.train_epoch(trainer, batches)[2], settings["repeats"])
             generate = median_after_warmup(generation_speed(model, settings["gen_tokens"]),
                                            settings["repeats"])
             rows.append(dict(zip(MEASURED, (backend, impl, framework, model.device_name, cell,
@@ -332,8 +333,11 @@ def _worker(argv: list[str]) -> int:
     backend, settings, result = argv[0], json.loads(argv[1]), Path(argv[2])
     try:
         rows = measure(backend, settings)
-    except (ValueError, OSError) as err:  # bad input, as `dl` reports it
-        print(f"{ERROR}{err}", file=sys.stderr)
+    except Exception as err:
+        message = user_message(err)
+        if message is None:  # a bug: the traceback reaches the parent's RuntimeError
+            raise
+        print(f"{ERROR}{message}", file=sys.stderr)  # bad input, as `dl` reports it
         return 2
     result.write_text(json.dumps(rows))
     return 0

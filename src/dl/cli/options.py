@@ -8,10 +8,11 @@ import dataclasses
 from typing import Any, Callable
 
 from dl.cli.backends import IMPLS, PREFERENCE
+from dl.errors import InputError
 from dl.optim import NAMES as OPTIMIZERS
 
 
-class UsageError(ValueError):
+class UsageError(InputError):
     """Something the user asked for cannot be done; the message says what to do (exit 2)."""
 
 

@@ -2,8 +2,9 @@
 
 Both iterators draw from Python's :mod:`random` exactly as the book's library does, so after
 the same ``random.seed(...)`` they yield the same batches; pass ``rng=random.Random(seed)`` to
-draw from a generator of your own instead (the command line does, for exact resumes). Batches are NumPy int arrays
-``X, Y: (batch_size, num_steps)`` with ``Y`` the next token of ``X``; backends convert them.
+draw from a generator of your own instead (the command line does, for exact resumes). Batches
+are NumPy int arrays ``X, Y: (batch_size, num_steps)`` with ``Y`` the next token of ``X``;
+backends convert them.
 """
 
 from __future__ import annotations
@@ -15,15 +16,16 @@ from typing import Iterator, Sequence
 import numpy as np
 
 from dl.data.text import Vocab, corpus_from_lines, load_corpus_time_machine
+from dl.errors import InputError
 
 Batch = tuple[np.ndarray, np.ndarray]
 
 
 def _check_sizes(corpus: Sequence[int], batch_size: int, num_steps: int, random_iter: bool) -> None:
-    """Raise ValueError unless every random offset still leaves at least one full batch."""
+    """Raise InputError unless every random offset still leaves at least one full batch."""
     for name, value in (("batch_size", batch_size), ("num_steps", num_steps)):
         if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value <= 0:
-            raise ValueError(
+            raise InputError(
                 f"{name} must be a positive integer (corpus of {len(corpus)} tokens, "
                 f"batch_size={batch_size!r}, num_steps={num_steps!r})")
     worst_offset = num_steps - 1 if random_iter else num_steps
@@ -32,7 +34,7 @@ def _check_sizes(corpus: Sequence[int], batch_size: int, num_steps: int, random_
               else usable // batch_size >= num_steps)
     if not enough:
         need = batch_size * num_steps + worst_offset + 1
-        raise ValueError(
+        raise InputError(
             f"a corpus of {len(corpus)} tokens cannot make one batch of batch_size {batch_size} "
             f"x num_steps {num_steps} (needs at least {need} tokens); use a longer text or "
             "smaller sizes")
@@ -71,7 +73,7 @@ def eval_batches(corpus: Sequence[int], batch_size: int, num_steps: int) -> Iter
     time, the last batch shorter, so every token but a remainder of fewer than ``rows`` is
     predicted once."""
     if len(corpus) < 2:
-        raise ValueError(f"a corpus of {len(corpus)} tokens has nothing to predict; "
+        raise InputError(f"a corpus of {len(corpus)} tokens has nothing to predict; "
                          "evaluation needs at least 2 tokens")
     rows = max(1, min(batch_size, (len(corpus) - 1) // num_steps))
     columns = (len(corpus) - 1) // rows
@@ -118,6 +120,7 @@ def load_data_time_machine(batch_size: int, num_steps: int, use_random_iter: boo
 
 def load_data_text(lines: list[str], batch_size: int, num_steps: int, use_random_iter: bool = False,
                    max_tokens: int = -1, *, token: str = "char", min_freq: int = 0):
-    """``(train_iter, vocab)`` over any cleaned lines of text (see :func:`dl.data.text.normalize_lines`)."""
+    """``(train_iter, vocab)`` over any cleaned lines of text (see
+    :func:`dl.data.text.normalize_lines`)."""
     corpus, vocab = corpus_from_lines(lines, token, max_tokens, min_freq)
     return SeqDataLoader(batch_size, num_steps, use_random_iter, corpus=corpus, vocab=vocab), vocab

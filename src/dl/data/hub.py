@@ -19,6 +19,8 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
+from dl.errors import InputError
+
 DATA_URL = 'http://d2l-data.s3-accelerate.amazonaws.com/'
 
 # name -> (url, sha1 of the file's bytes)
@@ -57,11 +59,11 @@ def download(name: str, cache_dir: str | os.PathLike | None = None,
     """Return the local path of hub file `name`, fetching it unless cached intact.
 
     `cache_dir` defaults to `cache_dir()`; `timeout` (seconds) bounds each network wait.
-    Raises ValueError for an unknown name, ChecksumError for wrong bytes and
+    Raises InputError for an unknown name, ChecksumError for wrong bytes and
     DownloadError when the file cannot be fetched. A failed fetch leaves no file behind.
     """
     if name not in DATA_HUB:
-        raise ValueError(f'unknown data hub name {name!r}; known names: '
+        raise InputError(f'unknown data hub name {name!r}; known names: '
                          f'{", ".join(sorted(DATA_HUB))}')
     url, sha1 = DATA_HUB[name]
     folder = Path(cache_dir) if cache_dir is not None else _default_cache_dir()

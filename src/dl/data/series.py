@@ -32,6 +32,7 @@ from typing import Callable, NamedTuple, Sequence
 
 import numpy as np
 
+from dl.errors import InputError, MissingDependencyError
 from dl.validate import check_positive
 
 FORECAST_EXTRA = "pip install 'dl-rnn[forecast]'"
@@ -40,7 +41,7 @@ GAP_MARKERS = frozenset({'', 'nan', 'na', 'n/a', '#n/a', 'null', 'none'})  # CSV
 _SHOWN = 5  # bad rows and values quoted in an error message
 
 
-class SeriesError(ValueError):
+class SeriesError(InputError):
     """A series, file or argument cannot be used; the message names it and says what to do."""
 
 
@@ -134,8 +135,8 @@ def _statsmodels_data(name):
     try:
         module = importlib.import_module(f'statsmodels.datasets.{name}')
     except ImportError as err:
-        raise ImportError(f'the {name!r} series ships with statsmodels, which is not installed: '
-                          f'{FORECAST_EXTRA}') from err
+        raise MissingDependencyError(f'the {name!r} series ships with statsmodels, which is not installed: '
+                                     f'{FORECAST_EXTRA}') from err
     return module.load_pandas().data
 
 
@@ -231,7 +232,7 @@ def read_csv_series(path: str | os.PathLike, column: str | Sequence[str],
     the start or end take the nearest value) and ``Series.interpolated`` counts them.
     Row numbers in messages are line numbers of the file, the header being line 1.
     A constant column loads; metrics that need variation say so themselves.
-    Raises SeriesError (a ValueError) naming the file and the fix.
+    Raises SeriesError (an InputError) naming the file and the fix.
     """
     path = Path(path)
     columns = [column] if isinstance(column, str) else list(column)
@@ -372,9 +373,10 @@ def split(values, val_fraction: float = 0.1, test_fraction: float = 0.2, *,
           window: int = 1, horizon: int = 1) -> Split:
     """Cut `values` (T,) or (T, D) (or a Series) into train, val and test parts, in time order.
 
-    The last ``round(T * test_fraction)`` steps are the test part, the ``round(T *
-    val_fraction)`` before them the validation part, the rest the training part (no
-    shuffling: the future never leaks into training). A fraction of 0 gives an empty part.
+    The last ``floor(T * test_fraction + 0.5)`` steps are the test part, the
+    ``floor(T * val_fraction + 0.5)`` before them the validation part (halves round up, not to
+    even as Python's ``round`` does), the rest the training part (no shuffling: the future
+    never leaks into training). A fraction of 0 gives an empty part.
     Every non-empty part must hold at least ``window + horizon`` steps so that
     :func:`make_windows` makes at least one window from it alone; otherwise SeriesError.
     (To forecast the first steps of a part, prepend the last `window` steps of the part

@@ -7,11 +7,13 @@ file goes through :func:`read_text_file`, which names the file and byte offset o
 from __future__ import annotations
 
 import collections
+import errno
 import os
 import re
 from pathlib import Path
 
 from dl.data import hub
+from dl.errors import InputError
 
 TOKEN_KINDS = ("word", "char")
 _NOT_LETTERS = re.compile("[^A-Za-z]+")
@@ -21,26 +23,28 @@ def read_text_file(path: str | os.PathLike) -> str:
     """The content of a UTF-8 text file; clear errors for missing, empty or non-UTF-8 files."""
     path = Path(path)
     if path.is_dir():
-        raise IsADirectoryError(f"{path} is a directory; pass a text file")
+        raise IsADirectoryError(errno.EISDIR, "is a directory; pass a text file", str(path))
     try:
         raw = path.read_bytes()
     except FileNotFoundError:
-        raise FileNotFoundError(f"{path}: no such file; check the path") from None
+        raise FileNotFoundError(errno.ENOENT, "no such file; check the path", str(path)) from None
     except PermissionError:
-        raise PermissionError(f"{path}: not readable; check its permissions") from None
+        raise PermissionError(errno.EACCES, "not readable; check its permissions",
+                              str(path)) from None
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as err:
-        raise ValueError(
+        raise InputError(
             f"{path}: not UTF-8 text (byte 0x{raw[err.start]:02x} at offset {err.start}); "
             "convert it to UTF-8 first, for example with iconv") from None
     if not text.strip():
-        raise ValueError(f"{path}: the file is empty; give a file with some text")
+        raise InputError(f"{path}: the file is empty; give a file with some text")
     return text
 
 
 def normalize_lines(text: str) -> list[str]:
-    """The book's cleaning: each line keeps letters only (runs of others become one space), lower-cased."""
+    """The book's cleaning: each line keeps letters only (runs of others become one space),
+    lower-cased."""
     return [_NOT_LETTERS.sub(" ", line).strip().lower() for line in text.splitlines()]
 
 
@@ -55,7 +59,7 @@ def tokenize(lines: list[str], token: str = "word") -> list[list[str]]:
         return [line.split() for line in lines]
     if token == "char":
         return [list(line) for line in lines]
-    raise ValueError(f"unknown token type {token!r}; use one of {', '.join(TOKEN_KINDS)}")
+    raise InputError(f"unknown token type {token!r}; use one of {', '.join(TOKEN_KINDS)}")
 
 
 def count_corpus(tokens) -> collections.Counter:
@@ -85,7 +89,7 @@ class Vocab:
     def from_tokens(cls, idx_to_token: list[str]) -> "Vocab":
         """The vocabulary whose index ``i`` is ``idx_to_token[i]`` (as stored in a checkpoint)."""
         if not idx_to_token or idx_to_token[0] != "<unk>" or len(set(idx_to_token)) != len(idx_to_token):
-            raise ValueError("a vocabulary list must start with '<unk>' and hold each token once")
+            raise InputError("a vocabulary list must start with '<unk>' and hold each token once")
         return cls(reserved_tokens=idx_to_token[1:])
 
     def __len__(self) -> int:
@@ -141,7 +145,7 @@ def split_corpus(lines: list[str], token: str = "char", max_tokens: int = -1, mi
     :func:`corpus_from_lines`.
     """
     if not 0 <= val_fraction < 1:
-        raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction!r}")
+        raise InputError(f"val_fraction must be in [0, 1), got {val_fraction!r}")
     tokens = [tok for line in tokenize(lines, token) for tok in line]
     used = len(tokens) if max_tokens <= 0 else min(max_tokens, len(tokens))
     num_train = used - int(round(used * val_fraction))
