@@ -70,7 +70,9 @@ def test_a_full_disk_names_the_file_being_written(monkeypatch, tmp_path):
     target = tmp_path / "model.json"
     with pytest.raises(OSError) as info:
         atomic_write(target, "{}")
-    assert user_message(info.value) == f"{target}: No space left on device"
+    assert user_message(info.value) == (f"cannot write {target}: the disk is full; free some "
+                                        "space (or choose an --out on another disk) and run "
+                                        "the command again")
     assert list(tmp_path.iterdir()) == []
 
 
