@@ -58,7 +58,7 @@ class RNNModel(keras.layers.Layer):
     def build(self, input_shape=None):
         """Create the recurrent and output layers' weights (input width: the vocabulary)."""
         self.rnn.build((None, None, self.vocab_size))
-        self.dense.build((None, self.rnn.cell.units))
+        self.dense.build((None, self.rnn.cell.output_size))
         self.built = True
 
     def call(self, inputs, state):
@@ -80,9 +80,17 @@ class RNNModel(keras.layers.Layer):
         return output, state
 
     def begin_state(self, batch_size, *args, dtype=tf.float32, **kwargs):
-        """Zeros for every state tensor of the layer's cell: a list of ``(batch_size, size)``."""
-        sizes = tf.nest.flatten(self.rnn.cell.state_size)
-        return [tf.zeros((batch_size, int(size)), dtype=dtype) for size in sizes]
+        """Zeros ``(batch_size, size)`` for every state tensor of the layer's cell: a list, one
+        entry per state (``[H, C]`` for an LSTM); for stacked cells one entry per layer."""
+        state = _zeros(self.rnn.cell.state_size, batch_size, dtype)
+        return state if isinstance(state, list) else [state]
+
+
+def _zeros(state_size, batch_size, dtype):
+    """Zeros ``(batch_size, size)`` for an int ``state_size``; nested lists for nested sizes."""
+    if isinstance(state_size, (list, tuple)):
+        return [_zeros(size, batch_size, dtype) for size in state_size]
+    return tf.zeros((batch_size, int(state_size)), dtype=dtype)
 
 
 def _check_layer(layer) -> None:
