@@ -40,7 +40,7 @@ for node in ast.parse(source, path).body:
 SUMMARY = re.compile(r"^perplexity (\d+\.\d), (\d+\.\d) tokens/sec on (\S+)$", re.M)
 DEVICES = {"pytorch": re.compile(r"cpu|cuda:\d+"), "tensorflow": re.compile(r"/(CPU|GPU):\d+")}
 FRAMEWORK_MODULE = {"pytorch": "torch", "tensorflow": "tensorflow"}
-FIGURE_REPRS = ("<Figure size", "Axes(", "<matplotlib")
+FIGURE_REPRS = ("<Figure size", "<Axes", "Axes(", "<matplotlib")
 
 # chapter -> how many times it trains a language model (each ends in one summary line)
 TRAININGS = {"rnn-scratch": 2, "rnn-concise": 1, "gru": 2, "lstm": 2, "deep-rnn": 1, "bi-rnn": 1}
