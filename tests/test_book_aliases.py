@@ -65,7 +65,7 @@ def test_torch_load_array_and_evaluate_loss():
     assert [len(b[0]) for b in batches] == [2, 2, 1]
     torch.testing.assert_close(torch.cat([b[1] for b in batches]), y)
     net = torch.nn.Linear(2, 1)
-    expected = float(((net(X).reshape(-1) - y) ** 2).mean())
+    expected = float(((net(X).reshape(-1) - y) ** 2).mean().detach())
     loss = torch.nn.MSELoss(reduction="none")
     assert d2l.evaluate_loss(net, d2l.load_array((X, y), 2), loss) == pytest.approx(expected)
 
@@ -91,8 +91,13 @@ def test_tensorflow_load_array_and_evaluate_loss():
     np.testing.assert_array_equal(tf.concat([b[1] for b in batches], 0), y)
     shuffled = np.concatenate([b[1] for b in d2l.load_array((X, y), 2)])
     np.testing.assert_array_equal(np.sort(shuffled, axis=0), y)
-    loss = lambda y_hat, y: (y_hat - y) ** 2  # noqa: E731 (per-element, in the book's order)
-    net = lambda X: tf.reduce_sum(X, axis=1, keepdims=True)  # noqa: E731
+
+    def loss(y_hat, y):  # per element, in the book's order of arguments
+        return (y_hat - y) ** 2
+
+    def net(X):
+        return tf.reduce_sum(X, axis=1, keepdims=True)
+
     expected = float(tf.reduce_mean((net(X) - y) ** 2))
     assert d2l.evaluate_loss(net, d2l.load_array((X, y), 2), loss) == pytest.approx(expected)
 

@@ -15,7 +15,7 @@ matplotlib.use("Agg")
 def modules_after(statement):
     code = f"{statement}\nimport sys\nprint('matplotlib' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                            timeout=300)
+                            timeout=300, check=False)
     assert result.returncode == 0, result.stderr
     return result.stdout.strip()
 
@@ -105,3 +105,17 @@ def test_use_svg_display_sets_svg_only_in_a_notebook(monkeypatch):
     monkeypatch.setattr(plotting, "in_notebook", lambda: True)
     plotting.use_svg_display()
     assert calls == [("svg",)]
+
+
+@pytest.mark.slow
+def test_plot_shows_inline_as_svg_in_jupyter(monkeypatch):
+    nbformat = pytest.importorskip("nbformat")
+    nbclient = pytest.importorskip("nbclient")
+    monkeypatch.delenv("MPLBACKEND", raising=False)  # the kernel picks its inline backend
+    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(
+        "from dl import plotting as d2l\nd2l.plot([1.0, 2.0, 4.0], xlabel='x', yscale='log')")])
+    nbclient.NotebookClient(notebook, timeout=300, kernel_name="python3").execute()
+    outputs = notebook.cells[0].outputs
+    # the figure, shown once as SVG; no execute_result (plot returns None, nothing echoed)
+    assert [out.output_type for out in outputs] == ["display_data"]
+    assert "<svg" in outputs[0].data["image/svg+xml"]

@@ -4,14 +4,13 @@ TensorFlow ``RNN(StackedRNNCells([...]), time_major=True)`` and PyTorch ``num_la
 
 import numpy as np
 import pytest
-
 from training_helpers import B, H, T, V, random_batches
 
 # ------------------------------------------------------------------------------- TensorFlow
 
 
 def tf_stacked_model(kinds, seed=0):
-    from dl import tensorflow as dl  # first: makes tf.keras tf-keras in this process
+    from dl import tensorflow as dl  # noqa: I001 (first: makes tf.keras tf-keras)
     import tensorflow as tf
 
     make = {"lstm": lambda: tf.keras.layers.LSTMCell(H),

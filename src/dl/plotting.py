@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import sys
 
-__all__ = ["in_notebook", "use_svg_display", "set_figsize", "set_axes", "plot"]
-
 
 def _pyplot():
     from matplotlib import pyplot

@@ -25,7 +25,7 @@ class ArrayLoader:
         self.key = jax.random.PRNGKey(0) if key is None else key
 
     def __len__(self) -> int:
-        return -(-self.num_examples // self.batch_size)
+        return (self.num_examples + self.batch_size - 1) // self.batch_size
 
     def __iter__(self):
         if self.is_train:
