@@ -131,3 +131,41 @@ def test_torch_deep_and_bidirectional_models_train_every_parameter(kind, num_lay
         losses.append(trainer.take_loss_sum() / Y.size)
     assert all(np.isfinite(losses)) and losses[-1] < losses[0]
     assert all(not torch.equal(b, a) for b, a in zip(before, model.parameters()))
+
+
+@pytest.mark.parametrize("merge_mode", ["concat", "sum"])
+def test_tensorflow_bidirectional_layer_equals_its_own_call_and_trains(merge_mode):
+    from dl import tensorflow as dl  # noqa: I001 (first: makes tf.keras tf-keras)
+    import tensorflow as tf
+
+    layer = tf.keras.layers.Bidirectional(
+        tf.keras.layers.LSTM(H, time_major=True, return_sequences=True, return_state=True),
+        merge_mode=merge_mode)
+    model = dl.RNNModel(layer, V)
+    state = model.begin_state(B)
+    assert [tuple(s.shape) for s in state] == [(B, H)] * 4  # forward H, C, backward H, C
+    X, Y = random_batches(1)[0]
+    logits, new_state = model(X, state)
+    outputs, *layer_state = layer(tf.one_hot(X.T, V), initial_state=state)
+    width = 2 * H if merge_mode == "concat" else H
+    np.testing.assert_allclose(logits, model.dense(tf.reshape(outputs, (-1, width))), rtol=1e-6)
+    for ours, theirs in zip(new_state, layer_state):
+        np.testing.assert_allclose(ours, theirs, rtol=1e-6)
+    loss = tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True, reduction="none")
+    trainer = dl.TFTrainer(model, loss, tf.keras.optimizers.SGD(1.0), None)
+    before = [w.copy() for w in model.get_weights()]
+    trainer.train_step(X, Y, state)
+    assert np.isfinite(trainer.take_loss_sum())
+    assert all(not np.allclose(b, a) for b, a in zip(before, model.get_weights()))
+
+
+def test_tensorflow_bidirectional_without_merging_is_refused():
+    from dl import tensorflow as dl  # noqa: I001 (first: makes tf.keras tf-keras)
+    import tensorflow as tf
+    from dl.errors import InputError
+
+    layer = tf.keras.layers.Bidirectional(
+        tf.keras.layers.LSTM(H, time_major=True, return_sequences=True, return_state=True),
+        merge_mode=None)
+    with pytest.raises(InputError, match="merge_mode='concat'"):
+        dl.RNNModel(layer, V)
