@@ -60,8 +60,8 @@ class RNNModel(keras.layers.Layer):
     ``rnn_layer`` must return sequences and state (``return_sequences=True,
     return_state=True``); it may be ``RNN(StackedRNNCells([...]))`` or ``Bidirectional(...)``
     (merged by concatenation, sum, product or mean). Time-major (tf-keras) and batch-major
-    (Keras 3) layers both work;
-    logits are always ``(num_steps * batch, vocab)``, time-major as in the book.
+    (Keras 3) layers both work; logits are always ``(num_steps * batch, vocab)``, time-major
+    as in the book.
     """
 
     def __init__(self, rnn_layer, vocab_size, **kwargs):
