@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import io
 import os
-import sys
 import time
 
 import numpy as np
 
 from dl.files import atomic_write
+from dl.plotting import in_notebook, set_axes
 
 
 class Timer:
@@ -37,6 +37,12 @@ class Timer:
         return np.array(self.times).cumsum().tolist()
 
 
+def _detached(value):
+    """``value`` without its autograd graph if it has one (a torch tensor), else itself."""
+    detach = getattr(value, "detach", None)
+    return detach() if callable(detach) else value
+
+
 class Accumulator:
     """Running sums over ``n`` variables."""
 
@@ -44,20 +50,14 @@ class Accumulator:
         self.data = [0.0] * n
 
     def add(self, *args) -> None:
-        self.data = [a + float(b) for a, b in zip(self.data, args)]
+        """Add one number (or 0-d tensor of any framework, detached first) per variable."""
+        self.data = [a + float(_detached(b)) for a, b in zip(self.data, args)]
 
     def reset(self) -> None:
         self.data = [0.0] * len(self.data)
 
     def __getitem__(self, idx):
         return self.data[idx]
-
-
-def in_notebook() -> bool:
-    """True inside a Jupyter kernel (not a terminal IPython or plain Python)."""
-    ipython = sys.modules.get("IPython")
-    shell = ipython.get_ipython() if ipython else None
-    return getattr(shell, "kernel", None) is not None
 
 
 class Animator:
@@ -103,7 +103,7 @@ class Animator:
         axes = fig.subplots(self.nrows, self.ncols, squeeze=False).ravel()
         for x, y, fmt in zip(self.X or [], self.Y or [], self.fmts):
             axes[0].plot(x, y, fmt)
-        _set_axes(axes[0], **self.axes_config)
+        set_axes(axes[0], **self.axes_config)
         fig.tight_layout()
         return fig
 
@@ -124,15 +124,3 @@ class Animator:
             self._display = display(image, display_id=True)
         else:
             self._display.update(image)
-
-
-def _set_axes(axes, xlabel, ylabel, xlim, ylim, xscale, yscale, legend):
-    axes.set_xlabel(xlabel)
-    axes.set_ylabel(ylabel)
-    axes.set_xscale(xscale)
-    axes.set_yscale(yscale)
-    axes.set_xlim(xlim)
-    axes.set_ylim(ylim)
-    if legend:
-        axes.legend(legend)
-    axes.grid()

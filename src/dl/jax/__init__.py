@@ -24,7 +24,9 @@ from dl.data.batches import (SeqDataLoader, load_data_time_machine, seq_data_ite
 from dl.data.hub import DATA_HUB, DATA_URL, download
 from dl.data.text import Vocab, load_corpus_time_machine, read_time_machine, tokenize
 from dl.metrics import perplexity
+from dl.plotting import lazy_plt, plot, set_axes, set_figsize, use_svg_display
 from dl.progress import Accumulator, Animator, Timer
+from dl.jax.book import ArrayLoader, load_array
 from dl.jax.cells import (CELLS, get_gru_params, get_lstm_params, get_rnn_params, gru,
                           init_gru_state, init_lstm_state, init_rnn_state, lstm, rnn)
 from dl.jax.models import GRU, LSTM, RNN, RNNModel, RNNModelScratch
@@ -33,3 +35,5 @@ from dl.jax.training import (JaxTrainer, Predictor, grad_clipping, predict_dl, t
 from dl.train import DivergedError
 
 train_ch8, train_epoch_ch8, predict_ch8 = train_dl, train_epoch_dl, predict_dl
+
+__getattr__ = lazy_plt(__name__)  # dl.jax.plt: matplotlib.pyplot, imported on first use

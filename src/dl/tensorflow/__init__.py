@@ -16,7 +16,13 @@ from dl.data.batches import (SeqDataLoader, load_data_time_machine, seq_data_ite
 from dl.data.hub import DATA_HUB, DATA_URL, download
 from dl.data.text import Vocab, load_corpus_time_machine, read_time_machine, tokenize
 from dl.metrics import perplexity
+from dl.plotting import lazy_plt, plot, set_axes, set_figsize, use_svg_display
 from dl.progress import Accumulator, Animator, Timer
+from dl.tensorflow.book import (abs, arange, argmax, astype, concat, cos, cosh, evaluate_loss,
+                                exp, eye, float32, int32, linreg, linspace, load_array, log,
+                                matmul, meshgrid, normal, numpy, ones, rand, reduce_mean,
+                                reduce_sum, reshape, sgd, sin, sinh, size, squared_loss, stack,
+                                synthetic_data, tanh, tensor, transpose, zeros)
 from dl.tensorflow.cells import (CELLS, get_gru_params, get_lstm_params, get_rnn_params,
                                  gru, init_gru_state, init_lstm_state, init_rnn_state, lstm, rnn)
 from dl.tensorflow.models import RNNModel, RNNModelScratch
@@ -25,3 +31,5 @@ from dl.tensorflow.training import (Predictor, TFTrainer, grad_clipping, predict
 from dl.train import DivergedError
 
 train_ch8, train_epoch_ch8, predict_ch8 = train_dl, train_epoch_dl, predict_dl
+
+__getattr__ = lazy_plt(__name__)  # dl.tensorflow.plt: matplotlib.pyplot, imported on first use

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
+from dl.errors import InputError
 from dl.tensorflow import unrolled
 from dl.tensorflow._keras import LEGACY, keras
 
@@ -36,16 +37,31 @@ class RNNModelScratch:
         return self.init_state(batch_size, self.num_hiddens)
 
 
+def _directions(layer) -> list:
+    """The recurrent layers inside ``layer``: itself, or the two of a ``Bidirectional``."""
+    if isinstance(layer, keras.layers.Bidirectional):
+        return [layer.forward_layer, layer.backward_layer]
+    return [layer]
+
+
 def _is_time_major(layer) -> bool:
-    return bool(getattr(layer, "time_major", False))
+    return bool(getattr(_directions(layer)[0], "time_major", False))
+
+
+def _output_size(layer) -> int:
+    """Width of the layer's outputs: its cell's, or both directions' when concatenated."""
+    sizes = [int(direction.cell.output_size) for direction in _directions(layer)]
+    return sum(sizes) if getattr(layer, "merge_mode", "concat") == "concat" else sizes[0]
 
 
 class RNNModel(keras.layers.Layer):
     """A Keras recurrent layer plus a dense output layer (the book's concise model).
 
     ``rnn_layer`` must return sequences and state (``return_sequences=True,
-    return_state=True``). Time-major (tf-keras) and batch-major (Keras 3) layers both work;
-    logits are always ``(num_steps * batch, vocab)``, time-major as in the book.
+    return_state=True``); it may be ``RNN(StackedRNNCells([...]))`` or ``Bidirectional(...)``
+    (merged by concatenation, sum, product or mean). Time-major (tf-keras) and batch-major
+    (Keras 3) layers both work; logits are always ``(num_steps * batch, vocab)``, time-major
+    as in the book.
     """
 
     def __init__(self, rnn_layer, vocab_size, **kwargs):
@@ -58,7 +74,7 @@ class RNNModel(keras.layers.Layer):
     def build(self, input_shape=None):
         """Create the recurrent and output layers' weights (input width: the vocabulary)."""
         self.rnn.build((None, None, self.vocab_size))
-        self.dense.build((None, self.rnn.cell.units))
+        self.dense.build((None, _output_size(self.rnn)))
         self.built = True
 
     def call(self, inputs, state):
@@ -80,9 +96,21 @@ class RNNModel(keras.layers.Layer):
         return output, state
 
     def begin_state(self, batch_size, *args, dtype=tf.float32, **kwargs):
-        """Zeros for every state tensor of the layer's cell: a list of ``(batch_size, size)``."""
-        sizes = tf.nest.flatten(self.rnn.cell.state_size)
-        return [tf.zeros((batch_size, int(size)), dtype=dtype) for size in sizes]
+        """Zeros ``(batch_size, size)`` for every state tensor of the layer's cell: a list, one
+        entry per state (``[H, C]`` for an LSTM); for stacked cells one entry per layer; for a
+        ``Bidirectional`` layer the forward direction's entries, then the backward one's."""
+        state = []
+        for direction in _directions(self.rnn):
+            zeros = _zeros(direction.cell.state_size, batch_size, dtype)
+            state += zeros if isinstance(zeros, list) else [zeros]
+        return state
+
+
+def _zeros(state_size, batch_size, dtype):
+    """Zeros ``(batch_size, size)`` for an int ``state_size``; nested lists for nested sizes."""
+    if isinstance(state_size, (list, tuple)):
+        return [_zeros(size, batch_size, dtype) for size in state_size]
+    return tf.zeros((batch_size, int(state_size)), dtype=dtype)
 
 
 def _check_layer(layer) -> None:
@@ -90,6 +118,10 @@ def _check_layer(layer) -> None:
         raise ValueError(
             f"RNNModel needs a recurrent layer built with return_sequences=True and "
             f"return_state=True, got {layer!r}")
+    if getattr(layer, "merge_mode", "concat") is None:
+        raise InputError(
+            "RNNModel needs one output per time step: build the Bidirectional layer with "
+            "merge_mode='concat' (the default), 'sum', 'mul' or 'ave', not merge_mode=None")
     if not LEGACY and type(layer).__module__.startswith("tf_keras"):
         raise TypeError(
             "this recurrent layer comes from tf-keras, but tf.keras is Keras 3 in this process "

@@ -6,7 +6,8 @@ over time with all gates in one wide product; on CPU that trained the seed's con
 about half the speed of the same math unrolled with a product per gate (measured in
 ``benchmarks/``). :func:`unrolled_rnn` computes exactly the layer's function (tested against
 the layer) for the plain cells; anything else (dropout, masks, reversed or stateful layers,
-custom cells) keeps the layer's own call.
+custom cells) keeps the layer's own call. Stacked cells (``RNN(StackedRNNCells([...]))``, the
+book's deep RNN) run one cell after the other over the whole sequence, the same numbers.
 """
 
 from __future__ import annotations
@@ -18,11 +19,20 @@ from dl.tensorflow._keras import keras
 _CELLS = {keras.layers.LSTMCell: 4, keras.layers.GRUCell: 3, keras.layers.SimpleRNNCell: 1}
 
 
+def _plain(cell) -> bool:
+    return (type(cell) in _CELLS
+            and not getattr(cell, "dropout", 0) and not getattr(cell, "recurrent_dropout", 0))
+
+
+def _cells(layer) -> list:
+    """The layer's cells, bottom first: one, or those of its ``StackedRNNCells``."""
+    cell = getattr(layer, "cell", None)
+    return list(cell.cells) if isinstance(cell, keras.layers.StackedRNNCells) else [cell]
+
+
 def supports(layer) -> bool:
     """True if :func:`unrolled_rnn` computes exactly what ``layer`` computes."""
-    cell = getattr(layer, "cell", None)
-    return (type(cell) in _CELLS
-            and not getattr(cell, "dropout", 0) and not getattr(cell, "recurrent_dropout", 0)
+    return (all(_plain(cell) for cell in _cells(layer))
             and not getattr(layer, "go_backwards", False) and not getattr(layer, "stateful", False))
 
 
@@ -32,11 +42,25 @@ def _gates(weight, count):
 
 
 def unrolled_rnn(layer, inputs: list, state: list):
-    """Run ``layer``'s cell over ``inputs`` (a list of ``(batch, features)`` tensors).
+    """Run ``layer``'s cell (or stacked cells, layer by layer) over ``inputs``, a list of
+    ``(batch, features)`` tensors; ``state`` as the layer takes it (for stacked cells, one entry
+    per cell: ``[H, C]`` for an LSTM cell, ``H`` otherwise).
 
     Returns ``(outputs: (num_steps * batch, units) time-major, final state list)``.
     """
-    cell = layer.cell
+    if not isinstance(layer.cell, keras.layers.StackedRNNCells):
+        outputs, state = _unrolled_cell(layer.cell, inputs, state)
+        return tf.concat(outputs, axis=0), state
+    final = []
+    for cell, cell_state in zip(layer.cell.cells, state):
+        nested = isinstance(cell_state, (list, tuple))
+        inputs, cell_state = _unrolled_cell(cell, inputs, list(cell_state) if nested else [cell_state])
+        final.append(cell_state if nested else cell_state[0])
+    return tf.concat(inputs, axis=0), final
+
+
+def _unrolled_cell(cell, inputs: list, state: list):
+    """One cell over ``inputs``: ``(outputs: list of (batch, units), final state list)``."""
     count = _CELLS[type(cell)]
     kernels = _gates(cell.kernel, count)
     recurrent = _gates(cell.recurrent_kernel, count)
@@ -54,7 +78,7 @@ def unrolled_rnn(layer, inputs: list, state: list):
         x_parts = [_affine(X, k, b) for k, b in zip(kernels, input_bias)]
         state = step(cell, x_parts, recurrent, recurrent_bias, state, reset_after)
         outputs.append(state[0])
-    return tf.concat(outputs, axis=0), list(state)
+    return outputs, list(state)
 
 
 def _affine(X, W, b):

@@ -4,12 +4,17 @@
     from dl import torch as dl
 """
 
-from dl.data.batches import (SeqDataLoader, load_data_time_machine, seq_data_iter_random,
-                             seq_data_iter_sequential)
+from dl.data.batches import seq_data_iter_random, seq_data_iter_sequential
 from dl.data.hub import DATA_HUB, DATA_URL, download
 from dl.data.text import Vocab, load_corpus_time_machine, read_time_machine, tokenize
 from dl.metrics import perplexity
+from dl.plotting import lazy_plt, plot, set_axes, set_figsize, use_svg_display
 from dl.progress import Accumulator, Animator, Timer
+from dl.torch.book import (SeqDataLoader, abs, arange, argmax, astype, concat, cos, cosh,
+                           evaluate_loss, exp, eye, float32, int32, linreg, linspace, load_array,
+                           load_data_time_machine, log, matmul, meshgrid, normal, numpy, ones,
+                           rand, reduce_mean, reduce_sum, reshape, sin, sinh, size, squared_loss,
+                           stack, synthetic_data, tanh, tensor, to, transpose, zeros)
 from dl.torch.cells import (CELLS, get_gru_params, get_lstm_params, get_rnn_params, gru,
                             init_gru_state, init_lstm_state, init_rnn_state, lstm, rnn)
 from dl.torch.models import RNNModel, RNNModelScratch
@@ -18,3 +23,5 @@ from dl.torch.training import (TorchTrainer, grad_clipping, predict_dl, sgd, tra
 from dl.train import DivergedError
 
 train_ch8, train_epoch_ch8, predict_ch8 = train_dl, train_epoch_dl, predict_dl
+
+__getattr__ = lazy_plt(__name__)  # dl.torch.plt: matplotlib.pyplot, imported on first use
