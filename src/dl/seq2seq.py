@@ -10,10 +10,11 @@ input the embedded token joined with the encoder's last-layer state, then a dens
 from __future__ import annotations
 
 import math
-from typing import Protocol
+from typing import Any, Callable, Protocol
 
 import numpy as np
 
+from dl.data.nmt import truncate_pad
 from dl.progress import Animator, Timer
 from dl.train import DivergedError
 from dl.validate import check_positive
@@ -101,3 +102,26 @@ def fit(trainer: Seq2SeqTrainer, data_iter, num_epochs: int, device_name: str,
     print(f'loss {loss_sum / num_tokens:.3f}, {num_tokens / seconds:.1f} '
           f'tokens/sec on {device_name}')
     return animator
+
+
+def translate(src_sentence: str, src_vocab, tgt_vocab, num_steps: int,
+              begin: Callable[[list[int], int], Any], step: Callable[[int, Any], tuple[int, Any]],
+              attention: Callable[[], Any] | None = None):
+    """The book's greedy ``predict_seq2seq``: ``(translation, attention_weights)``.
+
+    ``begin(src_ids, valid_len) -> state`` encodes the sentence's ids (``<eos>`` appended, cut
+    or padded to ``num_steps``); ``step(token, state) -> (next_token, state)`` runs the decoder
+    on one token and picks the likeliest. At most ``num_steps`` tokens, up to ``<eos>``.
+    ``attention()``, when given, is called after every step and its results returned.
+    """
+    src_tokens = src_vocab[src_sentence.lower().split(' ')] + [src_vocab['<eos>']]
+    state = begin(truncate_pad(src_tokens, num_steps, src_vocab['<pad>']), len(src_tokens))
+    token, output_seq, attention_weight_seq = tgt_vocab['<bos>'], [], []
+    for _ in range(num_steps):
+        token, state = step(token, state)
+        if attention is not None:
+            attention_weight_seq.append(attention())
+        if token == tgt_vocab['<eos>']:
+            break
+        output_seq.append(token)
+    return ' '.join(tgt_vocab.to_tokens(output_seq)), attention_weight_seq

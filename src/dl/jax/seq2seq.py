@@ -199,17 +199,12 @@ def train_seq2seq(net, data_iter, lr, num_epochs, tgt_vocab, device=None, *, the
 def predict_seq2seq(net, src_sentence, src_vocab, tgt_vocab, num_steps, device=None,
                     save_attention_weights=False):
     """Greedy translation of ``src_sentence`` (space-separated tokens) into at most
-    ``num_steps`` tokens; returns ``(translation, [])`` (no attention in this model)."""
-    src_tokens = src_vocab[src_sentence.lower().split(' ')] + [src_vocab['<eos>']]
-    enc_X = jnp.array([nmt.truncate_pad(src_tokens, num_steps, src_vocab['<pad>'])])
+    ``num_steps`` tokens; returns ``(translation, [])`` (this model has no attention)."""
     params = jax.device_put(net.params, device or try_gpu())
-    state = net.decoder.init_state(jax.jit(net.encoder.apply)(params, enc_X))
-    decode = jax.jit(net.decoder.apply)
-    token, output_seq = tgt_vocab['<bos>'], []
-    for _ in range(num_steps):
+    encode, decode = jax.jit(net.encoder.apply), jax.jit(net.decoder.apply)
+    begin = lambda src_ids, valid_len: net.decoder.init_state(encode(params, jnp.array([src_ids])))
+
+    def step(token, state):
         Y, state = decode(params, jnp.array([[token]]), state)
-        token = int(Y[0, 0].argmax())
-        if token == tgt_vocab['<eos>']:
-            break
-        output_seq.append(token)
-    return ' '.join(tgt_vocab.to_tokens(output_seq)), []
+        return int(Y[0, 0].argmax()), state
+    return core.translate(src_sentence, src_vocab, tgt_vocab, num_steps, begin, step)

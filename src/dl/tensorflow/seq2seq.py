@@ -183,23 +183,17 @@ def predict_seq2seq(net, src_sentence, src_vocab, tgt_vocab, num_steps,
     """Greedy translation of ``src_sentence`` (space-separated tokens) into at most
     ``num_steps`` tokens; returns ``(translation, attention_weights)`` (the decoder's
     ``attention_weights`` per step when ``save_attention_weights``, else ``[]``)."""
-    src_tokens = src_vocab[src_sentence.lower().split(' ')] + [src_vocab['<eos>']]
-    enc_valid_len = tf.constant([len(src_tokens)])
-    enc_X = tf.constant([nmt.truncate_pad(src_tokens, num_steps, src_vocab['<pad>'])])
-    enc_outputs = net.encoder(enc_X, enc_valid_len, training=False)
-    dec_state = net.decoder.init_state(enc_outputs, enc_valid_len)
-    dec_X = tf.constant([[tgt_vocab['<bos>']]])
-    output_seq, attention_weight_seq = [], []
-    for _ in range(num_steps):
-        Y, dec_state = net.decoder(dec_X, dec_state, training=False)
-        dec_X = tf.argmax(Y, axis=2)
-        pred = int(dec_X[0, 0])
-        if save_attention_weights:
-            attention_weight_seq.append(net.decoder.attention_weights)
-        if pred == tgt_vocab['<eos>']:
-            break
-        output_seq.append(pred)
-    return ' '.join(tgt_vocab.to_tokens(output_seq)), attention_weight_seq
+    def begin(src_ids, valid_len):
+        enc_valid_len = tf.constant([valid_len])
+        enc_outputs = net.encoder(tf.constant([src_ids]), enc_valid_len, training=False)
+        return net.decoder.init_state(enc_outputs, enc_valid_len)
+
+    def step(token, state):
+        Y, state = net.decoder(tf.constant([[token]]), state, training=False)
+        return int(tf.argmax(Y[0, 0])), state
+
+    attention = (lambda: net.decoder.attention_weights) if save_attention_weights else None
+    return core.translate(src_sentence, src_vocab, tgt_vocab, num_steps, begin, step, attention)
 
 
 # Keras' GRUCell keeps its gates in the order update, reset, candidate (= GATES) in

@@ -177,25 +177,20 @@ def predict_seq2seq(net, src_sentence, src_vocab, tgt_vocab, num_steps, device,
     ``num_steps`` tokens; returns ``(translation, attention_weights)`` (the decoder's
     ``attention_weights`` per step when ``save_attention_weights``, else ``[]``)."""
     net.eval()
-    src_tokens = src_vocab[src_sentence.lower().split(' ')] + [src_vocab['<eos>']]
-    enc_valid_len = torch.tensor([len(src_tokens)], device=device)
-    src_tokens = nmt.truncate_pad(src_tokens, num_steps, src_vocab['<pad>'])
-    enc_X = torch.tensor([src_tokens], dtype=torch.long, device=device)
-    output_seq, attention_weight_seq = [], []
+
+    def begin(src_ids, valid_len):
+        enc_valid_len = torch.tensor([valid_len], device=device)
+        enc_X = torch.tensor([src_ids], dtype=torch.long, device=device)
+        return net.decoder.init_state(net.encoder(enc_X, enc_valid_len), enc_valid_len)
+
+    def step(token, state):
+        Y, state = net.decoder(torch.tensor([[token]], dtype=torch.long, device=device), state)
+        return int(Y[0, 0].argmax()), state
+
+    attention = (lambda: net.decoder.attention_weights) if save_attention_weights else None
     with torch.no_grad():
-        enc_outputs = net.encoder(enc_X, enc_valid_len)
-        dec_state = net.decoder.init_state(enc_outputs, enc_valid_len)
-        dec_X = torch.tensor([[tgt_vocab['<bos>']]], dtype=torch.long, device=device)
-        for _ in range(num_steps):
-            Y, dec_state = net.decoder(dec_X, dec_state)
-            dec_X = Y.argmax(dim=2)
-            pred = int(dec_X.squeeze(dim=0).item())
-            if save_attention_weights:
-                attention_weight_seq.append(net.decoder.attention_weights)
-            if pred == tgt_vocab['<eos>']:
-                break
-            output_seq.append(pred)
-    return ' '.join(tgt_vocab.to_tokens(output_seq)), attention_weight_seq
+        return core.translate(src_sentence, src_vocab, tgt_vocab, num_steps, begin, step,
+                              attention)
 
 
 def _gru_layers(rnn):
