@@ -1,10 +1,14 @@
 """Tests for dl.data.hub against a real HTTP server on 127.0.0.1."""
 
 import hashlib
+import io
+import json
 import os
 import socket
+import tarfile
 import threading
 import urllib.request
+import zipfile
 from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -12,7 +16,16 @@ from pathlib import Path
 import pytest
 
 from dl.data import hub
-from dl.data.hub import DATA_HUB, ChecksumError, DownloadError, cache_dir, download
+from dl.data.hub import (
+    DATA_HUB,
+    ArchiveError,
+    ChecksumError,
+    DownloadError,
+    cache_dir,
+    download,
+    download_extract,
+)
+from dl.errors import InputError
 
 BODY = b'It was the time traveller, as we shall call him.\n' * 50
 BODY_SHA1 = hashlib.sha1(BODY).hexdigest()
@@ -248,3 +261,112 @@ def test_time_machine_from_dl_data_dir_needs_no_network(monkeypatch):
     monkeypatch.setattr(urllib.request, 'urlopen', no_network)
     monkeypatch.setenv('DL_DATA_DIR', str(TIME_MACHINE_DIR))
     assert download('time_machine') == TIME_MACHINE_DIR / 'timemachine.txt'
+
+
+def _zip_bytes(members):
+    """A zip archive holding `members` (name -> text)."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, 'w') as archive:
+        for name, text in members.items():
+            archive.writestr(name, text)
+    return buffer.getvalue()
+
+
+def _tar_gz_bytes(members):
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode='w:gz') as archive:
+        for name, text in members.items():
+            data = text.encode()
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            archive.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
+
+
+@pytest.fixture
+def serve_archive(register, monkeypatch, tmp_path):
+    """Register archive bytes under `filename` with their sha1; DL_DATA_DIR is tmp_path."""
+    monkeypatch.setenv('DL_DATA_DIR', str(tmp_path))
+
+    def add(body, filename):
+        return register(_send(body), filename, hashlib.sha1(body).hexdigest())
+    return add
+
+
+def test_download_extract_moves_the_archive_folder_into_the_data_dir(serve_archive, tmp_path):
+    serve_archive(_zip_bytes({'fra-eng/fra.txt': 'Go.\tVa !\n', 'fra-eng/_about.txt': 'x'}),
+                  'fra-eng.zip')
+    data_dir = download_extract('test_file')
+    assert data_dir == tmp_path / 'fra-eng'
+    assert (data_dir / 'fra.txt').read_text() == 'Go.\tVa !\n'
+    assert sorted(os.listdir(tmp_path)) == ['fra-eng', 'fra-eng.zip']  # no temporary left
+
+
+def test_download_extract_tar_gz_and_folder(serve_archive, tmp_path):
+    serve_archive(_tar_gz_bytes({'data/a/b.txt': 'b'}), 'bundle.tar.gz')
+    assert download_extract('test_file', 'data') == tmp_path / 'data'
+    assert (tmp_path / 'data' / 'a' / 'b.txt').read_text() == 'b'
+    assert download_extract('test_file') == tmp_path / 'bundle.tar'  # the book's rule
+    assert sorted(os.listdir(tmp_path)) == ['bundle.tar.gz', 'data']
+
+
+def test_download_extract_puts_loose_files_in_the_folder_named_after_the_archive(
+        serve_archive, tmp_path):
+    serve_archive(_zip_bytes({'a.txt': 'a', 'b.txt': 'b'}), 'loose.zip')
+    data_dir = download_extract('test_file')
+    assert data_dir == tmp_path / 'loose'
+    assert sorted(os.listdir(data_dir)) == ['a.txt', 'b.txt']
+
+
+def test_download_extract_replaces_an_earlier_copy(serve_archive, tmp_path):
+    serve_archive(_zip_bytes({'fra-eng/fra.txt': 'new'}), 'fra-eng.zip')
+    (tmp_path / 'fra-eng').mkdir()
+    (tmp_path / 'fra-eng' / 'stale.txt').write_text('old')
+    data_dir = download_extract('test_file')
+    assert os.listdir(data_dir) == ['fra.txt']
+    assert sorted(os.listdir(tmp_path)) == ['fra-eng', 'fra-eng.zip']
+
+
+@pytest.mark.parametrize('filename, good', [('fra-eng.zip', _zip_bytes),
+                                            ('fra-eng.tar.gz', _tar_gz_bytes)])
+def test_damaged_archive_leaves_nothing_extracted_and_names_the_file(
+        serve_archive, tmp_path, filename, good):
+    body = good({'fra-eng/fra.txt': 'Go.\tVa !\n' * 500})
+    damaged = body[:len(body) // 2]
+    serve_archive(damaged, filename)
+    with pytest.raises(ArchiveError) as excinfo:
+        download_extract('test_file')
+    assert str(tmp_path / filename) in str(excinfo.value)
+    assert 'nothing was extracted' in str(excinfo.value)
+    assert isinstance(excinfo.value, DownloadError)
+    assert os.listdir(tmp_path) == [filename]  # the fetched file only, checked by its sha1
+
+
+def test_download_extract_refuses_a_file_that_is_no_archive(serve_archive, tmp_path):
+    serve_archive(BODY, 'plain.txt')
+    with pytest.raises(InputError, match=r'plain\.txt: only zip and tar archives'):
+        download_extract('test_file')
+    assert os.listdir(tmp_path) == ['plain.txt']
+
+
+def test_fra_eng_is_registered_as_in_the_book():
+    assert DATA_HUB['fra-eng'] == (hub.DATA_URL + 'fra-eng.zip',
+                                   '94646ad1522d915e7b0f9296181140edcf86a4f5')
+
+
+def test_dl_data_hub_entries_take_the_place_of_registered_ones(register, monkeypatch, tmp_path):
+    url = register(_send(BODY))
+    monkeypatch.setitem(DATA_HUB, 'test_file', ('http://127.0.0.1:1/elsewhere.txt', 'f' * 40))
+    mirror = tmp_path / 'hub.json'
+    mirror.write_text(json.dumps({'test_file': [url, BODY_SHA1]}))
+    monkeypatch.setenv('DL_DATA_HUB', str(mirror))
+    assert download('test_file', cache_dir=tmp_path / 'data').read_bytes() == BODY
+
+
+@pytest.mark.parametrize('content', ['not json', '{"test_file": "http://x/a.txt"}'])
+def test_dl_data_hub_that_cannot_be_used_is_named(monkeypatch, tmp_path, content):
+    mirror = tmp_path / 'hub.json'
+    mirror.write_text(content)
+    monkeypatch.setenv('DL_DATA_HUB', str(mirror))
+    with pytest.raises(InputError, match=f'DL_DATA_HUB={mirror}'):
+        download('time_machine', cache_dir=tmp_path)

@@ -1,5 +1,6 @@
 """Tests for dl.metrics."""
 
+import collections
 import math
 
 import numpy as np
@@ -7,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dl.metrics import mae, mase, mase_undefined_reason, perplexity, rmse, smape
+from dl.metrics import bleu, mae, mase, mase_undefined_reason, perplexity, rmse, smape
 
 
 @pytest.mark.parametrize('loss_sum, num_tokens, expected', [
@@ -120,3 +121,38 @@ def test_forecast_metric_properties(pairs):
     assert smape(y_true, y_pred) == pytest.approx(smape(y_pred, y_true))  # symmetric
     assert 0.0 <= mae(y_true, y_pred) <= rmse(y_true, y_pred) * (1 + 1e-12) + 1e-12
     assert mae(y_true, y_true) == rmse(y_true, y_true) == smape(y_true, y_true) == 0.0
+
+
+def _book_bleu(pred_seq, label_seq, k):
+    """The book's bleu (d2l 0.17), as printed, for comparison."""
+    pred_tokens, label_tokens = pred_seq.split(' '), label_seq.split(' ')
+    len_pred, len_label = len(pred_tokens), len(label_tokens)
+    score = math.exp(min(0, 1 - len_label / len_pred))
+    for n in range(1, k + 1):
+        num_matches, label_subs = 0, collections.defaultdict(int)
+        for i in range(len_label - n + 1):
+            label_subs[' '.join(label_tokens[i: i + n])] += 1
+        for i in range(len_pred - n + 1):
+            if label_subs[' '.join(pred_tokens[i: i + n])] > 0:
+                num_matches += 1
+                label_subs[' '.join(pred_tokens[i: i + n])] -= 1
+        score *= math.pow(num_matches / (len_pred - n + 1), math.pow(0.5, n))
+    return score
+
+
+def test_bleu_reproduces_the_books_printed_scores():
+    assert bleu('va !', 'va !', k=2) == 1.0
+    assert bleu('il est riche .', 'il est calme .', k=2) == pytest.approx(0.658, abs=5e-4)
+    assert bleu('je suis', 'je suis chez moi .', k=2) == pytest.approx(math.exp(-1.5))
+    assert bleu('a a a', 'a b', k=1) == pytest.approx((1 / 3) ** 0.5)  # 'a' matches once
+
+
+@given(st.lists(st.sampled_from('abc'), min_size=3, max_size=8),
+       st.lists(st.sampled_from('abcd'), min_size=1, max_size=8), st.integers(1, 3))
+def test_bleu_equals_the_books_where_the_book_is_defined(pred, label, k):
+    assert bleu(' '.join(pred), ' '.join(label), k) == pytest.approx(
+        _book_bleu(' '.join(pred), ' '.join(label), k))
+
+
+def test_bleu_of_a_prediction_shorter_than_k_is_zero():
+    assert bleu('va', 'va !', k=2) == 0.0  # the book raises ZeroDivisionError

@@ -1,10 +1,12 @@
-"""Metrics shared by every backend: perplexity for language models, forecast errors for series.
+"""Metrics shared by every backend: perplexity for language models, BLEU for translations,
+forecast errors for series.
 
 Forecast metrics take y_true and y_pred of the same shape (any shape, e.g. (N, horizon));
 shapes are never broadcast, so a (N, 1) against (N,) mix-up is an error, not a silent
 (N, N) comparison. They return Python floats; NaN in the inputs gives NaN.
 """
 
+import collections
 import math
 
 import numpy as np
@@ -19,6 +21,26 @@ def perplexity(loss_sum: float, num_tokens: float) -> float:
         raise InputError(f"perplexity needs at least one token, got num_tokens={num_tokens}")
     mean = loss_sum / num_tokens
     return math.exp(mean) if mean < 709 else math.inf
+
+
+def bleu(pred_seq: str, label_seq: str, k: int) -> float:
+    """The book's BLEU of a space-separated prediction against one label, n-grams up to ``k``:
+    ``exp(min(0, 1 - len_label / len_pred)) * prod_n p_n ** (1 / 2 ** n)``, ``p_n`` the share
+    of the prediction's n-grams found in the label (each label n-gram matched once). A
+    prediction shorter than ``n`` tokens has no n-grams: ``p_n`` is 0 (the book divides by 0)."""
+    check_positive("k", k, integer=True)
+    pred_tokens, label_tokens = pred_seq.split(" "), label_seq.split(" ")
+    len_pred, len_label = len(pred_tokens), len(label_tokens)
+    score = math.exp(min(0, 1 - len_label / len_pred))
+    for n in range(1, k + 1):
+        label_counts = collections.Counter(
+            " ".join(label_tokens[i:i + n]) for i in range(len_label - n + 1))
+        pred_counts = collections.Counter(
+            " ".join(pred_tokens[i:i + n]) for i in range(len_pred - n + 1))
+        num_matches = sum(min(count, label_counts[gram]) for gram, count in pred_counts.items())
+        num_grams = len_pred - n + 1
+        score *= (num_matches / num_grams) ** (0.5 ** n) if num_grams > 0 else 0.0
+    return score
 
 
 def _pair(name, y_true, y_pred):

@@ -6,17 +6,29 @@ when it is set; otherwise in a per-user cache directory (``$XDG_CACHE_HOME/dl`` 
 SHA-1 is used as is, so pointing ``DL_DATA_DIR`` at a directory holding the files
 (for example ``timemachine.txt``) works without network access.
 
-Register a new file with ``DATA_HUB[name] = (url, sha1)``.
+Register a new file with ``DATA_HUB[name] = (url, sha1)``. The environment variable
+``DL_DATA_HUB`` may name a JSON file ``{"name": ["url", "sha1"], ...}`` whose entries take the
+place of those in ``DATA_HUB`` (even of entries a script registers itself): a mirror, or a
+copy of your own, for machines that cannot reach the book's server.
+
+Archives (``.zip``, ``.tar``, ``.tar.gz``/``.tgz``, ``.tar.bz2``, ``.tar.xz``) are unpacked
+by :func:`download_extract`.
 """
 
 import contextlib
 import hashlib
 import http.client
+import json
+import lzma
 import os
+import shutil
+import tarfile
 import tempfile
 import urllib.error
 import urllib.parse
 import urllib.request
+import zipfile
+import zlib
 from pathlib import Path
 
 from dl.errors import InputError
@@ -26,6 +38,7 @@ DATA_URL = 'http://d2l-data.s3-accelerate.amazonaws.com/'
 # name -> (url, sha1 of the file's bytes)
 DATA_HUB: dict[str, tuple[str, str]] = {
     'time_machine': (DATA_URL + 'timemachine.txt', '090b5e7e70c295757f55df93cb0a180b9691891a'),
+    'fra-eng': (DATA_URL + 'fra-eng.zip', '94646ad1522d915e7b0f9296181140edcf86a4f5'),
 }
 
 _CHUNK = 1 << 16  # bytes read from the network at a time
@@ -37,6 +50,10 @@ class DownloadError(OSError):
 
 class ChecksumError(DownloadError):
     """The fetched bytes do not have the SHA-1 registered in ``DATA_HUB``."""
+
+
+class ArchiveError(DownloadError):
+    """A hub file with the registered SHA-1 could not be unpacked."""
 
 
 def cache_dir() -> Path:
@@ -62,10 +79,7 @@ def download(name: str, cache_dir: str | os.PathLike | None = None,
     Raises InputError for an unknown name, ChecksumError for wrong bytes and
     DownloadError when the file cannot be fetched. A failed fetch leaves no file behind.
     """
-    if name not in DATA_HUB:
-        raise InputError(f'unknown data hub name {name!r}; known names: '
-                         f'{", ".join(sorted(DATA_HUB))}')
-    url, sha1 = DATA_HUB[name]
+    url, sha1 = _entry(name)
     folder = Path(cache_dir) if cache_dir is not None else _default_cache_dir()
     target = folder / Path(urllib.parse.urlsplit(url).path).name
     if target.is_file() and _sha1_of(target) == sha1:
@@ -89,6 +103,86 @@ def download(name: str, cache_dir: str | os.PathLike | None = None,
         with contextlib.suppress(FileNotFoundError):
             os.remove(part)
     return target
+
+
+def _entry(name):
+    """``(url, sha1)`` of hub file `name`: from ``$DL_DATA_HUB`` if it has one, else ``DATA_HUB``."""
+    hub = {**DATA_HUB, **_mirror_entries()}
+    if name not in hub:
+        raise InputError(f'unknown data hub name {name!r}; known names: '
+                         f'{", ".join(sorted(hub))}; register it with '
+                         f'DATA_HUB[{name!r}] = (url, sha1)')
+    return tuple(hub[name])
+
+
+def _mirror_entries():
+    """The entries of the JSON file named by ``$DL_DATA_HUB`` (none when it is unset)."""
+    path = os.environ.get('DL_DATA_HUB')
+    if not path:
+        return {}
+    try:
+        entries = json.loads(Path(path).expanduser().read_text(encoding='utf-8'))
+    except (OSError, ValueError) as err:
+        raise InputError(f'DL_DATA_HUB={path}: cannot read it as JSON ({err}); give a JSON '
+                         'file {"name": ["url", "sha1"], ...} or unset the variable') from err
+    if not isinstance(entries, dict) or not all(
+            isinstance(v, list) and len(v) == 2 and all(isinstance(x, str) for x in v)
+            for v in entries.values()):
+        raise InputError(f'DL_DATA_HUB={path}: every entry must be "name": ["url", "sha1"]')
+    return entries
+
+
+ARCHIVE_SUFFIXES = ('.zip', '.tar', '.gz', '.tgz', '.bz2', '.xz')
+
+
+def download_extract(name: str, folder: str | None = None) -> Path:
+    """Fetch hub archive `name` (as :func:`download`) and unpack it into the data directory.
+
+    Returns ``folder`` inside the data directory when given, else the archive's path without
+    its last suffix (``fra-eng.zip`` -> ``fra-eng``), as the book's ``download_extract``.
+    The archive is unpacked into a temporary directory, then moved into place by one rename:
+    its single top-level entry under its own name, or, when it has several, all of them as
+    the directory named after the archive. An earlier copy is replaced. Raises InputError for
+    a name that is not a zip or tar archive and ArchiveError for one that cannot be unpacked;
+    either way nothing is left behind.
+    """
+    archive = download(name)
+    if archive.suffix not in ARCHIVE_SUFFIXES:
+        raise InputError(f'{archive.name}: only zip and tar archives ({", ".join(ARCHIVE_SUFFIXES)}) '
+                         f'can be extracted; use download({name!r}) for other files')
+    base_dir = archive.parent
+    data_dir = archive.with_suffix('')
+    staging = Path(tempfile.mkdtemp(dir=base_dir, prefix=f'.{archive.name}.', suffix='.extract'))
+    try:
+        unpacked = staging / 'unpacked'
+        _unpack(archive, unpacked)
+        entries = list(unpacked.iterdir())
+        source, target = ((entries[0], base_dir / entries[0].name) if len(entries) == 1
+                          else (unpacked, data_dir))
+        if target.exists() or target.is_symlink():
+            os.rename(target, staging / 'replaced')
+        os.rename(source, target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return base_dir / folder if folder else data_dir
+
+
+def _unpack(archive, destination):
+    """Unpack the zip or tar file `archive` into the new directory `destination`."""
+    try:
+        if archive.suffix == '.zip':
+            with zipfile.ZipFile(archive) as zipped:
+                zipped.extractall(destination)  # drops '..' and absolute parts of names
+        else:
+            safe = {'filter': 'data'} if hasattr(tarfile, 'data_filter') else {}
+            with tarfile.open(archive) as tarred:
+                tarred.extractall(destination, **safe)
+        destination.mkdir(exist_ok=True)  # an empty archive
+    except (zipfile.BadZipFile, tarfile.TarError, zlib.error, lzma.LZMAError, EOFError, OSError,
+            ValueError) as err:
+        raise ArchiveError(f'{archive}: cannot unpack it ({_reason(err)}); nothing was '
+                           'extracted. Delete the file and check the URL and sha1 registered '
+                           'for it in DATA_HUB') from err
 
 
 def _fetch(url, out, timeout):

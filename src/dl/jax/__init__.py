@@ -17,6 +17,9 @@ scan over time with ``jax.lax.scan``, a user's Python loop is unrolled when comp
 | ``train_ch8(net, train_iter, vocab, lr, num_epochs, device)`` | ``train_dl(net, train_iter, vocab, lr, num_epochs, device=None)`` |
 | ``predict_ch8(prefix, num_preds, net, vocab, device)`` | ``predict_dl(prefix, num_preds, net, vocab, device=None)`` |
 | ``grad_clipping(net, theta)`` (in place) | ``grad_clipping(grads, theta)`` -> clipped grads (pure) |
+| ``EncoderDecoder(encoder, decoder)``, ``MaskedSoftmaxCELoss()`` | ``EncoderDecoder(encoder, decoder, key)``, ``masked_softmax_ce`` |
+
+Sequence to sequence: :mod:`dl.jax.seq2seq` (``build_array_nmt`` gives NumPy arrays).
 """
 
 from dl.data.batches import (SeqDataLoader, load_data_time_machine, seq_data_iter_random,
@@ -33,6 +36,14 @@ from dl.jax.models import GRU, LSTM, RNN, RNNModel, RNNModelScratch
 from dl.jax.training import (JaxTrainer, Predictor, grad_clipping, predict_dl, token_loss_sum,
                              train_dl, train_epoch_dl, try_gpu)
 from dl.train import DivergedError
+
+# machine translation and sequence to sequence (the book's 9.5-9.7)
+from dl.data.hub import download_extract
+from dl.data.nmt import (build_array_nmt, preprocess_nmt, read_data_nmt, show_list_len_pair_hist,
+                         tokenize_nmt, truncate_pad)
+from dl.metrics import bleu
+from dl.jax.seq2seq import (EncoderDecoder, Seq2SeqDecoder, Seq2SeqEncoder, load_data_nmt,
+                            masked_softmax_ce, predict_seq2seq, sequence_mask, train_seq2seq)
 
 train_ch8, train_epoch_ch8, predict_ch8 = train_dl, train_epoch_dl, predict_dl
 

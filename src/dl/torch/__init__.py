@@ -22,6 +22,15 @@ from dl.torch.training import (TorchTrainer, grad_clipping, predict_dl, sgd, tra
                                train_epoch_dl, try_gpu)
 from dl.train import DivergedError
 
+# machine translation, encoder-decoder, sequence to sequence (the book's 9.5-9.7)
+from dl.data.hub import download_extract
+from dl.data.nmt import (preprocess_nmt, read_data_nmt, show_list_len_pair_hist, tokenize_nmt,
+                         truncate_pad)
+from dl.metrics import bleu
+from dl.torch.seq2seq import (Decoder, Encoder, EncoderDecoder, MaskedSoftmaxCELoss,
+                              Seq2SeqDecoder, Seq2SeqEncoder, build_array_nmt, load_data_nmt,
+                              predict_seq2seq, sequence_mask, train_seq2seq)
+
 train_ch8, train_epoch_ch8, predict_ch8 = train_dl, train_epoch_dl, predict_dl
 
 __getattr__ = lazy_plt(__name__)  # dl.torch.plt: matplotlib.pyplot, imported on first use
