@@ -10,6 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import fra_eng
+from dl import plotting
 from dl.data import nmt
 from dl.data.text import Vocab
 from dl.errors import InputError
@@ -96,8 +97,8 @@ def test_show_list_len_pair_hist_draws_without_printing(capsys):
     import matplotlib
     matplotlib.use('Agg')
     from matplotlib import pyplot as plt
-    nmt.show_list_len_pair_hist(['source', 'target'], '# tokens per sequence', 'count',
-                                [[1, 2], [1]], [[1, 2, 3], [1, 2, 3]])
+    plotting.show_list_len_pair_hist(['source', 'target'], '# tokens per sequence', 'count',
+                                     [[1, 2], [1]], [[1, 2, 3], [1, 2, 3]])
     axes = plt.gcf().axes[0]
     assert axes.get_xlabel() == '# tokens per sequence' and axes.get_ylabel() == 'count'
     assert [t.get_text() for t in axes.get_legend().get_texts()] == ['source', 'target']

@@ -1,4 +1,5 @@
-"""The book's plotting helpers: ``use_svg_display``, ``set_figsize``, ``set_axes``, ``plot``.
+"""The book's plotting helpers: ``use_svg_display``, ``set_figsize``, ``set_axes``, ``plot``,
+``show_list_len_pair_hist``.
 
 Framework-free (tensors of any framework, NumPy arrays and lists plot alike) and importing this
 module imports no matplotlib: ``plt`` (``matplotlib.pyplot``) is loaded on first use.
@@ -99,3 +100,17 @@ def plot(X, Y=None, xlabel=None, ylabel=None, legend=None, xlim=None, ylim=None,
         else:
             axes.plot(y, fmt)
     set_axes(axes, xlabel, ylabel, xlim, ylim, xscale, yscale, legend or [])
+
+
+def show_list_len_pair_hist(legend, xlabel, ylabel, xlist, ylist) -> None:
+    """Histogram of the lengths of the lists in ``xlist`` and ``ylist`` (the second hatched),
+    on a new pyplot figure; nothing is shown or printed (``plt.show()`` shows it)."""
+    set_figsize()
+    plt = _pyplot()
+    plt.figure()
+    _, _, patches = plt.hist([[len(line) for line in xlist], [len(line) for line in ylist]])
+    plt.xlabel(xlabel)
+    plt.ylabel(ylabel)
+    for patch in patches[1].patches:
+        patch.set_hatch("/")
+    plt.legend(legend)

@@ -51,20 +51,6 @@ def tokenize_nmt(text: str, num_examples: int | None = None):
     return source, target
 
 
-def show_list_len_pair_hist(legend, xlabel, ylabel, xlist, ylist) -> None:
-    """Histogram of the lengths of the lists in ``xlist`` and ``ylist`` (the second hatched),
-    on a new pyplot figure; nothing is shown or printed (``plt.show()`` shows it)."""
-    from matplotlib import pyplot as plt
-
-    plt.figure(figsize=(3.5, 2.5))
-    _, _, patches = plt.hist([[len(line) for line in xlist], [len(line) for line in ylist]])
-    plt.xlabel(xlabel)
-    plt.ylabel(ylabel)
-    for patch in patches[1].patches:
-        patch.set_hatch('/')
-    plt.legend(legend)
-
-
 def truncate_pad(line: list, num_steps: int, padding_token) -> list:
     """``line`` cut to ``num_steps`` items, or padded to that length with ``padding_token``."""
     if len(line) > num_steps:

@@ -27,7 +27,8 @@ from dl.data.batches import (SeqDataLoader, load_data_time_machine, seq_data_ite
 from dl.data.hub import DATA_HUB, DATA_URL, download
 from dl.data.text import Vocab, load_corpus_time_machine, read_time_machine, tokenize
 from dl.metrics import perplexity
-from dl.plotting import lazy_plt, plot, set_axes, set_figsize, use_svg_display
+from dl.plotting import (lazy_plt, plot, set_axes, set_figsize, show_list_len_pair_hist,
+                         use_svg_display)
 from dl.progress import Accumulator, Animator, Timer
 from dl.jax.book import ArrayLoader, load_array
 from dl.jax.cells import (CELLS, get_gru_params, get_lstm_params, get_rnn_params, gru,
@@ -39,7 +40,7 @@ from dl.train import DivergedError
 
 # machine translation and sequence to sequence (the book's 9.5-9.7)
 from dl.data.hub import download_extract
-from dl.data.nmt import (build_array_nmt, preprocess_nmt, read_data_nmt, show_list_len_pair_hist,
+from dl.data.nmt import (build_array_nmt, preprocess_nmt, read_data_nmt,
                          tokenize_nmt, truncate_pad)
 from dl.metrics import bleu
 from dl.jax.seq2seq import (EncoderDecoder, Seq2SeqDecoder, Seq2SeqEncoder, load_data_nmt,

@@ -16,7 +16,8 @@ from dl.data.batches import (SeqDataLoader, load_data_time_machine, seq_data_ite
 from dl.data.hub import DATA_HUB, DATA_URL, download
 from dl.data.text import Vocab, load_corpus_time_machine, read_time_machine, tokenize
 from dl.metrics import perplexity
-from dl.plotting import lazy_plt, plot, set_axes, set_figsize, use_svg_display
+from dl.plotting import (lazy_plt, plot, set_axes, set_figsize, show_list_len_pair_hist,
+                         use_svg_display)
 from dl.progress import Accumulator, Animator, Timer
 from dl.tensorflow.book import (abs, arange, argmax, astype, concat, cos, cosh, evaluate_loss,
                                 exp, eye, float32, int32, linreg, linspace, load_array, log,
@@ -32,7 +33,7 @@ from dl.train import DivergedError
 
 # machine translation, encoder-decoder, sequence to sequence (the book's 9.5-9.7)
 from dl.data.hub import download_extract
-from dl.data.nmt import (preprocess_nmt, read_data_nmt, show_list_len_pair_hist, tokenize_nmt,
+from dl.data.nmt import (preprocess_nmt, read_data_nmt, tokenize_nmt,
                          truncate_pad)
 from dl.metrics import bleu
 from dl.tensorflow.seq2seq import (Decoder, Encoder, EncoderDecoder, MaskedSoftmaxCELoss,

@@ -8,7 +8,8 @@ from dl.data.batches import seq_data_iter_random, seq_data_iter_sequential
 from dl.data.hub import DATA_HUB, DATA_URL, download
 from dl.data.text import Vocab, load_corpus_time_machine, read_time_machine, tokenize
 from dl.metrics import perplexity
-from dl.plotting import lazy_plt, plot, set_axes, set_figsize, use_svg_display
+from dl.plotting import (lazy_plt, plot, set_axes, set_figsize, show_list_len_pair_hist,
+                         use_svg_display)
 from dl.progress import Accumulator, Animator, Timer
 from dl.torch.book import (SeqDataLoader, abs, arange, argmax, astype, concat, cos, cosh,
                            evaluate_loss, exp, eye, float32, int32, linreg, linspace, load_array,
@@ -24,7 +25,7 @@ from dl.train import DivergedError
 
 # machine translation, encoder-decoder, sequence to sequence (the book's 9.5-9.7)
 from dl.data.hub import download_extract
-from dl.data.nmt import (preprocess_nmt, read_data_nmt, show_list_len_pair_hist, tokenize_nmt,
+from dl.data.nmt import (preprocess_nmt, read_data_nmt, tokenize_nmt,
                          truncate_pad)
 from dl.metrics import bleu
 from dl.torch.seq2seq import (Decoder, Encoder, EncoderDecoder, MaskedSoftmaxCELoss,
