@@ -38,9 +38,10 @@ def _adam(config: OptimizerConfig, weight_decay=None):
 
 class _RMSprop(keras.optimizers.RMSprop):
     """Keras' RMSprop (uncentred, no momentum) with epsilon added to the root of the mean
-    square, not under it: dl.optim's formula (PyTorch's, char-rnn's), which no Keras option
-    gives; under the root, epsilon changes the steps of gradients below about 1e-4 by 1e-3
-    and more of their size. Only the update of dense gradients (the engine's) is replaced."""
+    square: dl.optim's formula (PyTorch's, char-rnn's). Keras adds it under the root, and no
+    value there does the same: with eps² under it, steps of gradients below about 1e-4 still
+    differ by 1e-3 of their size and more. Only the update of dense gradients (the engine's
+    only kind) is replaced; no Keras option gives this one."""
 
     def update_step(self, gradient, variable, *learning_rate):  # Keras 3 passes the rate
         lr = tf.cast(learning_rate[0] if learning_rate else self.learning_rate, variable.dtype)
@@ -78,9 +79,9 @@ def grad_clipping(grads, theta):
 class Engine:
     """An optimizer over a model's variables and the training step built around a loss.
 
-    ``optimizer``: a :class:`dl.optim.OptimizerConfig` (its state then has canonical names) or
-    a Keras optimizer; ``clip``: the global gradient norm threshold; ``strategy``: the
-    ``tf.distribute`` strategy (default: the current one).
+    ``optimizer``: a :class:`dl.optim.OptimizerConfig` or a Keras optimizer; ``clip``: the
+    global gradient norm threshold; ``strategy``: a ``tf.distribute`` strategy (default: the
+    current one).
     """
 
     def __init__(self, optimizer, clip: float = 1.0, strategy=None):
@@ -88,14 +89,14 @@ class Engine:
         self.strategy = strategy or tf.distribute.get_strategy()
         with self.strategy.scope():
             self.optimizer = OPTIMIZERS[optimizer.name](optimizer) if self.config else optimizer
-        self.clip, self.variables = clip, None
+        self.clip, self.model, self.variables = clip, None, None
         with tf.init_scope():
             self.loss_sum = tf.Variable(0.0, dtype=tf.float64, trainable=False, name="loss_sum")
 
-    def build(self, variables) -> None:
-        """Create the optimizer's state for ``variables`` now, eagerly: Keras creates it
-        lazily, which must not happen while a step is traced."""
-        self.variables = list(variables)
+    def build(self, model) -> None:
+        """Create the optimizer's state for ``model.trainable_variables`` now, eagerly: Keras
+        creates it lazily, which must not happen while a step is traced."""
+        self.model, self.variables = model, list(model.trainable_variables)
         if hasattr(self.optimizer, "build"):
             with self.strategy.scope():
                 self.optimizer.build(self.variables)
@@ -134,25 +135,25 @@ class Engine:
     def _slot(self, slot: str) -> list:
         return getattr(self.optimizer, _SLOT_VARIABLES[slot])
 
-    def optimizer_state(self, canonical) -> dict[str, np.ndarray]:
-        """The optimizer's state under :mod:`dl.optim`'s names (float32 NumPy copies);
-        ``canonical(arrays in variable order) -> {parameter name: array}``."""
+    def optimizer_state(self) -> dict[str, np.ndarray]:
+        """The optimizer's state under :mod:`dl.optim`'s names (float32 NumPy copies), for an
+        ``OptimizerConfig`` and a model with canonical names (a
+        :class:`dl.tensorflow.lm.CanonicalModel`)."""
         state = {optim.STEP: np.asarray(self.optimizer.iterations.numpy(), np.float32)}
         for slot in self.config.slots:
-            arrays = canonical([v.numpy() for v in self._slot(slot)])
+            arrays = self.model.canonical([v.numpy() for v in self._slot(slot)])
             state.update({f"{optim.PREFIX}{slot}.{name}": np.asarray(value, np.float32)
                           for name, value in arrays.items()})
         return state
 
-    def load_optimizer_state(self, state: dict, param_shapes: dict, per_variable) -> None:
-        """Continue from ``state`` (:meth:`optimizer_state`'s form, checked against
-        ``param_shapes``); ``per_variable({parameter name: array}) -> arrays in variable
-        order``."""
+    def load_optimizer_state(self, state: dict[str, np.ndarray]) -> None:
+        """Continue from ``state``, :meth:`optimizer_state`'s form (checked)."""
+        param_shapes = self.model.config.param_shapes()
         optim.check_state(self.config, param_shapes, state)
         self.optimizer.iterations.assign(int(state[optim.STEP]))
         for slot in self.config.slots:
-            arrays = per_variable({name: state[f"{optim.PREFIX}{slot}.{name}"]
-                                   for name in param_shapes})
+            arrays = self.model.per_variable({name: state[f"{optim.PREFIX}{slot}.{name}"]
+                                              for name in param_shapes})
             for variable, value in zip(self._slot(slot), arrays):
                 variable.assign(np.asarray(value, np.float32))
 
@@ -165,25 +166,21 @@ def _token_loss_sum(loss, y, y_hat):
     return tf.reduce_sum(values)
 
 
-class TFTrainer:
-    """The :class:`dl.train.Trainer` of a language model ``net``: ``net(X: (B, T) int, state)
-    -> (logits: (T * B, V), state)``, ``net.begin_state(batch_size, dtype)`` and
+class TFTrainer(Engine):
+    """The engine as the :class:`dl.train.Trainer` of a language model ``net``: ``net(X: (B, T)
+    int, state) -> (logits: (T * B, V), state)``, ``net.begin_state(batch_size, dtype)`` and
     ``net.trainable_variables`` (a Keras model may create them on its first call).
 
-    ``loss(y, logits)`` per token (or a batch mean); ``updater`` as :class:`Engine`'s
-    ``optimizer``; ``theta``: the clipping threshold. :meth:`optimizer_state` and
-    :meth:`load_optimizer_state` need ``updater`` as an ``OptimizerConfig`` and a ``net`` with
-    canonical names (``canonical``, ``per_variable`` and ``param_shapes``, as
-    :mod:`dl.tensorflow.lm`'s models).
+    ``loss(y, logits)`` per token (or a batch mean); ``updater``: :class:`Engine`'s
+    ``optimizer``; ``theta``: the clipping threshold.
     """
 
     def __init__(self, net, loss, updater, strategy=None, theta=1.0, compile=True):
+        super().__init__(updater, theta, strategy)
         self.net, self.loss, self.compile = net, loss, compile
-        self.engine = Engine(updater, theta, strategy)
-        self.strategy = self.engine.strategy
         self.replicas = self.strategy.num_replicas_in_sync
         if net.trainable_variables:
-            self.engine.build(net.trainable_variables)
+            self.build(net)
         self._step = None
 
     def begin_state(self, batch_size):
@@ -200,15 +197,6 @@ class TFTrainer:
             self._step = self._build_step(X, Y, state)
         return self._step(X, Y, state)
 
-    def take_loss_sum(self) -> float:
-        return self.engine.take_loss_sum()
-
-    def optimizer_state(self) -> dict[str, np.ndarray]:
-        return self.engine.optimizer_state(self.net.canonical)
-
-    def load_optimizer_state(self, state: dict[str, np.ndarray]) -> None:
-        self.engine.load_optimizer_state(state, self.net.param_shapes, self.net.per_variable)
-
     def _replica_loss(self, X, Y, state):
         """This replica's rows of the batch: ``(its token loss over the whole batch's token
         count, its token loss sum, its next state)``."""
@@ -221,16 +209,16 @@ class TFTrainer:
 
     def _build_step(self, X, Y, state):
         """The compiled step, or the eager one if ``compile=False`` or nothing can be traced."""
-        if self.engine.variables is None:  # a Keras model: its variables, then the optimizer's
+        if self.variables is None:  # a Keras model: its variables, then the optimizer's
             self.strategy.run(lambda x, s: self.net(x[:1], tf.nest.map_structure(
                 lambda t: t[:1], s)), args=(X, state))
-            self.engine.build(self.net.trainable_variables)
+            self.build(self.net)
         if not self.compile or not isinstance(self.net, RNNModelScratch):
-            return self.engine.step(self._replica_loss, self.compile)
+            return self.step(self._replica_loss, self.compile)
         errors = []
         for kind in GRAPH_INPUT_KINDS:
             self.net.graph_inputs = kind
-            step = self.engine.step(self._replica_loss)
+            step = self.step(self._replica_loss)
             try:
                 with _variable_scope_kept():
                     _check_compiled_forward(self.net, X)
@@ -244,7 +232,7 @@ class TFTrainer:
             "runs eagerly, which is several times slower. Write the forward function with a "
             "Python `for X in inputs` loop and TensorFlow ops to have it compiled.",
             RuntimeWarning, stacklevel=4)
-        return self.engine.step(self._replica_loss, compile=False)
+        return self.step(self._replica_loss, compile=False)
 
 
 def _last_line(err: Exception) -> str:

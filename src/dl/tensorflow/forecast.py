@@ -32,7 +32,7 @@ class Forecaster(CanonicalModel):
     def make_step(self, optimizer: OptimizerConfig, clip: float):
         with tf.device(self.device_name):
             engine = Engine(optimizer, clip)
-            engine.build(self.trainable_variables)
+            engine.build(self)
 
         def mse(X, Y):
             loss = tf.reduce_mean(tf.square(self(X, training=True) - Y))

@@ -17,8 +17,8 @@ OPS = SimpleNamespace(
     take=tf.gather, transpose=tf.transpose, concat=lambda xs, axis: tf.concat(xs, axis),
     stack=tf.stack, reshape=tf.reshape, split=lambda x, n: tf.split(x, n, axis=-1),
     sigmoid=tf.sigmoid, tanh=tf.tanh, unstack=tf.unstack, per_gate=True)
-# one product for all gates: faster for small layers (the forecasters'; README, Forecasting),
-# where per-gate products are too small to pay for themselves
+# one product for all gates: faster for small layers (the forecasters'; README, Speed), where
+# per-gate products are too small to pay for themselves
 FUSED_OPS = SimpleNamespace(**{**vars(OPS), "per_gate": False})
 
 
@@ -130,8 +130,8 @@ class LanguageModel(CanonicalModel):
         with tf.device(self.device_name):
             if self._token_concrete is None:
                 self._token_concrete = self._token_step.get_concrete_function(X, state)
-            try:  # the traced function itself: dispatch through tf.function costs about
-                logits, state = self._token_concrete(X, state)  # as much as a small step
+            try:  # the traced function itself, without tf.function's dispatch (README, Speed)
+                logits, state = self._token_concrete(X, state)
             except (TypeError, ValueError):  # a state of other shapes or dtypes
                 logits, state = self._token_step(X, state)
         return logits.numpy()[0], state
@@ -192,9 +192,10 @@ class _Training:
     """The model as :class:`TFTrainer` sees it: called in training mode (dropout on)."""
 
     def __init__(self, model: LanguageModel):
-        self.model, self.trainable_variables = model, model.trainable_variables
-        self.begin_state, self.param_shapes = model.begin_state, model.config.param_shapes()
-        self.canonical, self.per_variable = model.canonical, model.per_variable
+        self.model = model
+
+    def __getattr__(self, name):
+        return getattr(self.model, name)
 
     def __call__(self, X, state):
         return self.model(X, state, training=True)
