@@ -26,8 +26,8 @@ from dl.tensorflow._keras import LEGACY, keras
 from dl.tensorflow.models import GRAPH_INPUT_KINDS, RNNModelScratch
 
 # tf-keras' Adam can add epsilon after the bias correction, as dl.optim's formula does; Keras
-# 3's adds it before, which changes the early steps of gradients below about 1e-3 by more
-# than 1e-4 of their size
+# 3's adds it before, so there weights with gradients near 1e-6 and below take smaller early
+# steps (several times smaller: Adam steps all gradients alike, whatever their size)
 _EXACT_EPSILON = {"adaptive_epsilon": True} if LEGACY else {}
 
 
@@ -58,7 +58,8 @@ OPTIMIZERS = {
     # Keras' AdamW is its Adam with the base optimizer's decoupled weight_decay, which Adam
     # takes itself (and, on tf-keras, with the exact epsilon that tf-keras' AdamW lacks)
     "adamw": lambda c: _adam(c, weight_decay=c.weight_decay),
-    "rmsprop": lambda c: _RMSprop(c.lr, rho=c.rho, momentum=0.0, epsilon=c.eps, centered=False),
+    "rmsprop": lambda c: _RMSprop(c.lr, rho=c.rho, momentum=0.0, epsilon=c.eps, centered=False,
+                                  name="RMSprop"),
 }
 # dl.optim's slot -> the Keras optimizer's list of that state, one entry per variable
 _SLOT_VARIABLES = {"m": "_momentums", "v": "_velocities"}
