@@ -495,7 +495,7 @@ def test_nan_weights_do_not_make_the_forward_look_untraceable(small_setup, capsy
 
 
 def test_train_epoch_dl_names_the_epoch_and_learning_rate_when_it_diverges(small_setup):
-    net, loader, vocab = small_setup
+    net, loader, _ = small_setup
     loss = tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True, reduction="none")
     updater = tf.keras.optimizers.SGD(0.5)
     dl.train_epoch_dl(net, loader, loss, updater, False)

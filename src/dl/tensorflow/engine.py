@@ -1,14 +1,9 @@
-"""The TensorFlow backend's one training engine: a model's loss -> one compiled training step.
-
-:class:`Engine` owns the optimizer (Keras', built from a :class:`dl.optim.OptimizerConfig`
-through :data:`OPTIMIZERS`, or the book's own ``tf.keras.optimizers`` instance) and turns a
-replica's loss into the training step: one ``tf.function`` of forward, loss, gradients summed
-over the replicas of a ``tf.distribute`` strategy, global-norm clipping, the update and a loss
-sum kept on the device, so that the host waits for the device once per epoch.
-:class:`TFTrainer` is the :class:`dl.train.Trainer` of every language model (the book's
-scratch and Keras models, :mod:`dl.tensorflow.lm`'s): it gives each replica its rows of the
-batch and trains eagerly, with a warning that says why, when a forward function cannot be
-traced. Both the book's ``train_dl``, ``dl train`` and ``dl forecast`` train through here.
+"""The TensorFlow backend's one training engine, for the book's ``train_dl``, ``dl train`` and
+``dl forecast``: :class:`Engine` owns the optimizer (Keras', from a
+:class:`dl.optim.OptimizerConfig` through :data:`OPTIMIZERS`, or the book's own instance) and
+turns a replica's loss into one ``tf.function`` step (forward, loss, gradients summed over the
+replicas of a ``tf.distribute`` strategy, global-norm clipping, update, a loss sum kept on the
+device). :class:`TFTrainer` is the engine of a language model, with an eager fallback.
 """
 
 from __future__ import annotations
