@@ -146,7 +146,8 @@ class Engine:
         """Continue from ``state``, :meth:`optimizer_state`'s form (checked)."""
         param_shapes = self.model.config.param_shapes()
         optim.check_state(self.config, param_shapes, state)
-        self.optimizer.iterations.assign(int(state[optim.STEP]))
+        # a checkpoint's 0-d step comes back as shape (1,) (np.ascontiguousarray in dl.checkpoint)
+        self.optimizer.iterations.assign(int(np.reshape(state[optim.STEP], ())))
         for slot in self.config.slots:
             arrays = self.model.per_variable({name: state[f"{optim.PREFIX}{slot}.{name}"]
                                               for name in param_shapes})
