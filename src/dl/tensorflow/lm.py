@@ -113,6 +113,7 @@ class LanguageModel(CanonicalModel):
         with tf.device(self.device_name):
             return TFTrainer(_Training(self), tf.nn.sparse_softmax_cross_entropy_with_logits,
                              optimizer, theta=clip)
+
     def _eval_loss(self, X, Y, state):
         logits, state = self(X, state)
         y = tf.reshape(tf.transpose(Y), [-1])
