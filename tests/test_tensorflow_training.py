@@ -494,6 +494,17 @@ def test_nan_weights_do_not_make_the_forward_look_untraceable(small_setup, capsy
             dl.train_dl(net, loader, vocab, 1, 3, None)
 
 
+def test_train_epoch_dl_names_the_epoch_and_learning_rate_when_it_diverges(small_setup):
+    net, loader, _ = small_setup
+    loss = tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True, reduction="none")
+    updater = tf.keras.optimizers.SGD(0.5)
+    dl.train_epoch_dl(net, loader, loss, updater, False)
+    for v in net.trainable_variables:
+        v.assign(tf.fill(v.shape, np.nan))
+    with pytest.raises(DivergedError, match=r"in epoch 2\b.*\(lr=0\.5 now\)"):
+        dl.train_epoch_dl(net, loader, loss, updater, False)
+
+
 def test_huge_learning_rate_stops_training_with_diverged_error(small_setup, capsys):
     net, loader, vocab = small_setup
     # clipped gradients keep the loss finite (~1e29 nats a token): the perplexity overflows

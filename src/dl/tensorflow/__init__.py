@@ -7,6 +7,21 @@ Importing this module makes ``tf.keras`` mean tf-keras (the Keras 2 line, which 
 book's ``RNN(..., time_major=True)``) when ``tf.keras`` has not been used yet in the process:
 it sets ``TF_USE_LEGACY_KERAS=1`` unless that variable is already set. If Keras 3 is already
 active, ``RNNModel`` takes Keras 3 (batch-major) layers instead.
+
+Where things go:
+
+- ``cells``: the book's scratch cells (``get_*_params``, ``init_*_state``, the forward
+  function); ``models``: the book's ``RNNModelScratch`` and ``RNNModel``; ``training``: the
+  book's ``train_dl``, ``train_epoch_dl`` and ``predict_dl`` around :mod:`dl.train`'s loop.
+- ``engine``: the one compiled training step and the optimizers. Everything that trains (the
+  book's API, ``dl train``, ``dl forecast``) goes through ``engine.Engine``; a new optimizer is
+  a line of ``engine.OPTIMIZERS`` (after its entry in :mod:`dl.optim`).
+- ``lm``: ``dl train``'s models on canonical parameters (:mod:`dl.lm`; ``CanonicalModel`` holds
+  devices, zero states and dropout once, for them and for ``forecast``'s forecaster). A new cell
+  goes into :mod:`dl.lm` (and :mod:`dl.reference`), which every backend computes; the book's
+  scratch version of it into ``cells``.
+- A new backend is a sibling package with the same modules, an engine of its framework's own
+  optimizers, and a line in :mod:`dl.cli.backends`.
 """
 
 from dl.tensorflow._keras import LEGACY as KERAS_IS_TF_KERAS  # noqa: F401  (sets tf.keras first)
@@ -27,8 +42,8 @@ from dl.tensorflow.book import (abs, arange, argmax, astype, concat, cos, cosh, 
 from dl.tensorflow.cells import (CELLS, get_gru_params, get_lstm_params, get_rnn_params,
                                  gru, init_gru_state, init_lstm_state, init_rnn_state, lstm, rnn)
 from dl.tensorflow.models import RNNModel, RNNModelScratch
-from dl.tensorflow.training import (Predictor, TFTrainer, grad_clipping, predict_dl, train_dl,
-                                    train_epoch_dl, try_gpu)
+from dl.tensorflow.engine import TFTrainer, grad_clipping
+from dl.tensorflow.training import Predictor, predict_dl, train_dl, train_epoch_dl, try_gpu
 from dl.train import DivergedError
 
 # machine translation, encoder-decoder, sequence to sequence (the book's 9.5-9.7)

@@ -1,4 +1,5 @@
-"""The command line's language model (:mod:`dl.lm`) on TensorFlow."""
+"""The command line's language model (:mod:`dl.lm`) on TensorFlow, and what it shares with the
+forecaster (:class:`CanonicalModel`)."""
 
 from __future__ import annotations
 
@@ -6,17 +7,18 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from dl.tensorflow._keras import tf  # noqa: F401  (sets up tf-keras first)
+from dl.tensorflow._keras import tf  # first: sets up tf-keras
 from dl import lm
+from dl.optim import OptimizerConfig
 from dl.validate import check_gpu, parse_device
-from dl.tensorflow.training import TFTrainer
+from dl.tensorflow.engine import TFTrainer
 
 OPS = SimpleNamespace(
     take=tf.gather, transpose=tf.transpose, concat=lambda xs, axis: tf.concat(xs, axis),
     stack=tf.stack, reshape=tf.reshape, split=lambda x, n: tf.split(x, n, axis=-1),
     sigmoid=tf.sigmoid, tanh=tf.tanh, unstack=tf.unstack, per_gate=True)
-# one product for all gates: faster for small layers (the forecasters' 32 units: 19 s against
-# 36 s for co2), where per-gate products are too small to pay for themselves
+# one product for all gates: faster for small layers (the forecasters'; README, Speed), where
+# per-gate products are too small to pay for themselves
 FUSED_OPS = SimpleNamespace(**{**vars(OPS), "per_gate": False})
 
 
@@ -31,8 +33,10 @@ def device_of(name: str | None) -> str:
     return f"/GPU:{index or 0}"
 
 
-class LanguageModel:
-    """:func:`dl.lm.forward` with canonical parameters held as ``tf.Variable``s.
+class CanonicalModel:
+    """Canonical parameters (:meth:`dl.lm.RecurrentShape.param_shapes`) held as
+    ``tf.Variable``s on one device, zero states and seeded dropout: what the language models
+    and the forecaster share.
 
     Dropout is stateless: its masks come from the seed set by :meth:`reseed` and a counter of
     training calls, so a run is reproducible and resumable.
@@ -40,49 +44,75 @@ class LanguageModel:
 
     backend = "tensorflow"
 
-    def __init__(self, config: lm.LMConfig, params: dict[str, np.ndarray], device=None,
-                 precision: str = "fp32"):
+    def __init__(self, config, params: dict[str, np.ndarray], device=None):
         lm.check_params(config, params)
-        lm.check_precision(precision, "TensorFlow")
         self.config, self.device_name = config, device_of(device)
         self.names = list(config.param_shapes())
         with tf.device(self.device_name):
-            self.trainable_variables = self._variables(params)
+            self.trainable_variables = self._variables(self.per_variable(params))
             self._seed = tf.Variable([0, 0], dtype=tf.int64, trainable=False)
-        self._eval_step = tf.function(self._eval_loss)
-        self._token_step = tf.function(lambda X, state: self(X, state))
-        self._token_concrete = None  # the traced one-token step, called without dispatch
 
-    def _variables(self, params) -> list:
-        return [tf.Variable(np.asarray(params[name], np.float32), name=name.replace(".", "_"))
-                for name in self.names]
+    def _variables(self, arrays: list) -> list:
+        return [tf.Variable(a, name=name.replace(".", "_")) for name, a in zip(self.names, arrays)]
 
-    def __call__(self, X, state, training=False):
-        """``X: (B, T)`` int -> ``(logits: (T * B, V), state)``; dropout only when training."""
-        params = dict(zip(self.names, self.trainable_variables))
-        dropout = self._dropout if training and self.config.dropout > 0 else None
-        return lm.forward(OPS, params, tf.cast(X, tf.int32), tuple(state), self.config, dropout)
+    def per_variable(self, params: dict) -> list[np.ndarray]:
+        """Canonical ``params`` as float32 arrays in the order of ``trainable_variables``."""
+        return [np.asarray(params[name], np.float32) for name in self.names]
 
-    def _dropout(self, outputs, layer):
-        self._seed.assign_add([0, 1])
-        seed = self._seed + tf.constant([0, 1 << 32], tf.int64) * layer
-        return tf.nn.experimental.stateless_dropout(outputs, self.config.dropout, seed)
-
-    def begin_state(self, batch_size, dtype=tf.float32):
-        count = self.config.num_layers * self.config.state_per_layer
-        return tuple(tf.zeros((batch_size, self.config.num_hiddens), dtype) for _ in range(count))
+    def canonical(self, arrays) -> dict:
+        """Arrays in the order of ``trainable_variables`` under their canonical names."""
+        return dict(zip(self.names, arrays))
 
     def numpy_params(self) -> dict[str, np.ndarray]:
-        return {name: v.numpy() for name, v in zip(self.names, self.trainable_variables)}
+        return self.canonical([v.numpy() for v in self.trainable_variables])
+
+    def load(self, params: dict[str, np.ndarray]) -> None:
+        lm.check_params(self.config, params)
+        for variable, value in zip(self.trainable_variables, self.per_variable(params)):
+            variable.assign(value)
+
+    def begin_state(self, batch_size, dtype=tf.float32) -> tuple:
+        """Zeros: ``num_layers * state_per_layer`` tensors ``(batch_size, num_hiddens)``."""
+        count = self.config.num_layers * self.config.state_per_layer
+        return tuple(tf.zeros((batch_size, self.config.num_hiddens), dtype) for _ in range(count))
 
     def reseed(self, seed: int) -> None:
         self._seed.assign([seed, 0])
 
-    def trainer(self, lr: float, clip: float) -> TFTrainer:
+    def _dropout(self, training: bool):
+        """``dropout(outputs, layer)`` for :func:`dl.lm.run_layers` while training, else None."""
+        if not training or not self.config.dropout:
+            return None
+
+        def dropout(outputs, layer):
+            self._seed.assign_add([0, 1])
+            seed = self._seed + tf.constant([0, 1 << 32], tf.int64) * layer
+            return tf.nn.experimental.stateless_dropout(outputs, self.config.dropout, seed)
+        return dropout
+
+
+class LanguageModel(CanonicalModel):
+    """:func:`dl.lm.forward` on the canonical parameters."""
+
+    def __init__(self, config: lm.LMConfig, params: dict[str, np.ndarray], device=None,
+                 precision: str = "fp32"):
+        lm.check_precision(precision, "TensorFlow")
+        super().__init__(config, params, device)
+        self._eval_step = tf.function(self._eval_loss)
+        self._token_step = tf.function(lambda X, state: self(X, state))
+        self._token_concrete = None  # the traced one-token step, called without dispatch
+
+    def __call__(self, X, state, training=False):
+        """``X: (B, T)`` int -> ``(logits: (T * B, V), state)``; dropout only when training."""
+        params = dict(zip(self.names, self.trainable_variables))
+        return lm.forward(OPS, params, tf.cast(X, tf.int32), tuple(state), self.config,
+                          self._dropout(training))
+
+    def trainer(self, optimizer: OptimizerConfig, clip: float) -> TFTrainer:
+        """The :class:`dl.train.Trainer` of ``optimizer`` with gradients clipped to ``clip``."""
         with tf.device(self.device_name):
-            return TFTrainer(_Training(self), tf.keras.losses.SparseCategoricalCrossentropy(
-                from_logits=True, reduction="none"), tf.keras.optimizers.SGD(float(lr)),
-                theta=clip)
+            return TFTrainer(_Training(self), tf.nn.sparse_softmax_cross_entropy_with_logits,
+                             optimizer, theta=clip)
 
     def _eval_loss(self, X, Y, state):
         logits, state = self(X, state)
@@ -101,12 +131,11 @@ class LanguageModel:
         with tf.device(self.device_name):
             if self._token_concrete is None:
                 self._token_concrete = self._token_step.get_concrete_function(X, state)
-            try:  # the traced function itself: a call through tf.function's dispatch costs
-                logits, state = self._token_concrete(X, state)  # as much as the step (256 units)
+            try:  # the traced function itself, without tf.function's dispatch (README, Speed)
+                logits, state = self._token_concrete(X, state)
             except (TypeError, ValueError):  # a state of other shapes or dtypes
                 logits, state = self._token_step(X, state)
         return logits.numpy()[0], state
-
 
 
 class LayersModel(LanguageModel):
@@ -121,48 +150,53 @@ class LayersModel(LanguageModel):
         lm.check_concise(config, "TensorFlow", self.GATE_ORDER)
         super().__init__(config, params, device, precision)
 
-    def _variables(self, params) -> list:
-        config, order = self.config, self.GATE_ORDER[self.config.cell]
+    def _variables(self, arrays: list) -> list:
+        """Each layer's ``kernel, recurrent_kernel, bias``, then ``W_hq, b_q``."""
+        config = self.config
         make = {"rnn": tf.keras.layers.SimpleRNN, "lstm": tf.keras.layers.LSTM,
                 "gru": lambda H, **kw: tf.keras.layers.GRU(H, reset_after=False, **kw)}
         self.layers = []
         for layer in range(config.num_layers):
             rnn = make[config.cell](config.num_hiddens, return_sequences=True, return_state=True)
             rnn.build((None, None, config.vocab_size if layer == 0 else config.num_hiddens))
-            rnn.set_weights([m.astype(np.float32) for m in
-                             lm.layer_matrices(params, config, layer, order)])
+            rnn.set_weights(arrays[3 * layer:3 * layer + 3])
             self.layers.append(rnn)
-        self.W_hq = tf.Variable(np.asarray(params["W_hq"], np.float32), name="W_hq")
-        self.b_q = tf.Variable(np.asarray(params["b_q"], np.float32), name="b_q")
+        self.W_hq, self.b_q = tf.Variable(arrays[-2], name="W_hq"), tf.Variable(arrays[-1], name="b_q")
         return [w for rnn in self.layers for w in rnn.trainable_weights] + [self.W_hq, self.b_q]
+
+    def per_variable(self, params: dict) -> list[np.ndarray]:
+        order = self.GATE_ORDER[self.config.cell]
+        fused = [m for layer in range(self.config.num_layers)
+                 for m in lm.layer_matrices(params, self.config, layer, order)]
+        return [np.asarray(a, np.float32) for a in fused + [params["W_hq"], params["b_q"]]]
+
+    def canonical(self, arrays) -> dict:
+        layers = [arrays[3 * layer:3 * layer + 3] for layer in range(self.config.num_layers)]
+        return lm.concise_params(self.config, layers, arrays[-2], arrays[-1],
+                                 self.GATE_ORDER[self.config.cell])
 
     def __call__(self, X, state, training=False):
         """``X: (B, T)`` int -> ``(logits: (T * B, V), state)``; dropout only when training."""
-        per_layer, new_state = self.config.state_per_layer, []
+        per_layer, new_state, dropout = self.config.state_per_layer, [], self._dropout(training)
         inputs = tf.one_hot(tf.cast(X, tf.int32), self.config.vocab_size)  # (B, T, V)
         for layer, rnn in enumerate(self.layers):
             initial = list(state[layer * per_layer:(layer + 1) * per_layer])
             inputs, *layer_state = rnn(inputs, initial_state=initial)
             new_state.extend(layer_state)
-            if training and self.config.dropout > 0 and layer < len(self.layers) - 1:
-                inputs = self._dropout(inputs, layer)
+            if dropout and layer < len(self.layers) - 1:
+                inputs = dropout(inputs, layer)
         outputs = tf.reshape(tf.transpose(inputs, [1, 0, 2]), [-1, self.config.num_hiddens])
         return outputs @ self.W_hq + self.b_q, tuple(new_state)
-
-    def numpy_params(self) -> dict[str, np.ndarray]:
-        return lm.concise_params(self.config, (rnn.get_weights() for rnn in self.layers),
-                                 self.W_hq.numpy(), self.b_q.numpy(),
-                                 self.GATE_ORDER[self.config.cell])
 
 
 class _Training:
     """The model as :class:`TFTrainer` sees it: called in training mode (dropout on)."""
 
     def __init__(self, model: LanguageModel):
-        self.model, self.trainable_variables = model, model.trainable_variables
+        self.model = model
+
+    def __getattr__(self, name):
+        return getattr(self.model, name)
 
     def __call__(self, X, state):
         return self.model(X, state, training=True)
-
-    def begin_state(self, batch_size, dtype=tf.float32):
-        return self.model.begin_state(batch_size, dtype)

@@ -2,9 +2,9 @@
 unrolled over time with one matrix product per gate.
 
 Inside ``tf.function`` a Keras ``RNN``/``LSTM``/``GRU``/``SimpleRNN`` layer runs a while loop
-over time with all gates in one wide product; on CPU that trained the seed's concise model at
-about half the speed of the same math unrolled with a product per gate (measured in
-``benchmarks/``). :func:`unrolled_rnn` computes exactly the layer's function (tested against
+over time with all gates in one wide product; on CPU that trains the seed's concise model
+slower than the same math unrolled with a product per gate (README, Speed).
+:func:`unrolled_rnn` computes exactly the layer's function (tested against
 the layer) for the plain cells; anything else (dropout, masks, reversed or stateful layers,
 custom cells) keeps the layer's own call. Stacked cells (``RNN(StackedRNNCells([...]))``, the
 book's deep RNN) run one cell after the other over the whole sequence, the same numbers.
