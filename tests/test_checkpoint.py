@@ -28,6 +28,18 @@ def test_round_trip_is_exact_and_float32(tmp_path):
     assert json.loads((tmp_path / "model.json").read_text()) == loaded_meta
 
 
+def test_optimizer_state_rides_in_the_same_file_with_its_shapes(tmp_path):
+    state = {"opt.step": np.asarray(7.0, np.float32), "opt.m.W_xh": np.ones((5, 3), np.float32)}
+    checkpoint.save(tmp_path, params(), {"epoch": 1}, optimizer_state=state)
+    weights, loaded, _ = checkpoint.load_with_optimizer(tmp_path)
+    assert set(weights) == set(params()) and set(loaded) == set(state)
+    assert loaded["opt.step"].shape == () and float(loaded["opt.step"]) == 7.0  # 0-d stays 0-d
+    np.testing.assert_array_equal(loaded["opt.m.W_xh"], state["opt.m.W_xh"])
+    assert set(checkpoint.load(tmp_path)[0]) == set(params())  # load: the weights alone
+    checkpoint.save(tmp_path, params(), {"epoch": 2})
+    assert checkpoint.load_with_optimizer(tmp_path)[1] == {}
+
+
 def test_stems_are_separate_checkpoints(tmp_path):
     checkpoint.save(tmp_path, params(), {"epoch": 1}, stem="best")
     assert checkpoint.exists(tmp_path, "best") and not checkpoint.exists(tmp_path)

@@ -55,7 +55,7 @@ def save(directory: str | os.PathLike, params: dict[str, np.ndarray], meta: dict
 
     meta = {"format": FORMAT, "format_version": FORMAT_VERSION, **meta}
     text = json.dumps(meta, indent=2, sort_keys=True, allow_nan=True)
-    tensors = {name: np.ascontiguousarray(value, dtype=np.float32)
+    tensors = {name: np.array(value, dtype=np.float32, order="C")
                for name, value in {**params, **(optimizer_state or {})}.items()}
     path = weights_path(directory, stem)
     atomic_write(path, to_safetensors(tensors, metadata={_META_KEY: text}))
