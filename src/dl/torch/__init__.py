@@ -2,6 +2,24 @@
 
     import torch
     from dl import torch as dl
+
+Where things go:
+
+- ``engine.py``: the one training step (forward, loss, backward, clipping, update) and the
+  optimizers, for the book's models, ``dl train`` and ``dl forecast`` alike. A new optimizer
+  is a :mod:`dl.optim` entry plus one entry of ``engine.OPTIMIZERS`` (its ``torch.optim``
+  class, arguments and state keys); nothing else changes.
+- ``cells.py``: the book's scratch cells; ``models.py``: its two language models;
+  ``training.py``: its ``train_ch8``, ``train_epoch_ch8`` and ``predict_ch8`` on the engine.
+- ``lm.py``: ``dl train``'s models on :mod:`dl.lm`'s framework-neutral forward pass, and
+  ``CanonicalModule`` (parameters by canonical name, device, dropout, zero state) that the
+  forecaster (``forecast.py``) shares. A new cell is one step function per implementation
+  (:mod:`dl.lm` for the scratch one, a torch layer in ``LayersModel`` where one computes it)
+  plus its reference in :mod:`dl.reference`, which the tests hold every backend to.
+- A new backend is a sibling package with the same modules and the same contract:
+  ``model.trainer(OptimizerConfig, clip)`` returning a :class:`dl.train.Trainer` with
+  ``optimizer_state`` / ``load_optimizer_state``, and ``Forecaster.make_step``;
+  ``tests/test_engine.py`` checks it.
 """
 
 from dl.data.batches import (SeqDataLoader, load_data_time_machine, seq_data_iter_random,
@@ -12,9 +30,9 @@ from dl.metrics import perplexity
 from dl.progress import Accumulator, Animator, Timer
 from dl.torch.cells import (CELLS, get_gru_params, get_lstm_params, get_rnn_params, gru,
                             init_gru_state, init_lstm_state, init_rnn_state, lstm, rnn)
+from dl.torch.engine import TorchTrainer, grad_clipping
 from dl.torch.models import RNNModel, RNNModelScratch
-from dl.torch.training import (TorchTrainer, grad_clipping, predict_dl, sgd, train_dl,
-                               train_epoch_dl, try_gpu)
+from dl.torch.training import predict_dl, sgd, train_dl, train_epoch_dl, try_gpu
 from dl.train import DivergedError
 
 train_ch8, train_epoch_ch8, predict_ch8 = train_dl, train_epoch_dl, predict_dl
