@@ -7,19 +7,21 @@ Where things go:
 
 - ``engine.py``: the one training step (forward, loss, backward, clipping, update) and the
   optimizers, for the book's models, ``dl train`` and ``dl forecast`` alike. A new optimizer
-  is a :mod:`dl.optim` entry plus one entry of ``engine.OPTIMIZERS`` (its ``torch.optim``
+  is its :mod:`dl.optim` entry plus one entry of ``engine.OPTIMIZERS`` (its ``torch.optim``
   class, arguments and state keys); nothing else changes.
-- ``cells.py``: the book's scratch cells; ``models.py``: its two language models;
-  ``training.py``: its ``train_ch8``, ``train_epoch_ch8`` and ``predict_ch8`` on the engine.
+- ``cells.py``, ``models.py``, ``training.py``: the book's scratch cells, its two language
+  models, and its ``train_ch8``, ``train_epoch_ch8`` and ``predict_ch8`` on the engine.
 - ``lm.py``: ``dl train``'s models on :mod:`dl.lm`'s framework-neutral forward pass, and
-  ``CanonicalModule`` (parameters by canonical name, device, dropout, zero state) that the
-  forecaster (``forecast.py``) shares. A new cell is one step function per implementation
-  (:mod:`dl.lm` for the scratch one, a torch layer in ``LayersModel`` where one computes it)
-  plus its reference in :mod:`dl.reference`, which the tests hold every backend to.
-- A new backend is a sibling package with the same modules and the same contract:
-  ``model.trainer(OptimizerConfig, clip)`` returning a :class:`dl.train.Trainer` with
-  ``optimizer_state`` / ``load_optimizer_state``, and ``Forecaster.make_step``;
-  ``tests/test_engine.py`` checks it.
+  ``CanonicalModule`` (parameters by canonical name, device, dropout, zero state), which the
+  forecaster (``forecast.py``) shares.
+- A new cell: one step function per implementation (its step in :mod:`dl.lm`, written once
+  against ``ops`` for every backend's scratch model; the book-style function and ``CELLS``
+  entry in ``cells.py``; a ``LayersModel.GATE_ORDER`` entry where a torch layer computes it)
+  plus its NumPy reference, with backward, in :mod:`dl.reference`, which the tests hold
+  every implementation to.
+- A new backend: a sibling package with the same contract, ``model.trainer(OptimizerConfig,
+  clip)`` giving a :class:`dl.train.Trainer` with ``optimizer_state`` and
+  ``load_optimizer_state``, and ``Forecaster.make_step``; ``tests/test_engine.py`` checks it.
 """
 
 from dl.data.batches import (SeqDataLoader, load_data_time_machine, seq_data_iter_random,

@@ -65,10 +65,10 @@ def trainable(net) -> list:
     return list(net.params)
 
 
-def clip_gradients(params, theta) -> None:
-    """Scale the gradients of ``params`` so their global L2 norm is at most ``theta``, on the
-    device (no host sync, unlike the book's ``if norm > theta``); gradless ones are skipped."""
-    grads = [p.grad for p in params if p.grad is not None]
+def grad_clipping(net, theta):
+    """Scale the gradients of ``net``'s trainable parameters so their global L2 norm is at
+    most ``theta``, on the device (no host sync, unlike the book's ``if norm > theta``)."""
+    grads = [p.grad for p in trainable(net) if p.grad is not None]
     if not grads:
         return
     norm = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
@@ -76,10 +76,13 @@ def clip_gradients(params, theta) -> None:
     torch._foreach_mul_(grads, scale)
 
 
-def grad_clipping(net, theta):
-    """The book's ``grad_clipping(net, theta)``: :func:`clip_gradients` of ``net``'s
-    trainable parameters, in place."""
-    clip_gradients(trainable(net), theta)
+def token_batch(X, Y, device):
+    """``X, Y: (B, T)`` NumPy ints -> ``X: (B, T)`` and time-major ``y: (T * B,)`` int64 on
+    ``device`` (through pinned memory to a GPU, so the copies are asynchronous)."""
+    X, Y = torch.from_numpy(np.ascontiguousarray(X)), torch.from_numpy(np.ascontiguousarray(Y.T))
+    if device.type == "cuda":
+        X, Y = X.pin_memory(), Y.pin_memory()
+    return X.to(device, non_blocking=True), Y.reshape(-1).to(device, non_blocking=True).long()
 
 
 def token_loss_sum(loss, y_hat, y):
@@ -142,12 +145,7 @@ class TorchTrainer:
 
     def train_step(self, X, Y, state):
         """``X, Y: (batch, num_steps)`` NumPy ints -> the state after the batch."""
-        X, Y = torch.from_numpy(np.ascontiguousarray(X)), torch.from_numpy(np.ascontiguousarray(Y.T))
-        if self.device.type == "cuda":  # pinned memory makes the copies asynchronous
-            X, Y = X.pin_memory(), Y.pin_memory()
-        X = X.to(self.device, non_blocking=True)
-        y = Y.reshape(-1).to(self.device, non_blocking=True).long()
-        state, loss_sum = self.step(X, y, state)
+        state, loss_sum = self.step(*token_batch(X, Y, self.device), state)
         self.loss_sum += loss_sum
         return state
 
@@ -170,7 +168,7 @@ class TorchTrainer:
         if self.distributed:
             for p in self.params:
                 torch.distributed.all_reduce(p.grad)
-        clip_gradients(self.params, self.theta)
+        grad_clipping(self.net, self.theta)
         self.update()
         return state, loss_sum.detach()
 

@@ -13,7 +13,7 @@ from torch.nn import functional as F
 
 from dl import lm
 from dl.optim import OptimizerConfig
-from dl.torch.engine import PRECISIONS, TorchTrainer, to_numpy, token_loss_sum
+from dl.torch.engine import PRECISIONS, TorchTrainer, to_numpy, token_batch, token_loss_sum
 from dl.validate import check_gpu, parse_device
 
 OPS = SimpleNamespace(
@@ -57,15 +57,15 @@ class CanonicalModule(nn.Module):
 
     def __init__(self, config, params: dict[str, np.ndarray], device=None):
         super().__init__()
-        lm.check_params(config, params)
         self.config, self.device = config, device_of(device)
         self.names = list(config.param_shapes())
-        self._build(params)
+        self._build()
+        self.load(params)
 
-    def _build(self, params):
-        self.weights = nn.ParameterList(
-            nn.Parameter(torch.tensor(np.asarray(params[name], np.float32), device=self.device))
-            for name in self.names)
+    def _build(self):
+        """The parameters, to be loaded."""
+        self.weights = nn.ParameterList(nn.Parameter(torch.zeros(shape, device=self.device))
+                                        for shape in self.config.param_shapes().values())
 
     @property
     def device_name(self) -> str:
@@ -133,8 +133,7 @@ class LanguageModel(CanonicalModule):
     def eval_loss(self, X: np.ndarray, Y: np.ndarray, state):
         """Summed cross-entropy of a batch ``X, Y: (B, T)`` (no dropout) and the next state."""
         with _evaluating(self):
-            X = torch.from_numpy(np.ascontiguousarray(X)).to(self.device)
-            y = torch.from_numpy(np.ascontiguousarray(Y.T)).reshape(-1).to(self.device).long()
+            X, y = token_batch(X, Y, self.device)
             logits, state = self(X, state)
             loss = token_loss_sum(nn.CrossEntropyLoss(reduction="none"), logits.float(), y)
         return float(loss), state
@@ -164,7 +163,7 @@ class LayersModel(LanguageModel):
         lm.check_concise(config, "PyTorch", self.GATE_ORDER)
         super().__init__(config, params, device, precision)
 
-    def _build(self, params):
+    def _build(self):
         layer = nn.LSTM if self.config.cell == "lstm" else nn.RNN
         self.rnn = layer(self.config.vocab_size, self.config.num_hiddens,
                          num_layers=self.config.num_layers, dropout=self.config.dropout)
@@ -172,7 +171,6 @@ class LayersModel(LanguageModel):
         for layer in range(self.config.num_layers):
             getattr(self.rnn, f"bias_hh_l{layer}").requires_grad_(False)
         self.to(self.device)
-        self.load(params)
 
     def _layer(self, layer: int) -> list:
         """``weight_ih, weight_hh, bias_ih, bias_hh`` of ``layer``."""
