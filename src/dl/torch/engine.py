@@ -1,16 +1,12 @@
-"""The one training step of the PyTorch backend, and the optimizers (``torch.optim``) it owns.
+"""The one training step of the PyTorch backend and the optimizers (``torch.optim``) it owns,
+for the book's models (:func:`train_dl`), ``dl train`` (``LanguageModel.trainer``) and
+``dl forecast`` (``Forecaster.make_step``).
 
-Every PyTorch model trains here: the book's scratch and ``nn.Module`` models (:func:`train_dl`,
-:class:`TorchTrainer`), ``dl train``'s language models (``LanguageModel.trainer``) and
-``dl forecast``'s forecasters (``Forecaster.make_step``). A step keeps everything on the device:
-the loss is summed into a device tensor, the gradient norm is clipped without a host round trip
-(the book's loop syncs twice per batch), and the update is ``torch.optim``'s multi-tensor
-(``foreach``) kernel. Under ``torch.distributed`` each process trains on its own rows of the
-batch and the gradients are summed across processes before clipping.
-
-An optimizer of :mod:`dl.optim` is one entry of :data:`OPTIMIZERS`: its ``torch.optim`` class,
-the arguments that give :mod:`dl.optim`'s formulas, and where ``torch.optim`` keeps each of
-its state slots, so that the state leaves and re-enters under the canonical names.
+A step keeps everything on the device: the loss is summed into a device tensor, the gradient
+norm is clipped without a host round trip (the book's loop syncs twice per batch), and the
+update is ``torch.optim``'s multi-tensor (``foreach``) kernel. Under ``torch.distributed`` each
+process trains on its own rows of the batch; gradients are summed across processes before
+clipping. An optimizer of :mod:`dl.optim` is one entry of :data:`OPTIMIZERS`.
 """
 
 from __future__ import annotations
