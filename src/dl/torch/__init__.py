@@ -2,6 +2,26 @@
 
     import torch
     from dl import torch as dl
+
+Where things go:
+
+- ``engine.py``: the one training step (forward, loss, backward, clipping, update) and the
+  optimizers, for the book's models, ``dl train`` and ``dl forecast`` alike. A new optimizer
+  is its :mod:`dl.optim` entry plus one entry of ``engine.OPTIMIZERS`` (its ``torch.optim``
+  class, arguments and state keys); nothing else changes.
+- ``cells.py``, ``models.py``, ``training.py``: the book's scratch cells, its two language
+  models, and its ``train_ch8``, ``train_epoch_ch8`` and ``predict_ch8`` on the engine.
+- ``lm.py``: ``dl train``'s models on :mod:`dl.lm`'s framework-neutral forward pass, and
+  ``CanonicalModule`` (parameters by canonical name, device, dropout, zero state), which the
+  forecaster (``forecast.py``) shares.
+- A new cell: one step function per implementation (its step in :mod:`dl.lm`, written once
+  against ``ops`` for every backend's scratch model; the book-style function and ``CELLS``
+  entry in ``cells.py``; a ``LayersModel.GATE_ORDER`` entry where a torch layer computes it)
+  plus its NumPy reference, with backward, in :mod:`dl.reference`, which the tests hold
+  every implementation to.
+- A new backend: a sibling package with the same contract, ``model.trainer(OptimizerConfig,
+  clip)`` giving a :class:`dl.train.Trainer` with ``optimizer_state`` and
+  ``load_optimizer_state``, and ``Forecaster.make_step``; ``tests/test_engine.py`` checks it.
 """
 
 from dl.data.batches import seq_data_iter_random, seq_data_iter_sequential
@@ -18,9 +38,9 @@ from dl.torch.book import (SeqDataLoader, abs, arange, argmax, astype, concat, c
                            stack, synthetic_data, tanh, tensor, to, transpose, zeros)
 from dl.torch.cells import (CELLS, get_gru_params, get_lstm_params, get_rnn_params, gru,
                             init_gru_state, init_lstm_state, init_rnn_state, lstm, rnn)
+from dl.torch.engine import TorchTrainer, grad_clipping
 from dl.torch.models import RNNModel, RNNModelScratch
-from dl.torch.training import (TorchTrainer, grad_clipping, predict_dl, sgd, train_dl,
-                               train_epoch_dl, try_gpu)
+from dl.torch.training import predict_dl, sgd, train_dl, train_epoch_dl, try_gpu
 from dl.train import DivergedError
 
 # machine translation, encoder-decoder, sequence to sequence (the book's 9.5-9.7)

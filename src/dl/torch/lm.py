@@ -1,4 +1,5 @@
-"""The command line's language model (:mod:`dl.lm`) on PyTorch."""
+"""The command line's language model (:mod:`dl.lm`) on PyTorch, and what it shares with the
+forecaster (:mod:`dl.torch.forecast`): :class:`CanonicalModule`."""
 
 from __future__ import annotations
 
@@ -11,8 +12,9 @@ from torch import nn
 from torch.nn import functional as F
 
 from dl import lm
+from dl.optim import OptimizerConfig
+from dl.torch.engine import PRECISIONS, TorchTrainer, to_numpy, token_batch, token_loss_sum
 from dl.validate import check_gpu, parse_device
-from dl.torch.training import PRECISIONS, TorchTrainer, _token_loss_sum
 
 OPS = SimpleNamespace(
     take=lambda W, ids: W[ids], transpose=lambda X: X.T, concat=torch.cat, stack=torch.stack,
@@ -22,22 +24,17 @@ OPS = SimpleNamespace(
 STEP_OPS = SimpleNamespace(**vars(OPS), per_gate=True)
 
 
-def device_of(name: str | None) -> torch.device:
-    """A device name (:func:`dl.validate.parse_device`) as a ``torch.device``; no name: the
-    first GPU if there is one, else the CPU."""
+def device_of(name) -> torch.device:
+    """A ``torch.device``, or a device name (:func:`dl.validate.parse_device`) as one; no name:
+    the first GPU if there is one, else the CPU."""
+    if isinstance(name, torch.device):
+        return name
     kind, index = parse_device(name)
     count = torch.cuda.device_count()
     if kind == "cpu" or (index is None and not count):
         return torch.device("cpu")
     check_gpu(name, index or 0, count, "PyTorch")
     return torch.device(f"cuda:{index or 0}")
-
-
-def parameter_list(names, params: dict[str, np.ndarray], device) -> nn.ParameterList:
-    """``params[name]`` for each of ``names``, as float32 ``nn.Parameter``s on ``device``."""
-    return nn.ParameterList(
-        nn.Parameter(torch.tensor(np.asarray(params[name], np.float32), device=device))
-        for name in names)
 
 
 @contextlib.contextmanager
@@ -52,59 +49,93 @@ def _evaluating(module: nn.Module):
         module.train(was_training)
 
 
-class LanguageModel(nn.Module):
-    """:func:`dl.lm.forward` with canonical parameters held as ``nn.Parameter``s."""
+class CanonicalModule(nn.Module):
+    """A model of :mod:`dl.lm`'s configurations (language model or forecaster) on one device,
+    its canonical parameters (``config.param_shapes()`` order) held as ``nn.Parameter``s."""
 
     backend = "torch"
 
-    def __init__(self, config: lm.LMConfig, params: dict[str, np.ndarray], device=None,
-                 precision: str = "fp32"):
+    def __init__(self, config, params: dict[str, np.ndarray], device=None):
         super().__init__()
-        lm.check_params(config, params)
-        lm.check_precision(precision, "PyTorch", tuple(PRECISIONS))
-        self.config, self.precision = config, precision
-        self.device = device_of(device) if not isinstance(device, torch.device) else device
+        self.config, self.device = config, device_of(device)
         self.names = list(config.param_shapes())
-        self.weights = parameter_list(self.names, params, self.device)
+        self._build()
+        self.load(params)
+
+    def _build(self):
+        """The parameters, to be loaded."""
+        self.weights = nn.ParameterList(nn.Parameter(torch.zeros(shape, device=self.device))
+                                        for shape in self.config.param_shapes().values())
 
     @property
     def device_name(self) -> str:
         return str(self.device)
 
-    def forward(self, X, state, ops=OPS):
-        """``X: (B, T)`` int -> ``(logits: (T * B, V), state)``."""
-        params = dict(zip(self.names, self.weights))
-        dropout = None
-        if self.training and self.config.dropout > 0:
-            dropout = lambda outputs, layer: F.dropout(outputs, self.config.dropout, training=True)
-        return lm.forward(ops, params, X.long(), state, self.config, dropout)
+    def dropout(self):
+        """``dropout(outputs, layer)`` for :func:`dl.lm.run_layers` while training, else None."""
+        if not (self.training and self.config.dropout > 0):
+            return None
+        return lambda outputs, layer: F.dropout(outputs, self.config.dropout, training=True)
 
-    def begin_state(self, batch_size, device=None):
+    def begin_state(self, batch_size: int, device=None) -> tuple:
+        """The flat state of :func:`dl.lm.forward`: ``(B, H)`` zeros per layer and slot, on
+        the model's device."""
         shape = (batch_size, self.config.num_hiddens)
         count = self.config.num_layers * self.config.state_per_layer
-        return tuple(torch.zeros(shape, device=device or self.device) for _ in range(count))
+        return tuple(torch.zeros(shape, device=self.device) for _ in range(count))
+
+    def parameter_arrays(self, value) -> dict[str, np.ndarray]:
+        """Canonical name -> ``value(tensor)`` (a NumPy array) of each trainable parameter or
+        of its optimizer state."""
+        return {name: value(w) for name, w in zip(self.names, self.weights)}
+
+    def parameter_pairs(self, arrays: dict[str, np.ndarray]) -> list:
+        """``(parameter, array)`` pairs: where each canonical array of ``arrays`` goes."""
+        return [(w, arrays[name]) for name, w in zip(self.names, self.weights)]
 
     def numpy_params(self) -> dict[str, np.ndarray]:
         """Copies (training updates the parameters in place)."""
-        return {name: w.detach().float().cpu().numpy().copy()
-                for name, w in zip(self.names, self.weights)}
+        return self.parameter_arrays(to_numpy)
+
+    def load(self, params: dict[str, np.ndarray]) -> None:
+        """Copy canonical ``params`` into the parameters."""
+        lm.check_params(self.config, params)
+        with torch.no_grad():
+            for w, array in self.parameter_pairs(params):
+                w.copy_(torch.from_numpy(np.array(array, np.float32)))
 
     def reseed(self, seed: int) -> None:
         """Seed dropout (PyTorch's global generator on CPU and GPU)."""
         torch.manual_seed(seed)
 
-    def trainer(self, lr: float, clip: float) -> TorchTrainer:
+
+class LanguageModel(CanonicalModule):
+    """:func:`dl.lm.forward` with canonical parameters held as ``nn.Parameter``s."""
+
+    def __init__(self, config: lm.LMConfig, params: dict[str, np.ndarray], device=None,
+                 precision: str = "fp32"):
+        lm.check_precision(precision, "PyTorch", tuple(PRECISIONS))
+        super().__init__(config, params, device)
+        self.precision = precision
+
+    def forward(self, X, state, ops=OPS):
+        """``X: (B, T)`` int -> ``(logits: (T * B, V), state)``."""
+        params = dict(zip(self.names, self.weights))
+        return lm.forward(ops, params, X.long(), state, self.config, self.dropout())
+
+    def trainer(self, optimizer: OptimizerConfig, clip: float) -> TorchTrainer:
+        """A :class:`dl.train.Trainer` updating this model by ``optimizer`` with gradients
+        clipped to global norm ``clip``; it also gives and takes the optimizer's state."""
         self.train()
-        return TorchTrainer(self, nn.CrossEntropyLoss(reduction="none"), float(lr), self.device,
-                            theta=clip, precision=self.precision)
+        return TorchTrainer(self, nn.CrossEntropyLoss(reduction="none"), optimizer,
+                            self.device, theta=clip, precision=self.precision)
 
     def eval_loss(self, X: np.ndarray, Y: np.ndarray, state):
         """Summed cross-entropy of a batch ``X, Y: (B, T)`` (no dropout) and the next state."""
         with _evaluating(self):
-            X = torch.from_numpy(np.ascontiguousarray(X)).to(self.device)
-            y = torch.from_numpy(np.ascontiguousarray(Y.T)).reshape(-1).to(self.device).long()
+            X, y = token_batch(X, Y, self.device)
             logits, state = self(X, state)
-            loss = _token_loss_sum(nn.CrossEntropyLoss(reduction="none"), logits.float(), y)
+            loss = token_loss_sum(nn.CrossEntropyLoss(reduction="none"), logits.float(), y)
         return float(loss), state
 
     def step(self, token: int, state):
@@ -130,29 +161,36 @@ class LayersModel(LanguageModel):
     def __init__(self, config: lm.LMConfig, params: dict[str, np.ndarray], device=None,
                  precision: str = "fp32"):
         lm.check_concise(config, "PyTorch", self.GATE_ORDER)
-        nn.Module.__init__(self)
-        lm.check_params(config, params)
-        lm.check_precision(precision, "PyTorch", tuple(PRECISIONS))
-        self.config, self.precision = config, precision
-        self.device = device_of(device) if not isinstance(device, torch.device) else device
-        layer = nn.LSTM if config.cell == "lstm" else nn.RNN
-        self.rnn = layer(config.vocab_size, config.num_hiddens, num_layers=config.num_layers,
-                         dropout=config.dropout)
-        self.linear = nn.Linear(config.num_hiddens, config.vocab_size)
-        self._load(params)
+        super().__init__(config, params, device, precision)
+
+    def _build(self):
+        layer = nn.LSTM if self.config.cell == "lstm" else nn.RNN
+        self.rnn = layer(self.config.vocab_size, self.config.num_hiddens,
+                         num_layers=self.config.num_layers, dropout=self.config.dropout)
+        self.linear = nn.Linear(self.config.num_hiddens, self.config.vocab_size)
+        for layer in range(self.config.num_layers):
+            getattr(self.rnn, f"bias_hh_l{layer}").requires_grad_(False)
         self.to(self.device)
 
-    def _load(self, params):
-        order = self.GATE_ORDER[self.config.cell]
-        with torch.no_grad():
-            for layer in range(self.config.num_layers):
-                W_x, W_h, b = lm.layer_matrices(params, self.config, layer, order)
-                for name, value in (("weight_ih", W_x.T), ("weight_hh", W_h.T), ("bias_ih", b),
-                                    ("bias_hh", np.zeros_like(b))):
-                    getattr(self.rnn, f"{name}_l{layer}").copy_(torch.from_numpy(value.copy()))
-                getattr(self.rnn, f"bias_hh_l{layer}").requires_grad_(False)
-            self.linear.weight.copy_(torch.from_numpy(np.asarray(params["W_hq"]).T.copy()))
-            self.linear.bias.copy_(torch.from_numpy(np.asarray(params["b_q"]).copy()))
+    def _layer(self, layer: int) -> list:
+        """``weight_ih, weight_hh, bias_ih, bias_hh`` of ``layer``."""
+        return [getattr(self.rnn, f"{name}_l{layer}")
+                for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
+
+    def parameter_arrays(self, value) -> dict[str, np.ndarray]:
+        layers = ((value(W_x).T, value(W_h).T, value(b))
+                  for W_x, W_h, b, _ in map(self._layer, range(self.config.num_layers)))
+        return lm.concise_params(self.config, layers, value(self.linear.weight).T,
+                                 value(self.linear.bias), self.GATE_ORDER[self.config.cell])
+
+    def parameter_pairs(self, arrays: dict[str, np.ndarray]) -> list:
+        pairs = [(self.linear.weight, np.asarray(arrays["W_hq"]).T),
+                 (self.linear.bias, arrays["b_q"])]
+        for layer in range(self.config.num_layers):
+            W_x, W_h, b = lm.layer_matrices(arrays, self.config, layer,
+                                            self.GATE_ORDER[self.config.cell])
+            pairs += zip(self._layer(layer), (W_x.T, W_h.T, b, np.zeros_like(b)))
+        return pairs
 
     def forward(self, X, state, ops=None):
         """``X: (B, T)`` int -> ``(logits: (T * B, V), state)`` (``ops``: unused)."""
@@ -171,13 +209,11 @@ class LayersModel(LanguageModel):
             x = x.to(self.linear.weight.dtype)
             hidden, cells = [], []
             for layer in range(self.config.num_layers):
-                weights = [getattr(self.rnn, f"{name}_l{layer}")
-                           for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
                 if lstm:
-                    x, c = torch.lstm_cell(x, (H[layer], C[layer]), *weights)
+                    x, c = torch.lstm_cell(x, (H[layer], C[layer]), *self._layer(layer))
                     cells.append(c)
                 else:
-                    x = torch.rnn_tanh_cell(x, H[layer], *weights)
+                    x = torch.rnn_tanh_cell(x, H[layer], *self._layer(layer))
                 hidden.append(x)
             logits = self.linear(x)
         state = (torch.stack(hidden), torch.stack(cells)) if lstm else torch.stack(hidden)
@@ -187,11 +223,3 @@ class LayersModel(LanguageModel):
         H = torch.zeros((self.config.num_layers, batch_size, self.config.num_hiddens),
                         device=device or self.device)
         return (H, torch.zeros_like(H)) if self.config.cell == "lstm" else H
-
-    def numpy_params(self) -> dict[str, np.ndarray]:
-        value = lambda tensor: tensor.detach().float().cpu().numpy().copy()
-        layers = ((value(getattr(self.rnn, f"weight_ih_l{k}")).T,
-                   value(getattr(self.rnn, f"weight_hh_l{k}")).T,
-                   value(getattr(self.rnn, f"bias_ih_l{k}"))) for k in range(self.config.num_layers))
-        return lm.concise_params(self.config, layers, value(self.linear.weight).T,
-                                 value(self.linear.bias), self.GATE_ORDER[self.config.cell])
