@@ -34,8 +34,7 @@ def get_lstm_params(vocab_size, num_hiddens, key):
 
 
 def zero_state(batch_size, num_hiddens, count=1):
-    """``count`` zero arrays ``(batch_size, num_hiddens)``: the state of any cell, layer or
-    stack of them."""
+    """``count`` zero arrays ``(batch_size, num_hiddens)``: any cell's, layer's or stack's state."""
     return tuple(jnp.zeros((batch_size, num_hiddens)) for _ in range(count))
 
 

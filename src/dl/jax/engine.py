@@ -31,30 +31,19 @@ OPTIMIZERS = {
 SLOT_FIELDS = {"m": "mu", "v": "nu"}  # dl.optim's state slots as optax's state fields
 
 
-def gpus() -> list:
-    try:
-        return jax.devices("gpu")
-    except RuntimeError:  # no GPU backend installed
-        return []
-
-
 def try_gpu(i=0):
     """The ``i``-th GPU as a ``jax.Device`` if there is one, else the first CPU device."""
-    found = gpus()
-    return found[i] if len(found) > i else jax.devices("cpu")[0]
+    gpus = [device for device in jax.devices() if device.platform == "gpu"]
+    return gpus[i] if len(gpus) > i else jax.devices("cpu")[0]
 
 
 def device_of(name: str | None):
     """A device name (:func:`dl.validate.parse_device`) as a ``jax.Device``; no name: the
     first GPU if JAX sees one, else the CPU."""
     kind, index = parse_device(name)
-    if kind == "cpu":
-        return jax.devices("cpu")[0]
-    if index is None:
-        return try_gpu()
-    found = gpus()
-    check_gpu(name, index, len(found), "JAX")
-    return found[index]
+    if kind == "gpu" and index is not None:
+        check_gpu(name, index, sum(d.platform == "gpu" for d in jax.devices()), "JAX")
+    return try_gpu(index or 0) if kind == "gpu" else jax.devices("cpu")[0]
 
 
 def device_name(device) -> str:

@@ -8,28 +8,20 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from dl import forecast, lm
-from dl.jax.engine import Engine, device_name, device_of
-from dl.jax.lm import OPS, dropout_fn
+from dl import forecast
+from dl.jax.engine import Engine
+from dl.jax.lm import OPS, CanonicalModel, dropout_fn
 from dl.optim import OptimizerConfig
 
 
-class Forecaster:
+class Forecaster(CanonicalModel):
     """:func:`dl.forecast.forecast_forward` with canonical parameters as a dict pytree
     (``.params``); ``apply(params, X, key=None)`` is pure, and trains (dropout on) with a key."""
 
-    backend = "jax"
-
     def __init__(self, config: forecast.ForecastConfig, params: dict[str, np.ndarray],
                  device=None):
-        self.config, self.device = config, device_of(device)
-        self.load(params)
-        self.key = jax.random.PRNGKey(0)
+        super().__init__(config, params, device)
         self._predict = jax.jit(self.apply)
-
-    @property
-    def device_name(self) -> str:
-        return device_name(self.device)
 
     def apply(self, params, X, key=None):
         """``X: (B, W, D)`` -> ``(B, Q)``."""
@@ -45,14 +37,3 @@ class Forecaster:
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         return np.asarray(self._predict(self.params, jax.device_put(X, self.device)))
-
-    def numpy_params(self) -> dict[str, np.ndarray]:
-        return {name: np.array(value) for name, value in self.params.items()}
-
-    def load(self, params: dict[str, np.ndarray]) -> None:
-        lm.check_params(self.config, params)
-        self.params = jax.device_put({name: jnp.asarray(params[name], jnp.float32)
-                                      for name in self.config.param_shapes()}, self.device)
-
-    def reseed(self, seed: int) -> None:
-        self.key = jax.random.PRNGKey(seed)

@@ -33,37 +33,52 @@ def dropout_fn(key, rate: float):
     return dropout if key is not None and rate > 0 else None
 
 
-class LanguageModel:
-    """:func:`dl.lm.forward` with canonical parameters as a dict pytree (``.params``).
-
-    ``apply(params, X, state, key=None)`` is pure; with a PRNG ``key`` it trains (dropout on).
-    The trainer splits ``.key`` (set by :meth:`reseed`) once per step.
-    """
+class CanonicalModel:
+    """What the command line's models share: ``config`` (a :class:`dl.lm.RecurrentShape`),
+    ``params``, the canonical parameters as a pytree on ``device``, and ``key``, the PRNG key
+    (set by :meth:`reseed`) that the engine splits at every training step for dropout."""
 
     backend = "jax"
 
-    def __init__(self, config: lm.LMConfig, params: dict[str, np.ndarray], device=None,
-                 precision: str = "fp32"):
-        lm.check_params(config, params)
-        lm.check_precision(precision, "JAX")
-        self.config, self.device = config, device_of(device)
-        self.params = jax.device_put(self.from_numpy(params), self.device)
-        self.stochastic = config.dropout > 0
-        self.key = jax.random.PRNGKey(0)
-        self._eval_step = jax.jit(self._eval_loss)
-        self._token_step = jax.jit(functools.partial(self.apply, ops=STEP_OPS))
+    def __init__(self, config, params: dict[str, np.ndarray], device=None):
+        self.config, self.device, self.key = config, device_of(device), jax.random.PRNGKey(0)
+        self.load(params)
 
-    def from_numpy(self, params: dict) -> dict:
-        """Canonical names -> arrays as a pytree of this model's layout."""
+    def load(self, params: dict[str, np.ndarray]) -> None:
+        lm.check_params(self.config, params)
+        self.params = jax.device_put(self.from_numpy(params), self.device)
+
+    def from_numpy(self, params: dict):
+        """Canonical names -> arrays as this model's pytree."""
         return {name: jnp.asarray(params[name], jnp.float32) for name in self.config.param_shapes()}
 
     def to_numpy(self, tree) -> dict[str, np.ndarray]:
         """The inverse of :meth:`from_numpy`, in canonical order."""
         return {name: np.asarray(tree[name]) for name in self.config.param_shapes()}
 
+    def numpy_params(self) -> dict[str, np.ndarray]:
+        return self.to_numpy(self.params)
+
     @property
     def device_name(self) -> str:
         return device_name(self.device)
+
+    def reseed(self, seed: int) -> None:
+        self.key = jax.random.PRNGKey(seed)
+
+
+class LanguageModel(CanonicalModel):
+    """:func:`dl.lm.forward` with canonical parameters as a dict pytree (``.params``).
+    ``apply(params, X, state, key=None)`` is pure; with a PRNG ``key`` it trains (dropout on).
+    """
+
+    def __init__(self, config: lm.LMConfig, params: dict[str, np.ndarray], device=None,
+                 precision: str = "fp32"):
+        lm.check_precision(precision, "JAX")
+        super().__init__(config, params, device)
+        self.stochastic = config.dropout > 0
+        self._eval_step = jax.jit(self._eval_loss)
+        self._token_step = jax.jit(functools.partial(self.apply, ops=STEP_OPS))
 
     def apply(self, params, X, state, key=None, ops=OPS):
         """``X: (B, T)`` int -> ``(logits: (T * B, V), state)``."""
@@ -73,12 +88,6 @@ class LanguageModel:
     def begin_state(self, batch_size):
         config = self.config
         return zero_state(batch_size, config.num_hiddens, config.num_layers * config.state_per_layer)
-
-    def numpy_params(self) -> dict[str, np.ndarray]:
-        return self.to_numpy(self.params)
-
-    def reseed(self, seed: int) -> None:
-        self.key = jax.random.PRNGKey(seed)
 
     def trainer(self, optimizer: OptimizerConfig, clip: float) -> JaxTrainer:
         return JaxTrainer(self, optimizer, clip, self.device)

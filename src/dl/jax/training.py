@@ -13,9 +13,9 @@ import jax
 import jax.numpy as jnp
 
 from dl import train as core
+from dl.errors import InputError
 from dl.jax.engine import Engine, device_name, grad_clipping, try_gpu  # noqa: F401 (book API)
 from dl.optim import OptimizerConfig
-from dl.validate import check_positive
 
 
 def token_loss_sum(logits, labels):
@@ -28,7 +28,8 @@ class JaxTrainer(Engine):
     """The :class:`dl.train.Trainer` for JAX models: the :class:`~dl.jax.engine.Engine` on the
     token cross-entropy of ``net.apply(params, X, state)``. ``optimizer``: an
     :class:`~dl.optim.OptimizerConfig`, or the book's SGD learning rate. A model with
-    ``stochastic = True`` (dropout) is called as ``net.apply(params, X, state, key=k)``.
+    ``stochastic = True`` (dropout) is called as ``net.apply(params, X, state, key=k)``; one
+    with ``to_numpy``/``from_numpy`` (``dl train``'s) exports and loads its optimizer state.
 
     ``device`` is one ``jax.Device`` or a list of them: with several, each batch and state is
     split by rows across the devices (data parallelism through sharding).
@@ -48,7 +49,7 @@ class JaxTrainer(Engine):
 
     def begin_state(self, batch_size):
         if batch_size % self.num_devices:
-            raise ValueError(f"batch size {batch_size} must be divisible by the "
+            raise InputError(f"batch size {batch_size} must be divisible by the "
                              f"{self.num_devices} devices it is split across")
         return jax.device_put(self.model.begin_state(batch_size), self.rows)
 
@@ -81,8 +82,6 @@ def train_epoch_dl(net, train_iter, lr, use_random_iter=False, *, theta=1.0, dev
 def train_dl(net, train_iter, vocab, lr, num_epochs, device=None, use_random_iter=False, *,
              theta=1.0, animator=None):
     """Train with SGD and gradient clipping, printing as the book's ``train_ch8`` does."""
-    check_positive("lr", lr)
-    check_positive("num_epochs", num_epochs, allow_zero=True, integer=True)
     device = device or try_gpu()
     trainer = JaxTrainer(net, lr, theta, device)
     first = device[0] if isinstance(device, (list, tuple)) else device
