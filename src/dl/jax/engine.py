@@ -19,10 +19,12 @@ import optax
 from dl import optim
 from dl.validate import check_gpu, parse_device
 
-# dl.optim's formulas in optax's terms: sgd's weight decay is L2 on the gradient (coupled),
-# adam's eps is added after the root; rmsprop is uncentred, without momentum, from v = 0
+# dl.optim's formulas in optax's terms: sgd's weight decay is L2 on the gradient (coupled;
+# none at 0, so that the book's step stays p - lr g), adam's eps is added after the root;
+# rmsprop is uncentred, without momentum, from v = 0
 OPTIMIZERS = {
-    "sgd": lambda c: optax.chain(optax.add_decayed_weights(c.weight_decay), optax.sgd(c.lr)),
+    "sgd": lambda c: optax.chain(optax.add_decayed_weights(c.weight_decay), optax.sgd(c.lr))
+    if c.weight_decay else optax.sgd(c.lr),
     "adam": lambda c: optax.adam(c.lr, c.beta1, c.beta2, c.eps, eps_root=0.0),
     "adamw": lambda c: optax.adamw(c.lr, c.beta1, c.beta2, c.eps, weight_decay=c.weight_decay),
     "rmsprop": lambda c: optax.rmsprop(c.lr, decay=c.rho, eps=c.eps, eps_in_sqrt=False,
