@@ -130,6 +130,5 @@ class Engine:
             for slot in self.config.slots}
         if optax.tree_utils.tree_get(opt_state, "count") is not None:  # adam's bias correction
             fields["count"] = jnp.asarray(self.steps, jnp.int32)
-        if fields:
-            opt_state = optax.tree_utils.tree_set(opt_state, **fields)
-        self.opt_state = jax.device_put(opt_state, self.replicated)
+        self.opt_state = jax.device_put(optax.tree_utils.tree_set(opt_state, **fields),
+                                        self.replicated)
