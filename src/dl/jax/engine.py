@@ -124,7 +124,9 @@ class Engine:
         """Continue from ``state`` (canonical names, :func:`dl.optim.check_state` checked)."""
         names = self.model.to_numpy(self.model.params)
         optim.check_state(self.config, {k: v.shape for k, v in names.items()}, state)
-        self.steps, opt_state = int(state[optim.STEP]), self.optimizer.init(self.model.params)
+        # .item(): checkpoints hold the 0-d step as shape (1,) (np.ascontiguousarray)
+        self.steps = int(np.asarray(state[optim.STEP]).item())
+        opt_state = self.optimizer.init(self.model.params)
         fields = {SLOT_FIELDS[slot]: self.model.from_numpy(
             {name: state[f"{optim.PREFIX}{slot}.{name}"] for name in names})
             for slot in self.config.slots}
