@@ -55,7 +55,7 @@ class JaxTrainer(Engine):
 
     def train_step(self, X, Y, state):
         compiled = self.compile_seconds is not None
-        _, state = self.step(X, Y, state)
+        state = self.step(X, Y, state)
         if not compiled:
             print(f"compiled the training step in {self.compile_seconds:.1f} s", file=sys.stderr)
         return state
