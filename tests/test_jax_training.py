@@ -215,6 +215,15 @@ def test_nan_weights_stop_training_with_diverged_error(small_setup, capsys):
     assert issubclass(dl.DivergedError, FloatingPointError) and dl.DivergedError is DivergedError
 
 
+def test_train_epoch_dl_names_the_epoch_and_lr_it_diverged_in(small_setup):
+    net, loader, _ = small_setup
+    for _ in range(2):
+        dl.train_epoch_dl(net, loader, 0.5)
+    net.params = [p * jnp.nan for p in net.params]
+    with pytest.raises(DivergedError, match=r"epoch 3\b.*\(lr=0\.5 now\)"):
+        dl.train_epoch_dl(net, loader, 0.5)
+
+
 def test_huge_learning_rate_stops_training_with_diverged_error(capsys):
     loader, vocab = tiny_loader()
     net = dl.RNNModel(dl.LSTM(len(vocab), H), len(vocab), jax.random.PRNGKey(0))

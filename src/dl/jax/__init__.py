@@ -8,6 +8,17 @@ models keep them in ``.params`` and expose a pure ``apply(params, X, state)``; r
 comes from explicit PRNG keys. The training step is one ``jax.jit``; library cells and layers
 scan over time with ``jax.lax.scan``, a user's Python loop is unrolled when compiled.
 
+Design: models define a pure loss; ``engine.Engine`` alone makes the jitted step (gradients,
+clipping, the optax update, sharding) and owns the optimizer state, for the book API
+(``training``), ``dl train`` (``lm``) and ``dl forecast`` (``forecast``). Where things go:
+
+- a cell: the book's form in ``cells`` (and ``CELLS``), a fused layer in ``models`` (and
+  ``lm.LayersModel.LAYERS``); the command line's scratch model runs :func:`dl.lm.forward`;
+- an optimizer: its name and formula in :mod:`dl.optim`, then one entry of
+  ``engine.OPTIMIZERS`` (the optax transformation; ``SLOT_FIELDS`` maps its state's fields);
+- a backend: a package beside this one with the same split (``engine``, ``training``, ``lm``,
+  ``forecast``) over :mod:`dl.train`, :mod:`dl.lm` and :mod:`dl.forecast`.
+
 | book (PyTorch edition) | here |
 | --- | --- |
 | ``RNNModelScratch(vocab, hidden, device, get_params, init_state, forward_fn)`` | ``RNNModelScratch(vocab, hidden, key, get_params, init_state, forward_fn)`` |

@@ -33,9 +33,14 @@ def get_lstm_params(vocab_size, num_hiddens, key):
     return _params("lstm", vocab_size, num_hiddens, key)
 
 
+def zero_state(batch_size, num_hiddens, count=1):
+    """``count`` zero arrays ``(batch_size, num_hiddens)``: any cell's, layer's or stack's state."""
+    return tuple(jnp.zeros((batch_size, num_hiddens)) for _ in range(count))
+
+
 def init_rnn_state(batch_size, num_hiddens):
     """``(H,)`` with ``H: (batch_size, num_hiddens)`` zeros (also the GRU's state)."""
-    return (jnp.zeros((batch_size, num_hiddens)),)
+    return zero_state(batch_size, num_hiddens)
 
 
 init_gru_state = init_rnn_state
@@ -43,7 +48,7 @@ init_gru_state = init_rnn_state
 
 def init_lstm_state(batch_size, num_hiddens):
     """``(H, C)``, both ``(batch_size, num_hiddens)`` zeros."""
-    return (jnp.zeros((batch_size, num_hiddens)), jnp.zeros((batch_size, num_hiddens)))
+    return zero_state(batch_size, num_hiddens, 2)
 
 
 def _scan(step, inputs, state, W_hq, b_q):

@@ -5,6 +5,8 @@ passed explicitly to the pure ``apply(params, X, state)``; randomness comes from
 import jax
 import jax.numpy as jnp
 
+from dl.jax.cells import zero_state
+
 
 class RNNModelScratch:
     """A recurrent language model from scratch: ``forward_fn(inputs, state, params)``."""
@@ -30,7 +32,7 @@ class _Recurrent:
     """A recurrent layer with fused gate weights ``W_x: (inputs, G*H)``, ``W_h: (H, G*H)``,
     ``b: (G*H,)`` (G gates, in the order of the book's cells), scanned over time."""
 
-    gates = 1
+    gates, states = 1, 1  # gate blocks in the fused weights; arrays of state
 
     def __init__(self, num_inputs, num_hiddens):
         self.num_inputs, self.num_hiddens = num_inputs, num_hiddens
@@ -44,7 +46,7 @@ class _Recurrent:
                 "W_h": uniform(k_h, (self.num_hiddens, width)), "b": uniform(k_b, (width,))}
 
     def begin_state(self, batch_size):
-        return (jnp.zeros((batch_size, self.num_hiddens)),)
+        return zero_state(batch_size, self.num_hiddens, self.states)
 
     def apply(self, params, inputs, state):
         """``inputs: (num_steps, batch, num_inputs)`` -> ``(H: (num_steps, batch, H), state)``."""
@@ -81,10 +83,7 @@ class GRU(_Recurrent):
 class LSTM(_Recurrent):
     """LSTM layer as the book's cell; gates i, f, o, candidate; state ``(H, C)``."""
 
-    gates = 4
-
-    def begin_state(self, batch_size):
-        return (jnp.zeros((batch_size, self.num_hiddens)), jnp.zeros((batch_size, self.num_hiddens)))
+    gates, states = 4, 2
 
     def step(self, W_h, x, state):
         H, C = state

@@ -1,41 +1,21 @@
-"""Training and prediction on JAX: the backend adapter for :mod:`dl.train`.
+"""Training and prediction on JAX: the book's API and the adapter for :mod:`dl.train`.
 
-The training step (forward, loss, gradients, global-norm clipping, SGD) is one ``jax.jit``
-function of ``(params, loss_sum, X, Y, state)``; JAX dispatches it asynchronously, so the
-host waits for the device once per epoch, when the core reads the summed loss.
+:class:`JaxTrainer` gives the language models' token cross-entropy to the backend's
+:mod:`~dl.jax.engine`, whose one ``jax.jit`` step JAX dispatches asynchronously, so the host
+waits for the device once per epoch, when the core reads the summed loss.
 """
 
 from __future__ import annotations
 
 import sys
-import time
 
 import jax
 import jax.numpy as jnp
 
 from dl import train as core
-from dl.validate import check_positive
-
-
-def try_gpu(i=0):
-    """The ``i``-th GPU as a ``jax.Device`` if there is one, else the first CPU device."""
-    try:
-        gpus = jax.devices("gpu")
-    except RuntimeError:  # no GPU backend installed
-        gpus = []
-    return gpus[i] if len(gpus) > i else jax.devices("cpu")[0]
-
-
-def device_name(device) -> str:
-    return f"{device.platform}:{device.id}"
-
-
-def grad_clipping(grads, theta):
-    """``grads`` (any pytree) scaled so that their global L2 norm is at most ``theta``."""
-    leaves = jax.tree_util.tree_leaves(grads)
-    norm = jnp.sqrt(sum(jnp.sum(g ** 2) for g in leaves))
-    scale = jnp.minimum(1.0, theta / norm)
-    return jax.tree_util.tree_map(lambda g: g * scale, grads)
+from dl.errors import InputError
+from dl.jax.engine import Engine, device_name, grad_clipping, try_gpu  # noqa: F401 (book API)
+from dl.optim import OptimizerConfig
 
 
 def token_loss_sum(logits, labels):
@@ -44,96 +24,64 @@ def token_loss_sum(logits, labels):
     return -jnp.take_along_axis(log_probs, labels[:, None], axis=1).sum()
 
 
-class JaxTrainer:
-    """The :class:`dl.train.Trainer` for JAX models: ``net.apply(params, X, state)`` and
-    ``net.params`` (updated in place after every step). A model with ``stochastic = True``
-    (dropout) is called as ``net.apply(params, X, state, key=k)``, ``k`` split off ``net.key``
-    at every step.
+class JaxTrainer(Engine):
+    """The :class:`dl.train.Trainer` for JAX models: the :class:`~dl.jax.engine.Engine` on the
+    token cross-entropy of ``net.apply(params, X, state)``. ``optimizer``: an
+    :class:`~dl.optim.OptimizerConfig`, or the book's SGD learning rate. A model with
+    ``stochastic = True`` (dropout) is called as ``net.apply(params, X, state, key=k)``; one
+    with ``to_numpy``/``from_numpy`` (``dl train``'s) exports and loads its optimizer state.
 
     ``device`` is one ``jax.Device`` or a list of them: with several, each batch and state is
-    split by rows across the devices (data parallelism through sharding), the parameters are
-    replicated, and XLA sums the gradients across devices.
+    split by rows across the devices (data parallelism through sharding).
     """
 
-    def __init__(self, net, lr, theta=1.0, device=None):
-        check_positive("lr", lr)
-        self.net, self.lr, self.theta = net, float(lr), theta
-        devices = list(device) if isinstance(device, (list, tuple)) else [device or try_gpu()]
-        mesh = jax.sharding.Mesh(devices, ("batch",))
-        self.rows = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("batch"))
-        self.replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
-        self.num_devices = len(devices)
-        self.net.params = jax.device_put(net.params, self.replicated)
-        self.loss_sum = jax.device_put(jnp.zeros(()), self.replicated)
-        self._step = jax.jit(self._pure_step)
-        self.unused_key = jax.random.PRNGKey(0)  # for models without dropout
-        self.compile_seconds = None
+    def __init__(self, net, optimizer: OptimizerConfig | float, theta=1.0, device=None):
+        if not isinstance(optimizer, OptimizerConfig):
+            optimizer = OptimizerConfig("sgd", optimizer)
+        stochastic = getattr(net, "stochastic", False)
 
-    def _pure_step(self, params, loss_sum, key, X, Y, state):
-        y = Y.T.reshape(-1)
-        key, step_key = jax.random.split(key)
-        kwargs = {"key": step_key} if getattr(self.net, "stochastic", False) else {}
-
-        def loss(params):
-            logits, new_state = self.net.apply(params, X, state, **kwargs)
+        def loss(params, key, X, Y, state):
+            y = Y.T.reshape(-1)
+            logits, state = net.apply(params, X, state, **({"key": key} if stochastic else {}))
             total = token_loss_sum(logits, y)
-            return total / y.size, (total, new_state)
-        (_, (total, state)), grads = jax.value_and_grad(loss, has_aux=True)(params)
-        grads = grad_clipping(grads, self.theta)
-        params = jax.tree_util.tree_map(lambda p, g: p - self.lr * g, params, grads)
-        return params, loss_sum + total, key, state
+            return total / y.size, (total, state)
+        super().__init__(net, loss, optimizer, theta, device or try_gpu())
 
     def begin_state(self, batch_size):
         if batch_size % self.num_devices:
-            raise ValueError(f"batch size {batch_size} must be divisible by the "
+            raise InputError(f"batch size {batch_size} must be divisible by the "
                              f"{self.num_devices} devices it is split across")
-        return jax.device_put(self.net.begin_state(batch_size), self.rows)
+        return jax.device_put(self.model.begin_state(batch_size), self.rows)
 
     def train_step(self, X, Y, state):
-        X, Y = jax.device_put((X, Y), self.rows)
-        key = getattr(self.net, "key", self.unused_key)
-        args = (self.net.params, self.loss_sum, key, X, Y, state)
-        if self.compile_seconds is None:  # the first call compiles: time it, once
-            start = time.perf_counter()
-            self.net.params, self.loss_sum, key, state = jax.block_until_ready(self._step(*args))
-            self._keep_key(key)
-            self.compile_seconds = time.perf_counter() - start
+        compiled = self.compile_seconds is not None
+        state = self.step(X, Y, state)
+        if not compiled:
             print(f"compiled the training step in {self.compile_seconds:.1f} s", file=sys.stderr)
-            return state
-        self.net.params, self.loss_sum, key, state = self._step(*args)
-        self._keep_key(key)
         return state
 
-    def _keep_key(self, key):
-        if hasattr(self.net, "key"):
-            self.net.key = key
 
-    def take_loss_sum(self) -> float:
-        total, self.loss_sum = float(self.loss_sum), jnp.zeros_like(self.loss_sum)
-        return total
-
-
-_last_epoch_trainer: list = []  # [(net, lr, theta, device), JaxTrainer]
+_last_epoch_trainer: list = []  # [(net, lr, theta, device), JaxTrainer, epochs trained]
 
 
 def train_epoch_dl(net, train_iter, lr, use_random_iter=False, *, theta=1.0, device=None):
     """Train one epoch with clipped SGD; returns ``(perplexity, tokens/sec)``.
 
-    Called once per epoch in a loop, it reuses the step compiled by the first call.
+    Called once per epoch in a loop, it reuses the step compiled by the first call and counts
+    the epochs, so a divergence names its epoch.
     """
     key = (net, lr, theta, device)
     if not _last_epoch_trainer or _last_epoch_trainer[0] != key:
-        _last_epoch_trainer[:] = [key, JaxTrainer(net, lr, theta, device)]
-    trainer = _last_epoch_trainer[1]
-    loss_sum, num_tokens, speed = core.train_epoch(trainer, train_iter, use_random_iter)
-    return core.epoch_perplexity(loss_sum, num_tokens, 1, lr), speed
+        _last_epoch_trainer[:] = [key, JaxTrainer(net, lr, theta, device), 0]
+    _last_epoch_trainer[2] += 1
+    loss_sum, num_tokens, speed = core.train_epoch(_last_epoch_trainer[1], train_iter,
+                                                   use_random_iter)
+    return core.epoch_perplexity(loss_sum, num_tokens, _last_epoch_trainer[2], lr), speed
 
 
 def train_dl(net, train_iter, vocab, lr, num_epochs, device=None, use_random_iter=False, *,
              theta=1.0, animator=None):
     """Train with SGD and gradient clipping, printing as the book's ``train_ch8`` does."""
-    check_positive("lr", lr)
-    check_positive("num_epochs", num_epochs, allow_zero=True, integer=True)
     device = device or try_gpu()
     trainer = JaxTrainer(net, lr, theta, device)
     first = device[0] if isinstance(device, (list, tuple)) else device

@@ -1,0 +1,137 @@
+"""The JAX backend's one training engine, for the book API, ``dl train`` and ``dl forecast``.
+
+:class:`Engine` turns a model's pure loss into one ``jax.jit`` step (loss and gradients,
+global-norm clipping, an optax update, the loss summed on the device) and owns the optimizer
+state; with several devices each batch is split by rows across them and the parameters are
+replicated (XLA sums the gradients). Optimizers are optax's, built from
+:class:`dl.optim.OptimizerConfig` through :data:`OPTIMIZERS`. Devices are named here too.
+"""
+
+from __future__ import annotations
+
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from dl import optim
+from dl.validate import check_gpu, parse_device
+
+# dl.optim's formulas in optax's terms: sgd's weight decay is L2 on the gradient (coupled;
+# none at 0, so that the book's step stays p - lr g), adam's eps is added after the root;
+# rmsprop is uncentred, without momentum, from v = 0
+OPTIMIZERS = {
+    "sgd": lambda c: optax.chain(optax.add_decayed_weights(c.weight_decay), optax.sgd(c.lr))
+    if c.weight_decay else optax.sgd(c.lr),
+    "adam": lambda c: optax.adam(c.lr, c.beta1, c.beta2, c.eps, eps_root=0.0),
+    "adamw": lambda c: optax.adamw(c.lr, c.beta1, c.beta2, c.eps, weight_decay=c.weight_decay),
+    "rmsprop": lambda c: optax.rmsprop(c.lr, decay=c.rho, eps=c.eps, eps_in_sqrt=False,
+                                       initial_scale=0.0, centered=False, momentum=None),
+}
+SLOT_FIELDS = {"m": "mu", "v": "nu"}  # dl.optim's state slots as optax's state fields
+
+
+def try_gpu(i=0):
+    """The ``i``-th GPU as a ``jax.Device`` if there is one, else the first CPU device."""
+    gpus = [device for device in jax.devices() if device.platform == "gpu"]
+    return gpus[i] if len(gpus) > i else jax.devices("cpu")[0]
+
+
+def device_of(name: str | None):
+    """A device name (:func:`dl.validate.parse_device`) as a ``jax.Device``; no name: the
+    first GPU if JAX sees one, else the CPU."""
+    kind, index = parse_device(name)
+    if kind == "gpu" and index is not None:
+        check_gpu(name, index, sum(d.platform == "gpu" for d in jax.devices()), "JAX")
+    return try_gpu(index or 0) if kind == "gpu" else jax.devices("cpu")[0]
+
+
+def device_name(device) -> str:
+    return f"{device.platform}:{device.id}"
+
+
+def grad_clipping(grads, theta):
+    """``grads`` (any pytree) scaled so that their global L2 norm is at most ``theta``."""
+    leaves = jax.tree_util.tree_leaves(grads)
+    norm = jnp.sqrt(sum(jnp.sum(g ** 2) for g in leaves))
+    scale = jnp.minimum(1.0, theta / norm)
+    return jax.tree_util.tree_map(lambda g: g * scale, grads)
+
+
+class Engine:
+    """Trains ``model.params`` (a pytree, replaced after every step) on
+    ``loss(params, key, X, Y, *carry) -> (mean loss, (summed loss, aux))``, differentiated
+    through the mean; ``key`` is split off ``model.key`` at every step where the model has one
+    (dropout). Optimizer state is named through ``model.to_numpy(tree) -> {canonical name:
+    array}`` and its inverse ``model.from_numpy``. ``devices``: a ``jax.Device`` or a list.
+    """
+
+    def __init__(self, model, loss, optimizer: optim.OptimizerConfig, clip: float, devices):
+        self.model, self.config, self.steps = model, optimizer, 0
+        devices = list(devices) if isinstance(devices, (list, tuple)) else [devices]
+        mesh, self.num_devices = jax.sharding.Mesh(devices, ("batch",)), len(devices)
+        self.rows = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("batch"))
+        self.replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+        self.optimizer = OPTIMIZERS[optimizer.name](optimizer)
+        model.params = jax.device_put(model.params, self.replicated)
+        self.opt_state = jax.device_put(self.optimizer.init(model.params), self.replicated)
+        self.loss_sum = jax.device_put(jnp.zeros(()), self.replicated)
+        self.unused_key = jax.random.PRNGKey(0)  # for models without dropout
+        self.compile_seconds = None
+
+        def pure_step(params, opt_state, loss_sum, key, X, Y, *carry):
+            key, step_key = jax.random.split(key)
+            (_, (total, aux)), grads = jax.value_and_grad(loss, has_aux=True)(
+                params, step_key, X, Y, *carry)
+            updates, opt_state = self.optimizer.update(grad_clipping(grads, clip), opt_state,
+                                                       params)
+            return optax.apply_updates(params, updates), opt_state, loss_sum + total, key, aux
+        self._step = jax.jit(pure_step)
+
+    def step(self, X, Y, *carry):
+        """One update on the batch ``X, Y`` (split by rows across the devices; ``carry``, such
+        as the recurrent state, passed on as it is) -> ``aux`` on the device (the mean loss is
+        not returned: that output slows the compiled step by a tenth on a CPU). The first call
+        compiles: it waits for the result and times it."""
+        X, Y = jax.device_put((X, Y), self.rows)
+        key, start = getattr(self.model, "key", self.unused_key), time.perf_counter()
+        out = self._step(self.model.params, self.opt_state, self.loss_sum, key, X, Y, *carry)
+        if self.compile_seconds is None:
+            out = jax.block_until_ready(out)
+            self.compile_seconds = time.perf_counter() - start
+        self.model.params, self.opt_state, self.loss_sum, key, aux = out
+        if hasattr(self.model, "key"):
+            self.model.key = key
+        self.steps += 1
+        return aux
+
+    def take_loss_sum(self) -> float:
+        """The summed loss since the last call (one host sync); the sum restarts at 0."""
+        total, self.loss_sum = float(self.loss_sum), jnp.zeros_like(self.loss_sum)
+        return total
+
+    def optimizer_state(self) -> dict[str, np.ndarray]:
+        """The state under :mod:`dl.optim`'s canonical names, as NumPy float32 copies."""
+        state = {optim.STEP: np.array(self.steps, np.float32)}
+        for slot in self.config.slots:
+            tree = optax.tree_utils.tree_get(self.opt_state, SLOT_FIELDS[slot])
+            state.update({f"{optim.PREFIX}{slot}.{name}": np.array(value, np.float32)
+                          for name, value in self.model.to_numpy(tree).items()})
+        return state
+
+    def load_optimizer_state(self, state: dict) -> None:
+        """Continue from ``state`` (canonical names, :func:`dl.optim.check_state` checked)."""
+        names = self.model.to_numpy(self.model.params)
+        optim.check_state(self.config, {k: v.shape for k, v in names.items()}, state)
+        # .item(): checkpoints hold the 0-d step as shape (1,) (np.ascontiguousarray)
+        self.steps = int(np.asarray(state[optim.STEP]).item())
+        opt_state = self.optimizer.init(self.model.params)
+        fields = {SLOT_FIELDS[slot]: self.model.from_numpy(
+            {name: state[f"{optim.PREFIX}{slot}.{name}"] for name in names})
+            for slot in self.config.slots}
+        if optax.tree_utils.tree_get(opt_state, "count") is not None:  # adam's bias correction
+            fields["count"] = jnp.asarray(self.steps, jnp.int32)
+        self.opt_state = jax.device_put(optax.tree_utils.tree_set(opt_state, **fields),
+                                        self.replicated)
