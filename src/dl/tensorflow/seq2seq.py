@@ -14,7 +14,7 @@ import numpy as np
 from dl.tensorflow._keras import keras, tf
 from dl import seq2seq as core
 from dl.data import nmt
-from dl.tensorflow.training import _apply_gradients, grad_clipping
+from dl.tensorflow.engine import Engine
 
 
 class Encoder(keras.layers.Layer):
@@ -130,39 +130,34 @@ def load_data_nmt(batch_size, num_steps, num_examples=600):
 
 
 class Seq2SeqTrainer:
-    """Teacher-forced training steps with Adam and global-norm clipping, each one
-    ``tf.function`` (the :class:`dl.seq2seq.Seq2SeqTrainer` of TensorFlow)."""
+    """Teacher-forced training steps with Adam and global-norm clipping: the backend's
+    :class:`~dl.tensorflow.engine.Engine` over the masked loss, one ``tf.function`` (the
+    :class:`dl.seq2seq.Seq2SeqTrainer` of TensorFlow)."""
 
     def __init__(self, net, lr, tgt_vocab, theta=1.0):
-        self.net, self.theta, self.bos = net, theta, tgt_vocab['<bos>']
-        self.optimizer = keras.optimizers.Adam(learning_rate=lr)
-        self.loss_sum = tf.Variable(0.0, dtype=tf.float64, trainable=False)
+        self.net, self.bos = net, tgt_vocab['<bos>']
+        self.engine = Engine(keras.optimizers.Adam(learning_rate=lr), theta)  # the book's Adam
+        self.optimizer = self.engine.optimizer
         self.num_tokens = tf.Variable(0, dtype=tf.int64, trainable=False)
-        self._step = tf.function(self._eager_step, reduce_retracing=True)
-        self._built = False
+        self._step = None
 
-    def _eager_step(self, X, X_valid_len, Y, Y_valid_len):
+    def _replica_loss(self, X, X_valid_len, Y, Y_valid_len):
         bos = tf.fill([tf.shape(Y)[0], 1], tf.cast(self.bos, Y.dtype))
         dec_input = tf.concat([bos, Y[:, :-1]], 1)
-        with tf.GradientTape() as tape:
-            Y_hat, _ = self.net(X, dec_input, X_valid_len, training=True)
-            l = MaskedSoftmaxCELoss(Y_valid_len)(Y, Y_hat)
-        params = self.net.trainable_variables
-        grads = grad_clipping(tape.gradient(l, params), self.theta)
-        _apply_gradients(self.optimizer, grads, params)
-        self.loss_sum.assign_add(tf.cast(tf.reduce_sum(l), tf.float64))
+        Y_hat, _ = self.net(X, dec_input, X_valid_len, training=True)
+        loss = tf.reduce_sum(MaskedSoftmaxCELoss(Y_valid_len)(Y, Y_hat))
         self.num_tokens.assign_add(tf.cast(tf.reduce_sum(Y_valid_len), tf.int64))
+        return loss, loss, ()
 
     def train_step(self, X, X_valid_len, Y, Y_valid_len):
-        if not self._built:  # create the layers' and Adam's variables before tracing
+        if self._step is None:  # create the layers' and Adam's variables before tracing
             self.net(X[:1], Y[:1], X_valid_len[:1], training=False)
-            self.optimizer.build(self.net.trainable_variables)
-            self._built = True
+            self.engine.build(self.net)
+            self._step = self.engine.step(self._replica_loss)
         self._step(X, X_valid_len, Y, Y_valid_len)
 
     def take_sums(self):
-        sums = float(self.loss_sum.numpy()), int(self.num_tokens.numpy())
-        self.loss_sum.assign(0.0)
+        sums = self.engine.take_loss_sum(), int(self.num_tokens.numpy())
         self.num_tokens.assign(0)
         return sums
 

@@ -15,7 +15,7 @@ from torch import nn
 
 from dl import seq2seq as core
 from dl.data import nmt
-from dl.torch.training import grad_clipping
+from dl.torch.engine import grad_clipping
 
 # PyTorch's GRU keeps its gates in the order reset, update, candidate
 TORCH_GATES = ('r', 'z', 'h')
