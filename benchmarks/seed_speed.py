@@ -59,6 +59,7 @@ def dl_epoch(trainer, train_iter):
 def tensorflow_rows(train_iter, vocab, args):
     import numpy as np
     import tensorflow as tf
+
     from dl import tensorflow as dl
 
     def book_epoch(net, loss, updater):
@@ -72,7 +73,7 @@ def tensorflow_rows(train_iter, vocab, args):
                 l = loss(y, y_hat)
             params = net.trainable_variables
             grads = tape.gradient(l, params)
-            norm = np.sqrt(sum(float(tf.reduce_sum(g ** 2).numpy()) for g in grads))
+            norm = np.sqrt(sum(float(tf.reduce_sum(g**2).numpy()) for g in grads))
             if norm > 1:
                 grads = [g * 1 / norm for g in grads]
             updater.apply_gradients(zip(grads, params))
@@ -81,17 +82,26 @@ def tensorflow_rows(train_iter, vocab, args):
         return tokens
 
     models = {
-        "scratch": lambda: dl.RNNModelScratch(len(vocab), NUM_HIDDENS, dl.init_lstm_state,
-                                              dl.lstm, dl.get_lstm_params),
-        "concise": lambda: dl.RNNModel(tf.keras.layers.RNN(
-            tf.keras.layers.LSTMCell(NUM_HIDDENS), time_major=True, return_sequences=True,
-            return_state=True), len(vocab)),
+        "scratch": lambda: dl.RNNModelScratch(
+            len(vocab), NUM_HIDDENS, dl.init_lstm_state, dl.lstm, dl.get_lstm_params
+        ),
+        "concise": lambda: dl.RNNModel(
+            tf.keras.layers.RNN(
+                tf.keras.layers.LSTMCell(NUM_HIDDENS),
+                time_major=True,
+                return_sequences=True,
+                return_state=True,
+            ),
+            len(vocab),
+        ),
     }
     book_library, book_version = _d2l_tensorflow()
     for name, make in models.items():
+
         def trainer(compile):
             loss = tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True, reduction="none")
             return dl.TFTrainer(make(), loss, tf.keras.optimizers.SGD(1.0), compile=compile)
+
         runs = {}
         if book_library is not None:
             runs[f"d2l {book_version}"] = _d2l_epoch(book_library, name, train_iter, len(vocab))
@@ -100,7 +110,12 @@ def tensorflow_rows(train_iter, vocab, args):
         runs["re-created book loop"] = lambda: book_epoch(net, loss, updater)
         runs["compile=False"] = dl_epoch(trainer(False), train_iter)
         runs["compiled"] = dl_epoch(trainer(True), train_iter)
-        yield f"tensorflow {tf.__version__}", name, next(iter(runs)), interleaved_speeds(runs, args.rounds)
+        yield (
+            f"tensorflow {tf.__version__}",
+            name,
+            next(iter(runs)),
+            interleaved_speeds(runs, args.rounds),
+        )
 
 
 def _d2l_tensorflow():
@@ -110,12 +125,17 @@ def _d2l_tensorflow():
         return None, None
     try:
         import d2l
+
         if not d2l.__version__.startswith("0.17"):
             raise ImportError(f"d2l {d2l.__version__} is installed; the baseline is d2l 0.17")
         from d2l import tensorflow as book
     except Exception as err:  # a partial install (pip --no-deps) can miss any of its imports
-        print(f"not timing the book's own library ({type(err).__name__}: {err}); the book "
-              "loop is the re-created one", file=sys.stderr, flush=True)
+        print(
+            f"not timing the book's own library ({type(err).__name__}: {err}); the book "
+            "loop is the re-created one",
+            file=sys.stderr,
+            flush=True,
+        )
         return None, None
     return book, d2l.__version__
 
@@ -125,18 +145,26 @@ def _d2l_epoch(book, name, train_iter, vocab_size):
     it (in a ``OneDeviceStrategy`` on ``try_gpu()``'s device), on the benchmark's batches as
     ``tf.Tensor`` s."""
     import tensorflow as tf
+
     from dl import tensorflow as dl
 
     batches = [(tf.constant(X), tf.constant(Y)) for X, Y in train_iter]
     strategy = tf.distribute.OneDeviceStrategy(dl.try_gpu()._device_name)
     with strategy.scope():
         if name == "scratch":
-            net = book.RNNModelScratch(vocab_size, NUM_HIDDENS, dl.init_lstm_state, dl.lstm,
-                                       dl.get_lstm_params)
+            net = book.RNNModelScratch(
+                vocab_size, NUM_HIDDENS, dl.init_lstm_state, dl.lstm, dl.get_lstm_params
+            )
         else:
-            net = book.RNNModel(tf.keras.layers.RNN(
-                tf.keras.layers.LSTMCell(NUM_HIDDENS, kernel_initializer="glorot_uniform"),
-                time_major=True, return_sequences=True, return_state=True), vocab_size)
+            net = book.RNNModel(
+                tf.keras.layers.RNN(
+                    tf.keras.layers.LSTMCell(NUM_HIDDENS, kernel_initializer="glorot_uniform"),
+                    time_major=True,
+                    return_sequences=True,
+                    return_state=True,
+                ),
+                vocab_size,
+            )
         loss = tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True)
         updater = tf.keras.optimizers.SGD(1)
     tokens = sum(int(tf.size(Y)) for _, Y in batches)
@@ -144,12 +172,14 @@ def _d2l_epoch(book, name, train_iter, vocab_size):
     def epoch():
         book.train_epoch_ch8(net, batches, loss, updater, False)
         return tokens
+
     return epoch
 
 
 def torch_rows(train_iter, vocab, args):
     import torch
     from torch import nn
+
     from dl import torch as dl
 
     device = torch.device(args.device)
@@ -162,14 +192,18 @@ def torch_rows(train_iter, vocab, args):
             if state is None:
                 state = net.begin_state(batch_size=X.shape[0], device=device)
             else:
-                state = state.detach() if isinstance(state, torch.Tensor) else tuple(s.detach() for s in state)
+                state = (
+                    state.detach()
+                    if isinstance(state, torch.Tensor)
+                    else tuple(s.detach() for s in state)
+                )
             y = Y.T.reshape(-1)
             y_hat, state = net(X, state)
             l = loss(y_hat, y.long()).mean()
             for p in params:
                 p.grad = None
             l.backward()
-            norm = torch.sqrt(sum(torch.sum(p.grad ** 2) for p in params))
+            norm = torch.sqrt(sum(torch.sum(p.grad**2) for p in params))
             if norm > 1:  # a host sync, as in the book
                 for p in params:
                     p.grad[:] *= 1 / norm
@@ -179,10 +213,12 @@ def torch_rows(train_iter, vocab, args):
         return tokens
 
     models = {
-        "scratch": lambda: dl.RNNModelScratch(len(vocab), NUM_HIDDENS, device, dl.get_lstm_params,
-                                              dl.init_lstm_state, dl.lstm),
+        "scratch": lambda: dl.RNNModelScratch(
+            len(vocab), NUM_HIDDENS, device, dl.get_lstm_params, dl.init_lstm_state, dl.lstm
+        ),
         "concise": lambda: dl.RNNModel(nn.LSTM(len(vocab), NUM_HIDDENS), len(vocab)).to(device),
     }
+
     def sgd_updater(net):
         if isinstance(net, nn.Module):
             return torch.optim.SGD(net.parameters(), 1.0)
@@ -199,21 +235,28 @@ def torch_rows(train_iter, vocab, args):
         options["fp32 compile"] = {"compile": True}
         for label, kwargs in options.items():
             net = make()
-            trainer = dl.TorchTrainer(net, nn.CrossEntropyLoss(reduction="none"),
-                                      sgd_updater(net), device, **kwargs)
+            trainer = dl.TorchTrainer(
+                net, nn.CrossEntropyLoss(reduction="none"), sgd_updater(net), device, **kwargs
+            )
             runs[label] = dl_epoch(trainer, train_iter)
-        yield (f"torch {torch.__version__} {device.type}", name, "re-created book loop",
-               interleaved_speeds(runs, args.rounds))
+        yield (
+            f"torch {torch.__version__} {device.type}",
+            name,
+            "re-created book loop",
+            interleaved_speeds(runs, args.rounds),
+        )
 
 
 def jax_rows(train_iter, vocab, args):
     import jax
+
     from dl import jax as dl
 
     key = jax.random.PRNGKey(0)
     models = {
-        "scratch": lambda: dl.RNNModelScratch(len(vocab), NUM_HIDDENS, key, dl.get_lstm_params,
-                                              dl.init_lstm_state, dl.lstm),
+        "scratch": lambda: dl.RNNModelScratch(
+            len(vocab), NUM_HIDDENS, key, dl.get_lstm_params, dl.init_lstm_state, dl.lstm
+        ),
         "concise": lambda: dl.RNNModel(dl.LSTM(len(vocab), NUM_HIDDENS), len(vocab), key),
     }
     for name, make in models.items():  # no book loop: the book has no JAX edition of d2l 0.17
@@ -228,21 +271,39 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     installed = [b for b in BACKENDS if importlib.util.find_spec(b)]
     parser.add_argument("--backends", default=",".join(installed), help="comma-separated")
-    parser.add_argument("--rounds", type=positive_int, default=5,
-                        help="timed epochs of every variant, taken in turns")
+    parser.add_argument(
+        "--rounds",
+        type=positive_int,
+        default=5,
+        help="timed epochs of every variant, taken in turns",
+    )
     parser.add_argument("--device", default="cpu", help="torch device, e.g. cuda")
     parser.add_argument("--rows-only", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     backends = args.backends.split(",")
     if not args.rows_only:
-        print(f"{8 * 32 * 35} tokens per epoch; median tokens/s over {args.rounds} rounds; "
-              "(x) = ratio to the book loop\n")
+        print(
+            f"{8 * 32 * 35} tokens per epoch; median tokens/s over {args.rounds} rounds; "
+            "(x) = ratio to the book loop\n"
+        )
         print("| backend | model | book loop | variants |")
         print("| --- | --- | ---: | --- |", flush=True)
     if len(backends) > 1:  # one process per framework: their thread pools slow each other
         for backend in backends:
-            subprocess.run([sys.executable, __file__, "--rows-only", "--backends", backend,
-                            "--rounds", str(args.rounds), "--device", args.device], check=True)
+            subprocess.run(
+                [
+                    sys.executable,
+                    __file__,
+                    "--rows-only",
+                    "--backends",
+                    backend,
+                    "--rounds",
+                    str(args.rounds),
+                    "--device",
+                    args.device,
+                ],
+                check=True,
+            )
         return
     train_iter, vocab = load_data_time_machine(32, 35)
     for framework, name, book, speeds in BACKENDS[backends[0]](train_iter, vocab, args):

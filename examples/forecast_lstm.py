@@ -30,11 +30,12 @@ for name, window, horizon in (("sunspots", 22, 4), ("co2", 104, 4)):
     config = fc.ForecastConfig("lstm", num_inputs=1, num_hiddens=32, num_outputs=horizon)
     settings = fc.FitSettings(epochs=args.epochs, batch_size=32, lr=0.01, patience=20)
     started = time.perf_counter()
-    model, fit = fc.train(lambda config, params: Forecaster(config, params), data, config,
-                          settings)
-    print(f"{name}: {len(series)} steps, window {window}, horizon {horizon}, season "
-          f"{data.period}; trained {len(fit.history)} epochs in "
-          f"{time.perf_counter() - started:.0f} s, best epoch {fit.best_epoch}")
+    model, fit = fc.train(lambda config, params: Forecaster(config, params), data, config, settings)
+    print(
+        f"{name}: {len(series)} steps, window {window}, horizon {horizon}, season "
+        f"{data.period}; trained {len(fit.history)} epochs in "
+        f"{time.perf_counter() - started:.0f} s, best epoch {fit.best_epoch}"
+    )
     evaluation = fc.evaluate(model.predict, data)
     print(f"  {'':16}{'MAE':>9}{'RMSE':>9}{'MASE':>9}{'sMAPE %':>9}")
     for forecaster, scores in evaluation.scores.items():
@@ -42,5 +43,7 @@ for name, window, horizon in (("sunspots", 22, 4), ("co2", 104, 4)):
         print(f"  {label:16}" + "".join(f"{value:9.3f}" for value in scores.values()))
     verdict = "beats" if evaluation.beats() else "does not beat"
     print(f"  the LSTM {verdict} seasonal naive on test MASE")
-    print(f"  next {horizon} values: "
-          + " ".join(f"{v:.1f}" for v in fc.forecast_future(model.predict, data)))
+    print(
+        f"  next {horizon} values: "
+        + " ".join(f"{v:.1f}" for v in fc.forecast_future(model.predict, data))
+    )

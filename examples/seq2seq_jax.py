@@ -3,6 +3,7 @@
 # the GRU layers scanned with lax.scan, one jitted training step with optax's Adam).
 # The data is the book's fra-eng.zip (DL_DATA_HUB may point it at a mirror of your own).
 import jax
+
 from dl import jax as d2l
 
 embed_size, num_hiddens, num_layers, dropout = 32, 32, 2, 0.1
@@ -15,9 +16,10 @@ decoder = d2l.Seq2SeqDecoder(len(tgt_vocab), embed_size, num_hiddens, num_layers
 net = d2l.EncoderDecoder(encoder, decoder, jax.random.PRNGKey(0))
 d2l.train_seq2seq(net, train_iter, lr, num_epochs, tgt_vocab, device)
 
-engs = ['go .', "i lost .", 'he\'s calm .', 'i\'m home .']
-fras = ['va !', 'j\'ai perdu .', 'il est calme .', 'je suis chez moi .']
+engs = ["go .", "i lost .", "he's calm .", "i'm home ."]
+fras = ["va !", "j'ai perdu .", "il est calme .", "je suis chez moi ."]
 for eng, fra in zip(engs, fras):
     translation, attention_weight_seq = d2l.predict_seq2seq(
-        net, eng, src_vocab, tgt_vocab, num_steps, device)
-    print(f'{eng} => {translation}, bleu {d2l.bleu(translation, fra, k=2):.3f}')
+        net, eng, src_vocab, tgt_vocab, num_steps, device
+    )
+    print(f"{eng} => {translation}, bleu {d2l.bleu(translation, fra, k=2):.3f}")

@@ -22,9 +22,9 @@ from pathlib import Path
 import numpy as np
 
 from dl import lm
-from dl.train import greedy
 from dl.cli.saved import open_model
 from dl.cli.train import load_data, resolve, sample, train
+from dl.train import greedy
 
 PREFIX = "the time traveller"
 
@@ -33,16 +33,22 @@ def parse_args():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--backend", default="torch", help="torch, tensorflow or jax")
     parser.add_argument("--epochs", type=int, default=40, help="training epochs")
-    parser.add_argument("--min-freq", type=int, default=2,
-                        help="words seen fewer times become <unk>")
+    parser.add_argument(
+        "--min-freq", type=int, default=2, help="words seen fewer times become <unk>"
+    )
     parser.add_argument("--max-tokens", type=int, default=-1, help="words of the book, -1: all")
     parser.add_argument("--hidden", type=int, default=256, help="hidden units")
     parser.add_argument("--batch-size", type=int, default=32, help="sequences per batch")
     parser.add_argument("--num-steps", type=int, default=35, help="words per sequence")
-    parser.add_argument("--lr", type=float, default=20.0,
-                        help="learning rate of SGD (words need larger steps than characters)")
-    parser.add_argument("--val-fraction", type=float, default=0.1,
-                        help="tail of the book held out for validation")
+    parser.add_argument(
+        "--lr",
+        type=float,
+        default=20.0,
+        help="learning rate of SGD (words need larger steps than characters)",
+    )
+    parser.add_argument(
+        "--val-fraction", type=float, default=0.1, help="tail of the book held out for validation"
+    )
     parser.add_argument("--num", type=int, default=20, help="words to generate")
     parser.add_argument("--temperature", type=float, default=0.8, help="of the sampled text")
     parser.add_argument("--seed", type=int, default=0, help="seed of weights, batches, samples")
@@ -52,10 +58,12 @@ def parse_args():
 
 def never_unk(choose, vocab):
     """``choose`` restricted to real words: ``<unk>``'s logit set to -inf."""
+
     def choose_word(logits):
         logits = np.array(logits, np.float64)
         logits[vocab.unk] = -np.inf
         return choose(logits)
+
     return choose_word
 
 
@@ -68,20 +76,33 @@ def unigram_perplexity(data) -> float:
 
 def main() -> None:
     args = parse_args()
-    settings = {"backend": args.backend, "token": "word", "min_freq": args.min_freq,
-                "max_tokens": args.max_tokens, "hidden": args.hidden,
-                "batch_size": args.batch_size, "num_steps": args.num_steps, "lr": args.lr,
-                "epochs": args.epochs, "val_fraction": args.val_fraction, "seed": args.seed}
+    settings = {
+        "backend": args.backend,
+        "token": "word",
+        "min_freq": args.min_freq,
+        "max_tokens": args.max_tokens,
+        "hidden": args.hidden,
+        "batch_size": args.batch_size,
+        "num_steps": args.num_steps,
+        "lr": args.lr,
+        "epochs": args.epochs,
+        "val_fraction": args.val_fraction,
+        "seed": args.seed,
+    }
     print(f"training {args.epochs} epochs in {args.out} (replacing a run there)", flush=True)
     train(settings, args.out, force=True, quiet=True)
     model, vocab, meta, _ = open_model(args.out, "best", args.backend)
-    print(f"vocabulary: {len(vocab):,} tokens, the {len(vocab) - 1:,} words seen at least "
-          f"{args.min_freq} times and <unk>; "
-          f"{meta['data']['train_tokens']:,} training and {meta['data']['val_tokens']:,} "
-          f"validation words")
-    print(f"best validation perplexity {meta['val_perplexity']:.1f} at epoch {meta['epoch']} "
-          f"(training perplexity {meta['train_perplexity']:.1f}); word frequencies alone "
-          f"score {unigram_perplexity(load_data(resolve(settings))):.1f}")
+    print(
+        f"vocabulary: {len(vocab):,} tokens, the {len(vocab) - 1:,} words seen at least "
+        f"{args.min_freq} times and <unk>; "
+        f"{meta['data']['train_tokens']:,} training and {meta['data']['val_tokens']:,} "
+        f"validation words"
+    )
+    print(
+        f"best validation perplexity {meta['val_perplexity']:.1f} at epoch {meta['epoch']} "
+        f"(training perplexity {meta['train_perplexity']:.1f}); word frequencies alone "
+        f"score {unigram_perplexity(load_data(resolve(settings))):.1f}"
+    )
     print(f"greedy:  {sample(model, vocab, PREFIX, 'word', args.num, never_unk(greedy, vocab))}")
     choose = never_unk(lm.sampler(args.temperature, seed=args.seed), vocab)
     print(f"sampled: {sample(model, vocab, PREFIX, 'word', args.num, choose)}")

@@ -14,14 +14,20 @@ def random_params(cell, seed=0, scale=0.5):
     """float32 canonical params with non-zero biases, so every term matters."""
     rng = np.random.default_rng(seed)
     params = ref.init_params(cell, V, H, rng, scale=scale, dtype=np.float32)
-    return {name: (p + 0.3 * rng.standard_normal(p.shape)).astype(np.float32)
-            if name.startswith("b") else p for name, p in params.items()}
+    return {
+        name: (p + 0.3 * rng.standard_normal(p.shape)).astype(np.float32)
+        if name.startswith("b")
+        else p
+        for name, p in params.items()
+    }
 
 
 def random_state(cell, seed=1, batch_size=B):
     rng = np.random.default_rng(seed)
-    return tuple((0.5 * rng.standard_normal(s.shape)).astype(np.float32)
-                 for s in ref.init_state(cell, batch_size, H))
+    return tuple(
+        (0.5 * rng.standard_normal(s.shape)).astype(np.float32)
+        for s in ref.init_state(cell, batch_size, H)
+    )
 
 
 def as_float64(arrays):

@@ -5,19 +5,19 @@ from pathlib import Path
 
 import pytest
 
-SHARED_DATA_DIR = Path(__file__).resolve().parents[2] / 'shared' / 'data'
-TIME_MACHINE_FILE = 'timemachine.txt'
+SHARED_DATA_DIR = Path(__file__).resolve().parents[2] / "shared" / "data"
+TIME_MACHINE_FILE = "timemachine.txt"
 
 
-@pytest.fixture(scope='session', autouse=True)
+@pytest.fixture(scope="session", autouse=True)
 def _dl_data_dir():
     """Point DL_DATA_DIR at the shared data directory (offline) unless the caller set it."""
-    if not os.environ.get('DL_DATA_DIR') and (SHARED_DATA_DIR / TIME_MACHINE_FILE).is_file():
-        os.environ['DL_DATA_DIR'] = str(SHARED_DATA_DIR)
+    if not os.environ.get("DL_DATA_DIR") and (SHARED_DATA_DIR / TIME_MACHINE_FILE).is_file():
+        os.environ["DL_DATA_DIR"] = str(SHARED_DATA_DIR)
     yield
 
 
-@pytest.fixture(scope='session')
+@pytest.fixture(scope="session")
 def time_machine_path(_dl_data_dir):
     """Path of the local copy of The Time Machine; skips the test when there is none.
 
@@ -27,6 +27,8 @@ def time_machine_path(_dl_data_dir):
 
     path = hub.cache_dir() / TIME_MACHINE_FILE
     if not path.is_file():
-        pytest.skip(f'The Time Machine is not available offline: {path} does not exist; '
-                    f'set DL_DATA_DIR to a directory holding {TIME_MACHINE_FILE}')
+        pytest.skip(
+            f"The Time Machine is not available offline: {path} does not exist; "
+            f"set DL_DATA_DIR to a directory holding {TIME_MACHINE_FILE}"
+        )
     return path

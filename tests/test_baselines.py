@@ -5,8 +5,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dl.baselines import (BASELINES, MeanForecaster, NaiveForecaster, SeasonalNaiveForecaster,
-                          autocorrelation, infer_period, make_baseline)
+from dl.baselines import (
+    BASELINES,
+    MeanForecaster,
+    NaiveForecaster,
+    SeasonalNaiveForecaster,
+    autocorrelation,
+    infer_period,
+    make_baseline,
+)
 from dl.data.series import make_windows
 
 # one window (N=1) of a univariate history 1..8
@@ -51,32 +58,36 @@ def test_baselines_pick_the_target_column_of_multivariate_windows():
 
 
 def test_forecaster_errors():
-    with pytest.raises(ValueError, match=r'windows hold 8 steps, less than one season of 12; '
-                                         r'use window >= 12'):
+    with pytest.raises(
+        ValueError,
+        match=r"windows hold 8 steps, less than one season of 12; "
+        r"use window >= 12",
+    ):
         SeasonalNaiveForecaster(period=12).predict(HISTORY)
-    with pytest.raises(ValueError, match=r'call fit\(train\) first'):
+    with pytest.raises(ValueError, match=r"call fit\(train\) first"):
         SeasonalNaiveForecaster().predict(HISTORY)
-    with pytest.raises(ValueError, match=r'call fit\(train\) first'):
+    with pytest.raises(ValueError, match=r"call fit\(train\) first"):
         MeanForecaster().predict(HISTORY)
-    with pytest.raises(ValueError, match='target column 1 is not in windows with 1 columns'):
+    with pytest.raises(ValueError, match="target column 1 is not in windows with 1 columns"):
         NaiveForecaster(target=1).predict(HISTORY)
-    with pytest.raises(ValueError, match=r'needs windows \(N, window, D\), got shape \(8,\)'):
+    with pytest.raises(ValueError, match=r"needs windows \(N, window, D\), got shape \(8,\)"):
         NaiveForecaster().predict(np.arange(8.0))
-    with pytest.raises(ValueError, match='horizon must be > 0'):
+    with pytest.raises(ValueError, match="horizon must be > 0"):
         NaiveForecaster(horizon=0)
-    with pytest.raises(ValueError, match='period must be > 0'):
+    with pytest.raises(ValueError, match="period must be > 0"):
         SeasonalNaiveForecaster(period=0)
 
 
 def test_make_baseline_by_name():
-    assert set(BASELINES) == {'naive', 'seasonal_naive', 'mean'}
-    forecaster = make_baseline('seasonal_naive', horizon=4, period=52)
+    assert set(BASELINES) == {"naive", "seasonal_naive", "mean"}
+    forecaster = make_baseline("seasonal_naive", horizon=4, period=52)
     assert isinstance(forecaster, SeasonalNaiveForecaster)
     assert (forecaster.horizon, forecaster.period) == (4, 52)
-    assert repr(forecaster) == 'SeasonalNaiveForecaster(horizon=4, target=0, period=52)'
-    with pytest.raises(ValueError, match="unknown baseline 'arima'; known baselines: naive, "
-                                         "seasonal_naive, mean"):
-        make_baseline('arima')
+    assert repr(forecaster) == "SeasonalNaiveForecaster(horizon=4, target=0, period=52)"
+    with pytest.raises(
+        ValueError, match="unknown baseline 'arima'; known baselines: naive, seasonal_naive, mean"
+    ):
+        make_baseline("arima")
 
 
 # ---------------------------------------------------------------- period inference
@@ -94,26 +105,32 @@ def seasonal(n, period, noise, seed=0, trend=0.0):
     return np.sin(2 * np.pi * t / period) + trend * t + noise * rng.normal(size=n)
 
 
-@pytest.mark.parametrize('period', [4, 7, 12, 52])
+@pytest.mark.parametrize("period", [4, 7, 12, 52])
 def test_infer_period_of_a_noisy_seasonal_series(period):
     assert infer_period(seasonal(10 * period, period, noise=0.3)) == period
 
 
 def test_infer_period_sees_through_a_trend_and_picks_the_target_column():
-    values = np.stack([np.random.default_rng(1).normal(size=240),
-                       seasonal(240, 12, noise=0.3, trend=0.05)], axis=1)
+    values = np.stack(
+        [np.random.default_rng(1).normal(size=240), seasonal(240, 12, noise=0.3, trend=0.05)],
+        axis=1,
+    )
     assert infer_period(values, target=1) == 12
     assert infer_period(values, target=0) is None
 
 
-@pytest.mark.parametrize('values', [
-    np.random.default_rng(0).normal(size=500),   # white noise
-    np.arange(100.0) * 3 + 1,                     # a pure trend
-    np.full(50, 7.0),                             # a constant
-    np.zeros(50),
-    np.arange(5.0),                               # too short
-    np.sin(0.01 * np.arange(1, 601)) + np.random.default_rng(0).normal(0, 0.2, 600),  # the book's
-])
+@pytest.mark.parametrize(
+    "values",
+    [
+        np.random.default_rng(0).normal(size=500),  # white noise
+        np.arange(100.0) * 3 + 1,  # a pure trend
+        np.full(50, 7.0),  # a constant
+        np.zeros(50),
+        np.arange(5.0),  # too short
+        np.sin(0.01 * np.arange(1, 601))
+        + np.random.default_rng(0).normal(0, 0.2, 600),  # the book's
+    ],
+)
 def test_infer_period_finds_none(values):
     assert infer_period(values) is None
 
@@ -126,14 +143,15 @@ def test_seasonal_naive_falls_back_to_naive_without_a_period():
 
 
 def test_infer_period_on_real_series():
-    pytest.importorskip('statsmodels.datasets')
+    pytest.importorskip("statsmodels.datasets")
     from dl.data.series import load_series, split
-    assert infer_period(split(load_series('co2').values, 0.1, 0.2).train) == 52
-    assert infer_period(split(load_series('sunspots').values, 0.1, 0.2).train) == 11
+
+    assert infer_period(split(load_series("co2").values, 0.1, 0.2).train) == 52
+    assert infer_period(split(load_series("sunspots").values, 0.1, 0.2).train) == 11
 
 
 def test_infer_period_refuses_nan():
-    with pytest.raises(ValueError, match='NaN or infinite'):
+    with pytest.raises(ValueError, match="NaN or infinite"):
         infer_period(np.array([1.0, np.nan] * 10))
 
 

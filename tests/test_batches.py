@@ -7,9 +7,15 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from dl.data.batches import (SeqDataLoader, load_data_text, load_data_time_machine,
-                             seq_data_iter_random, seq_data_iter_sequential)
+from dl.data.batches import (
+    SeqDataLoader,
+    load_data_text,
+    load_data_time_machine,
+    seq_data_iter_random,
+    seq_data_iter_sequential,
+)
 from dl.data.text import corpus_from_lines, load_corpus_time_machine
+
 
 @pytest.fixture(autouse=True)
 def _restore_python_random():
@@ -19,7 +25,7 @@ def _restore_python_random():
     random.setstate(saved)
 
 
-ITERATORS = {'random': seq_data_iter_random, 'sequential': seq_data_iter_sequential}
+ITERATORS = {"random": seq_data_iter_random, "sequential": seq_data_iter_sequential}
 
 
 def min_corpus_len(batch_size, num_steps, random_iter):
@@ -29,24 +35,26 @@ def min_corpus_len(batch_size, num_steps, random_iter):
 
 # The book's own algorithms (d2l 0.17, section 8.3), in plain Python, as the reference.
 def book_random(corpus, batch_size, num_steps):
-    corpus = corpus[random.randint(0, num_steps - 1):]
+    corpus = corpus[random.randint(0, num_steps - 1) :]
     num_subseqs = (len(corpus) - 1) // num_steps
     initial_indices = list(range(0, num_subseqs * num_steps, num_steps))
     random.shuffle(initial_indices)
     num_batches = num_subseqs // batch_size
     for i in range(0, batch_size * num_batches, batch_size):
-        starts = initial_indices[i: i + batch_size]
-        yield ([list(corpus[j: j + num_steps]) for j in starts],
-               [list(corpus[j + 1: j + 1 + num_steps]) for j in starts])
+        starts = initial_indices[i : i + batch_size]
+        yield (
+            [list(corpus[j : j + num_steps]) for j in starts],
+            [list(corpus[j + 1 : j + 1 + num_steps]) for j in starts],
+        )
 
 
 def book_sequential(corpus, batch_size, num_steps):
     offset = random.randint(0, num_steps)
     num_tokens = ((len(corpus) - offset - 1) // batch_size) * batch_size
-    Xs = np.array(corpus[offset: offset + num_tokens]).reshape(batch_size, -1)
-    Ys = np.array(corpus[offset + 1: offset + 1 + num_tokens]).reshape(batch_size, -1)
+    Xs = np.array(corpus[offset : offset + num_tokens]).reshape(batch_size, -1)
+    Ys = np.array(corpus[offset + 1 : offset + 1 + num_tokens]).reshape(batch_size, -1)
     for i in range(0, num_steps * (Xs.shape[1] // num_steps), num_steps):
-        yield Xs[:, i: i + num_steps].tolist(), Ys[:, i: i + num_steps].tolist()
+        yield Xs[:, i : i + num_steps].tolist(), Ys[:, i : i + num_steps].tolist()
 
 
 def as_lists(batches):
@@ -56,17 +64,16 @@ def as_lists(batches):
 # ---------------------------------------------------------------- The Time Machine
 
 
-@pytest.fixture(scope='module')
+@pytest.fixture(scope="module")
 def tm_corpus(time_machine_path):
     return load_corpus_time_machine(10000)
 
 
-@pytest.mark.parametrize('use_random_iter', [False, True])
-def test_load_data_time_machine_epoch_has_8_batches_of_32_by_35(time_machine_path,
-                                                                use_random_iter):
+@pytest.mark.parametrize("use_random_iter", [False, True])
+def test_load_data_time_machine_epoch_has_8_batches_of_32_by_35(time_machine_path, use_random_iter):
     train_iter, vocab = load_data_time_machine(32, 35, use_random_iter)
     assert len(vocab) == 28
-    assert vocab.idx_to_token[:4] == ['<unk>', ' ', 'e', 't']
+    assert vocab.idx_to_token[:4] == ["<unk>", " ", "e", "t"]
     assert train_iter.vocab is vocab
     for seed in range(3):
         random.seed(seed)
@@ -79,7 +86,7 @@ def test_load_data_time_machine_epoch_has_8_batches_of_32_by_35(time_machine_pat
             assert X.min() >= 1 and X.max() < 28
 
 
-@pytest.mark.parametrize('use_random_iter', [False, True])
+@pytest.mark.parametrize("use_random_iter", [False, True])
 def test_load_data_time_machine_y_is_x_shifted_against_the_corpus(tm_corpus, use_random_iter):
     corpus, _ = tm_corpus
     text = np.array(corpus)
@@ -107,13 +114,13 @@ def test_load_data_time_machine_sequential_rows_continue(tm_corpus):
         np.testing.assert_array_equal(X1[:, 0], Y0[:, -1])  # row i resumes where it ended
     # rebuild row 0's stream and find it in the corpus
     row0 = np.concatenate([X[0] for X, _ in batches])
-    offsets = [o for o in range(36) if corpus[o: o + len(row0)] == row0.tolist()]
+    offsets = [o for o in range(36) if corpus[o : o + len(row0)] == row0.tolist()]
     assert offsets
 
 
 def test_load_data_time_machine_word_level(time_machine_path):
-    train_iter, vocab = load_data_time_machine(4, 5, max_tokens=200, token='word')
-    assert vocab.idx_to_token[:3] == ['<unk>', 'the', 'i']
+    train_iter, vocab = load_data_time_machine(4, 5, max_tokens=200, token="word")
+    assert vocab.idx_to_token[:3] == ["<unk>", "the", "i"]
     random.seed(0)
     batches = list(train_iter)
     assert len(batches) == (200 - 1 - random.Random(0).randint(0, 5)) // 4 // 5
@@ -142,8 +149,9 @@ def test_sequential_known_batches():
     per_row = (35 - offset - 1) // 2
     assert len(batches) == per_row // 5
     X, Y = batches[0]
-    np.testing.assert_array_equal(X, [list(range(offset, offset + 5)),
-                                      list(range(offset + per_row, offset + per_row + 5))])
+    np.testing.assert_array_equal(
+        X, [list(range(offset, offset + 5)), list(range(offset + per_row, offset + per_row + 5))]
+    )
     np.testing.assert_array_equal(Y, X + 1)
 
 
@@ -160,11 +168,11 @@ def test_random_known_corpus_windows():
         np.testing.assert_array_equal(Y, X + 1)
 
 
-@pytest.mark.parametrize('name', ['random', 'sequential'])
+@pytest.mark.parametrize("name", ["random", "sequential"])
 def test_matches_the_book_exactly_after_the_same_seed(name):
     corpus = [random.Random(5).randrange(30) for _ in range(500)]
     ours = ITERATORS[name]
-    book = {'random': book_random, 'sequential': book_sequential}[name]
+    book = {"random": book_random, "sequential": book_sequential}[name]
     for seed in range(20):
         for batch_size, num_steps in [(2, 5), (3, 7), (4, 1), (1, 10)]:
             random.seed(seed)
@@ -173,7 +181,7 @@ def test_matches_the_book_exactly_after_the_same_seed(name):
             assert mine == list(book(corpus, batch_size, num_steps))
 
 
-@pytest.mark.parametrize('name', ['random', 'sequential'])
+@pytest.mark.parametrize("name", ["random", "sequential"])
 def test_deterministic_after_random_seed(name):
     corpus = list(np.random.default_rng(0).integers(0, 20, 300))
     random.seed(123)
@@ -183,7 +191,7 @@ def test_deterministic_after_random_seed(name):
     assert first == second and first
 
 
-@pytest.mark.parametrize('name', ['random', 'sequential'])
+@pytest.mark.parametrize("name", ["random", "sequential"])
 def test_numpy_corpus_same_as_list_corpus(name):
     corpus = list(range(100))
     random.seed(9)
@@ -213,7 +221,7 @@ def problems(draw, random_iter):
     batch_size, num_steps, extra = draw(corpus_sizes)
     length = min_corpus_len(batch_size, num_steps, random_iter) + extra
     corpus = draw(st.lists(st.integers(0, 9), min_size=length, max_size=length))
-    return corpus, batch_size, num_steps, draw(st.integers(0, 2 ** 32 - 1))
+    return corpus, batch_size, num_steps, draw(st.integers(0, 2**32 - 1))
 
 
 def assert_batch_windows(batch, corpus, batch_size, num_steps):
@@ -222,18 +230,19 @@ def assert_batch_windows(batch, corpus, batch_size, num_steps):
     (PX, PY), (X, Y) = batch
     assert PX.shape == PY.shape == X.shape == Y.shape == (batch_size, num_steps)
     np.testing.assert_array_equal(PX, PX[:, :1] + np.arange(num_steps))  # contiguous
-    np.testing.assert_array_equal(PY, PX + 1)                 # Y is X shifted by one
+    np.testing.assert_array_equal(PY, PX + 1)  # Y is X shifted by one
     np.testing.assert_array_equal(X, np.asarray(corpus)[PX])  # values come from there
     np.testing.assert_array_equal(Y, np.asarray(corpus)[PY])
-    assert PX.min() >= 0 and PY.max() < len(corpus)            # windows inside the corpus
+    assert PX.min() >= 0 and PY.max() < len(corpus)  # windows inside the corpus
 
 
 @given(problems(random_iter=False))
 @settings(max_examples=200, deadline=None, derandomize=True)
 def test_sequential_property_rows_tile_the_corpus(problem):
     corpus, batch_size, num_steps, seed = problem
-    positions, values = positions_and_values(seq_data_iter_sequential, corpus, batch_size,
-                                             num_steps, seed)
+    positions, values = positions_and_values(
+        seq_data_iter_sequential, corpus, batch_size, num_steps, seed
+    )
     L = len(corpus)
     assert len(positions) >= 1
     for batch in zip(positions, values):
@@ -245,12 +254,12 @@ def test_sequential_property_rows_tile_the_corpus(problem):
     np.testing.assert_array_equal(y_streams, streams + 1)
     offset = int(streams[0, 0])
     assert 0 <= offset <= num_steps
-    row_len = (L - offset - 1) // batch_size                      # each row's share
+    row_len = (L - offset - 1) // batch_size  # each row's share
     np.testing.assert_array_equal(streams[:, 0], offset + row_len * np.arange(batch_size))
     assert streams.shape[1] == row_len // num_steps * num_steps  # every full batch is used
     assert row_len - streams.shape[1] < num_steps
-    assert streams.shape[1] <= row_len                             # rows never overlap
-    for earlier, later in zip(positions, positions[1:]):           # batches continue rows
+    assert streams.shape[1] <= row_len  # rows never overlap
+    for earlier, later in zip(positions, positions[1:]):  # batches continue rows
         np.testing.assert_array_equal(later[0][:, 0], earlier[0][:, -1] + 1)
 
 
@@ -258,26 +267,28 @@ def test_sequential_property_rows_tile_the_corpus(problem):
 @settings(max_examples=200, deadline=None, derandomize=True)
 def test_random_property_each_start_once_windows_inside(problem):
     corpus, batch_size, num_steps, seed = problem
-    positions, values = positions_and_values(seq_data_iter_random, corpus, batch_size,
-                                             num_steps, seed)
+    positions, values = positions_and_values(
+        seq_data_iter_random, corpus, batch_size, num_steps, seed
+    )
     L = len(corpus)
     assert len(positions) >= 1
     starts = []
     for batch in zip(positions, values):
         assert_batch_windows(batch, corpus, batch_size, num_steps)
         starts.extend(batch[0][0][:, 0].tolist())
-    assert len(starts) == len(set(starts))                      # each start at most once
+    assert len(starts) == len(set(starts))  # each start at most once
     offset = min(starts) % num_steps
     assert offset < num_steps
-    assert all(s % num_steps == offset for s in starts)         # windows never overlap
+    assert all(s % num_steps == offset for s in starts)  # windows never overlap
     num_subseqs = (L - offset - 1) // num_steps
-    assert len(positions) == num_subseqs // batch_size          # every full batch is used
+    assert len(positions) == num_subseqs // batch_size  # every full batch is used
 
 
 @given(st.integers(1, 6), st.integers(1, 9), st.booleans(), st.integers(1, 40))
 @settings(max_examples=150, deadline=None, derandomize=True)
-def test_corpus_one_token_too_short_raises_at_call_time(batch_size, num_steps, random_iter,
-                                                        short_by):
+def test_corpus_one_token_too_short_raises_at_call_time(
+    batch_size, num_steps, random_iter, short_by
+):
     fn = seq_data_iter_random if random_iter else seq_data_iter_sequential
     need = min_corpus_len(batch_size, num_steps, random_iter)
     assume(need - short_by >= 0)
@@ -285,10 +296,10 @@ def test_corpus_one_token_too_short_raises_at_call_time(batch_size, num_steps, r
     with pytest.raises(ValueError) as info:
         fn(corpus, batch_size, num_steps)  # no next(): the error comes at the call
     message = str(info.value)
-    assert f'{len(corpus)} tokens' in message
-    assert f'batch_size {batch_size}' in message
-    assert f'num_steps {num_steps}' in message
-    assert f'at least {need} tokens' in message
+    assert f"{len(corpus)} tokens" in message
+    assert f"batch_size {batch_size}" in message
+    assert f"num_steps {num_steps}" in message
+    assert f"at least {need} tokens" in message
     for seed in range(5):  # the minimum length works for every random offset
         random.seed(seed)
         assert len(list(fn(list(range(need)), batch_size, num_steps))) >= 1
@@ -297,60 +308,61 @@ def test_corpus_one_token_too_short_raises_at_call_time(batch_size, num_steps, r
 # ---------------------------------------------------------------- invalid sizes
 
 
-@pytest.mark.parametrize('name', ['random', 'sequential'])
-@pytest.mark.parametrize('batch_size, num_steps', [(0, 5), (2, 0), (-1, 5), (2, -3), (0, 0)])
+@pytest.mark.parametrize("name", ["random", "sequential"])
+@pytest.mark.parametrize("batch_size, num_steps", [(0, 5), (2, 0), (-1, 5), (2, -3), (0, 0)])
 def test_non_positive_sizes_raise_at_call_time(name, batch_size, num_steps):
     with pytest.raises(ValueError) as info:
         ITERATORS[name](list(range(1000)), batch_size, num_steps)
     message = str(info.value)
     assert str(batch_size) in message and str(num_steps) in message
-    assert 'positive' in message
+    assert "positive" in message
 
 
-@pytest.mark.parametrize('name', ['random', 'sequential'])
-@pytest.mark.parametrize('batch_size, num_steps', [(2.0, 5), (2, 5.0), ('2', 5), (2, None),
-                                                   (2.5, 5)])
+@pytest.mark.parametrize("name", ["random", "sequential"])
+@pytest.mark.parametrize(
+    "batch_size, num_steps", [(2.0, 5), (2, 5.0), ("2", 5), (2, None), (2.5, 5)]
+)
 def test_non_integer_sizes_raise_at_call_time(name, batch_size, num_steps):
-    with pytest.raises(ValueError, match='positive integer') as info:
+    with pytest.raises(ValueError, match="positive integer") as info:
         ITERATORS[name](list(range(1000)), batch_size, num_steps)
     assert repr(batch_size) in str(info.value) and repr(num_steps) in str(info.value)
 
 
-@pytest.mark.parametrize('name', ['random', 'sequential'])
+@pytest.mark.parametrize("name", ["random", "sequential"])
 def test_numpy_integer_sizes_are_accepted(name):
     random.seed(0)
     batches = list(ITERATORS[name](list(range(100)), np.int64(2), np.int32(5)))
     assert batches and batches[0][0].shape == (2, 5)
 
 
-@pytest.mark.parametrize('name', ['random', 'sequential'])
+@pytest.mark.parametrize("name", ["random", "sequential"])
 def test_bool_sizes_raise(name):
     with pytest.raises(ValueError):
         ITERATORS[name](list(range(100)), True, 5)
 
 
 def test_empty_corpus_raises_with_its_length():
-    with pytest.raises(ValueError, match='a corpus of 0 tokens'):
+    with pytest.raises(ValueError, match="a corpus of 0 tokens"):
         seq_data_iter_sequential([], 1, 1)
-    with pytest.raises(ValueError, match='a corpus of 1 tokens'):
+    with pytest.raises(ValueError, match="a corpus of 1 tokens"):
         seq_data_iter_random([7], 1, 1)
 
 
 # ---------------------------------------------------------------- SeqDataLoader, load_data_text
 
 
-@pytest.mark.parametrize('use_random_iter', [False, True])
+@pytest.mark.parametrize("use_random_iter", [False, True])
 def test_seq_data_loader_over_a_given_corpus(use_random_iter):
     corpus = list(range(200))
     loader = SeqDataLoader(3, 4, use_random_iter, corpus=corpus)
     assert loader.corpus is corpus and loader.vocab is None
-    assert (loader.batch_size, loader.num_steps, loader.use_random_iter) == (3, 4,
-                                                                              use_random_iter)
+    assert (loader.batch_size, loader.num_steps, loader.use_random_iter) == (3, 4, use_random_iter)
     random.seed(11)
     epoch1 = as_lists(loader)
     random.seed(11)
-    expected = as_lists((seq_data_iter_random if use_random_iter
-                         else seq_data_iter_sequential)(corpus, 3, 4))
+    expected = as_lists(
+        (seq_data_iter_random if use_random_iter else seq_data_iter_sequential)(corpus, 3, 4)
+    )
     assert epoch1 == expected
     random.seed(11)
     assert as_lists(loader) == epoch1  # iterable again, not a one-shot iterator
@@ -365,19 +377,21 @@ def test_seq_data_loader_new_offset_each_epoch():
     assert len(firsts) > 1 and firsts <= set(range(6))
 
 
-@pytest.mark.parametrize('use_random_iter', [False, True])
+@pytest.mark.parametrize("use_random_iter", [False, True])
 def test_seq_data_loader_too_short_raises_at_construction(use_random_iter):
-    with pytest.raises(ValueError, match='a corpus of 10 tokens cannot make one batch of '
-                                         'batch_size 2 x num_steps 5'):
+    with pytest.raises(
+        ValueError,
+        match="a corpus of 10 tokens cannot make one batch of batch_size 2 x num_steps 5",
+    ):
         SeqDataLoader(2, 5, use_random_iter, corpus=list(range(10)))
     with pytest.raises(ValueError):
         SeqDataLoader(0, 5, use_random_iter, corpus=list(range(100)))
 
 
 def test_load_data_text_over_given_lines():
-    lines = ['the quick brown fox', 'jumps over the lazy dog'] * 5
+    lines = ["the quick brown fox", "jumps over the lazy dog"] * 5
     train_iter, vocab = load_data_text(lines, 2, 6)
-    corpus, expected_vocab = corpus_from_lines(lines, 'char')
+    corpus, expected_vocab = corpus_from_lines(lines, "char")
     assert vocab.idx_to_token == expected_vocab.idx_to_token
     assert train_iter.vocab is vocab
     assert train_iter.corpus == corpus
@@ -385,20 +399,21 @@ def test_load_data_text_over_given_lines():
     random.seed(4)
     batches = list(train_iter)
     assert batches
-    text = ''.join(lines)
+    text = "".join(lines)
     for X, Y in batches:
         assert X.shape == (2, 6)
         for x, y in zip(X, Y):
-            xs, ys = ''.join(vocab.to_tokens(x)), ''.join(vocab.to_tokens(y))
+            xs, ys = "".join(vocab.to_tokens(x)), "".join(vocab.to_tokens(y))
             assert xs[1:] == ys[:-1]
             assert xs + ys[-1] in text
 
 
 def test_load_data_text_word_level_random_and_options():
-    lines = ['a b c d e f g h'] * 6
-    train_iter, vocab = load_data_text(lines, 2, 3, use_random_iter=True, token='word',
-                                       max_tokens=40, min_freq=1)
-    assert vocab.idx_to_token == ['<unk>'] + list('abcdefgh')
+    lines = ["a b c d e f g h"] * 6
+    train_iter, vocab = load_data_text(
+        lines, 2, 3, use_random_iter=True, token="word", max_tokens=40, min_freq=1
+    )
+    assert vocab.idx_to_token == ["<unk>"] + list("abcdefgh")
     assert len(train_iter.corpus) == 40
     assert train_iter.use_random_iter
     random.seed(0)
@@ -408,5 +423,5 @@ def test_load_data_text_word_level_random_and_options():
 
 
 def test_load_data_text_too_short_raises():
-    with pytest.raises(ValueError, match='a corpus of 3 tokens'):
-        load_data_text(['abc'], 2, 5)
+    with pytest.raises(ValueError, match="a corpus of 3 tokens"):
+        load_data_text(["abc"], 2, 5)

@@ -6,13 +6,54 @@ import importlib
 import numpy as np
 import pytest
 
-ALIASES = ["ones", "zeros", "tensor", "arange", "meshgrid", "sin", "sinh", "cos", "cosh", "tanh",
-           "linspace", "exp", "log", "normal", "rand", "matmul", "int32", "float32", "concat",
-           "stack", "abs", "eye", "numpy", "size", "reshape", "reduce_sum", "argmax", "astype",
-           "transpose", "reduce_mean"]
-HELPERS = ["use_svg_display", "set_figsize", "set_axes", "plot", "plt", "load_array",
-           "evaluate_loss", "synthetic_data", "linreg", "squared_loss", "sgd", "Timer",
-           "Accumulator", "Animator"]
+ALIASES = [
+    "ones",
+    "zeros",
+    "tensor",
+    "arange",
+    "meshgrid",
+    "sin",
+    "sinh",
+    "cos",
+    "cosh",
+    "tanh",
+    "linspace",
+    "exp",
+    "log",
+    "normal",
+    "rand",
+    "matmul",
+    "int32",
+    "float32",
+    "concat",
+    "stack",
+    "abs",
+    "eye",
+    "numpy",
+    "size",
+    "reshape",
+    "reduce_sum",
+    "argmax",
+    "astype",
+    "transpose",
+    "reduce_mean",
+]
+HELPERS = [
+    "use_svg_display",
+    "set_figsize",
+    "set_axes",
+    "plot",
+    "plt",
+    "load_array",
+    "evaluate_loss",
+    "synthetic_data",
+    "linreg",
+    "squared_loss",
+    "sgd",
+    "Timer",
+    "Accumulator",
+    "Animator",
+]
 
 
 @pytest.mark.parametrize("framework", ["torch", "tensorflow"])
@@ -28,8 +69,23 @@ def test_torch_aliases_are_the_books():
     torch = pytest.importorskip("torch")
     from dl import torch as d2l
 
-    for name in ["ones", "zeros", "tensor", "arange", "sin", "exp", "log", "normal", "rand",
-                 "matmul", "stack", "abs", "eye", "linspace", "meshgrid"]:
+    for name in [
+        "ones",
+        "zeros",
+        "tensor",
+        "arange",
+        "sin",
+        "exp",
+        "log",
+        "normal",
+        "rand",
+        "matmul",
+        "stack",
+        "abs",
+        "eye",
+        "linspace",
+        "meshgrid",
+    ]:
         assert getattr(d2l, name) is getattr(torch, name), name
     assert d2l.concat is torch.cat and d2l.float32 is torch.float32 and d2l.int32 is torch.int32
     x = torch.arange(6.0, requires_grad=True)

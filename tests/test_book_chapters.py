@@ -21,7 +21,7 @@ EPOCHS = 10  # the chapters print a continuation every 10 epochs
 TIMEOUT_S = 600
 
 # Runs a chapter as a notebook would show it: argv = script path, number of epochs.
-RUN_AS_NOTEBOOK = r'''
+RUN_AS_NOTEBOOK = r"""
 import ast, re, sys
 path, epochs = sys.argv[1], sys.argv[2]
 source = open(path).read()
@@ -35,7 +35,7 @@ for node in ast.parse(source, path).body:
             print(repr(value))
     else:
         exec(compile(ast.Module([node], []), path, "exec"), namespace)
-'''
+"""
 
 SUMMARY = re.compile(r"^perplexity (\d+\.\d), (\d+\.\d) tokens/sec on (\S+)$", re.MULTILINE)
 DEVICES = {"pytorch": re.compile(r"cpu|cuda:\d+"), "tensorflow": re.compile(r"/(CPU|GPU):\d+")}
@@ -45,10 +45,20 @@ FIGURE_REPRS = ("<Figure size", "<Axes", "Axes(", "<matplotlib")
 # chapter -> how many times it trains a language model (each ends in one summary line)
 TRAININGS = {"rnn-scratch": 2, "rnn-concise": 1, "gru": 2, "lstm": 2, "deep-rnn": 1, "bi-rnn": 1}
 
-SCRIPTS = [f"{chapter}_{framework}" for chapter in
-           ("sequence", "text-preprocessing", "language-models-and-dataset", "rnn-scratch",
-            "rnn-concise", "gru", "lstm", "deep-rnn")
-           for framework in ("pytorch", "tensorflow")] + ["bi-rnn_pytorch"]
+SCRIPTS = [
+    f"{chapter}_{framework}"
+    for chapter in (
+        "sequence",
+        "text-preprocessing",
+        "language-models-and-dataset",
+        "rnn-scratch",
+        "rnn-concise",
+        "gru",
+        "lstm",
+        "deep-rnn",
+    )
+    for framework in ("pytorch", "tensorflow")
+] + ["bi-rnn_pytorch"]
 
 
 def numpy_refuses_int_of_a_1d_array() -> bool:
@@ -69,14 +79,23 @@ def run_chapter(script: str, epochs: int = EPOCHS) -> subprocess.CompletedProces
     if not path.is_file():
         pytest.skip(f"the book's chapter scripts are not here: {path} does not exist")
     src = str(Path(__file__).resolve().parents[1] / "src")
-    env = dict(os.environ, MPLBACKEND="Agg",
-               PYTHONPATH=os.pathsep.join([src, os.environ.get("PYTHONPATH", "")]))
+    env = dict(
+        os.environ,
+        MPLBACKEND="Agg",
+        PYTHONPATH=os.pathsep.join([src, os.environ.get("PYTHONPATH", "")]),
+    )
     # one thread per process: on a shared 2-core machine torch's two threads spin each other
     # down to a small fraction of their speed
     env.setdefault("OMP_NUM_THREADS", "1")
-    return subprocess.run([sys.executable, "-c", RUN_AS_NOTEBOOK, path.name, str(epochs)],
-                          cwd=BOOK_DIR, env=env, capture_output=True, text=True, timeout=TIMEOUT_S,
-                          check=False)
+    return subprocess.run(
+        [sys.executable, "-c", RUN_AS_NOTEBOOK, path.name, str(epochs)],
+        cwd=BOOK_DIR,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT_S,
+        check=False,
+    )
 
 
 def vocab_size() -> int:
@@ -93,7 +112,8 @@ def assert_clean_terminal_output(result):
 
 def assert_ran_to_its_end(result):
     assert result.returncode == 0 and "Traceback" not in result.stderr, (
-        f"exit status {result.returncode}\n{result.stderr[-4000:]}")
+        f"exit status {result.returncode}\n{result.stderr[-4000:]}"
+    )
     assert "Traceback" not in result.stdout
 
 
@@ -107,7 +127,7 @@ def assert_language_model_summaries(stdout, framework, trainings):
         assert ppl < 0.7 * vocab_size(), f"perplexity {ppl} is not well below {vocab_size()}"
         assert ppl >= 1.0 and speed > 0
         assert DEVICES[framework].fullmatch(device), device
-        after = lines[lines.index(match[0]) + 1:][:2]
+        after = lines[lines.index(match[0]) + 1 :][:2]
         assert after[0].startswith("time traveller") and after[1].startswith("traveller"), after
     continuations = [line for line in lines if line.startswith("time traveller")]
     # one every 10 epochs, then one after each summary
@@ -119,14 +139,19 @@ def expected_prints(script):
     chapter, framework = script.rsplit("_", 1)
     shape = {"pytorch": "torch.Size({})", "tensorflow": "TensorShape({})"}[framework]
     return {
-        "text-preprocessing": ["# text lines: 3221", "the time machine by h g wells",
-                               "[('<unk>', 0), ('the', 1), ('i', 2), ('and', 3)",
-                               "words: ['the', 'time', 'machine', 'by', 'h', 'g', 'wells']",
-                               "(170580, 28)"],
+        "text-preprocessing": [
+            "# text lines: 3221",
+            "the time machine by h g wells",
+            "[('<unk>', 0), ('the', 1), ('i', 2), ('and', 3)",
+            "words: ['the', 'time', 'machine', 'by', 'h', 'g', 'wells']",
+            "(170580, 28)",
+        ],
         "language-models-and-dataset": ["('the', 2261)", "(('of', 'the'), 309)", "X:  ", "Y:"],
-        "rnn-scratch": [shape.format("[5, 2, 28]"),
-                        f"({shape.format('[10, 28]')}, 1, {shape.format('[2, 512]')})",
-                        "'time traveller "],
+        "rnn-scratch": [
+            shape.format("[5, 2, 28]"),
+            f"({shape.format('[10, 28]')}, 1, {shape.format('[2, 512]')})",
+            "'time traveller ",
+        ],
         "rnn-concise": [shape.format("[35, 32, 256]"), "'time traveller"],
     }.get(chapter, [])
 
@@ -136,8 +161,10 @@ def expected_prints(script):
 def test_chapter_runs_to_its_end_and_prints_what_the_book_prints(script):
     chapter, framework = script.rsplit("_", 1)
     if script == "rnn-scratch_tensorflow" and numpy_refuses_int_of_a_1d_array():
-        pytest.skip("the chapter's own predict_ch8 does int() of a (1,) array, which NumPy "
-                    "2.4+ refuses; see test_tensorflow_rnn_scratch_stops_only_at_its_own_predict")
+        pytest.skip(
+            "the chapter's own predict_ch8 does int() of a (1,) array, which NumPy "
+            "2.4+ refuses; see test_tensorflow_rnn_scratch_stops_only_at_its_own_predict"
+        )
     result = run_chapter(script)
     assert_ran_to_its_end(result)
     assert_clean_terminal_output(result)
@@ -146,8 +173,10 @@ def test_chapter_runs_to_its_end_and_prints_what_the_book_prints(script):
     if chapter in TRAININGS:
         assert_language_model_summaries(result.stdout, framework, TRAININGS[chapter])
     if chapter == "sequence":
-        losses = [float(v) for v in re.findall(r"^epoch \d+, loss: (\d+\.\d{6})$", result.stdout,
-                                               re.MULTILINE)]
+        losses = [
+            float(v)
+            for v in re.findall(r"^epoch \d+, loss: (\d+\.\d{6})$", result.stdout, re.MULTILINE)
+        ]
         assert len(losses) == 5 and max(losses) < 1.0 and losses[-1] < 0.3, result.stdout
 
 
@@ -162,7 +191,8 @@ def test_tensorflow_rnn_scratch_stops_only_at_its_own_predict():
     frames = re.findall(r'^  File "(.+)", line (\d+), in (\S+)$', result.stderr, re.MULTILINE)
     assert frames[-1] == ("rnn-scratch_tensorflow.py", "86", "predict_ch8"), result.stderr
     assert result.stderr.strip().splitlines()[-1] == (
-        "TypeError: only 0-dimensional arrays can be converted to Python scalars")
+        "TypeError: only 0-dimensional arrays can be converted to Python scalars"
+    )
     for expected in expected_prints("rnn-scratch_tensorflow")[:2]:  # dl's part came before
         assert expected in result.stdout, result.stdout
     assert_clean_terminal_output(result)

@@ -13,7 +13,7 @@ import importlib.util
 import numpy as np
 import pytest
 
-from cell_problems import B, CELLS, H, T, TOL, V, as_float64, problem
+from cell_problems import CELLS, TOL, B, H, T, V, as_float64, problem
 from dl import reference as ref
 
 
@@ -22,6 +22,7 @@ class TorchCells:
         import torch
 
         from dl import torch as dl
+
         self.torch, self.dl, self.cpu = torch, dl, torch.device("cpu")
 
     def init_state(self, cell):
@@ -32,25 +33,35 @@ class TorchCells:
     def forward_and_grads(self, cell, params, state, X, labels, dY, dfinal):
         """(Y, final, loss, parameter grads, state grads, input grad), all NumPy."""
         torch = self.torch
-        weights = [torch.tensor(params[name], requires_grad=True)
-                   for name in ref.PARAM_NAMES[cell]]
+        weights = [torch.tensor(params[name], requires_grad=True) for name in ref.PARAM_NAMES[cell]]
         state = tuple(torch.tensor(s, requires_grad=True) for s in state)
         X = torch.tensor(X, requires_grad=True)
         Y, final = self.dl.CELLS[cell][2](X, state, weights)
         loss = torch.nn.functional.cross_entropy(Y, torch.tensor(labels))
-        objective = loss + (Y * torch.tensor(dY)).sum() + sum(
-            (s * torch.tensor(d)).sum() for s, d in zip(final, dfinal))
+        objective = (
+            loss
+            + (Y * torch.tensor(dY)).sum()
+            + sum((s * torch.tensor(d)).sum() for s, d in zip(final, dfinal))
+        )
         objective.backward()
         assert Y.dtype == torch.float32 and isinstance(final, tuple)
         numpy = lambda t: t.detach().numpy()
-        return (numpy(Y), [numpy(s) for s in final], float(loss.detach()),
-                [numpy(w.grad) for w in weights], [numpy(s.grad) for s in state], numpy(X.grad))
+        return (
+            numpy(Y),
+            [numpy(s) for s in final],
+            float(loss.detach()),
+            [numpy(w.grad) for w in weights],
+            [numpy(s.grad) for s in state],
+            numpy(X.grad),
+        )
 
 
 class TensorFlowCells:
     def __init__(self):
-        from dl import tensorflow as dl  # first: makes tf.keras tf-keras in this process
         import tensorflow as tf
+
+        from dl import tensorflow as dl  # first: makes tf.keras tf-keras in this process
+
         self.tf, self.dl = tf, dl
 
     def init_state(self, cell):
@@ -66,12 +77,21 @@ class TensorFlowCells:
             tape.watch((state, X))
             Y, final = self.dl.CELLS[cell][2](X, state, variables)
             loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels, Y))
-            objective = loss + tf.reduce_sum(Y * dY) + tf.add_n(
-                [tf.reduce_sum(s * d) for s, d in zip(final, dfinal)])
+            objective = (
+                loss
+                + tf.reduce_sum(Y * dY)
+                + tf.add_n([tf.reduce_sum(s * d) for s, d in zip(final, dfinal)])
+            )
         grads, dstate, dX = tape.gradient(objective, (variables, state, X))
         assert Y.dtype == tf.float32
-        return (Y.numpy(), [s.numpy() for s in final], float(loss), [g.numpy() for g in grads],
-                [d.numpy() for d in dstate], dX.numpy())
+        return (
+            Y.numpy(),
+            [s.numpy() for s in final],
+            float(loss),
+            [g.numpy() for g in grads],
+            [d.numpy() for d in dstate],
+            dX.numpy(),
+        )
 
 
 class JaxCells:
@@ -80,6 +100,7 @@ class JaxCells:
         import jax.numpy as jnp
 
         from dl import jax as dl
+
         self.jax, self.jnp, self.dl = jax, jnp, dl
 
     def init_state(self, cell):
@@ -95,20 +116,34 @@ class JaxCells:
             Y, final = forward(X, state, weights)
             loss = self.dl.token_loss_sum(Y, jnp.asarray(labels)) / labels.shape[0]
             return loss + (Y * dY).sum() + sum((s * d).sum() for s, d in zip(final, dfinal)), (
-                loss, Y, final)
+                loss,
+                Y,
+                final,
+            )
 
-        (_, (loss, Y, final)), (grads, dstate, dX) = jax.jit(jax.value_and_grad(
-            objective, argnums=(0, 1, 2), has_aux=True))(
+        (_, (loss, Y, final)), (grads, dstate, dX) = jax.jit(
+            jax.value_and_grad(objective, argnums=(0, 1, 2), has_aux=True)
+        )(
             [jnp.asarray(params[name]) for name in ref.PARAM_NAMES[cell]],
-            tuple(map(jnp.asarray, state)), jnp.asarray(X))
+            tuple(map(jnp.asarray, state)),
+            jnp.asarray(X),
+        )
         assert Y.dtype == jnp.float32 and isinstance(final, tuple) and isinstance(dstate, tuple)
-        return (np.asarray(Y), [np.asarray(s) for s in final], float(loss),
-                [np.asarray(g) for g in grads], [np.asarray(d) for d in dstate], np.asarray(dX))
+        return (
+            np.asarray(Y),
+            [np.asarray(s) for s in final],
+            float(loss),
+            [np.asarray(g) for g in grads],
+            [np.asarray(d) for d in dstate],
+            np.asarray(dX),
+        )
 
 
-FRAMEWORKS = {"torch": (TorchCells, ("torch",)),
-              "tensorflow": (TensorFlowCells, ("tensorflow", "tf_keras")),
-              "jax": (JaxCells, ("jax",))}
+FRAMEWORKS = {
+    "torch": (TorchCells, ("torch",)),
+    "tensorflow": (TensorFlowCells, ("tensorflow", "tf_keras")),
+    "jax": (JaxCells, ("jax",)),
+}
 
 
 @pytest.fixture(params=list(FRAMEWORKS), scope="module")
@@ -141,11 +176,13 @@ def test_forward_and_gradients_match_reference(framework, cell):
     params64 = as_float64(params)
     Y_ref, final_ref, cache = ref.forward(cell, params64, X.astype(np.float64), as_float64(state))
     loss_ref, dloss = ref.softmax_cross_entropy(Y_ref, labels)
-    grads_ref, dstate_ref, dX_ref = ref.backward(cell, params64, cache, dloss + dY,
-                                                 as_float64(dfinal))
+    grads_ref, dstate_ref, dX_ref = ref.backward(
+        cell, params64, cache, dloss + dY, as_float64(dfinal)
+    )
 
     Y, final, loss, grads, dstate, dX = framework.forward_and_grads(
-        cell, params, state, X, labels, dY, dfinal)
+        cell, params, state, X, labels, dY, dfinal
+    )
 
     assert Y.shape == (T * B, V)
     np.testing.assert_allclose(Y, Y_ref, **TOL)

@@ -11,8 +11,11 @@ from dl.files import atomic_write
 
 def params():
     rng = np.random.default_rng(0)
-    return {"W_xh": rng.standard_normal((5, 3)).astype(np.float32), "b_h": np.zeros(3, np.float32),
-            "layer2.W_hh": rng.standard_normal((3, 3))}
+    return {
+        "W_xh": rng.standard_normal((5, 3)).astype(np.float32),
+        "b_h": np.zeros(3, np.float32),
+        "layer2.W_hh": rng.standard_normal((3, 3)),
+    }
 
 
 def test_round_trip_is_exact_and_float32(tmp_path):
@@ -57,13 +60,17 @@ def test_truncated_file_is_refused(tmp_path, keep):
     path = tmp_path / "model.safetensors"
     data = path.read_bytes()
     path.write_bytes(data[:keep] if keep >= 0 else data[:keep])
-    with pytest.raises(checkpoint.CheckpointError, match=r"model.safetensors: not a readable "
-                                                         r"safetensors file .*truncated"):
+    with pytest.raises(
+        checkpoint.CheckpointError,
+        match=r"model.safetensors: not a readable "
+        r"safetensors file .*truncated",
+    ):
         checkpoint.load(tmp_path)
 
 
 def test_foreign_safetensors_file_is_refused(tmp_path):
     from safetensors.numpy import save_file
+
     save_file({"weight": np.ones(2, np.float32)}, str(tmp_path / "model.safetensors"))
     with pytest.raises(checkpoint.CheckpointError, match="not written by dl"):
         checkpoint.load(tmp_path)
@@ -71,8 +78,12 @@ def test_foreign_safetensors_file_is_refused(tmp_path):
 
 def test_other_format_is_refused(tmp_path):
     from safetensors.numpy import save_file
-    save_file({"w": np.ones(2, np.float32)}, str(tmp_path / "model.safetensors"),
-              metadata={"dl": json.dumps({"format": "something-else", "format_version": 1})})
+
+    save_file(
+        {"w": np.ones(2, np.float32)},
+        str(tmp_path / "model.safetensors"),
+        metadata={"dl": json.dumps({"format": "something-else", "format_version": 1})},
+    )
     with pytest.raises(checkpoint.CheckpointError, match="not a dl checkpoint"):
         checkpoint.load(tmp_path)
 
@@ -91,6 +102,7 @@ def test_failed_write_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
 
     def fail(*args):
         raise OSError("disk full")
+
     monkeypatch.setattr("dl.files.os.replace", fail)
     with pytest.raises(OSError, match="disk full"):
         checkpoint.save(tmp_path, {"W_xh": np.zeros((5, 3))}, {"epoch": 2})

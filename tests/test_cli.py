@@ -14,8 +14,20 @@ from dl.cli import main
 from dl.cli import train as cli_train
 
 novel = pytest.mark.usefixtures("time_machine_path")  # trains on The Time Machine: skip without it
-SMALL = ["--hidden", "16", "--batch-size", "4", "--num-steps", "8", "--max-tokens", "1500",
-         "--print-every", "1", "--save-every", "2"]
+SMALL = [
+    "--hidden",
+    "16",
+    "--batch-size",
+    "4",
+    "--num-steps",
+    "8",
+    "--max-tokens",
+    "1500",
+    "--print-every",
+    "1",
+    "--save-every",
+    "2",
+]
 
 
 def dl(*args):
@@ -28,28 +40,70 @@ def weights(run, stem="model"):
 
 def test_defaults_are_the_seed():
     settings = cli_train.resolve({})
-    assert {k: settings[k] for k in ("cell", "hidden", "layers", "batch_size", "num_steps", "lr",
-                                     "clip", "epochs", "token", "max_tokens", "val_fraction")} == {
-        "cell": "lstm", "hidden": 256, "layers": 1, "batch_size": 32, "num_steps": 35,
-        "lr": 1.0, "clip": 1.0, "epochs": 500, "token": "char", "max_tokens": 10000,
-        "val_fraction": 0.0}
+    assert {
+        k: settings[k]
+        for k in (
+            "cell",
+            "hidden",
+            "layers",
+            "batch_size",
+            "num_steps",
+            "lr",
+            "clip",
+            "epochs",
+            "token",
+            "max_tokens",
+            "val_fraction",
+        )
+    } == {
+        "cell": "lstm",
+        "hidden": 256,
+        "layers": 1,
+        "batch_size": 32,
+        "num_steps": 35,
+        "lr": 1.0,
+        "clip": 1.0,
+        "epochs": 500,
+        "token": "char",
+        "max_tokens": 10000,
+        "val_fraction": 0.0,
+    }
 
 
 @novel
 def test_dry_run_reports_the_book_data_and_writes_nothing(tmp_path, capsys):
-    assert dl("train", "--dry-run", "--backend", "torch", "--device", "cpu",
-              "--out", tmp_path / "run") == 0
+    assert (
+        dl("train", "--dry-run", "--backend", "torch", "--device", "cpu", "--out", tmp_path / "run")
+        == 0
+    )
     out = capsys.readouterr().out
-    assert "lstm (concise, torch on cpu) with 299,036 parameters; 10,000 training and 0 " \
-           "validation tokens of The Time Machine, vocabulary 28" in out
+    assert (
+        "lstm (concise, torch on cpu) with 299,036 parameters; 10,000 training and 0 "
+        "validation tokens of The Time Machine, vocabulary 28" in out
+    )
     assert not (tmp_path / "run").exists()
 
 
 @novel
 def test_train_writes_a_run(tmp_path, capsys):
     run = tmp_path / "run"
-    assert dl("train", *SMALL, "--epochs", 3, "--backend", "torch", "--device", "cpu",
-              "--val-fraction", 0.2, "--out", run) == 0
+    assert (
+        dl(
+            "train",
+            *SMALL,
+            "--epochs",
+            3,
+            "--backend",
+            "torch",
+            "--device",
+            "cpu",
+            "--val-fraction",
+            0.2,
+            "--out",
+            run,
+        )
+        == 0
+    )
     out = capsys.readouterr().out.splitlines()
     assert len(out) == 3 + 5  # a sample per epoch; perplexity, validation, 2 samples, saved
     assert out[3].startswith("perplexity ") and "tokens/sec on cpu" in out[3]
@@ -78,33 +132,49 @@ def interrupt_in_epoch(monkeypatch, epoch):
             trainer.train_step(X, Y, trainer.begin_state(X.shape[0]))
             raise KeyboardInterrupt
         return real(trainer, loader, random_iter)
+
     monkeypatch.setattr(cli_train.core, "train_epoch", train_epoch)
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("backend,extra", [
-    ("torch", ["--layers", 2, "--dropout", 0.3]),
-    ("torch", ["--cell", "gru", "--random-iter"]),
-    ("tensorflow", ["--layers", 2, "--dropout", 0.3]),
-    ("jax", ["--layers", 2, "--dropout", 0.3]),
-    ("torch", ["--impl", "concise", "--layers", 2, "--dropout", 0.3]),
-    ("tensorflow", ["--impl", "concise", "--cell", "gru"]),
-])
+@pytest.mark.parametrize(
+    "backend,extra",
+    [
+        ("torch", ["--layers", 2, "--dropout", 0.3]),
+        ("torch", ["--cell", "gru", "--random-iter"]),
+        ("tensorflow", ["--layers", 2, "--dropout", 0.3]),
+        ("jax", ["--layers", 2, "--dropout", 0.3]),
+        ("torch", ["--impl", "concise", "--layers", 2, "--dropout", 0.3]),
+        ("tensorflow", ["--impl", "concise", "--cell", "gru"]),
+    ],
+)
 @novel
-def test_interrupted_and_resumed_run_ends_with_the_same_weights(tmp_path, monkeypatch, capsys,
-                                                                backend, extra):
+def test_interrupted_and_resumed_run_ends_with_the_same_weights(
+    tmp_path, monkeypatch, capsys, backend, extra
+):
     pytest.importorskip(backend)
     # no checkpoint at epoch 2: the interrupt itself must save it
-    args = [*SMALL, *extra, "--backend", backend, "--val-fraction", 0.1, "--epochs", 4,
-            "--save-every", 3]
+    args = [
+        *SMALL,
+        *extra,
+        "--backend",
+        backend,
+        "--val-fraction",
+        0.1,
+        "--epochs",
+        4,
+        "--save-every",
+        3,
+    ]
     assert dl("train", *args, "--out", tmp_path / "whole") == 0
     with monkeypatch.context() as patch:
         interrupt_in_epoch(patch, 3)
         assert dl("train", *args, "--out", tmp_path / "cut") == 130
     assert "epoch 2 is saved" in capsys.readouterr().err
     assert checkpoint.load(tmp_path / "cut")[1]["epoch"] == 2
-    assert dl("train", "--out", tmp_path / "cut", "--resume", "--epochs", 4,
-              "--backend", backend) == 0
+    assert (
+        dl("train", "--out", tmp_path / "cut", "--resume", "--epochs", 4, "--backend", backend) == 0
+    )
     for stem in ("model", "best"):
         whole, cut = weights(tmp_path / "whole", stem), weights(tmp_path / "cut", stem)
         for name in whole:
@@ -129,23 +199,55 @@ def test_out_holding_a_run_is_refused_unless_forced(tmp_path, capsys):
     assert dl("train", *SMALL, "--epochs", 1, "--backend", "torch", "--out", run) == 0
     before = (run / "model.safetensors").read_bytes()
     assert dl("train", *SMALL, "--epochs", 1, "--backend", "torch", "--out", run) == 2
-    assert "already holds a run; continue it with --resume, overwrite it with --force" in \
-        capsys.readouterr().err
+    assert (
+        "already holds a run; continue it with --resume, overwrite it with --force"
+        in capsys.readouterr().err
+    )
     assert (run / "model.safetensors").read_bytes() == before
-    assert dl("train", *SMALL, "--epochs", 1, "--seed", 5, "--backend", "torch", "--out", run,
-              "--force") == 0
+    assert (
+        dl(
+            "train",
+            *SMALL,
+            "--epochs",
+            1,
+            "--seed",
+            5,
+            "--backend",
+            "torch",
+            "--out",
+            run,
+            "--force",
+        )
+        == 0
+    )
     assert (run / "model.safetensors").read_bytes() != before
 
 
 @pytest.mark.slow
 def test_checkpoint_is_portable_across_backends(tmp_path, capsys, time_machine_path):
-    installed = [b for b in ("torch", "tensorflow", "jax")
-                 if __import__("importlib").util.find_spec(b)]
+    installed = [
+        b for b in ("torch", "tensorflow", "jax") if __import__("importlib").util.find_spec(b)
+    ]
     if len(installed) < 2:
         pytest.skip(f"needs two backends to compare, installed: {installed}")
     run, text = tmp_path / "run", tmp_path / "part.txt"
-    assert dl("train", *SMALL, "--epochs", 2, "--layers", 2, "--backend", installed[0],
-              "--val-fraction", 0.1, "--out", run) == 0
+    assert (
+        dl(
+            "train",
+            *SMALL,
+            "--epochs",
+            2,
+            "--layers",
+            2,
+            "--backend",
+            installed[0],
+            "--val-fraction",
+            0.1,
+            "--out",
+            run,
+        )
+        == 0
+    )
     text.write_text(time_machine_path.read_text()[5000:9000])
     capsys.readouterr()
     results, texts = {}, {}
@@ -177,8 +279,25 @@ def test_generate_greedy_is_the_default_and_sampling_repeats_for_a_seed(tmp_path
 @novel
 def test_eval_counts_tokens_outside_the_vocabulary(tmp_path, capsys):
     run = tmp_path / "run"
-    assert dl("train", *SMALL, "--epochs", 1, "--token", "word", "--num-steps", 4,
-              "--max-tokens", 800, "--backend", "torch", "--out", run) == 0
+    assert (
+        dl(
+            "train",
+            *SMALL,
+            "--epochs",
+            1,
+            "--token",
+            "word",
+            "--num-steps",
+            4,
+            "--max-tokens",
+            800,
+            "--backend",
+            "torch",
+            "--out",
+            run,
+        )
+        == 0
+    )
     text = tmp_path / "other.txt"
     text.write_text("The time traveller zebra quokka\nzebra the\n")
     capsys.readouterr()
@@ -188,14 +307,17 @@ def test_eval_counts_tokens_outside_the_vocabulary(tmp_path, capsys):
     assert "(3 outside the vocabulary of" in out  # zebra, quokka, zebra
 
 
-@pytest.mark.parametrize("content,message", [
-    (None, "no such file"),
-    ("dir", "is a directory"),
-    ("", "the file is empty"),
-    (b"caf\xe9 au lait", "not UTF-8 text (byte 0xe9 at offset 3)"),
-    ("1234 5678 !!!", "no letters left after cleaning"),
-    ("tiny text", "cannot make one batch of batch_size 4 x num_steps 8"),
-])
+@pytest.mark.parametrize(
+    "content,message",
+    [
+        (None, "no such file"),
+        ("dir", "is a directory"),
+        ("", "the file is empty"),
+        (b"caf\xe9 au lait", "not UTF-8 text (byte 0xe9 at offset 3)"),
+        ("1234 5678 !!!", "no letters left after cleaning"),
+        ("tiny text", "cannot make one batch of batch_size 4 x num_steps 8"),
+    ],
+)
 def test_bad_text_exits_2_with_a_message(tmp_path, capsys, content, message):
     path = tmp_path / "text.txt"
     if content == "dir":
@@ -209,14 +331,17 @@ def test_bad_text_exits_2_with_a_message(tmp_path, capsys, content, message):
     assert err.startswith("dl: error: ") and message in err and len(err.splitlines()) == 1
 
 
-@pytest.mark.parametrize("args,message", [
-    (["--lr", "abc"], "argument --lr: 'abc' is not a number"),
-    (["--lr", "-1"], "argument --lr: -1.0 must be greater than 0"),
-    (["--hidden", "0"], "argument --hidden: 0 must be at least 1"),
-    (["--dropout", "1.5"], "argument --dropout: 1.5 must be at least 0 and below 1"),
-    (["--cell", "cnn"], "argument --cell: 'cnn' is not one of rnn, gru, lstm"),
-    (["--epochs", "nan"], "argument --epochs: 'nan' is not a whole number"),
-])
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--lr", "abc"], "argument --lr: 'abc' is not a number"),
+        (["--lr", "-1"], "argument --lr: -1.0 must be greater than 0"),
+        (["--hidden", "0"], "argument --hidden: 0 must be at least 1"),
+        (["--dropout", "1.5"], "argument --dropout: 1.5 must be at least 0 and below 1"),
+        (["--cell", "cnn"], "argument --cell: 'cnn' is not one of rnn, gru, lstm"),
+        (["--epochs", "nan"], "argument --epochs: 'nan' is not a whole number"),
+    ],
+)
 def test_bad_options_exit_2(capsys, args, message):
     with pytest.raises(SystemExit) as exit_info:
         dl("train", *args)
@@ -226,10 +351,14 @@ def test_bad_options_exit_2(capsys, args, message):
 
 def test_other_user_errors_exit_2(tmp_path, capsys):
     cases = [
-        (["train", "--max-tokens", "0", "--backend", "torch", "--out", tmp_path / "a"],
-         "--max-tokens 0: give a positive count, or -1"),
-        (["train", "--cell", "gru", "--no-output-tanh", "--out", tmp_path / "b"],
-         "--no-output-tanh applies to the LSTM only"),
+        (
+            ["train", "--max-tokens", "0", "--backend", "torch", "--out", tmp_path / "a"],
+            "--max-tokens 0: give a positive count, or -1",
+        ),
+        (
+            ["train", "--cell", "gru", "--no-output-tanh", "--out", tmp_path / "b"],
+            "--no-output-tanh applies to the LSTM only",
+        ),
         (["train", "--resume", "--out", tmp_path / "c"], "holds no checkpoint"),
         (["generate", tmp_path / "nothing"], "no such run directory"),
         (["eval", tmp_path], "model.safetensors: no checkpoint there"),
@@ -244,10 +373,12 @@ def test_damaged_checkpoints_exit_2_naming_the_file(tmp_path, capsys):
     run = tmp_path / "run"
     assert dl("train", *SMALL, "--epochs", 1, "--backend", "torch", "--out", run) == 0
     data = (run / "model.safetensors").read_bytes()
-    (run / "model.safetensors").write_bytes(data[:len(data) // 2])
+    (run / "model.safetensors").write_bytes(data[: len(data) // 2])
     capsys.readouterr()
     assert dl("generate", run) == 2
-    assert f"{run / 'model.safetensors'}: not a readable safetensors file" in capsys.readouterr().err
+    assert (
+        f"{run / 'model.safetensors'}: not a readable safetensors file" in capsys.readouterr().err
+    )
     assert dl("train", "--out", run, "--resume") == 2
 
 
@@ -261,6 +392,7 @@ def test_diverging_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, monke
         calls.append(1)
         loss_sum, num_tokens, speed = real(trainer, loader, random_iter)
         return (float("nan") if len(calls) == 3 else loss_sum), num_tokens, speed
+
     monkeypatch.setattr(cli_train.core, "train_epoch", train_epoch)
     run = tmp_path / "run"
     assert dl("train", *args, "--epochs", 5, "--out", run) == 2
@@ -276,8 +408,23 @@ def test_diverging_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, monke
 @novel
 def test_real_divergence_in_the_first_epoch_writes_no_checkpoint(tmp_path, capsys):
     run = tmp_path / "run"
-    assert dl("train", *SMALL, "--epochs", 3, "--lr", "1e30", "--clip", "1e30", "--backend",
-              "torch", "--out", run) == 2
+    assert (
+        dl(
+            "train",
+            *SMALL,
+            "--epochs",
+            3,
+            "--lr",
+            "1e30",
+            "--clip",
+            "1e30",
+            "--backend",
+            "torch",
+            "--out",
+            run,
+        )
+        == 2
+    )
     assert "training diverged in epoch 1" in capsys.readouterr().err
     assert not checkpoint.exists(run)
 
@@ -294,6 +441,7 @@ def test_newer_or_foreign_checkpoints_exit_2(tmp_path, capsys, monkeypatch):
     assert dl("eval", run) == 2
     assert "format 7, newer than this dl reads" in capsys.readouterr().err
     from safetensors.numpy import save_file
+
     save_file(params, str(run / "model.safetensors"))
     assert dl("generate", run, "--checkpoint", "model") == 2
     assert "not written by dl" in capsys.readouterr().err
@@ -306,13 +454,30 @@ def test_ctrl_c_saves_and_exits_130(tmp_path):
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     # `dl` as a user's shell starts it: a test run started with SIGINT ignored (`pytest &` in a
     # script) passes the ignore on, and Python then never raises KeyboardInterrupt
-    with_sigint = ("import runpy, signal, sys; signal.signal(signal.SIGINT, "
-                   "signal.default_int_handler); sys.argv[0] = 'dl'; "
-                   "runpy.run_module('dl', run_name='__main__')")
+    with_sigint = (
+        "import runpy, signal, sys; signal.signal(signal.SIGINT, "
+        "signal.default_int_handler); sys.argv[0] = 'dl'; "
+        "runpy.run_module('dl', run_name='__main__')"
+    )
     process = subprocess.Popen(
-        [sys.executable, "-c", with_sigint, "train", *map(str, SMALL), "--epochs", "1000",
-         "--backend", "torch", "--out", str(run)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        [
+            sys.executable,
+            "-c",
+            with_sigint,
+            "train",
+            *map(str, SMALL),
+            "--epochs",
+            "1000",
+            "--backend",
+            "torch",
+            "--out",
+            str(run),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
     for _ in range(3):  # three epochs done
         assert process.stdout.readline()
     process.send_signal(signal.SIGINT)
@@ -327,9 +492,14 @@ def test_ctrl_c_saves_and_exits_130(tmp_path):
 
 def test_sweep_grid_and_names():
     from dl.cli.sweep import grid, run_name
+
     runs = grid({"hidden": [64, 128], "lr": [0.5, 1.0], "epochs": 3})
-    assert runs == [{"hidden": 64, "lr": 0.5, "epochs": 3}, {"hidden": 64, "lr": 1.0, "epochs": 3},
-                    {"hidden": 128, "lr": 0.5, "epochs": 3}, {"hidden": 128, "lr": 1.0, "epochs": 3}]
+    assert runs == [
+        {"hidden": 64, "lr": 0.5, "epochs": 3},
+        {"hidden": 64, "lr": 1.0, "epochs": 3},
+        {"hidden": 128, "lr": 0.5, "epochs": 3},
+        {"hidden": 128, "lr": 1.0, "epochs": 3},
+    ]
     assert run_name(runs[1], ["hidden", "lr"]) == "hidden=64,lr=1"
     assert run_name(runs[1], []) == "run"
 
@@ -338,9 +508,27 @@ def test_sweep_grid_and_names():
 @novel
 def test_sweep_records_each_run_and_skips_finished_ones(tmp_path, monkeypatch, capsys):
     import csv
+
     out = tmp_path / "sweep"
-    args = ["sweep", "--hidden", "8,16", "--num-steps", "8", "--lr", "1,2", "--epochs", 2,
-            "--batch-size", 4, "--max-tokens", 1500, "--backend", "torch", "--out", out]
+    args = [
+        "sweep",
+        "--hidden",
+        "8,16",
+        "--num-steps",
+        "8",
+        "--lr",
+        "1,2",
+        "--epochs",
+        2,
+        "--batch-size",
+        4,
+        "--max-tokens",
+        1500,
+        "--backend",
+        "torch",
+        "--out",
+        out,
+    ]
     with monkeypatch.context() as patch:
         interrupt_in_epoch(patch, 4)  # in the second run's second epoch
         assert dl(*args) == 130
@@ -349,12 +537,20 @@ def test_sweep_records_each_run_and_skips_finished_ones(tmp_path, monkeypatch, c
     assert dl(*args) == 0
     printed = capsys.readouterr().out.splitlines()
     assert [line.split(":")[0] for line in printed[:4]] == [
-        "[1/4] hidden=8,lr=1", "[2/4] hidden=8,lr=2", "[3/4] hidden=16,lr=1", "[4/4] hidden=16,lr=2"]
+        "[1/4] hidden=8,lr=1",
+        "[2/4] hidden=8,lr=2",
+        "[3/4] hidden=16,lr=1",
+        "[4/4] hidden=16,lr=2",
+    ]
     assert (out / "hidden=8,lr=1" / "model.safetensors").read_bytes() == first  # not retrained
     with open(out / "sweep.csv") as f:
         rows = list(csv.DictReader(f))
-    assert [r["run"] for r in rows] == ["hidden=8,lr=1", "hidden=8,lr=2", "hidden=16,lr=1",
-                                        "hidden=16,lr=2"]
+    assert [r["run"] for r in rows] == [
+        "hidden=8,lr=1",
+        "hidden=8,lr=2",
+        "hidden=16,lr=1",
+        "hidden=16,lr=2",
+    ]
     for row in rows:
         meta = checkpoint.load(out / row["run"])[1]
         assert meta["finished"] and meta["settings"]["val_fraction"] == 0.1
@@ -367,8 +563,23 @@ def test_sweep_records_each_run_and_skips_finished_ones(tmp_path, monkeypatch, c
 @novel
 def test_concise_runs_save_the_same_model_every_backend_reads(tmp_path, capsys):
     run = tmp_path / "run"
-    assert dl("train", *SMALL, "--epochs", 2, "--impl", "concise", "--layers", 2,
-              "--backend", "torch", "--out", run) == 0
+    assert (
+        dl(
+            "train",
+            *SMALL,
+            "--epochs",
+            2,
+            "--impl",
+            "concise",
+            "--layers",
+            2,
+            "--backend",
+            "torch",
+            "--out",
+            run,
+        )
+        == 0
+    )
     assert checkpoint.load(run)[1]["settings"]["impl"] == "concise"
     capsys.readouterr()
     texts = []
@@ -377,23 +588,41 @@ def test_concise_runs_save_the_same_model_every_backend_reads(tmp_path, capsys):
         assert dl("generate", run, "--backend", backend, "--num", 30, "--prefix", "the") == 0
         texts.append(capsys.readouterr().out)
     assert texts[0] == texts[1]
-    assert dl("train", *SMALL, "--impl", "concise", "--cell", "gru", "--backend", "torch",
-              "--out", tmp_path / "gru") == 2
+    assert (
+        dl(
+            "train",
+            *SMALL,
+            "--impl",
+            "concise",
+            "--cell",
+            "gru",
+            "--backend",
+            "torch",
+            "--out",
+            tmp_path / "gru",
+        )
+        == 2
+    )
     assert "use --impl scratch" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("asked,cell,tanh,chosen", [
-    ((None, None), "lstm", True, ("torch", "concise")),
-    ((None, None), "gru", True, ("tensorflow", "scratch")),  # torch's GRU is not the book's
-    ((None, None), "lstm", False, ("tensorflow", "scratch")),  # no layer drops the tanh
-    (("torch", None), "gru", True, ("torch", "scratch")),
-    ((None, "scratch"), "rnn", True, ("tensorflow", "scratch")),
-    ((None, "concise"), "gru", True, ("jax", "concise")),
-    (("tensorflow", "concise"), "gru", True, ("tensorflow", "concise")),
-])
+@pytest.mark.parametrize(
+    "asked,cell,tanh,chosen",
+    [
+        ((None, None), "lstm", True, ("torch", "concise")),
+        ((None, None), "gru", True, ("tensorflow", "scratch")),  # torch's GRU is not the book's
+        ((None, None), "lstm", False, ("tensorflow", "scratch")),  # no layer drops the tanh
+        (("torch", None), "gru", True, ("torch", "scratch")),
+        ((None, "scratch"), "rnn", True, ("tensorflow", "scratch")),
+        ((None, "concise"), "gru", True, ("jax", "concise")),
+        (("tensorflow", "concise"), "gru", True, ("tensorflow", "concise")),
+    ],
+)
 def test_backend_and_implementation_default_to_the_fastest_that_computes_the_model(
-        asked, cell, tanh, chosen, monkeypatch):
+    asked, cell, tanh, chosen, monkeypatch
+):
     from dl.cli import backends
+
     monkeypatch.setattr(backends, "installed", lambda: ["torch", "tensorflow", "jax"])
     assert backends.choose_model(*asked, cell, tanh) == chosen
 
@@ -401,15 +630,31 @@ def test_backend_and_implementation_default_to_the_fastest_that_computes_the_mod
 @novel
 def test_a_terminal_gets_a_progress_bar(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
-    assert dl("train", *SMALL, "--epochs", 2, "--backend", "torch", "--val-fraction", 0.2,
-              "--out", tmp_path / "run") == 0
+    assert (
+        dl(
+            "train",
+            *SMALL,
+            "--epochs",
+            2,
+            "--backend",
+            "torch",
+            "--val-fraction",
+            0.2,
+            "--out",
+            tmp_path / "run",
+        )
+        == 0
+    )
     captured = capsys.readouterr()
     assert "2/2" in captured.err and "epoch" in captured.err and "val=" in captured.err
-    assert captured.out.count("time traveller") == 3  # a sample per epoch above the bar, 1 at the end
+    assert (
+        captured.out.count("time traveller") == 3
+    )  # a sample per epoch above the bar, 1 at the end
 
 
 def test_with_one_framework_the_faster_implementation_is_chosen(monkeypatch):
     from dl.cli import backends
+
     monkeypatch.setattr(backends, "installed", lambda: ["tensorflow"])
     assert backends.choose_model(None, None, "lstm") == ("tensorflow", "scratch")
     monkeypatch.setattr(backends, "installed", lambda: ["torch"])
@@ -427,11 +672,14 @@ def test_force_removes_nothing_when_the_new_run_cannot_start(tmp_path, capsys):
     assert (run / "model.safetensors").read_bytes() == before
 
 
-@pytest.mark.parametrize("device,message", [
-    ("foo", "device 'foo': give cpu, gpu, gpu:N or cuda:N"),
-    ("cuda:x", "device 'cuda:x': give cpu"),
-    ("cuda:7", "device 'cuda:7': PyTorch sees"),
-])
+@pytest.mark.parametrize(
+    "device,message",
+    [
+        ("foo", "device 'foo': give cpu, gpu, gpu:N or cuda:N"),
+        ("cuda:x", "device 'cuda:x': give cpu"),
+        ("cuda:7", "device 'cuda:7': PyTorch sees"),
+    ],
+)
 def test_bad_devices_exit_2(tmp_path, capsys, request, device, message):
     if device == "cuda:7":  # a well-formed name, checked once the model is built on the novel
         request.getfixturevalue("time_machine_path")
@@ -464,11 +712,20 @@ def test_ctrl_c_in_the_first_epoch_says_nothing_was_saved(tmp_path, monkeypatch,
 @novel
 def test_dry_run_of_a_resume_writes_nothing(tmp_path):
     run = tmp_path / "run"
-    assert dl("train", *SMALL, "--epochs", 3, "--save-every", 1, "--backend", "torch",
-              "--out", run) == 0
+    assert (
+        dl("train", *SMALL, "--epochs", 3, "--save-every", 1, "--backend", "torch", "--out", run)
+        == 0
+    )
     params, meta = checkpoint.load(run)
-    checkpoint.save(run, params, {**{k: v for k, v in meta.items() if not k.startswith("format")},
-                                  "epoch": 1, "finished": False})
+    checkpoint.save(
+        run,
+        params,
+        {
+            **{k: v for k, v in meta.items() if not k.startswith("format")},
+            "epoch": 1,
+            "finished": False,
+        },
+    )
     before = (run / "metrics.jsonl").read_text()
     assert dl("train", "--out", run, "--resume", "--dry-run") == 0
     assert (run / "metrics.jsonl").read_text() == before
@@ -478,8 +735,23 @@ def test_dry_run_of_a_resume_writes_nothing(tmp_path):
 def test_resume_on_another_backend_takes_an_implementation_it_has(tmp_path, capsys):
     pytest.importorskip("tensorflow")
     run = tmp_path / "run"
-    assert dl("train", *SMALL, "--epochs", 1, "--cell", "gru", "--backend", "tensorflow",
-              "--impl", "concise", "--out", run) == 0
+    assert (
+        dl(
+            "train",
+            *SMALL,
+            "--epochs",
+            1,
+            "--cell",
+            "gru",
+            "--backend",
+            "tensorflow",
+            "--impl",
+            "concise",
+            "--out",
+            run,
+        )
+        == 0
+    )
     assert dl("train", "--out", run, "--resume", "--epochs", 2, "--backend", "torch") == 0
     meta = checkpoint.load(run)[1]
     assert meta["epoch"] == 2 and meta["settings"]["backend"] == "torch"
@@ -490,9 +762,27 @@ def test_resume_on_another_backend_takes_an_implementation_it_has(tmp_path, caps
 @novel
 def test_sweep_records_a_diverged_run_and_refuses_other_settings(tmp_path, capsys):
     out = tmp_path / "sweep"
-    args = ["sweep", "--lr", "0.5,1e30", "--clip", "1e30", "--epochs", 2, "--hidden", 8,
-            "--batch-size", 4, "--num-steps", 8, "--max-tokens", 1500, "--backend", "torch",
-            "--out", out]
+    args = [
+        "sweep",
+        "--lr",
+        "0.5,1e30",
+        "--clip",
+        "1e30",
+        "--epochs",
+        2,
+        "--hidden",
+        8,
+        "--batch-size",
+        4,
+        "--num-steps",
+        8,
+        "--max-tokens",
+        1500,
+        "--backend",
+        "torch",
+        "--out",
+        out,
+    ]
     assert dl(*args) == 0
     printed = capsys.readouterr().out
     assert "[2/2] lr=1e+30: (diverged: see diverged.txt)" in printed

@@ -21,6 +21,7 @@ and TensorFlow's and PyTorch's train the same, with the weights mapped between t
 
 Every test compares two frameworks or more; one whose framework is missing is skipped.
 """
+
 import functools
 
 import numpy as np
@@ -80,26 +81,46 @@ def assert_close(name, a, b, tol=TOL):
 def train_tensorflow(cell, params, batches, theta):
     """(per-step losses, trained weights in canonical order) of dl.tensorflow's scratch cell."""
     _, init_state, forward = dtf.CELLS[cell]
-    net = dtf.RNNModelScratch(V, H, init_state, forward, lambda v, h: [
-        tf.Variable(params[n], name=n) for n in ref.PARAM_NAMES[cell]])
+    net = dtf.RNNModelScratch(
+        V,
+        H,
+        init_state,
+        forward,
+        lambda v, h: [tf.Variable(params[n], name=n) for n in ref.PARAM_NAMES[cell]],
+    )
     losses = losses_of(tf_trainer(net, theta), batches)
     return losses, [v.numpy() for v in net.trainable_variables]
 
 
 def train_torch(cell, params, batches, theta):
     _, init_state, forward = dtorch.CELLS[cell]
-    net = dtorch.RNNModelScratch(V, H, CPU, lambda v, h, d: [
-        torch.tensor(params[n], device=d, requires_grad=True) for n in ref.PARAM_NAMES[cell]],
-        init_state, forward)
-    losses = losses_of(dtorch.TorchTrainer(
-        net, nn.CrossEntropyLoss(reduction="none"), 1.0, CPU, theta=theta), batches)
+    net = dtorch.RNNModelScratch(
+        V,
+        H,
+        CPU,
+        lambda v, h, d: [
+            torch.tensor(params[n], device=d, requires_grad=True) for n in ref.PARAM_NAMES[cell]
+        ],
+        init_state,
+        forward,
+    )
+    losses = losses_of(
+        dtorch.TorchTrainer(net, nn.CrossEntropyLoss(reduction="none"), 1.0, CPU, theta=theta),
+        batches,
+    )
     return losses, [p.detach().numpy() for p in net.params]
 
 
 def train_jax(cell, params, batches, theta):
     _, init_state, forward = djax.CELLS[cell]
-    net = djax.RNNModelScratch(V, H, jax.random.PRNGKey(0), lambda v, h, key: [
-        jnp.asarray(params[n]) for n in ref.PARAM_NAMES[cell]], init_state, forward)
+    net = djax.RNNModelScratch(
+        V,
+        H,
+        jax.random.PRNGKey(0),
+        lambda v, h, key: [jnp.asarray(params[n]) for n in ref.PARAM_NAMES[cell]],
+        init_state,
+        forward,
+    )
     losses = losses_of(djax.JaxTrainer(net, 1.0, theta=theta), batches)
     return losses, [np.asarray(p) for p in net.params]
 
@@ -116,11 +137,14 @@ def scratch_run(framework, cell, theta):
 
 @pytest.mark.parametrize("theta", [1.0, 0.2])  # 0.2: clipping active
 @pytest.mark.parametrize("cell", ["rnn", "gru", "lstm"])
-@pytest.mark.parametrize("first, second", [("tensorflow", "torch"), ("jax", "tensorflow"),
-                                           ("jax", "torch")])
+@pytest.mark.parametrize(
+    "first, second", [("tensorflow", "torch"), ("jax", "tensorflow"), ("jax", "torch")]
+)
 def test_scratch_cells_train_the_same_in_two_frameworks(first, second, cell, theta):
-    (losses_a, params_a), (losses_b, params_b) = (scratch_run(first, cell, theta),
-                                                  scratch_run(second, cell, theta))
+    (losses_a, params_a), (losses_b, params_b) = (
+        scratch_run(first, cell, theta),
+        scratch_run(second, cell, theta),
+    )
     names, initial = ref.PARAM_NAMES[cell], numpy_params(cell)
     assert_close(f"losses {first}-{second}", losses_a, losses_b)
     assert losses_a[-1] != losses_a[0]
@@ -130,8 +154,12 @@ def test_scratch_cells_train_the_same_in_two_frameworks(first, second, cell, the
         assert not np.allclose(a, initial[name])  # every parameter was trained
     # and both are the NumPy reference's numbers
     ref_params, ref_losses = ref.train_steps(
-        cell, {n: p.astype(np.float64) for n, p in initial.items()}, random_batches(), lr=1.0,
-        theta=theta)
+        cell,
+        {n: p.astype(np.float64) for n, p in initial.items()},
+        random_batches(),
+        lr=1.0,
+        theta=theta,
+    )
     for framework, losses, params in ((first, losses_a, params_a), (second, losses_b, params_b)):
         assert_close(f"reference losses {framework}", losses, ref_losses)
         for name, p in zip(names, params):
@@ -155,16 +183,17 @@ def reorder(blocks, cell):
 def keras_model(cell, seed=2):
     """A built tf RNNModel with weights drawn from NumPy; returns it and those weights."""
     if cell == "lstm":  # the book's concise LSTM
-        layer = tf.keras.layers.RNN(tf.keras.layers.LSTMCell(H), time_major=True,
-                                    return_sequences=True, return_state=True)
+        layer = tf.keras.layers.RNN(
+            tf.keras.layers.LSTMCell(H), time_major=True, return_sequences=True, return_state=True
+        )
     else:  # reset_after=True, the default: torch's GRU
-        layer = tf.keras.layers.GRU(H, time_major=True, return_sequences=True,
-                                    return_state=True)
+        layer = tf.keras.layers.GRU(H, time_major=True, return_sequences=True, return_state=True)
     model = dtf.RNNModel(layer, vocab_size=V)
     model(tf.zeros((1, 1), tf.int32), model.begin_state(batch_size=1))
     rng = np.random.default_rng(seed)
-    model.set_weights([(0.3 * rng.standard_normal(w.shape)).astype(np.float32)
-                       for w in model.get_weights()])
+    model.set_weights(
+        [(0.3 * rng.standard_normal(w.shape)).astype(np.float32) for w in model.get_weights()]
+    )
     return model, layer
 
 
@@ -188,8 +217,14 @@ def keras_to_torch(cell, kernel, recurrent, bias, dense_kernel, dense_bias):
         b_ih, b_hh = np.concatenate(reorder(np.split(bias, gates), cell)), np.zeros(gates * H)
     else:  # (2, 3H): input and recurrent biases
         b_ih, b_hh = (np.concatenate(reorder(np.split(b, gates), cell)) for b in bias)
-    return {"rnn.weight_ih_l0": w_ih, "rnn.weight_hh_l0": w_hh, "rnn.bias_ih_l0": b_ih,
-            "rnn.bias_hh_l0": b_hh, "linear.weight": dense_kernel.T, "linear.bias": dense_bias}
+    return {
+        "rnn.weight_ih_l0": w_ih,
+        "rnn.weight_hh_l0": w_hh,
+        "rnn.bias_ih_l0": b_ih,
+        "rnn.bias_hh_l0": b_hh,
+        "linear.weight": dense_kernel.T,
+        "linear.bias": dense_bias,
+    }
 
 
 def torch_model(cell, mapped):
@@ -211,13 +246,16 @@ def test_concise_models_give_the_same_logits(cell):
     torch_net = torch_model(cell, keras_to_torch(cell, *keras_layer_weights(tf_net, layer)))
     ids = np.random.default_rng(3).integers(0, V, (B, T)).astype(np.int32)
     rng = np.random.default_rng(4)
-    states = [(0.5 * rng.standard_normal((B, H))).astype(np.float32)
-              for _ in range(2 if cell == "lstm" else 1)]
+    states = [
+        (0.5 * rng.standard_normal((B, H))).astype(np.float32)
+        for _ in range(2 if cell == "lstm" else 1)
+    ]
     Y_tf, state_tf = tf_net(tf.constant(ids), [tf.constant(s) for s in states])
     torch_state = tuple(torch.tensor(s)[None] for s in states)
     with torch.no_grad():
-        Y_torch, state_torch = torch_net(torch.tensor(ids),
-                                         torch_state if cell == "lstm" else torch_state[0])
+        Y_torch, state_torch = torch_net(
+            torch.tensor(ids), torch_state if cell == "lstm" else torch_state[0]
+        )
     assert tuple(Y_torch.shape) == tuple(Y_tf.shape) == (T * B, V)
     np.testing.assert_allclose(Y_torch.numpy(), Y_tf.numpy(), rtol=1e-5, atol=1e-5)
     state_torch = state_torch if cell == "lstm" else (state_torch,)
@@ -235,9 +273,16 @@ def test_concise_models_train_the_same_in_tensorflow_and_pytorch(cell, theta):
     trainable = [p for p in torch_net.parameters() if p.requires_grad]
 
     losses_tf = losses_of(tf_trainer(tf_net, theta), batches)
-    losses_torch = losses_of(dtorch.TorchTrainer(
-        torch_net, nn.CrossEntropyLoss(reduction="none"), torch.optim.SGD(trainable, 1.0), CPU,
-        theta=theta), batches)
+    losses_torch = losses_of(
+        dtorch.TorchTrainer(
+            torch_net,
+            nn.CrossEntropyLoss(reduction="none"),
+            torch.optim.SGD(trainable, 1.0),
+            CPU,
+            theta=theta,
+        ),
+        batches,
+    )
 
     assert_close("losses", losses_torch, losses_tf)
     assert losses_tf[-1] != losses_tf[0]
@@ -263,11 +308,17 @@ def jax_lstm_from_torch(named):
     w_ih, w_hh = blocks(named["rnn.weight_ih_l0"]), blocks(named["rnn.weight_hh_l0"])
     bias = blocks(named["rnn.bias_ih_l0"] + named["rnn.bias_hh_l0"])
     order = JAX_GATES["lstm"]
-    return {"rnn": {"W_x": jnp.asarray(np.concatenate([w_ih[g].T for g in order], axis=1)),
-                    "W_h": jnp.asarray(np.concatenate([w_hh[g].T for g in order], axis=1)),
-                    "b": jnp.asarray(np.concatenate([bias[g] for g in order]))},
-            "dense": {"W": jnp.asarray(named["linear.weight"].T),
-                      "b": jnp.asarray(named["linear.bias"])}}
+    return {
+        "rnn": {
+            "W_x": jnp.asarray(np.concatenate([w_ih[g].T for g in order], axis=1)),
+            "W_h": jnp.asarray(np.concatenate([w_hh[g].T for g in order], axis=1)),
+            "b": jnp.asarray(np.concatenate([bias[g] for g in order])),
+        },
+        "dense": {
+            "W": jnp.asarray(named["linear.weight"].T),
+            "b": jnp.asarray(named["linear.bias"]),
+        },
+    }
 
 
 def torch_named(model):
@@ -286,8 +337,9 @@ def test_concise_lstm_equals_torch_lstm():
     state = [(0.5 * rng.standard_normal((B, H))).astype(np.float32) for _ in range(2)]
     Y_jax, state_jax = jax_net(jnp.asarray(ids), tuple(map(jnp.asarray, state)))
     with torch.no_grad():
-        Y_torch, state_torch = torch_net(torch.tensor(ids),
-                                         tuple(torch.tensor(s)[None] for s in state))
+        Y_torch, state_torch = torch_net(
+            torch.tensor(ids), tuple(torch.tensor(s)[None] for s in state)
+        )
     assert_close("logits", Y_jax, Y_torch.numpy(), 1e-5)
     for name, s_jax, s_torch in zip("HC", state_jax, state_torch):
         assert_close(name, s_jax, s_torch[0].numpy(), 1e-5)
@@ -296,13 +348,15 @@ def test_concise_lstm_equals_torch_lstm():
 def test_concise_gru_equals_keras_gru_without_reset_after():
     """Keras ``GRU(reset_after=False)`` is the book's GRU; its weights are JAX's as they are."""
     needs_jax()
-    layer = tf.keras.layers.GRU(H, reset_after=False, time_major=True, return_sequences=True,
-                                return_state=True)
+    layer = tf.keras.layers.GRU(
+        H, reset_after=False, time_major=True, return_sequences=True, return_state=True
+    )
     tf_net = dtf.RNNModel(layer, vocab_size=V)
     tf_net(tf.zeros((1, 1), tf.int32), tf_net.begin_state(batch_size=1))
     rng = np.random.default_rng(5)
-    tf_net.set_weights([(0.3 * rng.standard_normal(w.shape)).astype(np.float32)
-                        for w in tf_net.get_weights()])
+    tf_net.set_weights(
+        [(0.3 * rng.standard_normal(w.shape)).astype(np.float32) for w in tf_net.get_weights()]
+    )
     kernel, recurrent, bias = layer.get_weights()
     assert kernel.shape == (V, 3 * H) and recurrent.shape == (H, 3 * H) and bias.shape == (3 * H,)
     layer_ids = {id(v) for v in layer.trainable_variables}
@@ -311,9 +365,10 @@ def test_concise_gru_equals_keras_gru_without_reset_after():
     dense_bias = next(d for d in dense if d.ndim == 1)
 
     jax_net = djax.RNNModel(djax.GRU(V, H), V, jax.random.PRNGKey(0))
-    jax_net.params = {"rnn": {"W_x": jnp.asarray(kernel), "W_h": jnp.asarray(recurrent),
-                              "b": jnp.asarray(bias)},
-                      "dense": {"W": jnp.asarray(dense_kernel), "b": jnp.asarray(dense_bias)}}
+    jax_net.params = {
+        "rnn": {"W_x": jnp.asarray(kernel), "W_h": jnp.asarray(recurrent), "b": jnp.asarray(bias)},
+        "dense": {"W": jnp.asarray(dense_kernel), "b": jnp.asarray(dense_bias)},
+    }
     ids = np.random.default_rng(3).integers(0, V, (B, T)).astype(np.int32)
     state = (0.5 * np.random.default_rng(4).standard_normal((B, H))).astype(np.float32)
     Y_tf, state_tf = tf_net(tf.constant(ids), [tf.constant(state)])

@@ -11,7 +11,6 @@ import pytest
 from dl import lm, optim
 from dl import reference as ref
 from dl.optim import OptimizerConfig
-
 from training_helpers import random_batches
 
 BACKENDS = ["torch", "tensorflow", "jax"]
@@ -56,13 +55,15 @@ def test_updates_and_state_are_the_reference(name, opt):
         train(trainer, batches)
         assert trainer.take_loss_sum() == pytest.approx(sum(losses) * B * T, rel=1e-5)
         for key, value in model.numpy_params().items():
-            np.testing.assert_allclose(value, want[key], rtol=1e-4, atol=1e-5,
-                                       err_msg=f"{impl} {key}")
+            np.testing.assert_allclose(
+                value, want[key], rtol=1e-4, atol=1e-5, err_msg=f"{impl} {key}"
+            )
         state = trainer.optimizer_state()
         assert list(state) == optim.state_names(OPTIMIZERS[opt], config.param_shapes())
         for key, value in state.items():
-            np.testing.assert_allclose(value, want_state[key], rtol=1e-4, atol=1e-6,
-                                       err_msg=f"{impl} {key}")
+            np.testing.assert_allclose(
+                value, want_state[key], rtol=1e-4, atol=1e-6, err_msg=f"{impl} {key}"
+            )
 
 
 @pytest.mark.parametrize("opt", ["rmsprop", "adamw"])
@@ -85,8 +86,7 @@ def test_a_resumed_trainer_continues_exactly(name, opt):
         resumed.load_optimizer_state(saved_state)
         train(resumed, batches[2:], state)
         for key, value in second.numpy_params().items():
-            np.testing.assert_array_equal(value, whole.numpy_params()[key],
-                                          err_msg=f"{impl} {key}")
+            np.testing.assert_array_equal(value, whole.numpy_params()[key], err_msg=f"{impl} {key}")
 
 
 @pytest.mark.parametrize("name", BACKENDS)
@@ -95,8 +95,11 @@ def test_state_that_does_not_fit_is_refused(name):
     model = lm_module(name).LanguageModel(config, lm.init_params(config, 0), device="cpu")
     trainer = model.trainer(OPTIMIZERS["adam"], 1.0)
     rms_state = optim.zero_state(OPTIMIZERS["rmsprop"], config.param_shapes())
-    with pytest.raises(ValueError, match=r"optimizer state for adam does not fit: missing "
-                                         r"\['opt.m.W_xi'"):
+    with pytest.raises(
+        ValueError,
+        match=r"optimizer state for adam does not fit: missing "
+        r"\['opt.m.W_xi'",
+    ):
         trainer.load_optimizer_state(rms_state)
 
 
@@ -113,16 +116,23 @@ def test_optimizer_state_moves_between_backends():
     train(trainer, batches[:2])
     saved_params, saved_state = first.numpy_params(), trainer.optimizer_state()
     f64 = lambda arrays: {k: v.astype(np.float64) for k, v in arrays.items()}
-    want, _, _ = ref.optimize_steps("lstm", f64(saved_params), batches[2:], OPTIMIZERS["adam"],
-                                    1.0, optimizer_state=f64(saved_state))
+    want, _, _ = ref.optimize_steps(
+        "lstm",
+        f64(saved_params),
+        batches[2:],
+        OPTIMIZERS["adam"],
+        1.0,
+        optimizer_state=f64(saved_state),
+    )
     for other in installed[1:]:
         model = lm_module(other).LanguageModel(config, saved_params, device="cpu")
         resumed = model.trainer(OPTIMIZERS["adam"], 1.0)
         resumed.load_optimizer_state(saved_state)
         train(resumed, batches[2:])  # from a fresh recurrent state, as the reference
         for key, value in model.numpy_params().items():
-            np.testing.assert_allclose(value, want[key], rtol=1e-4, atol=1e-5,
-                                       err_msg=f"{other} {key}")
+            np.testing.assert_allclose(
+                value, want[key], rtol=1e-4, atol=1e-5, err_msg=f"{other} {key}"
+            )
 
 
 @pytest.mark.parametrize("opt", OPTIMIZERS)
@@ -136,8 +146,13 @@ def test_forecasters_take_the_same_steps_on_every_backend(opt):
     config = fc.ForecastConfig(cell="gru", num_inputs=2, num_hiddens=5, num_outputs=3)
     params = lm.init_params(config, 0, scale=0.4)
     rng = np.random.default_rng(0)
-    batches = [(rng.standard_normal((4, 6, 2)).astype(np.float32),
-                rng.standard_normal((4, 3)).astype(np.float32)) for _ in range(3)]
+    batches = [
+        (
+            rng.standard_normal((4, 6, 2)).astype(np.float32),
+            rng.standard_normal((4, 3)).astype(np.float32),
+        )
+        for _ in range(3)
+    ]
     results = {}
     for name in installed:
         module = importlib.import_module(f"dl.{name}.forecast")
@@ -148,5 +163,6 @@ def test_forecasters_take_the_same_steps_on_every_backend(opt):
         results[name] = model.numpy_params()
     for name in installed[1:]:
         for key, value in results[name].items():
-            np.testing.assert_allclose(value, results[installed[0]][key], rtol=1e-4, atol=1e-5,
-                                       err_msg=f"{name} {key}")
+            np.testing.assert_allclose(
+                value, results[installed[0]][key], rtol=1e-4, atol=1e-5, err_msg=f"{name} {key}"
+            )

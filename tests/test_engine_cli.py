@@ -9,15 +9,31 @@ from dl import checkpoint
 from dl.cli import main
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("time_machine_path")]
-SMALL = ["--hidden", "16", "--batch-size", "4", "--num-steps", "8", "--max-tokens", "2000",
-         "--optimizer", "rmsprop", "--lr", "0.01", "--save-every", "2"]
+SMALL = [
+    "--hidden",
+    "16",
+    "--batch-size",
+    "4",
+    "--num-steps",
+    "8",
+    "--max-tokens",
+    "2000",
+    "--optimizer",
+    "rmsprop",
+    "--lr",
+    "0.01",
+    "--save-every",
+    "2",
+]
 
 
 @pytest.mark.parametrize("backend", ["torch", "tensorflow", "jax"])
 def test_a_resumed_rmsprop_run_ends_as_the_uninterrupted_one(tmp_path, capsys, backend):
     pytest.importorskip(backend)
     dl = lambda *args: main([str(a) for a in args])
-    assert dl("train", *SMALL, "--backend", backend, "--epochs", 4, "--out", tmp_path / "whole") == 0
+    assert (
+        dl("train", *SMALL, "--backend", backend, "--epochs", 4, "--out", tmp_path / "whole") == 0
+    )
     assert dl("train", *SMALL, "--backend", backend, "--epochs", 2, "--out", tmp_path / "cut") == 0
     assert dl("train", "--out", tmp_path / "cut", "--resume", "--epochs", 4) == 0
     whole_params, whole_state, whole_meta = checkpoint.load_with_optimizer(tmp_path / "whole")

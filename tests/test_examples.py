@@ -18,8 +18,11 @@ SEED_TEST_EPOCHS = 40
 # 12.1-12.3; JAX (fixed key, 4 runs) 15.6 and 12.4-12.5. An untrained model sits at 28 (the
 # vocabulary size) and one that only learns character frequencies stays near 17.4, where all
 # models still are at epoch 20.
-EDITIONS = {"lstm_tensorflow.py": ("tensorflow", 16.2, 12.0),
-            "lstm_torch.py": ("torch", 16.3, 13.2), "lstm_jax.py": ("jax", 16.2, 13.2)}
+EDITIONS = {
+    "lstm_tensorflow.py": ("tensorflow", 16.2, 12.0),
+    "lstm_torch.py": ("torch", 16.3, 13.2),
+    "lstm_jax.py": ("jax", 16.2, 13.2),
+}
 
 pytestmark = pytest.mark.slow
 
@@ -28,11 +31,14 @@ def device_of_the_book(framework: str) -> str:
     """The device that the chapter's ``dl.try_gpu()`` picks here, as training reports it."""
     if framework == "torch":
         import torch
+
         return "cuda:0" if torch.cuda.device_count() else "cpu"
     if framework == "tensorflow":
         import tensorflow as tf
+
         return "/GPU:0" if tf.config.list_physical_devices("GPU") else "/CPU:0"
     import jax
+
     return "gpu:0" if jax.default_backend() == "gpu" else "cpu:0"
 
 
@@ -46,8 +52,13 @@ def test_chapter_script_runs_as_written_and_learns(example):
     framework, max_scratch, max_concise = EDITIONS[example]
     pytest.importorskip(framework)
     code = _seed_with_epochs((EXAMPLES / example).read_text(), SEED_TEST_EPOCHS)
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                            env=os.environ.copy(), timeout=900)
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env=os.environ.copy(),
+        timeout=900,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     lines = result.stdout.splitlines()
     perplexities = [float(m.group(1)) for m in PERPLEXITY_LINE.finditer(result.stdout)]
@@ -75,8 +86,12 @@ def test_seed_notebook_runs_in_jupyter_with_live_plot():
     for cell in notebook.cells:
         if cell.cell_type == "code" and SEED_EPOCHS in cell.source:
             cell.source = _seed_with_epochs(cell.source, 20)
-    nbclient.NotebookClient(notebook, timeout=600, kernel_name="python3",
-                            resources={"metadata": {"path": str(EXAMPLES)}}).execute()
+    nbclient.NotebookClient(
+        notebook,
+        timeout=600,
+        kernel_name="python3",
+        resources={"metadata": {"path": str(EXAMPLES)}},
+    ).execute()
     outputs = [out for cell in notebook.cells if cell.cell_type == "code" for out in cell.outputs]
     assert not [out for out in outputs if out.output_type == "error"]
     text = "".join(out.get("text", "") for out in outputs if out.output_type == "stream")

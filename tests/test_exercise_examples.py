@@ -16,18 +16,40 @@ pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("time_machine_path")]
 
 def run_example(name, *args):
     pytest.importorskip("torch")
-    done = subprocess.run([sys.executable, str(EXAMPLES / name), *map(str, args)],
-                          capture_output=True, text=True, env=os.environ.copy(), timeout=600)
+    done = subprocess.run(
+        [sys.executable, str(EXAMPLES / name), *map(str, args)],
+        capture_output=True,
+        text=True,
+        env=os.environ.copy(),
+        timeout=600,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     return done.stdout
 
 
 def test_output_tanh_example_records_ranges_and_curves(tmp_path):
-    out = run_example("lstm_output_tanh.py", "--epochs", 2, "--probes", 1, "--hidden", 8,
-                      "--max-tokens", 1500, "--val-fraction", 0.2, "--out", tmp_path)
+    out = run_example(
+        "lstm_output_tanh.py",
+        "--epochs",
+        2,
+        "--probes",
+        1,
+        "--hidden",
+        8,
+        "--max-tokens",
+        1500,
+        "--val-fraction",
+        0.2,
+        "--out",
+        tmp_path,
+    )
     records = json.loads((tmp_path / "ranges.json").read_text())
     assert [(r["model"], r["epoch"]) for r in records] == [
-        ("tanh", 1), ("tanh", 2), ("no-tanh", 1), ("no-tanh", 2)]
+        ("tanh", 1),
+        ("tanh", 2),
+        ("no-tanh", 1),
+        ("no-tanh", 2),
+    ]
     for r in records:
         for name in ("H", "C"):
             stats = r[name]
@@ -43,15 +65,27 @@ def test_output_tanh_example_records_ranges_and_curves(tmp_path):
 
 
 def test_word_level_example_generates_words(tmp_path):
-    out = run_example("word_level.py", "--epochs", 1, "--hidden", 8, "--max-tokens", 3000,
-                      "--num", 6, "--out", tmp_path)
+    out = run_example(
+        "word_level.py",
+        "--epochs",
+        1,
+        "--hidden",
+        8,
+        "--max-tokens",
+        3000,
+        "--num",
+        6,
+        "--out",
+        tmp_path,
+    )
     lines = out.splitlines()[1:]  # after "training 1 epochs in ..."
-    assert lines[0].startswith("vocabulary: ") and " words seen at least 2 times and <unk>" \
-        in lines[0]
+    assert (
+        lines[0].startswith("vocabulary: ") and " words seen at least 2 times and <unk>" in lines[0]
+    )
     assert "2,700 training and 300 validation words" in lines[0]
     assert lines[1].startswith("best validation perplexity ")
     for line, label in zip(lines[2:], ("greedy:  ", "sampled: ")):
         assert line.startswith(label + "the time traveller ")
-        words = line[len(label):].split()
+        words = line[len(label) :].split()
         assert len(words) == 3 + 6 and "<unk>" not in words
     assert (tmp_path / "best.safetensors").is_file()

@@ -17,10 +17,10 @@ import textwrap
 import time
 from pathlib import Path
 
-import fake_backend
 import numpy as np
 import pytest
 
+import fake_backend
 from dl import checkpoint, files, lm
 from dl.cli import main, signals
 from dl.cli import train as cli_train
@@ -43,12 +43,19 @@ def dl(*args):
 
 def spawn(*args, **env):
     """``dl ARGS`` on the fake backend in a subprocess (text pipes)."""
-    environment = dict(os.environ, PYTHONUNBUFFERED="1",
-                       PYTHONPATH=os.pathsep.join([str(SRC), os.environ.get("PYTHONPATH", "")]),
-                       **{k: str(v) for k, v in env.items()})
-    return subprocess.Popen([sys.executable, str(FAKE), *map(str, args)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=environment)
+    environment = dict(
+        os.environ,
+        PYTHONUNBUFFERED="1",
+        PYTHONPATH=os.pathsep.join([str(SRC), os.environ.get("PYTHONPATH", "")]),
+        **{k: str(v) for k, v in env.items()},
+    )
+    return subprocess.Popen(
+        [sys.executable, str(FAKE), *map(str, args)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=environment,
+    )
 
 
 def epochs_of(run):
@@ -75,13 +82,16 @@ def wait_for_epoch(run, epoch, process, timeout=60):
 @pytest.mark.slow
 def test_a_second_process_is_refused_naming_the_owner_and_sigterm_saves(tmp_path, capsys):
     run = tmp_path / "run"
-    owner = spawn("train", *SMALL, "--epochs", 1000, "--save-every", 1, "--out", run,
-                  FAKE_STEP_SECONDS=0.005)
+    owner = spawn(
+        "train", *SMALL, "--epochs", 1000, "--save-every", 1, "--out", run, FAKE_STEP_SECONDS=0.005
+    )
     try:
         wait_for_epoch(run, 1, owner)
-        for args in (["train", *SMALL, "--epochs", 3, "--out", run],
-                     ["train", "--epochs", 3, "--out", run, "--resume"],
-                     ["train", *SMALL, "--epochs", 3, "--out", run, "--force"]):
+        for args in (
+            ["train", *SMALL, "--epochs", 3, "--out", run],
+            ["train", "--epochs", 3, "--out", run, "--resume"],
+            ["train", *SMALL, "--epochs", 3, "--out", run, "--force"],
+        ):
             assert dl(*args) == 2
             err = capsys.readouterr().err
             assert f"is in use by process {owner.pid} (`dl train " in err, err
@@ -101,8 +111,9 @@ def test_a_second_process_is_refused_naming_the_owner_and_sigterm_saves(tmp_path
 @pytest.mark.slow
 def test_a_killed_owners_lock_is_taken_over_with_a_note(tmp_path, capsys):
     run = tmp_path / "run"
-    owner = spawn("train", *SMALL, "--epochs", 1000, "--save-every", 1, "--out", run,
-                  FAKE_STEP_SECONDS=0.005)
+    owner = spawn(
+        "train", *SMALL, "--epochs", 1000, "--save-every", 1, "--out", run, FAKE_STEP_SECONDS=0.005
+    )
     wait_for_epoch(run, 2, owner)
     owner.kill()
     owner.communicate()
@@ -128,8 +139,10 @@ def test_language_model_and_forecast_runs_refuse_each_others_directories(tmp_pat
     assert "holds a `dl forecast` run (forecast.safetensors)" in capsys.readouterr().err
     assert sorted(p.name for p in forecast.iterdir()) == ["forecast.safetensors"]
     assert dl("generate", forecast) == 2
-    assert (f"{forecast} is a `dl forecast` run, not a language model; use it with "
-            f"`dl forecast --from {forecast}`") in capsys.readouterr().err
+    assert (
+        f"{forecast} is a `dl forecast` run, not a language model; use it with "
+        f"`dl forecast --from {forecast}`"
+    ) in capsys.readouterr().err
     assert dl("forecast", "--from", run) == 2
     assert f"--from {run} is a `dl train` run (a language model)" in capsys.readouterr().err
 
@@ -156,9 +169,10 @@ def test_a_kill_at_any_moment_of_a_save_leaves_a_checkpoint_that_loads(tmp_path)
     run.mkdir()
     env = dict(os.environ, PYTHONPATH=str(SRC))
     seen = set()
-    for trial in range(6):
-        saver = subprocess.Popen([sys.executable, "-c", SAVER, str(run)],
-                                 stdout=subprocess.PIPE, env=env)
+    for _ in range(6):
+        saver = subprocess.Popen(
+            [sys.executable, "-c", SAVER, str(run)], stdout=subprocess.PIPE, env=env
+        )
         assert saver.stdout.readline() == b"ready\n"
         time.sleep(rng.uniform(0.05, 0.5))
         saver.kill()
@@ -182,6 +196,7 @@ def full_disk_after(monkeypatch, allowed):
         if len(calls) > allowed:
             raise OSError(errno.ENOSPC, "No space left on device")
         real(f, data)
+
     monkeypatch.setattr(files, "write", write)
 
 
@@ -212,10 +227,12 @@ def test_os_errors_say_what_to_do_with_the_path(tmp_path, capsys):
     assert dl("train", *SMALL, "--epochs", 1, "--out", tmp_path / "file" / "run") == 2
     assert capsys.readouterr().err == (
         f"dl: error: cannot create the directory {tmp_path / 'file' / 'run'}: a part of the "
-        "path is a file, not a directory; choose another path\n")
+        "path is a file, not a directory; choose another path\n"
+    )
     assert str(files.explain(OSError(errno.EACCES, "Permission denied"), "/x")) == (
         "cannot write /x: permission denied; choose a directory you can write to, or change "
-        "its permissions")
+        "its permissions"
+    )
 
 
 # ---------------------------------------------------------------- metrics.jsonl
@@ -262,8 +279,18 @@ def test_a_line_cut_by_a_crash_does_not_swallow_the_next_record(tmp_path):
 
 def trained(tmp_path, capsys, val=True):
     run = tmp_path / "run"
-    assert dl("train", *SMALL, "--epochs", 3, "--out", run,
-              *(["--val-fraction", "0.2"] if val else [])) == 0
+    assert (
+        dl(
+            "train",
+            *SMALL,
+            "--epochs",
+            3,
+            "--out",
+            run,
+            *(["--val-fraction", "0.2"] if val else []),
+        )
+        == 0
+    )
     capsys.readouterr()
     return run
 
@@ -292,8 +319,10 @@ def test_a_damaged_latest_checkpoint_names_the_best(tmp_path, capsys):
     damage(run / "model.safetensors")
     assert dl("eval", run, "--checkpoint", "model") == 2
     best_epoch = checkpoint.load(run, "best")[1]["epoch"]
-    assert (f"{run / 'best.safetensors'} (epoch {best_epoch}) loads: use --checkpoint best"
-            in capsys.readouterr().err)
+    assert (
+        f"{run / 'best.safetensors'} (epoch {best_epoch}) loads: use --checkpoint best"
+        in capsys.readouterr().err
+    )
 
 
 def test_without_model_safetensors_resume_continues_from_best(tmp_path, capsys):
@@ -302,18 +331,22 @@ def test_without_model_safetensors_resume_continues_from_best(tmp_path, capsys):
     checkpoint.weights_path(run).unlink()
     assert dl("train", "--epochs", 4, "--out", run, "--resume") == 0
     assert "model.safetensors is missing; resuming from best.safetensors" in (
-        capsys.readouterr().err)
+        capsys.readouterr().err
+    )
     assert epochs_of(run) == list(range(1, 5)) and best_epoch <= 3
     assert checkpoint.load(run)[1]["epoch"] == 4
 
 
 def test_without_checkpoints_resume_says_what_to_do_and_a_new_run_keeps_the_metrics(
-        tmp_path, capsys):
+    tmp_path, capsys
+):
     run = trained(tmp_path, capsys, val=False)
     checkpoint.weights_path(run).unlink()
     assert dl("train", "--epochs", 4, "--out", run, "--resume") == 2
-    assert ("(metrics.jsonl records 3 epoch(s) whose weights are gone); start the run anew "
-            f"with `dl train --out {run}`") in capsys.readouterr().err
+    assert (
+        "(metrics.jsonl records 3 epoch(s) whose weights are gone); start the run anew "
+        f"with `dl train --out {run}`"
+    ) in capsys.readouterr().err
     old = (run / "metrics.jsonl").read_text()
     assert dl("train", *SMALL, "--epochs", 2, "--out", run) == 0
     assert "moved them to" in capsys.readouterr().err
@@ -345,8 +378,7 @@ def test_nan_weights_are_refused_by_name_not_blamed_on_the_learning_rate(tmp_pat
     assert "learning rate" not in err
 
 
-def test_a_resumed_runs_relative_text_is_found_or_named_as_the_runs(tmp_path, monkeypatch,
-                                                                      capsys):
+def test_a_resumed_runs_relative_text_is_found_or_named_as_the_runs(tmp_path, monkeypatch, capsys):
     (tmp_path / "a").mkdir()
     (tmp_path / "a" / "story.txt").write_text("the cat sat on the mat and looked about\n" * 40)
     monkeypatch.chdir(tmp_path / "a")
@@ -358,8 +390,10 @@ def test_a_resumed_runs_relative_text_is_found_or_named_as_the_runs(tmp_path, mo
     assert f"using {tmp_path / 'a' / 'story.txt'}, where it was" in capsys.readouterr().err
     (tmp_path / "a" / "story.txt").rename(tmp_path / "story2.txt")
     assert dl("train", "--epochs", 3, "--out", tmp_path / "two", "--resume") == 2
-    assert ("was trained on --text story.txt (stored in the run), which is not found from"
-            in capsys.readouterr().err)
+    assert (
+        "was trained on --text story.txt (stored in the run), which is not found from"
+        in capsys.readouterr().err
+    )
 
 
 # ---------------------------------------------------------------- checked before training
@@ -368,51 +402,81 @@ def test_a_resumed_runs_relative_text_is_found_or_named_as_the_runs(tmp_path, mo
 @pytest.fixture
 def no_training(monkeypatch):
     """Fail the test if an epoch starts."""
+
     def train_epoch(*args):
         raise AssertionError("an epoch trained")
+
     monkeypatch.setattr(cli_train.core, "train_epoch", train_epoch)
 
 
-@pytest.mark.parametrize("args,message", [
-    (["--prefix", ""], "--prefix '' holds nothing to continue"),
-    (["--prefix", "time", "--prefix", "123"],
-     "--prefix '123': none of its chars is in the model's vocabulary of 28"),
-    (["--min-freq", "100000"], ("--min-freq 100000: no token of The Time Machine occurs that "
-                                "often (the most frequent, 29927 times)")),
-    (["--resume", "--force"], "--resume continues the run in --out and --force overwrites it"),
-    (["--val-fraction", "0.99", "--batch-size", "32"],
-     ("--val-fraction 0.99 leaves 20 of 2,000 tokens for training: a corpus of 20 tokens "
-      "cannot make one batch")),
-])
-def test_bad_inputs_are_refused_before_anything_trains(tmp_path, capsys, no_training, args,
-                                                       message):
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--prefix", ""], "--prefix '' holds nothing to continue"),
+        (
+            ["--prefix", "time", "--prefix", "123"],
+            "--prefix '123': none of its chars is in the model's vocabulary of 28",
+        ),
+        (
+            ["--min-freq", "100000"],
+            (
+                "--min-freq 100000: no token of The Time Machine occurs that "
+                "often (the most frequent, 29927 times)"
+            ),
+        ),
+        (["--resume", "--force"], "--resume continues the run in --out and --force overwrites it"),
+        (
+            ["--val-fraction", "0.99", "--batch-size", "32"],
+            (
+                "--val-fraction 0.99 leaves 20 of 2,000 tokens for training: a corpus of 20 tokens "
+                "cannot make one batch"
+            ),
+        ),
+    ],
+)
+def test_bad_inputs_are_refused_before_anything_trains(
+    tmp_path, capsys, no_training, args, message
+):
     run = tmp_path / "run"
     assert dl("train", *SMALL, "--epochs", 5, "--out", run, *args) == 2
     assert message in capsys.readouterr().err
     assert not run.exists()
 
 
-def test_a_prefix_the_resumed_run_cannot_read_is_refused_before_training(tmp_path, capsys,
-                                                                         monkeypatch):
+def test_a_prefix_the_resumed_run_cannot_read_is_refused_before_training(
+    tmp_path, capsys, monkeypatch
+):
     run = trained(tmp_path, capsys, val=False)
     before = (run / "metrics.jsonl").read_bytes()
 
     def train_epoch(*args):
         raise AssertionError("an epoch trained")
+
     monkeypatch.setattr(cli_train.core, "train_epoch", train_epoch)
     assert dl("train", "--epochs", 6, "--out", run, "--resume", "--prefix", "") == 2
     assert (run / "metrics.jsonl").read_bytes() == before
 
 
-@pytest.mark.parametrize("args,message", [
-    (["--dropout", "0,0.5"], ("run dropout=0.5 of the sweep cannot train: --dropout 0.5 "
-                              "acts between stacked layers")),
-    (["--hidden", "8,8"], "--hidden 8,8 repeats a value; give each value once"),
-    (["--hidden", "4,8", "--prefix", "%%"],
-     "run hidden=4 of the sweep cannot train: --prefix '%%': none of its chars"),
-])
-def test_every_sweep_point_is_checked_before_the_first_trains(tmp_path, capsys, no_training,
-                                                              args, message):
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (
+            ["--dropout", "0,0.5"],
+            (
+                "run dropout=0.5 of the sweep cannot train: --dropout 0.5 "
+                "acts between stacked layers"
+            ),
+        ),
+        (["--hidden", "8,8"], "--hidden 8,8 repeats a value; give each value once"),
+        (
+            ["--hidden", "4,8", "--prefix", "%%"],
+            "run hidden=4 of the sweep cannot train: --prefix '%%': none of its chars",
+        ),
+    ],
+)
+def test_every_sweep_point_is_checked_before_the_first_trains(
+    tmp_path, capsys, no_training, args, message
+):
     out = tmp_path / "sweep"
     assert dl("sweep", *SIZES, "--epochs", 2, "--out", out, *args) == 2
     assert message in capsys.readouterr().err
@@ -429,8 +493,10 @@ def test_a_sweep_on_another_text_refuses_the_old_texts_runs(tmp_path, capsys):
     assert dl("sweep", *sizes, "--hidden", "4,8", "--text", texts[0], "--out", out) == 0
     capsys.readouterr()
     assert dl("sweep", *sizes, "--hidden", "4,8", "--text", texts[1], "--out", out) == 2
-    assert (f"was trained with other --text (it has {texts[0]}, the sweep {texts[1]})"
-            in capsys.readouterr().err)
+    assert (
+        f"was trained with other --text (it has {texts[0]}, the sweep {texts[1]})"
+        in capsys.readouterr().err
+    )
 
 
 # ---------------------------------------------------------------- interruptions
@@ -471,7 +537,8 @@ def test_option_errors_are_one_line_without_the_usage_block(capsys):
     assert exit.value.code == 2
     assert capsys.readouterr().err == (
         "dl train: error: argument --cell: 'transformer' is not one of rnn, gru, lstm; see "
-        "`dl train --help`\n")
+        "`dl train --help`\n"
+    )
 
 
 def test_eval_counts_unknown_tokens_among_those_it_predicts(tmp_path, capsys):
@@ -486,10 +553,13 @@ def test_eval_counts_unknown_tokens_among_those_it_predicts(tmp_path, capsys):
     assert result["unknown_tokens"] == 88
 
 
-@pytest.mark.parametrize("row,message", [
-    ("1e308", "the value 1e+308 (step 29) is too large to compute with"),
-    ("", "fill them, remove those rows, or pass --interpolate to fill them"),
-])
+@pytest.mark.parametrize(
+    "row,message",
+    [
+        ("1e308", "the value 1e+308 (step 29) is too large to compute with"),
+        ("", "fill them, remove those rows, or pass --interpolate to fill them"),
+    ],
+)
 def test_forecast_csv_values_are_refused_in_the_commands_words(tmp_path, capsys, row, message):
     csv = tmp_path / "series.csv"
     csv.write_text("t,y\n" + "".join(f"{i},{row if i == 30 else i % 7}\n" for i in range(1, 61)))
@@ -499,8 +569,20 @@ def test_forecast_csv_values_are_refused_in_the_commands_words(tmp_path, capsys,
 
 
 def test_forecast_fractions_are_named_by_their_flags(tmp_path, capsys):
-    assert dl("forecast", "--series", "sunspots", "--val-fraction", "0.7", "--test-fraction",
-              "0.29", "--out", tmp_path / "out") == 2
+    assert (
+        dl(
+            "forecast",
+            "--series",
+            "sunspots",
+            "--val-fraction",
+            "0.7",
+            "--test-fraction",
+            "0.29",
+            "--out",
+            tmp_path / "out",
+        )
+        == 2
+    )
     err = capsys.readouterr().err
     assert "or a smaller --val-fraction or --test-fraction" in err and "_fraction" not in err
 
@@ -508,9 +590,14 @@ def test_forecast_fractions_are_named_by_their_flags(tmp_path, capsys):
 @pytest.mark.slow
 def test_tensorflow_starts_without_log_lines():
     pytest.importorskip("tensorflow")
-    result = subprocess.run([sys.executable, "-c", "import dl.tensorflow"], check=False,
-                            capture_output=True, text=True, timeout=300,
-                            env=dict(os.environ, PYTHONPATH=str(SRC)))
+    result = subprocess.run(
+        [sys.executable, "-c", "import dl.tensorflow"],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=dict(os.environ, PYTHONPATH=str(SRC)),
+    )
     assert result.returncode == 0 and result.stderr == ""
 
 
@@ -531,6 +618,7 @@ class Stopping:
                 raise Stopping.interruption
             self.params["b_q"] = self.params["b_q"] + 1
             return 0.5
+
         return step
 
     def predict(self, X):
@@ -546,18 +634,39 @@ class Stopping:
         pass
 
 
-@pytest.mark.parametrize("interruption,status", [(KeyboardInterrupt, 130),
-                                                 (signals.Terminated, 143)])
-def test_an_interrupted_forecast_saves_its_best_epoch(tmp_path, capsys, monkeypatch,
-                                                      interruption, status):
+@pytest.mark.parametrize(
+    "interruption,status", [(KeyboardInterrupt, 130), (signals.Terminated, 143)]
+)
+def test_an_interrupted_forecast_saves_its_best_epoch(
+    tmp_path, capsys, monkeypatch, interruption, status
+):
     from dl.cli import forecast as cli_forecast
+
     monkeypatch.setattr(cli_forecast, "builder", lambda backend, device: Stopping)
     monkeypatch.setattr(Stopping, "interruption", interruption)
     csv = tmp_path / "sine.csv"
     csv.write_text("y\n" + "".join(f"{np.sin(i / 5):.4f}\n" for i in range(200)))
     out = tmp_path / "run"
-    assert dl("forecast", "--csv", csv, "--column", "y", "--window", 12, "--horizon", 3,
-              "--batch-size", 1000, "--epochs", 50, "--out", out) == status
+    assert (
+        dl(
+            "forecast",
+            "--csv",
+            csv,
+            "--column",
+            "y",
+            "--window",
+            12,
+            "--horizon",
+            3,
+            "--batch-size",
+            1000,
+            "--epochs",
+            50,
+            "--out",
+            out,
+        )
+        == status
+    )
     err = capsys.readouterr().err
     params, meta = checkpoint.load(out, "forecast")
     best = meta["best_epoch"]

@@ -10,13 +10,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from dl import checkpoint, lm, reference
 from dl import forecast as fc
-from dl import lm, reference
 from dl.baselines import SeasonalNaiveForecaster
 from dl.cli import main
-from dl import checkpoint
 from dl.data.series import Scaler, Series, SeriesError, make_windows
-
 
 # ---------------------------------------------------------------- model
 
@@ -50,8 +48,9 @@ def test_every_window_starts_from_the_zero_state():
     params = lm.init_params(config, 0, scale=0.5)
     X = np.random.default_rng(1).standard_normal((5, 6, 1)).astype(np.float32)
     together = fc.forecast_forward(lm.NUMPY_OPS, params, X, config)
-    alone = np.concatenate([fc.forecast_forward(lm.NUMPY_OPS, params, X[i:i + 1], config)
-                            for i in range(5)])
+    alone = np.concatenate(
+        [fc.forecast_forward(lm.NUMPY_OPS, params, X[i : i + 1], config) for i in range(5)]
+    )
     np.testing.assert_allclose(together, alone, rtol=1e-6)
 
 
@@ -71,6 +70,7 @@ class Scripted:
             self.batches.append(X[:, 0, 0].copy())
             self.params["w"] = self.params["w"] + 1  # one more step taken
             return self.train_loss
+
         return step
 
     def predict(self, X):
@@ -125,8 +125,10 @@ def test_fewer_windows_than_a_batch_train_as_one_batch():
 
 @pytest.mark.parametrize("where", ["train", "val"])
 def test_a_nan_loss_stops_training_with_advice(where):
-    model = Scripted(train_loss=math.nan if where == "train" else 0.5,
-                     val_errors=[1, math.nan] if where == "val" else [])
+    model = Scripted(
+        train_loss=math.nan if where == "train" else 0.5,
+        val_errors=[1, math.nan] if where == "val" else [],
+    )
     with pytest.raises(fc.ForecastDivergedError, match=r"smaller learning rate \(lr=0.05 now"):
         fc.fit(model, windows(8), windows(2), fc.FitSettings(lr=0.05))
     assert issubclass(fc.ForecastDivergedError, ValueError)
@@ -138,15 +140,20 @@ def test_a_nan_loss_stops_training_with_advice(where):
 def line(T=60, D=1):
     """y = t (and extra columns 2t): linear extrapolation forecasts it exactly."""
     t = np.arange(T, dtype=np.float64)
-    return Series(np.stack([t * (j + 1) for j in range(D)], axis=1),
-                  tuple(f"c{j}" for j in range(D)), source="a line")
+    return Series(
+        np.stack([t * (j + 1) for j in range(D)], axis=1),
+        tuple(f"c{j}" for j in range(D)),
+        source="a line",
+    )
 
 
 def extrapolate(horizon):
     """Scaled (N, W, D) -> (N, horizon): continue the target's last slope."""
+
     def predict(X):
         last, slope = X[:, -1, 0], X[:, -1, 0] - X[:, -2, 0]
         return last[:, None] + slope[:, None] * np.arange(1, horizon + 1)
+
     return predict
 
 
@@ -186,8 +193,7 @@ def test_evaluate_scores_an_exact_forecast_and_the_baselines(mode):
     np.testing.assert_allclose(evaluation.truth[0], [80, 81, 82])
     assert evaluation.scores["model"]["mae"] == pytest.approx(0, abs=1e-4)  # float32 inputs
     naive = evaluation.scores["naive"]
-    assert naive["mae"] == pytest.approx(2.0) and naive["rmse"] == pytest.approx(
-        math.sqrt(14 / 3))
+    assert naive["mae"] == pytest.approx(2.0) and naive["rmse"] == pytest.approx(math.sqrt(14 / 3))
     assert naive["mase"] == pytest.approx(2.0)  # the in-sample naive error of a line is 1
     assert evaluation.scores["mean"]["mae"] == pytest.approx(np.mean(evaluation.truth) - 34.5)
     assert evaluation.beats() is True and evaluation.mase_note is None
@@ -200,8 +206,11 @@ def test_evaluate_gives_the_seasonal_baseline_a_whole_season_of_history():
     evaluation = fc.evaluate(lambda X: np.zeros((len(X), 2)), data)
     history = np.concatenate([data.history(), data.test])[:, 0]
     first = len(data.train) + len(data.val)
-    expected = SeasonalNaiveForecaster(2, period=12).fit(data.train).predict(
-        history[None, first - 12:first])
+    expected = (
+        SeasonalNaiveForecaster(2, period=12)
+        .fit(data.train)
+        .predict(history[None, first - 12 : first])
+    )
     np.testing.assert_allclose(evaluation.forecasts["seasonal_naive"][0], expected[0], rtol=1e-6)
 
 
@@ -231,8 +240,10 @@ def test_select_picks_by_the_validation_part_without_looking_at_the_test_part():
     picked = fc.select(Fitted, data, fc.ForecastConfig(), fc.FitSettings(epochs=2))
     assert picked.config.num_hiddens == 32 and len(picked.trials) == 6
     assert picked.fit.best_loss == min(t["val_loss"] for t in picked.trials)
-    assert [t["choice"] for t in picked.trials][:2] == [{"num_hiddens": 16, "lr": 0.003},
-                                                         {"num_hiddens": 16, "lr": 0.01}]
+    assert [t["choice"] for t in picked.trials][:2] == [
+        {"num_hiddens": 16, "lr": 0.003},
+        {"num_hiddens": 16, "lr": 0.01},
+    ]
     with pytest.raises(SeriesError, match="validation fraction > 0"):
         fc.select(Fitted, fc.prepare(line(100), 5, val_fraction=0), fc.ForecastConfig())
     with pytest.raises(ValueError, match="cannot search over \\['colour'\\]"):
@@ -247,8 +258,13 @@ def test_refit_trains_on_every_window_of_the_whole_series_for_the_given_epochs()
         built.append(Scripted(config, params, train_loss=0.25))
         return built[-1]
 
-    model, whole, result = fc.refit(build, data, fc.ForecastConfig(num_outputs=2),
-                                    fc.FitSettings(epochs=200, batch_size=4, patience=1), 7)
+    model, whole, result = fc.refit(
+        build,
+        data,
+        fc.ForecastConfig(num_outputs=2),
+        fc.FitSettings(epochs=200, batch_size=4, patience=1),
+        7,
+    )
     assert model is built[0] and len(whole.train) == 100 and len(whole.test) == 0
     assert whole.val_windows is None and whole.period == data.period
     scaler = Scaler.fit(line(100).values)  # the whole series' scaling
@@ -282,21 +298,39 @@ def sine_rows(n=80):
     return [f"{t},{math.sin(t / 3):.6f}" for t in range(n)]
 
 
-@pytest.mark.parametrize("rows, argv, message", [
-    (sine_rows(), ["--column", "z"], "no column 'z'; available columns: 'time', 'y'"),
-    (sine_rows()[:5] + ["5,abc"] + sine_rows()[6:], ["--column", "y"],
-     "column 'y' has 1 values that are not finite numbers, at rows 7: 'abc'"),
-    (sine_rows()[:5] + ["5,"] + sine_rows()[6:], ["--column", "y"],
-     "1 missing values (empty or NaN) at rows 7; fill them, remove those rows, or pass "
-     "--interpolate"),
-    (sine_rows(20), ["--column", "y", "--window", "24"],
-     "20 time steps, fewer than window + horizon = 24 + 4"),
-    ([f"{t},5" for t in range(200)], ["--column", "y", "--window", "8"],
-     "column 'y' is constant (5) over the training part, so MASE is undefined"),
-    (sine_rows(), ["--column", "y,time", "--mode", "autoregressive", "--window", "8"],
-     "needs one column; the series has 2 (y, time); use --mode direct"),
-    (sine_rows(), [], "say which column to forecast with --column NAME"),
-])
+@pytest.mark.parametrize(
+    "rows, argv, message",
+    [
+        (sine_rows(), ["--column", "z"], "no column 'z'; available columns: 'time', 'y'"),
+        (
+            sine_rows()[:5] + ["5,abc"] + sine_rows()[6:],
+            ["--column", "y"],
+            "column 'y' has 1 values that are not finite numbers, at rows 7: 'abc'",
+        ),
+        (
+            sine_rows()[:5] + ["5,"] + sine_rows()[6:],
+            ["--column", "y"],
+            "1 missing values (empty or NaN) at rows 7; fill them, remove those rows, or pass "
+            "--interpolate",
+        ),
+        (
+            sine_rows(20),
+            ["--column", "y", "--window", "24"],
+            "20 time steps, fewer than window + horizon = 24 + 4",
+        ),
+        (
+            [f"{t},5" for t in range(200)],
+            ["--column", "y", "--window", "8"],
+            "column 'y' is constant (5) over the training part, so MASE is undefined",
+        ),
+        (
+            sine_rows(),
+            ["--column", "y,time", "--mode", "autoregressive", "--window", "8"],
+            "needs one column; the series has 2 (y, time); use --mode direct",
+        ),
+        (sine_rows(), [], "say which column to forecast with --column NAME"),
+    ],
+)
 def test_bad_input_gives_one_line_and_status_2(tmp_path, capsys, rows, argv, message):
     csv = write_csv(tmp_path / "data.csv", rows)
     status, out, err = run(capsys, "--csv", csv, *argv, "--out", tmp_path / "run")
@@ -306,14 +340,19 @@ def test_bad_input_gives_one_line_and_status_2(tmp_path, capsys, rows, argv, mes
     assert not (tmp_path / "run").exists()
 
 
-@pytest.mark.parametrize("argv, message", [
-    ([], "needs a series: --series sine|sunspots|co2|macrodata, or --csv FILE --column NAME"),
-    (["--column", "y"], "--column apply to a CSV file; give --csv FILE"),
-    (["--series", "sine", "--interpolate"], "--series sine is a built-in series; leave out "
-                                            "--interpolate"),
-    (["--from", "nowhere"], "--from nowhere: no forecast checkpoint there"),
-    (["--from", "nowhere", "--hidden", "8"], "leave out --hidden or train a new run"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        ([], "needs a series: --series sine|sunspots|co2|macrodata, or --csv FILE --column NAME"),
+        (["--column", "y"], "--column apply to a CSV file; give --csv FILE"),
+        (
+            ["--series", "sine", "--interpolate"],
+            "--series sine is a built-in series; leave out --interpolate",
+        ),
+        (["--from", "nowhere"], "--from nowhere: no forecast checkpoint there"),
+        (["--from", "nowhere", "--hidden", "8"], "leave out --hidden or train a new run"),
+    ],
+)
 def test_bad_requests_give_status_2(capsys, argv, message):
     status, _, err = run(capsys, *argv)
     assert status == 2 and message in err and err.count("\n") == 1
@@ -331,12 +370,34 @@ def test_forecast_trains_writes_a_run_and_reuses_it(tmp_path, capsys):
     pytest.importorskip("torch")
     csv = write_csv(tmp_path / "sine.csv", sine_rows(200))
     out = tmp_path / "run"
-    status, text, err = run(capsys, "--csv", csv, "--column", "y", "--time-column", "time",
-                            "--window", "12", "--horizon", "3", "--hidden", "8", "--epochs", "3",
-                            "--backend", "torch", "--out", out)
+    status, text, err = run(
+        capsys,
+        "--csv",
+        csv,
+        "--column",
+        "y",
+        "--time-column",
+        "time",
+        "--window",
+        "12",
+        "--horizon",
+        "3",
+        "--hidden",
+        "8",
+        "--epochs",
+        "3",
+        "--backend",
+        "torch",
+        "--out",
+        out,
+    )
     assert status == 0, err
-    assert {p.name for p in out.iterdir()} == {"forecast.safetensors", "forecast.json",
-                                               "metrics.json", "forecast.png"}
+    assert {p.name for p in out.iterdir()} == {
+        "forecast.safetensors",
+        "forecast.json",
+        "metrics.json",
+        "forecast.png",
+    }
     metrics = json.loads((out / "metrics.json").read_text())
     assert set(metrics["scores"]) == {"model", "naive", "seasonal_naive", "mean"}
     assert metrics["test_origins"] == 40 - 3 + 1 and len(metrics["forecast"]["values"]) == 3
@@ -346,8 +407,8 @@ def test_forecast_trains_writes_a_run_and_reuses_it(tmp_path, capsys):
 
     status, again, err = run(capsys, "--from", out, "--backend", "torch")
     assert status == 0, err
-    table = lambda text: text[text.index("test scores"):]
-    assert table(again) == table(text[:text.index("wrote")])
+    table = lambda text: text[text.index("test scores") :]
+    assert table(again) == table(text[: text.index("wrote")])
 
     status, _, err = run(capsys, "--csv", csv, "--column", "y", "--window", "12", "--out", out)
     assert status == 2 and "already holds a forecast" in err
@@ -375,17 +436,35 @@ class Persistence(Scripted):
 @pytest.fixture
 def persistence(monkeypatch):
     from dl.cli import forecast as cli_forecast
+
     monkeypatch.setattr(Persistence, "built", [])
     monkeypatch.setattr(cli_forecast, "builder", lambda backend, device: Persistence)
     return Persistence
 
 
 def test_select_then_refit_retrains_the_picked_model_for_its_best_epochs(
-        tmp_path, capsys, persistence):
+    tmp_path, capsys, persistence
+):
     csv = write_csv(tmp_path / "sine.csv", sine_rows(200))
-    status, text, err = run(capsys, "--csv", csv, "--column", "y", "--window", "12",
-                            "--horizon", "3", "--epochs", "30", "--patience", "4", "--select",
-                            "--refit", "--out", tmp_path / "run")
+    status, text, err = run(
+        capsys,
+        "--csv",
+        csv,
+        "--column",
+        "y",
+        "--window",
+        "12",
+        "--horizon",
+        "3",
+        "--epochs",
+        "30",
+        "--patience",
+        "4",
+        "--select",
+        "--refit",
+        "--out",
+        tmp_path / "run",
+    )
     assert status == 0, err
     refit = persistence.built[-1]  # built after the trials (hidden 16, 32, 64 x lr)
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
@@ -397,14 +476,33 @@ def test_select_then_refit_retrains_the_picked_model_for_its_best_epochs(
     assert params["w"][0] == refit.params["w"][0] and meta["refit"]["epochs"] == best
 
 
-@pytest.mark.parametrize("argv, windows", [(["--mode", "autoregressive"], 200 - 12 - 1 + 1),
-                                           (["--val-fraction", "0"], 200 - 12 - 3 + 1)])
+@pytest.mark.parametrize(
+    "argv, windows",
+    [(["--mode", "autoregressive"], 200 - 12 - 1 + 1), (["--val-fraction", "0"], 200 - 12 - 3 + 1)],
+)
 def test_refit_in_autoregressive_mode_and_without_a_validation_part(
-        tmp_path, capsys, persistence, argv, windows):
+    tmp_path, capsys, persistence, argv, windows
+):
     csv = write_csv(tmp_path / "sine.csv", sine_rows(200))
-    status, text, err = run(capsys, "--csv", csv, "--column", "y", "--window", "12",
-                            "--horizon", "3", "--epochs", "30", "--patience", "4", *argv,
-                            "--refit", "--out", tmp_path / "run")
+    status, text, err = run(
+        capsys,
+        "--csv",
+        csv,
+        "--column",
+        "y",
+        "--window",
+        "12",
+        "--horizon",
+        "3",
+        "--epochs",
+        "30",
+        "--patience",
+        "4",
+        *argv,
+        "--refit",
+        "--out",
+        tmp_path / "run",
+    )
     assert status == 0, err
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert metrics["refit"]["windows"] == windows and len(metrics["forecast"]["values"]) == 3
@@ -413,17 +511,35 @@ def test_refit_in_autoregressive_mode_and_without_a_validation_part(
     assert metrics["refit"]["epochs"] == best and refit.params["w"][0] == best * (windows // 32)
 
 
-def test_a_diverging_refit_keeps_the_scored_run_and_says_so(tmp_path, capsys, persistence,
-                                                            monkeypatch):
+def test_a_diverging_refit_keeps_the_scored_run_and_says_so(
+    tmp_path, capsys, persistence, monkeypatch
+):
     monkeypatch.setattr(persistence, "diverge_at", 2)  # the model of the training part is 1
     csv = write_csv(tmp_path / "sine.csv", sine_rows(200))
-    status, text, err = run(capsys, "--csv", csv, "--column", "y", "--window", "12",
-                            "--horizon", "3", "--epochs", "5", "--refit", "--out", tmp_path / "r")
+    status, text, err = run(
+        capsys,
+        "--csv",
+        csv,
+        "--column",
+        "y",
+        "--window",
+        "12",
+        "--horizon",
+        "3",
+        "--epochs",
+        "5",
+        "--refit",
+        "--out",
+        tmp_path / "r",
+    )
     assert status == 2 and err.count("\n") == 1
-    assert ("the refit on the whole series failed: training diverged in epoch 1: the train "
-            "loss became nan") in err
-    assert f"{tmp_path / 'r'} holds the model of the training part, its scores and its " \
-           "forecast" in err
+    assert (
+        "the refit on the whole series failed: training diverged in epoch 1: the train "
+        "loss became nan"
+    ) in err
+    assert (
+        f"{tmp_path / 'r'} holds the model of the training part, its scores and its forecast" in err
+    )
     metrics = json.loads((tmp_path / "r" / "metrics.json").read_text())
     assert "refit" not in metrics and "model" not in metrics["forecast"]
     _, meta = checkpoint.load(tmp_path / "r", "forecast")
@@ -434,13 +550,27 @@ def test_a_diverging_refit_keeps_the_scored_run_and_says_so(tmp_path, capsys, pe
 def test_refit_forecasts_with_a_model_of_the_whole_series(tmp_path, capsys):
     pytest.importorskip("torch")
     csv = write_csv(tmp_path / "sine.csv", sine_rows(200))
-    argv = ["--csv", csv, "--column", "y", "--window", "12", "--horizon", "3", "--hidden", "8",
-            "--epochs", "4", "--backend", "torch"]
+    argv = [
+        "--csv",
+        csv,
+        "--column",
+        "y",
+        "--window",
+        "12",
+        "--horizon",
+        "3",
+        "--hidden",
+        "8",
+        "--epochs",
+        "4",
+        "--backend",
+        "torch",
+    ]
     status, held_out, err = run(capsys, *argv, "--out", tmp_path / "held")
     assert status == 0, err
     status, text, err = run(capsys, *argv, "--refit", "--out", tmp_path / "refit")
     assert status == 0, err
-    table = lambda text: text[text.index("test scores"):text.index("forecast ")]
+    table = lambda text: text[text.index("test scores") : text.index("forecast ")]
     assert table(text) == table(held_out)  # scored by the model of the training part
     metrics = json.loads((tmp_path / "refit" / "metrics.json").read_text())
     best = metrics["training"]["best_epoch"]
@@ -452,34 +582,64 @@ def test_refit_forecasts_with_a_model_of_the_whole_series(tmp_path, capsys):
     assert metrics["forecast"]["values_of_model_of_training_part"] == held["forecast"]["values"]
     _, meta = checkpoint.load(tmp_path / "refit", "forecast")
     assert meta["refit"]["epochs"] == best
-    assert meta["scaler"] != json.loads((tmp_path / "held" / "forecast.json").read_text())[
-        "scaler"]  # the whole series' scaling, not the training part's
+    assert (
+        meta["scaler"] != json.loads((tmp_path / "held" / "forecast.json").read_text())["scaler"]
+    )  # the whole series' scaling, not the training part's
 
-    status, again, err = run(capsys, "--from", tmp_path / "refit", "--backend", "torch",
-                             "--out", tmp_path / "again")
+    status, again, err = run(
+        capsys, "--from", tmp_path / "refit", "--backend", "torch", "--out", tmp_path / "again"
+    )
     assert status == 0, err
-    assert "was refit on the whole series, test part included: its test scores below are " \
-           "in-sample" in again
+    assert (
+        "was refit on the whole series, test part included: its test scores below are "
+        "in-sample" in again
+    )
     verdict = [line for line in again.splitlines() if "seasonal naive on test MASE" in line]
     assert len(verdict) == 1 and verdict[0].endswith(" (in-sample)"), again
     reused = json.loads((tmp_path / "again" / "metrics.json").read_text())
     assert reused["in_sample"] is True
     longer = write_csv(tmp_path / "longer.csv", sine_rows(230))  # new data since the refit
-    status, later, err = run(capsys, "--from", tmp_path / "refit", "--backend", "torch",
-                             "--csv", longer, "--column", "y", "--time-column", "time")
+    status, later, err = run(
+        capsys,
+        "--from",
+        tmp_path / "refit",
+        "--backend",
+        "torch",
+        "--csv",
+        longer,
+        "--column",
+        "y",
+        "--time-column",
+        "time",
+    )
     assert status == 0, err
-    assert "was refit on " in later and "(200 steps, up to 199): the test part here may " \
-           "overlap what it trained on" in later
+    assert (
+        "was refit on " in later
+        and "(200 steps, up to 199): the test part here may overlap what it trained on" in later
+    )
     edited = write_csv(tmp_path / "sine.csv", sine_rows(199) + ["199,0.5"])  # same length
-    status, later, err = run(capsys, "--from", tmp_path / "refit", "--backend", "torch",
-                             "--csv", edited, "--column", "y", "--time-column", "time")
+    status, later, err = run(
+        capsys,
+        "--from",
+        tmp_path / "refit",
+        "--backend",
+        "torch",
+        "--csv",
+        edited,
+        "--column",
+        "y",
+        "--time-column",
+        "time",
+    )
     assert status == 0 and "may overlap what it trained on" in later and "in-sample" not in later
-    status, held_again, err = run(capsys, "--from", tmp_path / "held", "--backend", "torch",
-                                  "--out", tmp_path / "held-again")
+    status, held_again, err = run(
+        capsys, "--from", tmp_path / "held", "--backend", "torch", "--out", tmp_path / "held-again"
+    )
     assert status == 0 and "in-sample" not in held_again
     assert json.loads((tmp_path / "held-again" / "metrics.json").read_text())["in_sample"] is False
-    np.testing.assert_allclose(reused["forecast"]["values"], metrics["forecast"]["values"],
-                               rtol=1e-5)
+    np.testing.assert_allclose(
+        reused["forecast"]["values"], metrics["forecast"]["values"], rtol=1e-5
+    )
     status, _, err = run(capsys, "--from", tmp_path / "refit", "--refit")
     assert status == 2 and "leave out --refit" in err
 
@@ -489,11 +649,11 @@ def test_the_exercise_example_runs_on_sunspots_and_co2():
     pytest.importorskip("statsmodels")
     pytest.importorskip("jax")
     example = Path(__file__).resolve().parents[1] / "examples" / "forecast_lstm.py"
-    result = subprocess.run([sys.executable, str(example), "--epochs", "1"],
-                            capture_output=True, text=True, timeout=600)
+    result = subprocess.run(
+        [sys.executable, str(example), "--epochs", "1"], capture_output=True, text=True, timeout=600
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     lines = result.stdout.splitlines()
-    assert [line.split(":")[0] for line in lines if not line.startswith(" ")] == ["sunspots",
-                                                                                 "co2"]
+    assert [line.split(":")[0] for line in lines if not line.startswith(" ")] == ["sunspots", "co2"]
     assert sum(line.split()[0] == "seasonal_naive" for line in lines) == 2
     assert sum("seasonal naive on test MASE" in line for line in lines) == 2

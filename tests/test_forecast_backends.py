@@ -13,27 +13,34 @@ from dl import forecast as fc
 from dl.optim import OptimizerConfig
 
 FRAMEWORKS = {"torch": ("torch",), "tensorflow": ("tensorflow", "tf_keras"), "jax": ("jax",)}
-INSTALLED = [name for name, needs in FRAMEWORKS.items()
-             if all(importlib.util.find_spec(package) for package in needs)]
+INSTALLED = [
+    name
+    for name, needs in FRAMEWORKS.items()
+    if all(importlib.util.find_spec(package) for package in needs)
+]
 B, W, D, H, Q = 6, 5, 2, 8, 3
 
 pytestmark = pytest.mark.skipif(not INSTALLED, reason="no deep-learning framework installed")
 
 
 def forecaster(backend, config, params):
-    return importlib.import_module(f"dl.{backend}.forecast").Forecaster(config, params,
-                                                                         device="cpu")
+    return importlib.import_module(f"dl.{backend}.forecast").Forecaster(
+        config, params, device="cpu"
+    )
 
 
 def config_of(cell, layers=2, dropout=0.0):
-    return fc.ForecastConfig(cell, num_inputs=D, num_hiddens=H, num_layers=layers,
-                             dropout=dropout, num_outputs=Q)
+    return fc.ForecastConfig(
+        cell, num_inputs=D, num_hiddens=H, num_layers=layers, dropout=dropout, num_outputs=Q
+    )
 
 
 def data(n=B, seed=0):
     rng = np.random.default_rng(seed)
-    return (rng.standard_normal((n, W, D)).astype(np.float32),
-            rng.standard_normal((n, Q)).astype(np.float32))
+    return (
+        rng.standard_normal((n, W, D)).astype(np.float32),
+        rng.standard_normal((n, Q)).astype(np.float32),
+    )
 
 
 @pytest.mark.parametrize("backend", INSTALLED)
@@ -43,8 +50,9 @@ def test_predictions_are_the_numpy_forward(backend, cell):
     params = lm.init_params(config, 3, scale=0.4)
     X, _ = data()
     expected = fc.forecast_forward(lm.NUMPY_OPS, params, X, config)
-    np.testing.assert_allclose(forecaster(backend, config, params).predict(X), expected,
-                               atol=1e-5, rtol=1e-5)
+    np.testing.assert_allclose(
+        forecaster(backend, config, params).predict(X), expected, atol=1e-5, rtol=1e-5
+    )
 
 
 @pytest.mark.slow
@@ -68,8 +76,9 @@ def test_training_moves_every_parameter_alike_in_every_framework(cell, optimizer
     for backend in others:
         np.testing.assert_allclose(histories[backend], histories[first], rtol=1e-4)
         for name, value in trained[first].items():
-            np.testing.assert_allclose(trained[backend][name], value, atol=1e-4,
-                                       err_msg=f"{backend} {name}")
+            np.testing.assert_allclose(
+                trained[backend][name], value, atol=1e-4, err_msg=f"{backend} {name}"
+            )
 
 
 @pytest.mark.slow
@@ -82,8 +91,11 @@ def test_dropout_trains_and_predictions_stay_deterministic(backend):
     X, _ = data(seed=2)
     assert np.isfinite(loss)
     np.testing.assert_array_equal(model.predict(X), model.predict(X))
-    np.testing.assert_allclose(model.predict(X), fc.forecast_forward(
-        lm.NUMPY_OPS, model.numpy_params(), X, config), atol=1e-5)
+    np.testing.assert_allclose(
+        model.predict(X),
+        fc.forecast_forward(lm.NUMPY_OPS, model.numpy_params(), X, config),
+        atol=1e-5,
+    )
 
 
 def test_a_checkpoint_loads_in_every_framework(tmp_path):
@@ -95,7 +107,8 @@ def test_a_checkpoint_loads_in_every_framework(tmp_path):
     X, _ = data()
     for backend in INSTALLED:
         model = forecaster(backend, config, loaded)
-        np.testing.assert_allclose(model.predict(X), fc.forecast_forward(
-            lm.NUMPY_OPS, params, X, config), atol=1e-5)
+        np.testing.assert_allclose(
+            model.predict(X), fc.forecast_forward(lm.NUMPY_OPS, params, X, config), atol=1e-5
+        )
         model.load({name: value * 0 for name, value in params.items()})
         assert np.all(model.predict(X) == 0)

@@ -8,16 +8,16 @@ Python ``for X in inputs`` loop must give the same numbers, eagerly and under
 ``W_h: (H, G*H)``, ``b: (G*H,)`` with the gates along the last axis (LSTM i, f, o, c; GRU z, r,
 h); built from canonical weights, ``RNNModel`` must equal the scratch model.
 """
+
 import numpy as np
 import pytest
 
 jax = pytest.importorskip("jax")
 import jax.numpy as jnp  # noqa: E402
 
+from cell_problems import CELLS, TOL, B, H, T, V, as_float64, problem, random_params, random_state  # noqa: E402
 from dl import jax as dl  # noqa: E402
 from dl import reference as ref  # noqa: E402
-from cell_problems import (B, CELLS, H, T, TOL, V, as_float64, problem,  # noqa: E402
-                           random_params, random_state)
 
 FORWARD = {"rnn": dl.rnn, "gru": dl.gru, "lstm": dl.lstm}
 GET_PARAMS = {"rnn": dl.get_rnn_params, "gru": dl.get_gru_params, "lstm": dl.get_lstm_params}
@@ -52,7 +52,7 @@ def test_params_have_canonical_shapes_order_and_book_init_and_follow_the_key(cel
             assert 0.008 < p.std() < 0.012 and abs(p.mean()) < 0.002, name
             weights.append(p)
     for i, a in enumerate(weights):  # every weight has its own key
-        for b in weights[i + 1:]:
+        for b in weights[i + 1 :]:
             assert a.shape != b.shape or not np.allclose(a, b)
     again = get_params(40, 32, jax.random.PRNGKey(0))  # the same key, the same weights
     for p, q in zip(params, again):
@@ -68,8 +68,7 @@ def test_params_have_canonical_shapes_order_and_book_init_and_follow_the_key(cel
 
 def seed_lstm(inputs, state, params):
     """The seed's ``lstm`` (the book's LSTM from scratch), written with jnp."""
-    [W_xi, W_hi, b_i, W_xf, W_hf, b_f, W_xo, W_ho, b_o, W_xc, W_hc, b_c,
-     W_hq, b_q] = params
+    [W_xi, W_hi, b_i, W_xf, W_hf, b_f, W_xo, W_ho, b_o, W_xc, W_hc, b_c, W_hq, b_q] = params
     (H, C) = state
     outputs = []
     for X in inputs:
@@ -118,8 +117,9 @@ def test_scratch_model_logits_match_reference(cell):
     state = model.begin_state(B)
     assert [tuple(s.shape) for s in state] == [(B, H)] * (2 if cell == "lstm" else 1)
     Y, final = model(jnp.asarray(ids), state)
-    Y_ref, final_ref, _ = ref.forward(cell, as_float64(params), ref.one_hot(ids.T, V),
-                                      ref.init_state(cell, B, H))
+    Y_ref, final_ref, _ = ref.forward(
+        cell, as_float64(params), ref.one_hot(ids.T, V), ref.init_state(cell, B, H)
+    )
     assert tuple(Y.shape) == (T * B, V)
     np.testing.assert_allclose(np.asarray(Y), Y_ref, **TOL)
     for s, s_ref in zip(final, final_ref):
@@ -135,10 +135,14 @@ def test_scratch_model_logits_match_reference(cell):
 def fused_from_canonical(cell, params):
     """Canonical params -> RNNModel params: gates concatenated along the last axis."""
     gates = LAYER_GATES[cell]
-    return {"rnn": {"W_x": jnp.concatenate([params[f"W_x{g}"] for g in gates], axis=1),
-                    "W_h": jnp.concatenate([params[f"W_h{g}"] for g in gates], axis=1),
-                    "b": jnp.concatenate([params[f"b_{g}"] for g in gates])},
-            "dense": {"W": jnp.asarray(params["W_hq"]), "b": jnp.asarray(params["b_q"])}}
+    return {
+        "rnn": {
+            "W_x": jnp.concatenate([params[f"W_x{g}"] for g in gates], axis=1),
+            "W_h": jnp.concatenate([params[f"W_h{g}"] for g in gates], axis=1),
+            "b": jnp.concatenate([params[f"b_{g}"] for g in gates]),
+        },
+        "dense": {"W": jnp.asarray(params["W_hq"]), "b": jnp.asarray(params["b_q"])},
+    }
 
 
 @pytest.mark.parametrize("cell", CELLS)
@@ -151,7 +155,7 @@ def test_layer_init_shapes_and_bounds(cell):
     assert set(params) == {"rnn", "dense"}
     assert set(params["rnn"]) == {"W_x", "W_h", "b"} and set(params["dense"]) == {"W", "b"}
     shapes = {"W_x": (V, G * H), "W_h": (H, G * H), "b": (G * H,)}
-    bound = H ** -0.5
+    bound = H**-0.5
     for name, shape in shapes.items():
         p = np.asarray(params["rnn"][name])
         assert p.shape == shape and p.dtype == np.float32, name
@@ -172,8 +176,9 @@ def test_rnn_model_with_fused_canonical_weights_equals_the_scratch_model(cell):
     ids = jnp.asarray(np.random.default_rng(33).integers(0, V, (B, T)))
     model = dl.RNNModel(LAYERS[cell](V, H), V, jax.random.PRNGKey(0))
     model.params = fused_from_canonical(cell, params)
-    scratch = dl.RNNModelScratch(V, H, jax.random.PRNGKey(0),
-                                 lambda v, h, k: jax_params(cell, params), *dl.CELLS[cell][1:])
+    scratch = dl.RNNModelScratch(
+        V, H, jax.random.PRNGKey(0), lambda v, h, k: jax_params(cell, params), *dl.CELLS[cell][1:]
+    )
     Y, final = model(ids, state)
     Y_scratch, final_scratch = scratch(ids, state)
     assert tuple(Y.shape) == (T * B, V)
@@ -186,8 +191,9 @@ def test_rnn_model_with_fused_canonical_weights_equals_the_scratch_model(cell):
     assert Hs.shape == (T, B, H)
     np.testing.assert_allclose(np.asarray(Hs[-1]), np.asarray(final[0]), **TOL)
     # both are the reference's numbers
-    Y_ref, final_ref, _ = ref.forward(cell, as_float64(params), ref.one_hot(np.asarray(ids).T, V),
-                                      as_float64(state))
+    Y_ref, final_ref, _ = ref.forward(
+        cell, as_float64(params), ref.one_hot(np.asarray(ids).T, V), as_float64(state)
+    )
     np.testing.assert_allclose(np.asarray(Y), Y_ref, **TOL)
     for s, s_ref in zip(final, final_ref):
         np.testing.assert_allclose(np.asarray(s), s_ref, **TOL)
@@ -246,8 +252,9 @@ class LookalikeLayer:
         return dl.LSTM(V, H).apply(params, inputs, state)
 
 
-@pytest.mark.parametrize("layer", [LookalikeLayer(), object(), None, "lstm"],
-                         ids=["lookalike", "object", "None", "str"])
+@pytest.mark.parametrize(
+    "layer", [LookalikeLayer(), object(), None, "lstm"], ids=["lookalike", "object", "None", "str"]
+)
 def test_rnn_model_rejects_a_layer_that_is_not_dl_jax(layer):
     with pytest.raises(TypeError, match="RNN, GRU or LSTM"):
         dl.RNNModel(layer, V, jax.random.PRNGKey(0))

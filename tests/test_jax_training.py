@@ -4,6 +4,7 @@ predict_dl and data parallelism over several (forced host) devices.
 Sizes are tiny (vocab ~10-25, hidden 16, a few steps); the tests of the fresh Python process
 with two devices are marked slow.
 """
+
 import json
 import os
 import random
@@ -21,8 +22,8 @@ import jax.numpy as jnp  # noqa: E402
 from dl import jax as dl  # noqa: E402
 from dl import reference as ref  # noqa: E402
 from dl.train import DivergedError  # noqa: E402
-
 from training_helpers import H, T, V, numpy_params, random_batches, tiny_loader  # noqa: E402
+
 CELLS = ("rnn", "gru", "lstm")
 LAYER_GATES = {"rnn": ("h",), "gru": ("z", "r", "h"), "lstm": ("i", "f", "o", "c")}
 PERPLEXITY_LINE = r"^perplexity (\d+\.\d), (\d+\.\d) tokens/sec on {}$"
@@ -38,17 +39,25 @@ def perplexity_line(device=None):
 def scratch_model(cell, params, vocab_size=V):
     _, init_state, forward = dl.CELLS[cell]
     return dl.RNNModelScratch(
-        vocab_size, H, jax.random.PRNGKey(0),
+        vocab_size,
+        H,
+        jax.random.PRNGKey(0),
         lambda v, h, key: [jnp.asarray(params[n]) for n in ref.PARAM_NAMES[cell]],
-        init_state, forward)
+        init_state,
+        forward,
+    )
 
 
 def fused_from_canonical(cell, params):
     gates = LAYER_GATES[cell]
-    return {"rnn": {"W_x": jnp.concatenate([params[f"W_x{g}"] for g in gates], axis=1),
-                    "W_h": jnp.concatenate([params[f"W_h{g}"] for g in gates], axis=1),
-                    "b": jnp.concatenate([params[f"b_{g}"] for g in gates])},
-            "dense": {"W": jnp.asarray(params["W_hq"]), "b": jnp.asarray(params["b_q"])}}
+    return {
+        "rnn": {
+            "W_x": jnp.concatenate([params[f"W_x{g}"] for g in gates], axis=1),
+            "W_h": jnp.concatenate([params[f"W_h{g}"] for g in gates], axis=1),
+            "b": jnp.concatenate([params[f"b_{g}"] for g in gates]),
+        },
+        "dense": {"W": jnp.asarray(params["W_hq"]), "b": jnp.asarray(params["b_q"])},
+    }
 
 
 def train_steps(trainer, batches):
@@ -110,8 +119,8 @@ def test_token_loss_sum_is_the_summed_cross_entropy():
 
 def test_trainer_accepts_batches_of_another_shape():
     params = numpy_params("gru")
-    first, = random_batches(n=1, num_steps=T, seed=3)
-    second, = random_batches(n=1, batch_size=2, num_steps=T + 2, seed=4)  # a ragged tail
+    (first,) = random_batches(n=1, num_steps=T, seed=3)
+    (second,) = random_batches(n=1, batch_size=2, num_steps=T + 2, seed=4)  # a ragged tail
     params64 = {n: p.astype(np.float64) for n, p in params.items()}
     ref_params, ref_first = ref.train_steps("gru", params64, [first], lr=1.0)
     ref_params, ref_second = ref.train_steps("gru", ref_params, [second], lr=1.0)
@@ -132,8 +141,11 @@ def test_trainer_accepts_batches_of_another_shape():
 def random_grads(norm, seed=0):
     """A nested pytree (dict of list, tuple and array) whose global norm is ``norm``."""
     rng = np.random.default_rng(seed)
-    tree = {"rnn": [rng.standard_normal((3, 4)), rng.standard_normal((4,))],
-            "dense": (rng.standard_normal((2, 2, 2)),), "b": rng.standard_normal(5)}
+    tree = {
+        "rnn": [rng.standard_normal((3, 4)), rng.standard_normal((4,))],
+        "dense": (rng.standard_normal((2, 2, 2)),),
+        "b": rng.standard_normal(5),
+    }
     scale = norm / global_norm(jax.tree_util.tree_leaves(tree))
     return jax.tree_util.tree_map(lambda g: jnp.asarray(g * scale, jnp.float32), tree)
 
@@ -175,9 +187,17 @@ def small_setup():
     return net, loader, vocab
 
 
-@pytest.mark.parametrize("lr, num_epochs, name", [
-    (0, 1, "lr"), (-1.0, 1, "lr"), (float("nan"), 1, "lr"), (float("inf"), 1, "lr"),
-    (1, -1, "num_epochs"), (1, 1.5, "num_epochs")])
+@pytest.mark.parametrize(
+    "lr, num_epochs, name",
+    [
+        (0, 1, "lr"),
+        (-1.0, 1, "lr"),
+        (float("nan"), 1, "lr"),
+        (float("inf"), 1, "lr"),
+        (1, -1, "num_epochs"),
+        (1, 1.5, "num_epochs"),
+    ],
+)
 def test_train_dl_rejects_bad_lr_and_epochs(small_setup, capsys, lr, num_epochs, name):
     net, loader, vocab = small_setup
     before = weights(net)
@@ -240,7 +260,7 @@ def test_huge_learning_rate_stops_training_with_diverged_error(capsys):
 def check_book_output(out, vocab, epochs_printed=()):
     lines = out.strip("\n").split("\n")
     assert len(lines) == len(epochs_printed) + 3, out  # summary and two continuations
-    for line in lines[:len(epochs_printed)]:
+    for line in lines[: len(epochs_printed)]:
         assert line.startswith("time traveller") and len(line) == len("time traveller") + 50
     summary = lines[len(epochs_printed)]
     match = perplexity_line().match(summary)
@@ -254,8 +274,9 @@ def check_book_output(out, vocab, epochs_printed=()):
 def test_train_dl_scratch_as_in_the_seed(capsys):
     loader, vocab = tiny_loader()
     device = dl.try_gpu()
-    model = dl.RNNModelScratch(len(vocab), H, jax.random.PRNGKey(0), dl.get_lstm_params,
-                               dl.init_lstm_state, dl.lstm)
+    model = dl.RNNModelScratch(
+        len(vocab), H, jax.random.PRNGKey(0), dl.get_lstm_params, dl.init_lstm_state, dl.lstm
+    )
     before = weights(model)
     animator = dl.Animator()
     assert dl.train_dl(model, loader, vocab, 1, 12, device, animator=animator) is None
@@ -304,7 +325,8 @@ def test_train_epoch_dl_matches_the_reference_epoch(capsys):
     batches = list(loader)
     assert len(batches) > 2
     ref_params, ref_losses = ref.train_steps(
-        "lstm", {n: p.astype(np.float64) for n, p in params.items()}, batches, lr=1.0)
+        "lstm", {n: p.astype(np.float64) for n, p in params.items()}, batches, lr=1.0
+    )
     net = scratch_model("lstm", params, vocab_size=len(vocab))
     random.seed(0)
     ppl, speed = dl.train_epoch_dl(net, loader, 1.0, False, theta=1.0)
@@ -330,7 +352,7 @@ def test_predict_dl_returns_prefix_plus_num_preds_characters(small_setup):
     assert out.startswith("time traveller") and len(out) == len("time traveller") + 12
     predictor = dl.Predictor(net, vocab, dl.try_gpu())
     for num_preds in (0, 1, 12):  # greedy: the same continuation, cut at num_preds
-        assert predictor("time traveller", num_preds) == out[:len("time traveller") + num_preds]
+        assert predictor("time traveller", num_preds) == out[: len("time traveller") + num_preds]
     assert dl.predict_ch8("time traveller", 12, net, vocab, dl.try_gpu()) == out
 
 
@@ -361,7 +383,7 @@ def test_predict_dl_continuation_is_the_greedy_argmax(small_setup):
 # (e) data parallelism: two forced host devices in a fresh process
 
 
-DATA_PARALLEL = '''
+DATA_PARALLEL = """
 import os
 os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=2"  # before importing jax
 import io, json, sys, contextlib
@@ -424,20 +446,22 @@ except ValueError as err:
     out["odd_train_dl"] = "ValueError: " + str(err)
 out["odd_train_dl_printed"] = printed.getvalue()
 print("RESULT " + json.dumps(out))
-'''
+"""
 
 
 @pytest.fixture(scope="module")
 def data_parallel_run(tmp_path_factory):
     script = tmp_path_factory.mktemp("dp") / "data_parallel.py"
     script.write_text(textwrap.dedent(DATA_PARALLEL))
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2",
-               JAX_PLATFORMS="cpu")
-    proc = subprocess.run([sys.executable, str(script)], env=env, capture_output=True,
-                          text=True, timeout=300)
+    env = dict(
+        os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2", JAX_PLATFORMS="cpu"
+    )
+    proc = subprocess.run(
+        [sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=300
+    )
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-5000:]
     line = next(l for l in proc.stdout.splitlines() if l.startswith("RESULT "))
-    return json.loads(line[len("RESULT "):])
+    return json.loads(line[len("RESULT ") :])
 
 
 @pytest.mark.slow
@@ -445,14 +469,17 @@ def test_two_devices_train_like_one(data_parallel_run):
     out = data_parallel_run
     one, two = out["scratch1"], out["scratch2"]
     np.testing.assert_allclose(two["losses"], one["losses"], rtol=1e-5, atol=1e-5)
-    assert_weights_close([np.array(w) for w in two["weights"]],
-                         [np.array(w) for w in one["weights"]], 1e-5)
+    assert_weights_close(
+        [np.array(w) for w in two["weights"]], [np.array(w) for w in one["weights"]], 1e-5
+    )
     assert one["losses"][-1] != one["losses"][0]
     # the parameters are replicated on both devices, the state is split by rows
-    assert all(p == {"devices": 2, "replicated": True, "whole": True, "rows": False}
-               for p in two["params"]), two["params"]
-    assert all(s == {"devices": 2, "replicated": False, "whole": False, "rows": True}
-               for s in two["state"]), two["state"]
+    assert all(
+        p == {"devices": 2, "replicated": True, "whole": True, "rows": False} for p in two["params"]
+    ), two["params"]
+    assert all(
+        s == {"devices": 2, "replicated": False, "whole": False, "rows": True} for s in two["state"]
+    ), two["state"]
     assert all(p["devices"] == 1 for p in one["params"])
 
 

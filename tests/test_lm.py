@@ -6,10 +6,9 @@ import numpy as np
 import pytest
 
 from dl import lm
-from dl.optim import OptimizerConfig
 from dl import reference as ref
 from dl.data.batches import eval_batches
-
+from dl.optim import OptimizerConfig
 from training_helpers import random_batches
 
 BACKENDS = ["torch", "tensorflow", "jax"]
@@ -37,8 +36,9 @@ def test_one_layer_is_the_reference_cell(cell, output_tanh):
     config = lm.LMConfig(cell, V, H, output_tanh=output_tanh)
     params = f64(lm.init_params(config, 0, scale=0.5))
     assert list(params) == list(ref.PARAM_NAMES[cell])  # the seed's names, in its order
-    state = tuple(np.random.default_rng(1).standard_normal((B, H))
-                  for _ in range(config.state_per_layer))
+    state = tuple(
+        np.random.default_rng(1).standard_normal((B, H)) for _ in range(config.state_per_layer)
+    )
     X = ids()
     Y, new_state = lm.forward(lm.NUMPY_OPS, params, X, state, config)
     Y_ref, state_ref, _ = ref.forward(cell, params, ref.one_hot(X.T, V), state, output_tanh)
@@ -59,6 +59,7 @@ def test_stacked_layers_feed_each_other(cell):
         p = {name: params[f"layer{k}.{name}"] for name in ref.PARAM_NAMES[cell][:-2]}
         p.update(W_hq=out_W, b_q=out_b)
         return ref.forward(cell, p, inputs, ref.init_state(cell, B, H))[0]
+
     hidden1 = layer(1, ref.one_hot(X.T, V), np.eye(H), np.zeros(H)).reshape(T, B, H)
     np.testing.assert_allclose(Y, layer(2, hidden1, params["W_hq"], params["b_q"]), atol=1e-12)
 
@@ -104,14 +105,16 @@ def test_backend_forward_matches_numpy(name, cell):
     for name_, value in model.numpy_params().items():
         np.testing.assert_array_equal(value, params[name_])
     logits, _ = model.step(int(X[0, 0]), model.begin_state(1))
-    want_one, _ = lm.forward(lm.NUMPY_OPS, f64(params), X[:1, :1],
-                             lm.zero_state(config, 1, np.float64), config)
+    want_one, _ = lm.forward(
+        lm.NUMPY_OPS, f64(params), X[:1, :1], lm.zero_state(config, 1, np.float64), config
+    )
     np.testing.assert_allclose(logits, want_one[0], rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.parametrize("name", BACKENDS)
-@pytest.mark.parametrize("cell,output_tanh", [("rnn", True), ("gru", True), ("lstm", True),
-                                              ("lstm", False)])
+@pytest.mark.parametrize(
+    "cell,output_tanh", [("rnn", True), ("gru", True), ("lstm", True), ("lstm", False)]
+)
 def test_backend_training_is_the_reference_clipped_sgd(name, cell, output_tanh):
     """Three steps with the state carried equal dl.reference.train_steps (one layer): the
     gradients of every cell, the LSTM without output tanh included, are the reference's."""
@@ -119,8 +122,9 @@ def test_backend_training_is_the_reference_clipped_sgd(name, cell, output_tanh):
     config = lm.LMConfig(cell, V, H, output_tanh=output_tanh)
     params = lm.init_params(config, 3, scale=0.5)
     batches = random_batches(3, B, T, V)
-    want, losses = ref.train_steps(cell, f64(params), batches, lr=2.0, theta=0.5,
-                                   output_tanh=output_tanh)
+    want, losses = ref.train_steps(
+        cell, f64(params), batches, lr=2.0, theta=0.5, output_tanh=output_tanh
+    )
     model = module.LanguageModel(config, params, device="cpu")
     trainer = model.trainer(OptimizerConfig(lr=2.0), 0.5)
     state = trainer.begin_state(B)
@@ -147,12 +151,16 @@ def test_dropout_is_seeded_and_only_in_training(name):
         for X, Y in batches:
             state = trainer.train_step(X, Y, state)
         return model.numpy_params()["layer2.W_xi"]
+
     np.testing.assert_array_equal(trained(1), trained(1))
     assert not np.allclose(trained(1), trained(2))
     assert not np.allclose(trained(1), trained(1, dropout=0.0))
     model = module.LanguageModel(config, params, device="cpu")
     X, Y = batches[0]
-    assert model.eval_loss(X, Y, model.begin_state(B))[0] == model.eval_loss(X, Y, model.begin_state(B))[0]
+    assert (
+        model.eval_loss(X, Y, model.begin_state(B))[0]
+        == model.eval_loss(X, Y, model.begin_state(B))[0]
+    )
 
 
 def test_evaluate_walks_every_token_once_with_the_state_carried():
@@ -167,10 +175,13 @@ def test_evaluate_walks_every_token_once_with_the_state_carried():
     loss_sum, num_tokens = lm.evaluate(module.LanguageModel(config, params), corpus, 4, 10)
     X = np.concatenate([X for X, _ in batches], axis=1)
     Y = np.concatenate([Y for _, Y in batches], axis=1)
-    logits, _ = lm.forward(lm.NUMPY_OPS, f64(params), X, lm.zero_state(config, 4, np.float64), config)
+    logits, _ = lm.forward(
+        lm.NUMPY_OPS, f64(params), X, lm.zero_state(config, 4, np.float64), config
+    )
     assert num_tokens == 100
-    assert loss_sum == pytest.approx(ref.softmax_cross_entropy(logits, Y.T.reshape(-1))[0] * 100,
-                                     rel=1e-5)
+    assert loss_sum == pytest.approx(
+        ref.softmax_cross_entropy(logits, Y.T.reshape(-1))[0] * 100, rel=1e-5
+    )
 
 
 def test_eval_batches_needs_two_tokens():
@@ -185,6 +196,7 @@ def test_sampler_top_one_is_greedy_and_a_seed_repeats():
     def draws(seed, top_k=None):
         choose = lm.sampler(1.0, top_k=top_k, seed=seed)
         return [choose(logits) for _ in range(40)]
+
     assert draws(7) == draws(7)
     assert set(draws(7)) == {0, 1, 2, 3}
     assert set(draws(0, top_k=2)) == {1, 3}
@@ -194,8 +206,16 @@ def test_sampler_top_one_is_greedy_and_a_seed_repeats():
         lm.sampler(1.0, top_k=0)
 
 
-CONCISE = [("torch", "rnn"), ("torch", "lstm"), ("tensorflow", "rnn"), ("tensorflow", "gru"),
-           ("tensorflow", "lstm"), ("jax", "rnn"), ("jax", "gru"), ("jax", "lstm")]
+CONCISE = [
+    ("torch", "rnn"),
+    ("torch", "lstm"),
+    ("tensorflow", "rnn"),
+    ("tensorflow", "gru"),
+    ("tensorflow", "lstm"),
+    ("jax", "rnn"),
+    ("jax", "gru"),
+    ("jax", "lstm"),
+]
 
 
 @pytest.mark.parametrize("name,cell", CONCISE)
@@ -246,10 +266,13 @@ def test_torch_layers_keep_their_second_bias_at_zero():
     assert not model.rnn.bias_hh_l0.any() and model.rnn.bias_ih_l0.abs().sum() > 0
 
 
-@pytest.mark.parametrize("name,config,message", [
-    ("torch", lm.LMConfig("gru", V, H), "PyTorch has no layer computing the book's GRU"),
-    ("tensorflow", lm.LMConfig("lstm", V, H, output_tanh=False), "always applies tanh"),
-])
+@pytest.mark.parametrize(
+    "name,config,message",
+    [
+        ("torch", lm.LMConfig("gru", V, H), "PyTorch has no layer computing the book's GRU"),
+        ("tensorflow", lm.LMConfig("lstm", V, H, output_tanh=False), "always applies tanh"),
+    ],
+)
 def test_framework_layers_refuse_what_they_cannot_compute(name, config, message):
     module = backend(name)
     with pytest.raises(ValueError, match=message):
@@ -262,8 +285,10 @@ def test_tensorflow_step_takes_the_state_in_any_form_it_took_before():
     config = lm.LMConfig("lstm", V, H)
     model = module.LanguageModel(config, lm.init_params(config, 0, scale=0.5), device="cpu")
     want, _ = model.step(3, model.begin_state(1))
-    for state in (tuple(np.zeros((1, H), np.float64) for _ in range(2)),  # NumPy, float64
-                  [np.zeros((1, H), np.float32)] * 2):  # a list
+    for state in (
+        tuple(np.zeros((1, H), np.float64) for _ in range(2)),  # NumPy, float64
+        [np.zeros((1, H), np.float32)] * 2,
+    ):  # a list
         logits, new_state = model.step(3, state)
         np.testing.assert_allclose(logits, want, rtol=1e-6)
         assert len(new_state) == 2

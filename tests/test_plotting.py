@@ -14,8 +14,9 @@ matplotlib.use("Agg")
 
 def modules_after(statement):
     code = f"{statement}\nimport sys\nprint('matplotlib' in sys.modules)"
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                            timeout=300, check=False)
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=False
+    )
     assert result.returncode == 0, result.stderr
     return result.stdout.strip()
 
@@ -58,11 +59,19 @@ def test_plot_one_series_against_its_index_returns_none_and_prints_nothing(axes,
 
 def test_plot_shares_one_x_across_series_with_formats_scales_limits_and_legend(axes):
     x = np.arange(1, 5)
-    plotting.plot(x, [x ** 2, x ** 3], legend=["square", "cube"], xlim=[1, 4], ylim=[1, 64],
-                  xscale="log", yscale="log", axes=axes)
+    plotting.plot(
+        x,
+        [x**2, x**3],
+        legend=["square", "cube"],
+        xlim=[1, 4],
+        ylim=[1, 64],
+        xscale="log",
+        yscale="log",
+        axes=axes,
+    )
     square, cube = axes.get_lines()
     np.testing.assert_array_equal(cube.get_xdata(), x)
-    np.testing.assert_array_equal(cube.get_ydata(), x ** 3)
+    np.testing.assert_array_equal(cube.get_ydata(), x**3)
     assert (square.get_linestyle(), cube.get_linestyle(), cube.get_color()) == ("-", "--", "m")
     assert (axes.get_xscale(), axes.get_yscale()) == ("log", "log")
     assert axes.get_xlim() == (1, 4) and axes.get_ylim() == (1, 64)
@@ -112,8 +121,14 @@ def test_plot_shows_inline_as_svg_in_jupyter(monkeypatch):
     nbformat = pytest.importorskip("nbformat")
     nbclient = pytest.importorskip("nbclient")
     monkeypatch.delenv("MPLBACKEND", raising=False)  # the kernel picks its inline backend
-    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(
-        "from dl import plotting as d2l\nd2l.plot([1.0, 2.0, 4.0], xlabel='x', yscale='log')")])
+    notebook = nbformat.v4.new_notebook(
+        cells=[
+            nbformat.v4.new_code_cell(
+                "from dl import plotting as d2l\n"
+                "d2l.plot([1.0, 2.0, 4.0], xlabel='x', yscale='log')"
+            )
+        ]
+    )
     nbclient.NotebookClient(notebook, timeout=300, kernel_name="python3").execute()
     outputs = notebook.cells[0].outputs
     # the figure, shown once as SVG; no execute_result (plot returns None, nothing echoed)

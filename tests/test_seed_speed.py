@@ -30,12 +30,14 @@ def test_variants_take_turns_after_one_warm_up_each(seed_speed, monkeypatch):
             calls.append(label)
             clock[0] += seconds.pop(0)
             return 100
+
         return epoch
 
     monkeypatch.setattr(seed_speed.time, "perf_counter", lambda: clock[0])
     speeds = seed_speed.interleaved_speeds(
         {"book": run("book", [9.0, 1.0, 2.0, 4.0]), "fast": run("fast", [9.0, 0.1, 0.2, 0.4])},
-        rounds=3)
+        rounds=3,
+    )
     assert calls == ["book", "fast"] + ["book", "fast"] * 3
     assert speeds == {"book": pytest.approx(50.0), "fast": pytest.approx(500.0)}
 
@@ -69,14 +71,23 @@ def book_stub(root, tensorflow_module=BOOK_STUB, version="0.17.6"):
 
 @pytest.mark.slow
 def test_tensorflow_rows_time_the_books_own_loop_beside_the_re_created_one(
-        time_machine_path, tmp_path):
+    time_machine_path, tmp_path
+):
     pytest.importorskip("tensorflow")
     log = tmp_path / "calls.jsonl"
-    env = {**os.environ, "BOOK_STUB_LOG": str(log),
-           "PYTHONPATH": os.pathsep.join([str(book_stub(tmp_path)), os.environ.get("PYTHONPATH", "")])}
+    env = {
+        **os.environ,
+        "BOOK_STUB_LOG": str(log),
+        "PYTHONPATH": os.pathsep.join([str(book_stub(tmp_path)), os.environ.get("PYTHONPATH", "")]),
+    }
     result = subprocess.run(
         [sys.executable, str(SCRIPT), "--backends", "tensorflow", "--rounds", "1"],
-        capture_output=True, text=True, check=True, timeout=900, env=env)
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=900,
+        env=env,
+    )
     lines = result.stdout.splitlines()
     assert "| backend | model | book loop | variants |" in lines
     rows = [line.split(" | ") for line in lines if line.startswith("| tensorflow")]
@@ -90,24 +101,33 @@ def test_tensorflow_rows_time_the_books_own_loop_beside_the_re_created_one(
     for _, vocab_size, batches, use_random_iter in calls:
         assert vocab_size == 28 and not use_random_iter
         assert batches == [["EagerTensor", [32, 35]]] * 8
-    assert [call[0] for call in calls] == ["scratch", "scratch", ["concise", True], ["concise", True]]
+    assert [call[0] for call in calls] == [
+        "scratch",
+        "scratch",
+        ["concise", True],
+        ["concise", True],
+    ]
 
 
 def test_a_partial_install_of_the_books_library_falls_back_with_a_note(
-        seed_speed, tmp_path, monkeypatch, capsys):
+    seed_speed, tmp_path, monkeypatch, capsys
+):
     broken = "import matplotlib_inline_that_pip_no_deps_left_out\n"
     monkeypatch.syspath_prepend(str(book_stub(tmp_path, broken)))
     monkeypatch.delitem(sys.modules, "d2l", raising=False)
     assert seed_speed._d2l_tensorflow() == (None, None)
-    assert ("not timing the book's own library (ModuleNotFoundError: No module named "
-            "'matplotlib_inline_that_pip_no_deps_left_out'); the book loop is the re-created "
-            "one") in capsys.readouterr().err
+    assert (
+        "not timing the book's own library (ModuleNotFoundError: No module named "
+        "'matplotlib_inline_that_pip_no_deps_left_out'); the book loop is the re-created "
+        "one"
+    ) in capsys.readouterr().err
     for name in ("d2l", "d2l.tensorflow"):
         sys.modules.pop(name, None)
 
 
 def test_another_version_of_the_books_library_is_not_the_baseline(
-        seed_speed, tmp_path, monkeypatch, capsys):
+    seed_speed, tmp_path, monkeypatch, capsys
+):
     monkeypatch.syspath_prepend(str(book_stub(tmp_path, BOOK_STUB, version="1.0.3")))
     monkeypatch.delitem(sys.modules, "d2l", raising=False)
     assert seed_speed._d2l_tensorflow() == (None, None)

@@ -4,6 +4,7 @@ TensorFlow ``RNN(StackedRNNCells([...]), time_major=True)`` and PyTorch ``num_la
 
 import numpy as np
 import pytest
+
 from training_helpers import B, H, T, V, random_batches
 
 # ------------------------------------------------------------------------------- TensorFlow
@@ -13,17 +14,24 @@ def tf_stacked_model(kinds, seed=0):
     from dl import tensorflow as dl  # noqa: I001 (first: makes tf.keras tf-keras)
     import tensorflow as tf
 
-    make = {"lstm": lambda: tf.keras.layers.LSTMCell(H),
-            "gru": lambda: tf.keras.layers.GRUCell(H),
-            "gru-reset-before": lambda: tf.keras.layers.GRUCell(H, reset_after=False),
-            "simplernn": lambda: tf.keras.layers.SimpleRNNCell(H)}
-    layer = tf.keras.layers.RNN(tf.keras.layers.StackedRNNCells([make[k]() for k in kinds]),
-                                time_major=True, return_sequences=True, return_state=True)
+    make = {
+        "lstm": lambda: tf.keras.layers.LSTMCell(H),
+        "gru": lambda: tf.keras.layers.GRUCell(H),
+        "gru-reset-before": lambda: tf.keras.layers.GRUCell(H, reset_after=False),
+        "simplernn": lambda: tf.keras.layers.SimpleRNNCell(H),
+    }
+    layer = tf.keras.layers.RNN(
+        tf.keras.layers.StackedRNNCells([make[k]() for k in kinds]),
+        time_major=True,
+        return_sequences=True,
+        return_state=True,
+    )
     model = dl.RNNModel(layer, V)
     model(np.zeros((1, 1), np.int32), model.begin_state(1))
     rng = np.random.default_rng(seed)
-    model.set_weights([(0.3 * rng.standard_normal(w.shape)).astype(np.float32)
-                       for w in model.get_weights()])
+    model.set_weights(
+        [(0.3 * rng.standard_normal(w.shape)).astype(np.float32) for w in model.get_weights()]
+    )
     return model
 
 
@@ -38,16 +46,19 @@ def test_tensorflow_stacked_cells_compiled_equal_the_layers_own_call(kinds):
     model = tf_stacked_model(kinds)
     assert unrolled.supports(model.rnn)  # the compiled call takes the unrolled fast path
     X = random_batches(1)[0][0]
-    state = [tf.random.normal(tf.shape(s), seed=i) for i, s in
-             enumerate(tf.nest.flatten(model.begin_state(B)))]
+    state = [
+        tf.random.normal(tf.shape(s), seed=i)
+        for i, s in enumerate(tf.nest.flatten(model.begin_state(B)))
+    ]
     state = tf.nest.pack_sequence_as(model.begin_state(B), state)
     Y, *layer_state = model.rnn(tf.one_hot(X.T, V), initial_state=state)  # Keras' own call
     expected = model.dense(tf.reshape(Y, (-1, H)))
     logits, compiled_state = tf.function(model.call)(X, state)
     assert logits.shape == (T * B, V)
     np.testing.assert_allclose(logits, expected, rtol=1e-5, atol=1e-5)
-    assert tf.nest.map_structure(lambda t: t.shape, compiled_state) == \
-        tf.nest.map_structure(lambda t: t.shape, layer_state)
+    assert tf.nest.map_structure(lambda t: t.shape, compiled_state) == tf.nest.map_structure(
+        lambda t: t.shape, layer_state
+    )
     for ours, theirs in zip(tf.nest.flatten(compiled_state), tf.nest.flatten(layer_state)):
         np.testing.assert_allclose(ours, theirs, rtol=1e-5, atol=1e-5)
 
@@ -91,8 +102,9 @@ TORCH_LAYERS = [("LSTM", 2, False), ("GRU", 2, True), ("RNN", 1, True), ("LSTM",
 
 
 @pytest.mark.parametrize("kind, num_layers, bidirectional", TORCH_LAYERS)
-def test_torch_deep_and_bidirectional_layers_equal_the_layers_own_output(kind, num_layers,
-                                                                          bidirectional):
+def test_torch_deep_and_bidirectional_layers_equal_the_layers_own_output(
+    kind, num_layers, bidirectional
+):
     torch = pytest.importorskip("torch")
     from dl import torch as dl
 
@@ -108,23 +120,29 @@ def test_torch_deep_and_bidirectional_layers_equal_the_layers_own_output(kind, n
     Y, expected_state = layer(torch.nn.functional.one_hot(X.T, V).float(), state)
     torch.testing.assert_close(logits, model.linear(Y.reshape(-1, directions * H)))
     assert logits.shape == (T * B, V)
-    for ours, theirs in zip(new_state if kind == "LSTM" else (new_state,),
-                            expected_state if kind == "LSTM" else (expected_state,)):
+    for ours, theirs in zip(
+        new_state if kind == "LSTM" else (new_state,),
+        expected_state if kind == "LSTM" else (expected_state,),
+    ):
         torch.testing.assert_close(ours, theirs)
 
 
 @pytest.mark.parametrize("kind, num_layers, bidirectional", TORCH_LAYERS[:2])
-def test_torch_deep_and_bidirectional_models_train_every_parameter(kind, num_layers,
-                                                                    bidirectional):
+def test_torch_deep_and_bidirectional_models_train_every_parameter(kind, num_layers, bidirectional):
     torch = pytest.importorskip("torch")
     from dl import torch as dl
 
     torch.manual_seed(0)
-    model = dl.RNNModel(getattr(torch.nn, kind)(V, H, num_layers=num_layers,
-                                                bidirectional=bidirectional), V)
+    model = dl.RNNModel(
+        getattr(torch.nn, kind)(V, H, num_layers=num_layers, bidirectional=bidirectional), V
+    )
     before = [p.detach().clone() for p in model.parameters()]
-    trainer = dl.TorchTrainer(model, torch.nn.CrossEntropyLoss(reduction="none"),
-                              torch.optim.SGD(model.parameters(), 1.0), "cpu")
+    trainer = dl.TorchTrainer(
+        model,
+        torch.nn.CrossEntropyLoss(reduction="none"),
+        torch.optim.SGD(model.parameters(), 1.0),
+        "cpu",
+    )
     state, losses = trainer.begin_state(B), []
     for X, Y in random_batches():
         state = trainer.train_step(X, Y, state)
@@ -140,7 +158,8 @@ def test_tensorflow_bidirectional_layer_equals_its_own_call_and_trains(merge_mod
 
     layer = tf.keras.layers.Bidirectional(
         tf.keras.layers.LSTM(H, time_major=True, return_sequences=True, return_state=True),
-        merge_mode=merge_mode)
+        merge_mode=merge_mode,
+    )
     model = dl.RNNModel(layer, V)
     state = model.begin_state(B)
     assert [tuple(s.shape) for s in state] == [(B, H)] * 4  # forward H, C, backward H, C
@@ -166,6 +185,7 @@ def test_tensorflow_bidirectional_without_merging_is_refused():
 
     layer = tf.keras.layers.Bidirectional(
         tf.keras.layers.LSTM(H, time_major=True, return_sequences=True, return_state=True),
-        merge_mode=None)
+        merge_mode=None,
+    )
     with pytest.raises(InputError, match="merge_mode='concat'"):
         dl.RNNModel(layer, V)

@@ -5,14 +5,14 @@ states, are tested for every framework in test_cells.py; here, with the same wei
 must equal Keras' SimpleRNNCell, GRUCell(reset_after=False) and LSTMCell; ``RNNModel`` must
 give time-major logits equal to a manual computation with its layer's own weights.
 """
-from dl import tensorflow as dl  # first: makes tf.keras tf-keras in this process
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
+from cell_problems import CELLS, TOL, B, H, T, V, as_float64, problem, random_params, random_state
 from dl import reference as ref
-from cell_problems import B, CELLS, H, T, TOL, V, as_float64, problem, random_params, random_state
+from dl import tensorflow as dl  # first: makes tf.keras tf-keras in this process
 
 # Keras' gate order in the concatenated kernels, as canonical gate letters.
 KERAS_GATES = {"rnn": ("h",), "gru": ("z", "r", "h"), "lstm": ("i", "f", "c", "o")}
@@ -34,9 +34,11 @@ def variables_from(cell, params):
 def to_keras_weights(cell, params):
     """Canonical params -> [kernel, recurrent_kernel, bias] with Keras' gate order."""
     gates = KERAS_GATES[cell]
-    return [np.concatenate([params[f"W_x{g}"] for g in gates], axis=1),
-            np.concatenate([params[f"W_h{g}"] for g in gates], axis=1),
-            np.concatenate([params[f"b_{g}"] for g in gates], axis=0)]
+    return [
+        np.concatenate([params[f"W_x{g}"] for g in gates], axis=1),
+        np.concatenate([params[f"W_h{g}"] for g in gates], axis=1),
+        np.concatenate([params[f"b_{g}"] for g in gates], axis=0),
+    ]
 
 
 def from_keras_weights(cell, kernel, recurrent_kernel, bias, dense_kernel, dense_bias):
@@ -44,9 +46,12 @@ def from_keras_weights(cell, kernel, recurrent_kernel, bias, dense_kernel, dense
     Dense -> canonical params."""
     gates = KERAS_GATES[cell]
     params = {}
-    for g, k, r, b in zip(gates, np.split(kernel, len(gates), axis=1),
-                          np.split(recurrent_kernel, len(gates), axis=1),
-                          np.split(bias, len(gates), axis=0)):
+    for g, k, r, b in zip(
+        gates,
+        np.split(kernel, len(gates), axis=1),
+        np.split(recurrent_kernel, len(gates), axis=1),
+        np.split(bias, len(gates), axis=0),
+    ):
         params[f"W_x{g}"], params[f"W_h{g}"], params[f"b_{g}"] = k, r, b
     params["W_hq"], params["b_q"] = dense_kernel, dense_bias
     return {name: np.asarray(params[name], np.float64) for name in ref.PARAM_NAMES[cell]}
@@ -58,8 +63,9 @@ def from_keras_weights(cell, kernel, recurrent_kernel, bias, dense_kernel, dense
 
 @pytest.mark.parametrize("cell", CELLS)
 def test_params_have_canonical_names_shapes_and_init(cell):
-    get_params = {"rnn": dl.get_rnn_params, "gru": dl.get_gru_params,
-                  "lstm": dl.get_lstm_params}[cell]
+    get_params = {"rnn": dl.get_rnn_params, "gru": dl.get_gru_params, "lstm": dl.get_lstm_params}[
+        cell
+    ]
     params = get_params(V, H)
     expected = ref.init_params(cell, V, H, np.random.default_rng(0))
     assert len(params) == len(ref.PARAM_NAMES[cell])
@@ -88,14 +94,17 @@ def test_forward_on_one_hot_tokens_and_a_list_of_steps(cell):
     params, state, _, _ = problem(cell, seed=3)
     ids = np.random.default_rng(4).integers(0, V, (B, T))
     X = ref.one_hot(ids.T, V, np.float32)
-    Y_ref, final_ref, _ = ref.forward(cell, as_float64(params), X.astype(np.float64),
-                                      as_float64(state))
+    Y_ref, final_ref, _ = ref.forward(
+        cell, as_float64(params), X.astype(np.float64), as_float64(state)
+    )
     variables = variables_from(cell, params)
     forward = tf_forward(cell)
     as_list = [tf.constant(x) for x in X]
     compiled = tf.function(lambda inputs, s: forward(tf.unstack(inputs), s, variables))
-    for Y, final in (forward(as_list, state, variables),
-                     compiled(tf.constant(X), tuple(map(tf.constant, state)))):
+    for Y, final in (
+        forward(as_list, state, variables),
+        compiled(tf.constant(X), tuple(map(tf.constant, state))),
+    ):
         np.testing.assert_allclose(Y.numpy(), Y_ref, **TOL)
         for s, s_ref in zip(final, final_ref):
             np.testing.assert_allclose(s.numpy(), s_ref, **TOL)
@@ -117,8 +126,9 @@ def test_scratch_cell_matches_keras_cell_with_copied_weights(cell):
         h, keras_state = keras_cell(tf.constant(x), keras_state)
         keras_state = tf.nest.flatten(keras_state)
         outputs.append(h.numpy() @ params["W_hq"] + params["b_q"])
-    Y, final = tf_forward(cell)(tf.constant(X), tuple(map(tf.constant, state)),
-                                variables_from(cell, params))
+    Y, final = tf_forward(cell)(
+        tf.constant(X), tuple(map(tf.constant, state)), variables_from(cell, params)
+    )
     np.testing.assert_allclose(Y.numpy(), np.concatenate(outputs, axis=0), **TOL)
     assert len(final) == len(keras_state)  # LSTM: (H, C) in Keras' order [h, c]
     for s, s_keras in zip(final, keras_state):
@@ -144,17 +154,35 @@ def gru_reset_after_numpy(kernel, recurrent_kernel, bias, X, h):
 
 
 LAYERS = {
-    "rnn(lstmcell)": ("lstm", lambda: tf.keras.layers.RNN(
-        tf.keras.layers.LSTMCell(H), time_major=True, return_sequences=True, return_state=True)),
-    "lstm": ("lstm", lambda: tf.keras.layers.LSTM(
-        H, time_major=True, return_sequences=True, return_state=True)),
-    "gru-reset-before": ("gru", lambda: tf.keras.layers.GRU(
-        H, time_major=True, return_sequences=True, return_state=True, reset_after=False)),
-    "gru": ("gru-reset-after", lambda: tf.keras.layers.GRU(
-        H, time_major=True, return_sequences=True, return_state=True)),
-    "rnn(simplernncell)": ("rnn", lambda: tf.keras.layers.RNN(
-        tf.keras.layers.SimpleRNNCell(H), time_major=True, return_sequences=True,
-        return_state=True)),
+    "rnn(lstmcell)": (
+        "lstm",
+        lambda: tf.keras.layers.RNN(
+            tf.keras.layers.LSTMCell(H), time_major=True, return_sequences=True, return_state=True
+        ),
+    ),
+    "lstm": (
+        "lstm",
+        lambda: tf.keras.layers.LSTM(H, time_major=True, return_sequences=True, return_state=True),
+    ),
+    "gru-reset-before": (
+        "gru",
+        lambda: tf.keras.layers.GRU(
+            H, time_major=True, return_sequences=True, return_state=True, reset_after=False
+        ),
+    ),
+    "gru": (
+        "gru-reset-after",
+        lambda: tf.keras.layers.GRU(H, time_major=True, return_sequences=True, return_state=True),
+    ),
+    "rnn(simplernncell)": (
+        "rnn",
+        lambda: tf.keras.layers.RNN(
+            tf.keras.layers.SimpleRNNCell(H),
+            time_major=True,
+            return_sequences=True,
+            return_state=True,
+        ),
+    ),
 }
 
 
@@ -206,10 +234,14 @@ def test_rnn_model_logits_are_time_major_and_match_manual_computation(kind, comp
 
 @pytest.mark.parametrize("batch_size", [1, 4])
 def test_rnn_model_begin_state_shapes(batch_size):
-    lstm = dl.RNNModel(tf.keras.layers.LSTM(H, time_major=True, return_sequences=True,
-                                            return_state=True), vocab_size=V)
-    gru = dl.RNNModel(tf.keras.layers.GRU(H, time_major=True, return_sequences=True,
-                                          return_state=True), vocab_size=V)
+    lstm = dl.RNNModel(
+        tf.keras.layers.LSTM(H, time_major=True, return_sequences=True, return_state=True),
+        vocab_size=V,
+    )
+    gru = dl.RNNModel(
+        tf.keras.layers.GRU(H, time_major=True, return_sequences=True, return_state=True),
+        vocab_size=V,
+    )
     assert [tuple(s.shape) for s in lstm.begin_state(batch_size)] == [(batch_size, H)] * 2
     assert [tuple(s.shape) for s in gru.begin_state(batch_size=batch_size)] == [(batch_size, H)]
     assert all(s.dtype == tf.float32 for s in lstm.begin_state(batch_size))
@@ -218,8 +250,10 @@ def test_rnn_model_begin_state_shapes(batch_size):
 def test_rnn_model_state_round_trips_through_calls():
     """Feeding two halves with the state carried equals feeding the whole sequence."""
     tf.random.set_seed(1)
-    model = dl.RNNModel(tf.keras.layers.LSTM(H, time_major=True, return_sequences=True,
-                                             return_state=True), vocab_size=V)
+    model = dl.RNNModel(
+        tf.keras.layers.LSTM(H, time_major=True, return_sequences=True, return_state=True),
+        vocab_size=V,
+    )
     ids = tf.constant(np.random.default_rng(1).integers(0, V, (B, 2 * T)), dtype=tf.int32)
     Y, _ = model(ids, model.begin_state(B))
     Y1, state = model(ids[:, :T], model.begin_state(B))
@@ -235,15 +269,19 @@ def test_rnn_model_rejects_layer_without_sequences_or_state():
 def test_scratch_model_logits_match_reference():
     """RNNModelScratch one-hot encodes (batch, steps) ids time-major, as the book does."""
     params = random_params("lstm", seed=21)
-    model = dl.RNNModelScratch(V, H, dl.init_lstm_state, dl.lstm,
-                               lambda v, h: variables_from("lstm", params))
+    model = dl.RNNModelScratch(
+        V, H, dl.init_lstm_state, dl.lstm, lambda v, h: variables_from("lstm", params)
+    )
     ids = np.random.default_rng(2).integers(0, V, (B, T)).astype(np.int32)
     state = model.begin_state(batch_size=B)
     assert [tuple(s.shape) for s in state] == [(B, H), (B, H)]
     Y, (Hn, Cn) = model(tf.constant(ids), state)
-    Y_ref, (H_ref, C_ref), _ = ref.forward("lstm", as_float64(params), ref.one_hot(ids.T, V),
-                                           ref.init_state("lstm", B, H))
+    Y_ref, (H_ref, C_ref), _ = ref.forward(
+        "lstm", as_float64(params), ref.one_hot(ids.T, V), ref.init_state("lstm", B, H)
+    )
     np.testing.assert_allclose(Y.numpy(), Y_ref, **TOL)
     np.testing.assert_allclose(Hn.numpy(), H_ref, **TOL)
     np.testing.assert_allclose(Cn.numpy(), C_ref, **TOL)
-    assert [v.name.split(":")[0] for v in model.trainable_variables] == list(ref.PARAM_NAMES["lstm"])
+    assert [v.name.split(":")[0] for v in model.trainable_variables] == list(
+        ref.PARAM_NAMES["lstm"]
+    )

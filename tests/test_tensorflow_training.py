@@ -4,7 +4,6 @@ grad_clipping, distribution strategies, the eager fallback and which Keras ``tf.
 Sizes are tiny (vocab ~7-25, hidden 8-16, a few steps); anything that starts a fresh Python
 process is marked slow.
 """
-from dl import tensorflow as dl  # first: makes tf.keras tf-keras in this process
 
 import json
 import os
@@ -20,28 +19,37 @@ import pytest
 import tensorflow as tf
 
 from dl import reference as ref
+from dl import tensorflow as dl  # first: makes tf.keras tf-keras in this process
 from dl.train import DivergedError
-
 from training_helpers import B, H, T, V, numpy_params, random_batches, tiny_loader  # noqa: E402
+
+
 def scratch_model(cell, params, forward_fn=None, vocab_size=V):
     _, init_state, forward = dl.CELLS[cell]
     return dl.RNNModelScratch(
-        vocab_size, H, init_state, forward_fn or forward,
-        lambda v, h: [tf.Variable(params[name], name=name) for name in ref.PARAM_NAMES[cell]])
+        vocab_size,
+        H,
+        init_state,
+        forward_fn or forward,
+        lambda v, h: [tf.Variable(params[name], name=name) for name in ref.PARAM_NAMES[cell]],
+    )
 
 
 def keras_layer(kind):
     if kind == "lstm":
         return tf.keras.layers.LSTM(H, time_major=True, return_sequences=True, return_state=True)
     if kind == "rnn(lstmcell)":
-        return tf.keras.layers.RNN(tf.keras.layers.LSTMCell(H), time_major=True,
-                                   return_sequences=True, return_state=True)
+        return tf.keras.layers.RNN(
+            tf.keras.layers.LSTMCell(H), time_major=True, return_sequences=True, return_state=True
+        )
     if kind == "gru-reset-before":
-        return tf.keras.layers.GRU(H, time_major=True, return_sequences=True, return_state=True,
-                                   reset_after=False)
+        return tf.keras.layers.GRU(
+            H, time_major=True, return_sequences=True, return_state=True, reset_after=False
+        )
     if kind == "simplernn":
-        return tf.keras.layers.SimpleRNN(H, time_major=True, return_sequences=True,
-                                         return_state=True)
+        return tf.keras.layers.SimpleRNN(
+            H, time_major=True, return_sequences=True, return_state=True
+        )
     return tf.keras.layers.GRU(H, time_major=True, return_sequences=True, return_state=True)
 
 
@@ -50,15 +58,17 @@ def concise_model(kind, seed=2, vocab_size=V):
     model = dl.RNNModel(keras_layer(kind), vocab_size=vocab_size)
     model(tf.zeros((1, 1), tf.int32), model.begin_state(batch_size=1))
     rng = np.random.default_rng(seed)
-    model.set_weights([(0.3 * rng.standard_normal(w.shape)).astype(np.float32)
-                       for w in model.get_weights()])
+    model.set_weights(
+        [(0.3 * rng.standard_normal(w.shape)).astype(np.float32) for w in model.get_weights()]
+    )
     return model
 
 
 def sgd_trainer(net, compile=True, strategy=None, theta=1.0, lr=1.0):
     loss = tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True, reduction="none")
-    return dl.TFTrainer(net, loss, tf.keras.optimizers.SGD(lr), strategy, theta=theta,
-                        compile=compile)
+    return dl.TFTrainer(
+        net, loss, tf.keras.optimizers.SGD(lr), strategy, theta=theta, compile=compile
+    )
 
 
 def train_steps(trainer, batches):
@@ -117,8 +127,9 @@ def test_train_epoch_dl_compiled_and_eager_agree():
         net = scratch_model("lstm", params, vocab_size=len(vocab))
         loss = tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True, reduction="none")
         random.seed(0)  # the same random offset for the epoch
-        ppl, speed = dl.train_epoch_dl(net, loader, loss, tf.keras.optimizers.SGD(1.0), False,
-                                       compile=compile)
+        ppl, speed = dl.train_epoch_dl(
+            net, loader, loss, tf.keras.optimizers.SGD(1.0), False, compile=compile
+        )
         assert speed > 0 and 1 < ppl < len(vocab) * 2
         results[compile] = ppl, weights(net)
     np.testing.assert_allclose(results[True][0], results[False][0], rtol=1e-5)
@@ -148,9 +159,13 @@ def test_trainer_loss_sum_is_token_summed_and_reset():
     trainer = sgd_trainer(scratch_model("lstm", params))
     X, Y = batches[0]
     trainer.train_step(X, Y, trainer.begin_state(B))
-    expected, _, _ = ref.loss_and_grads("lstm", {n: p.astype(np.float64) for n, p in params.items()},
-                                        ref.one_hot(X.T, V), Y.T.reshape(-1),
-                                        ref.init_state("lstm", B, H))
+    expected, _, _ = ref.loss_and_grads(
+        "lstm",
+        {n: p.astype(np.float64) for n, p in params.items()},
+        ref.one_hot(X.T, V),
+        Y.T.reshape(-1),
+        ref.init_state("lstm", B, H),
+    )
     np.testing.assert_allclose(trainer.take_loss_sum(), expected * Y.size, rtol=1e-5)
     assert trainer.take_loss_sum() == 0.0
 
@@ -210,12 +225,17 @@ def run_python(code, legacy_keras_env=False, timeout=240):
     """Run ``code`` in a fresh interpreter; returns the JSON it prints after 'RESULT:'."""
     env = {k: v for k, v in os.environ.items() if k != "TF_USE_LEGACY_KERAS"}
     env["TF_CPP_MIN_LOG_LEVEL"] = "2"
-    done = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True,
-                          text=True, env=env, timeout=timeout)
+    done = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=timeout,
+    )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-5000:]
     lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT:")]
     assert lines, done.stdout[-3000:] + done.stderr[-3000:]
-    return json.loads(lines[-1][len("RESULT:"):]), done
+    return json.loads(lines[-1][len("RESULT:") :]), done
 
 
 MIRRORED = """
@@ -284,8 +304,9 @@ def test_mirrored_strategy_on_two_cpus_matches_one_device():
     for name in ("scratch", "concise"):
         one, two = out[name]["one"], out[name]["two"]
         np.testing.assert_allclose(two["losses"], one["losses"], rtol=1e-4, atol=1e-4, err_msg=name)
-        assert_weights_close([np.array(w) for w in two["weights"]],
-                             [np.array(w) for w in one["weights"]], 1e-4)
+        assert_weights_close(
+            [np.array(w) for w in two["weights"]], [np.array(w) for w in one["weights"]], 1e-4
+        )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -341,8 +362,9 @@ def restore_variable_scope():
     device (scan sets it without try/finally), after which creating a variable under any
     strategy scope raises; reset it so later tests are unaffected."""
     yield
-    tf.function(lambda: tf.compat.v1.get_variable_scope().set_caching_device(None)
-                ).get_concrete_function()
+    tf.function(
+        lambda: tf.compat.v1.get_variable_scope().set_caching_device(None)
+    ).get_concrete_function()
 
 
 def train_counting_calls(trainer, batches, forward):
@@ -386,8 +408,11 @@ def test_eager_fallback_warning_says_why():
     assert "has no attribute 'numpy'" in message, message
 
 
-@pytest.mark.parametrize("forward_fn", [lstm_with_tf_shape, lstm_with_static_shape, lstm_with_scan],
-                         ids=["tf.shape", "inputs.shape", "tf.scan"])
+@pytest.mark.parametrize(
+    "forward_fn",
+    [lstm_with_tf_shape, lstm_with_static_shape, lstm_with_scan],
+    ids=["tf.shape", "inputs.shape", "tf.scan"],
+)
 def test_forward_needing_one_tensor_still_compiles(forward_fn, restore_variable_scope):
     params, batches = numpy_params("lstm"), random_batches()  # B=4 != T=6
     forward = Counted(forward_fn, forward_fn.__name__)
@@ -437,9 +462,17 @@ def small_setup():
     return net, loader, vocab
 
 
-@pytest.mark.parametrize("lr, num_epochs, name", [
-    (0, 1, "lr"), (-1.0, 1, "lr"), (float("nan"), 1, "lr"), (float("inf"), 1, "lr"),
-    (1, -1, "num_epochs"), (1, 1.5, "num_epochs")])
+@pytest.mark.parametrize(
+    "lr, num_epochs, name",
+    [
+        (0, 1, "lr"),
+        (-1.0, 1, "lr"),
+        (float("nan"), 1, "lr"),
+        (float("inf"), 1, "lr"),
+        (1, -1, "num_epochs"),
+        (1, 1.5, "num_epochs"),
+    ],
+)
 def test_train_dl_rejects_bad_lr_and_epochs(small_setup, capsys, lr, num_epochs, name):
     net, loader, vocab = small_setup
     with pytest.raises(ValueError, match=name):
@@ -547,8 +580,9 @@ def test_train_dl_scratch_as_in_the_seed(capsys):
 def test_train_dl_concise_as_in_the_seed(capsys, compile):
     loader, vocab = tiny_loader()
     lstm_cell = tf.keras.layers.LSTMCell(H, kernel_initializer="glorot_uniform")
-    lstm_layer = tf.keras.layers.RNN(lstm_cell, time_major=True, return_sequences=True,
-                                     return_state=True)
+    lstm_layer = tf.keras.layers.RNN(
+        lstm_cell, time_major=True, return_sequences=True, return_state=True
+    )
     strategy = tf.distribute.OneDeviceStrategy(dl.try_gpu()._device_name)
     with strategy.scope():
         model = dl.RNNModel(lstm_layer, vocab_size=len(vocab))
@@ -675,7 +709,8 @@ for g, k, r, b in zip("ifco", np.split(kernel, 4, 1), np.split(recurrent, 4, 1),
     params["W_x" + g], params["W_h" + g], params["b_" + g] = k, r, b
 params["W_hq"], params["b_q"] = dense_kernel, dense_bias
 params = {n: params[n].astype(np.float64) for n in ref.PARAM_NAMES["lstm"]}
-Y_ref, _, _ = ref.forward("lstm", params, ref.one_hot(ids[:, :T].T, V), ref.init_state("lstm", B, H))
+inputs = ref.one_hot(ids[:, :T].T, V)
+Y_ref, _, _ = ref.forward("lstm", params, inputs, ref.init_state("lstm", B, H))
 out["max_error"] = float(np.abs(Y.numpy() - Y_ref).max())
 
 loss = tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True, reduction="none")

@@ -19,8 +19,9 @@ def test_char_and_byte_round_trip_every_text(text):
     for kind in ("char", "byte"):
         tokenizer = tk.fit(kind, text)
         ids = tokenizer.encode(text)
-        assert ids.dtype == np.int32 and ids.shape == (len(text) if kind == "char"
-                                                       else len(text.encode("utf-8")),)
+        assert ids.dtype == np.int32 and ids.shape == (
+            len(text) if kind == "char" else len(text.encode("utf-8")),
+        )
         assert tokenizer.decode(ids) == text
 
 
@@ -55,8 +56,18 @@ def test_byte_has_256_ids_and_nothing_unknown():
 def test_word_splits_punctuation_and_marks_line_ends():
     text = "Don't stop, Filby.\nIt's  late!\n"
     tokenizer = tk.fit("word", text)
-    assert tk.WordTokenizer.split(text) == ["Don't", "stop", ",", "Filby", ".", "<eos>",
-                                            "It's", "late", "!", "<eos>"]
+    assert tk.WordTokenizer.split(text) == [
+        "Don't",
+        "stop",
+        ",",
+        "Filby",
+        ".",
+        "<eos>",
+        "It's",
+        "late",
+        "!",
+        "<eos>",
+    ]
     assert tokenizer.decode(tokenizer.encode(text)) == "Don't stop , Filby .\nIt's late !\n"
 
 
@@ -65,8 +76,11 @@ def test_word_vocabulary_limits():
     assert tk.fit("word", text, max_vocab=3).idx_to_token == ["<unk>", "<eos>", "a"]
     assert tk.fit("word", text, min_freq=2).idx_to_token == ["<unk>", "<eos>", "a", "b"]
     assert tk.fit("word", text, min_freq=2).encode("c b").tolist() == [0, 3, 1]
-    with pytest.raises(InputError, match=r"--max-vocab 2: the word vocabulary reserves <unk> "
-                                         r"and <eos>, so give at least 3"):
+    with pytest.raises(
+        InputError,
+        match=r"--max-vocab 2: the word vocabulary reserves <unk> "
+        r"and <eos>, so give at least 3",
+    ):
         tk.fit("word", text, max_vocab=2)
     with pytest.raises(InputError, match=r"--max-vocab 1: <unk> takes one id"):
         tk.fit("char", text, max_vocab=1)
@@ -127,8 +141,11 @@ def test_splits_are_in_time_order_and_refuse_empty_parts():
     assert (len(train), len(val), len(test)) == (70, 10, 20)
     np.testing.assert_array_equal(np.concatenate([train, val, test]), ids)
     assert [len(part) for part in corpus.split(ids)] == [100, 0, 0]
-    with pytest.raises(InputError, match=r"--test-fraction 0.01 holds out 1 of 100 tokens, "
-                                         r"fewer than the 2 one batch needs"):
+    with pytest.raises(
+        InputError,
+        match=r"--test-fraction 0.01 holds out 1 of 100 tokens, "
+        r"fewer than the 2 one batch needs",
+    ):
         corpus.split(ids, 0.1, 0.01)
     with pytest.raises(InputError, match=r"leave nothing to train on"):
         corpus.split(ids, 0.5, 0.5)
@@ -136,6 +153,7 @@ def test_splits_are_in_time_order_and_refuse_empty_parts():
 
 def test_sha256_of_reads_the_file(tmp_path):
     import hashlib
+
     path = tmp_path / "t.txt"
     path.write_bytes(b"x" * 3_000_000)
     assert corpus.sha256_of(path) == hashlib.sha256(b"x" * 3_000_000).hexdigest()

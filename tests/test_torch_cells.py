@@ -8,15 +8,16 @@ reference only and ``RNNModel(nn.GRU)`` with a manual computation in torch's own
 ``RNNModel`` must give time-major logits equal to running its layer directly plus its linear
 layer.
 """
+
 import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
 from torch import nn  # noqa: E402
 
+from cell_problems import CELLS, TOL, B, H, T, V, as_float64, problem, random_params  # noqa: E402
 from dl import reference as ref  # noqa: E402
 from dl import torch as dl  # noqa: E402
-from cell_problems import B, CELLS, H, T, TOL, V, as_float64, problem, random_params  # noqa: E402
 
 CPU = torch.device("cpu")
 
@@ -39,8 +40,9 @@ def torch_forward(cell):
 
 @pytest.mark.parametrize("cell", CELLS)
 def test_params_have_canonical_shapes_and_book_init(cell):
-    get_params = {"rnn": dl.get_rnn_params, "gru": dl.get_gru_params,
-                  "lstm": dl.get_lstm_params}[cell]
+    get_params = {"rnn": dl.get_rnn_params, "gru": dl.get_gru_params, "lstm": dl.get_lstm_params}[
+        cell
+    ]
     torch.manual_seed(0)
     params = get_params(40, 32, CPU)  # large enough for the statistics below
     shapes = ref.param_shapes(cell, 40, 32)
@@ -75,12 +77,14 @@ def test_forward_on_one_hot_tokens_matches_reference(cell):
     params, state, _, _ = problem(cell, seed=3)
     ids = np.random.default_rng(4).integers(0, V, (B, T))
     X = ref.one_hot(ids.T, V, np.float32)
-    Y_ref, final_ref, _ = ref.forward(cell, as_float64(params), X.astype(np.float64),
-                                      as_float64(state))
+    Y_ref, final_ref, _ = ref.forward(
+        cell, as_float64(params), X.astype(np.float64), as_float64(state)
+    )
     inputs = nn.functional.one_hot(torch.tensor(ids).T, V).float()
     with torch.no_grad():
-        Y, final = torch_forward(cell)(inputs, tuple(map(torch.tensor, state)),
-                                       tensors_from(cell, params))
+        Y, final = torch_forward(cell)(
+            inputs, tuple(map(torch.tensor, state)), tensors_from(cell, params)
+        )
     np.testing.assert_allclose(Y.numpy(), Y_ref, **TOL)
     for s, s_ref in zip(final, final_ref):
         np.testing.assert_allclose(s.numpy(), s_ref, **TOL)
@@ -103,8 +107,12 @@ def load_torch_layer(layer, cell, params, seed=0):
     w_hh = np.concatenate([params[f"W_h{g}"].T for g in gates], axis=0)
     b_ih, b_hh = split_bias(np.concatenate([params[f"b_{g}"] for g in gates]), seed)
     with torch.no_grad():
-        for name, value in (("weight_ih_l0", w_ih), ("weight_hh_l0", w_hh),
-                            ("bias_ih_l0", b_ih), ("bias_hh_l0", b_hh)):
+        for name, value in (
+            ("weight_ih_l0", w_ih),
+            ("weight_hh_l0", w_hh),
+            ("bias_ih_l0", b_ih),
+            ("bias_hh_l0", b_hh),
+        ):
             getattr(layer, name).copy_(torch.tensor(value))
 
 
@@ -118,8 +126,9 @@ def test_scratch_cell_matches_torch_layer_with_copied_weights(cell):
     with torch.no_grad():
         hs, final_layer = layer(torch.tensor(X), torch_state[0] if cell == "rnn" else torch_state)
         Y_layer = hs.reshape(T * B, H) @ torch.tensor(params["W_hq"]) + torch.tensor(params["b_q"])
-        Y, final = torch_forward(cell)(torch.tensor(X), tuple(map(torch.tensor, state)),
-                                       tensors_from(cell, params))
+        Y, final = torch_forward(cell)(
+            torch.tensor(X), tuple(map(torch.tensor, state)), tensors_from(cell, params)
+        )
     np.testing.assert_allclose(Y.numpy(), Y_layer.numpy(), **TOL)
     final_layer = (final_layer,) if cell == "rnn" else final_layer  # LSTM: (h, c)
     assert len(final) == len(final_layer)
@@ -139,8 +148,9 @@ def test_torch_gru_is_not_the_books_gru():
         layer.bias_ih_l0.copy_(torch.tensor(np.concatenate([params[f"b_{g}"] for g in gates])))
         layer.bias_hh_l0.zero_()
         _, h_torch = layer(torch.tensor(X), torch.tensor(state[0])[None])
-        _, (h_book,) = dl.gru(torch.tensor(X), tuple(map(torch.tensor, state)),
-                              tensors_from("gru", params))
+        _, (h_book,) = dl.gru(
+            torch.tensor(X), tuple(map(torch.tensor, state)), tensors_from("gru", params)
+        )
     assert not np.allclose(h_torch[0].numpy(), h_book.numpy(), atol=1e-3)
 
 
@@ -166,8 +176,9 @@ def test_scratch_model_logits_match_reference(cell):
     assert [tuple(s.shape) for s in state] == [(B, H)] * (2 if cell == "lstm" else 1)
     with torch.no_grad():
         Y, final = model(torch.tensor(ids), state)  # int32 ids are fine
-    Y_ref, final_ref, _ = ref.forward(cell, as_float64(params), ref.one_hot(ids.T, V),
-                                      ref.init_state(cell, B, H))
+    Y_ref, final_ref, _ = ref.forward(
+        cell, as_float64(params), ref.one_hot(ids.T, V), ref.init_state(cell, B, H)
+    )
     assert tuple(Y.shape) == (T * B, V)
     np.testing.assert_allclose(Y.numpy(), Y_ref, **TOL)
     for s, s_ref in zip(final, final_ref):
@@ -199,16 +210,21 @@ def make_layer(kind, num_layers=1, bidirectional=False, **kwargs):
 def random_begin_state(kind, num_layers, directions, seed=2):
     rng = np.random.default_rng(seed)
     shape = (num_layers * directions, B, H)
-    states = [torch.tensor(0.5 * rng.standard_normal(shape), dtype=torch.float32)
-              for _ in range(2 if kind == "lstm" else 1)]
+    states = [
+        torch.tensor(0.5 * rng.standard_normal(shape), dtype=torch.float32)
+        for _ in range(2 if kind == "lstm" else 1)
+    ]
     return tuple(states) if kind == "lstm" else states[0]
 
 
 CONFIGS = [(1, False), (2, False), (1, True), (2, True)]
 
 
-@pytest.mark.parametrize("num_layers, bidirectional", CONFIGS,
-                         ids=["1-layer", "2-layer", "bidirectional", "2-layer-bidirectional"])
+@pytest.mark.parametrize(
+    "num_layers, bidirectional",
+    CONFIGS,
+    ids=["1-layer", "2-layer", "bidirectional", "2-layer-bidirectional"],
+)
 @pytest.mark.parametrize("kind", ["rnn", "gru", "lstm"])
 def test_rnn_model_equals_its_layer_plus_linear(kind, num_layers, bidirectional):
     torch.manual_seed(0)
@@ -225,8 +241,10 @@ def test_rnn_model_equals_its_layer_plus_linear(kind, num_layers, bidirectional)
         Y_expected = model.linear(hs.reshape(T * B, directions * H))
     assert tuple(Y.shape) == (T * B, V)
     np.testing.assert_allclose(Y.numpy(), Y_expected.numpy(), **TOL)
-    for s, e in zip(tuple(new_state) if kind == "lstm" else (new_state,),
-                    tuple(expected_state) if kind == "lstm" else (expected_state,)):
+    for s, e in zip(
+        tuple(new_state) if kind == "lstm" else (new_state,),
+        tuple(expected_state) if kind == "lstm" else (expected_state,),
+    ):
         assert tuple(s.shape) == (num_layers * directions, B, H)
         np.testing.assert_allclose(s.numpy(), e.numpy(), **TOL)
 
@@ -287,8 +305,9 @@ def test_rnn_model_gru_matches_torch_gru_formula():
     state = random_begin_state("gru", 1, 1, seed=4)
     with torch.no_grad():
         Y, new_state = model(ids, state)
-        hs, h = gru_reset_after(model.rnn, nn.functional.one_hot(ids.T, V).double(),
-                                state[0].double())
+        hs, h = gru_reset_after(
+            model.rnn, nn.functional.one_hot(ids.T, V).double(), state[0].double()
+        )
         hs, h = hs.float(), h.float()
         Y_manual = model.linear(hs.reshape(T * B, H))
     np.testing.assert_allclose(Y.numpy(), Y_manual.numpy(), **TOL)
@@ -338,8 +357,14 @@ def test_rnn_model_is_a_module_with_all_parameters():
     model = dl.RNNModel(nn.LSTM(V, H), vocab_size=V)
     assert isinstance(model, nn.Module)
     names = {name for name, _ in model.named_parameters()}
-    assert {"rnn.weight_ih_l0", "rnn.weight_hh_l0", "rnn.bias_ih_l0", "rnn.bias_hh_l0",
-            "linear.weight", "linear.bias"} == names
+    assert {
+        "rnn.weight_ih_l0",
+        "rnn.weight_hh_l0",
+        "rnn.bias_ih_l0",
+        "rnn.bias_hh_l0",
+        "linear.weight",
+        "linear.bias",
+    } == names
     assert model.vocab_size == V and model.num_hiddens == H
 
 

@@ -6,9 +6,7 @@ import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
-from test_engine import OPTIMIZERS
 from torch import nn
-from training_helpers import numpy_params, tiny_loader
 
 from dl import forecast as fc
 from dl import lm, optim
@@ -19,6 +17,8 @@ from dl.optim import OptimizerConfig
 from dl.torch import engine
 from dl.torch.forecast import Forecaster
 from dl.torch.lm import LanguageModel, LayersModel
+from test_engine import OPTIMIZERS
+from training_helpers import numpy_params, tiny_loader
 
 
 def test_the_table_builds_every_optimizer_of_dl_optim_with_its_numbers():
@@ -27,8 +27,14 @@ def test_the_table_builds_every_optimizer_of_dl_optim_with_its_numbers():
     config = OptimizerConfig("rmsprop", 0.02, rho=0.9, eps=1e-6)
     group = engine.build_optimizer(config, [param]).param_groups[0]
     assert isinstance(engine.build_optimizer(config, [param]), torch.optim.RMSprop)
-    assert (group["lr"], group["alpha"], group["eps"], group["momentum"], group["centered"],
-            group["foreach"]) == (0.02, 0.9, 1e-6, 0, False, True)
+    assert (
+        group["lr"],
+        group["alpha"],
+        group["eps"],
+        group["momentum"],
+        group["centered"],
+        group["foreach"],
+    ) == (0.02, 0.9, 1e-6, 0, False, True)
     group = engine.build_optimizer(OPTIMIZERS["adamw"], [param]).param_groups[0]
     assert (group["betas"], group["weight_decay"]) == ((0.9, 0.999), 0.1)
 
@@ -38,8 +44,13 @@ def test_a_forecaster_step_is_the_reference_update_of_its_clipped_mean_squared_e
     config = fc.ForecastConfig(cell="lstm", num_inputs=2, num_hiddens=5, num_outputs=3)
     params = lm.init_params(config, 0, scale=0.4)
     rng = np.random.default_rng(0)
-    batches = [(rng.standard_normal((4, 6, 2)).astype(np.float32),
-                rng.standard_normal((4, 3)).astype(np.float32)) for _ in range(3)]
+    batches = [
+        (
+            rng.standard_normal((4, 6, 2)).astype(np.float32),
+            rng.standard_normal((4, 3)).astype(np.float32),
+        )
+        for _ in range(3)
+    ]
     model, probe = Forecaster(config, params, device="cpu"), Forecaster(config, params, "cpu")
     step = model.make_step(OPTIMIZERS[opt], 0.5)
     want, state = {k: v.astype(np.float64) for k, v in params.items()}, None
@@ -69,8 +80,9 @@ def test_state_before_any_update_is_the_zero_state():
 def test_a_torch_optimizer_has_no_canonical_state():
     config = lm.LMConfig("lstm", 10, 6)
     model = LanguageModel(config, lm.init_params(config, 0), "cpu")
-    trainer = dl.TorchTrainer(model, nn.CrossEntropyLoss(), torch.optim.Adam(model.parameters()),
-                              "cpu")
+    trainer = dl.TorchTrainer(
+        model, nn.CrossEntropyLoss(), torch.optim.Adam(model.parameters()), "cpu"
+    )
     with pytest.raises(InputError, match="not a dl.optim.OptimizerConfig"):
         trainer.optimizer_state()
 
@@ -79,9 +91,16 @@ def test_a_torch_optimizer_has_no_canonical_state():
 def test_train_epoch_dl_names_the_epoch_and_learning_rate_where_the_loss_diverges(kind):
     loader, vocab = tiny_loader()
     params = numpy_params("lstm", vocab_size=len(vocab))
-    net = dl.RNNModelScratch(len(vocab), 16, "cpu", lambda v, h, d: [
-        torch.tensor(params[n], requires_grad=True) for n in ref.PARAM_NAMES["lstm"]],
-        dl.init_lstm_state, dl.lstm)
+    net = dl.RNNModelScratch(
+        len(vocab),
+        16,
+        "cpu",
+        lambda v, h, d: [
+            torch.tensor(params[n], requires_grad=True) for n in ref.PARAM_NAMES["lstm"]
+        ],
+        dl.init_lstm_state,
+        dl.lstm,
+    )
     updater = 0.5 if kind == "float" else torch.optim.SGD(net.params, 0.5)
     loss = nn.CrossEntropyLoss()
     for _ in range(2):

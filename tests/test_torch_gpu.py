@@ -31,8 +31,9 @@ def loader():
 def make(kind, device="cuda"):
     torch.manual_seed(0)
     if kind == "scratch":
-        return dl.RNNModelScratch(VOCAB_SIZE, HIDDEN, device, dl.get_lstm_params,
-                                  dl.init_lstm_state, dl.lstm)
+        return dl.RNNModelScratch(
+            VOCAB_SIZE, HIDDEN, device, dl.get_lstm_params, dl.init_lstm_state, dl.lstm
+        )
     return dl.RNNModel(nn.LSTM(VOCAB_SIZE, HIDDEN), VOCAB_SIZE).to(device)
 
 
@@ -89,11 +90,10 @@ def test_cuda_graph_trains_like_the_eager_step(loader, kind):
 def test_concise_lstm_runs_on_cudnn(loader):
     net = make("concise")
     X = torch.as_tensor(next(iter(loader))[0], device="cuda")
-    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU,
-                                            torch.profiler.ProfilerActivity.CUDA]) as prof:
+    with torch.profiler.profile(
+        activities=[torch.profiler.ProfilerActivity.CPU, torch.profiler.ProfilerActivity.CUDA]
+    ) as prof:
         net(X, net.begin_state("cuda", BATCH))
         torch.cuda.synchronize()
     names = {event.name for event in prof.events()}
     assert any("cudnn" in name.lower() for name in names), sorted(names)[:40]
-
-

@@ -17,8 +17,13 @@ EPOCHS = 30
 def perplexity_after(precision, train_iter, vocab):
     torch.manual_seed(0)
     net = dl.RNNModel(nn.LSTM(len(vocab), 256), len(vocab))
-    trainer = dl.TorchTrainer(net, nn.CrossEntropyLoss(reduction="none"),
-                              torch.optim.SGD(net.parameters(), 1.0), "cpu", precision=precision)
+    trainer = dl.TorchTrainer(
+        net,
+        nn.CrossEntropyLoss(reduction="none"),
+        torch.optim.SGD(net.parameters(), 1.0),
+        "cpu",
+        precision=precision,
+    )
     for _ in range(EPOCHS):
         loss_sum, tokens, _ = train_epoch(trainer, train_iter)
     return math.exp(loss_sum / tokens)
@@ -38,15 +43,25 @@ def test_bf16_perplexity_within_5_percent_of_fp32(time_machine_path):
 def test_unknown_precision_is_refused():
     net = dl.RNNModel(nn.LSTM(5, 4), 5)
     with pytest.raises(ValueError, match="precision must be one of"):
-        dl.TorchTrainer(net, nn.CrossEntropyLoss(), torch.optim.SGD(net.parameters(), 1.0), "cpu",
-                        precision="fp64")
+        dl.TorchTrainer(
+            net,
+            nn.CrossEntropyLoss(),
+            torch.optim.SGD(net.parameters(), 1.0),
+            "cpu",
+            precision="fp64",
+        )
 
 
 def test_cuda_graph_needs_a_cuda_device():
     net = dl.RNNModel(nn.LSTM(5, 4), 5)
     with pytest.raises(ValueError, match="cuda_graph=True needs a CUDA device"):
-        dl.TorchTrainer(net, nn.CrossEntropyLoss(), torch.optim.SGD(net.parameters(), 1.0), "cpu",
-                        cuda_graph=True)
+        dl.TorchTrainer(
+            net,
+            nn.CrossEntropyLoss(),
+            torch.optim.SGD(net.parameters(), 1.0),
+            "cpu",
+            cuda_graph=True,
+        )
 
 
 @pytest.mark.slow
@@ -57,8 +72,9 @@ def test_compiled_forward_trains_like_eager():
     for compile in (False, True):
         torch.manual_seed(0)
         net = dl.RNNModelScratch(7, 8, "cpu", dl.get_lstm_params, dl.init_lstm_state, dl.lstm)
-        trainer = dl.TorchTrainer(net, nn.CrossEntropyLoss(reduction="none"), 1.0, "cpu",
-                                  compile=compile)
+        trainer = dl.TorchTrainer(
+            net, nn.CrossEntropyLoss(reduction="none"), 1.0, "cpu", compile=compile
+        )
         state, losses = trainer.begin_state(4), []
         for X, Y in batches:
             state = trainer.train_step(X, Y, state)

@@ -4,6 +4,7 @@ grad_clipping, sgd, torch.distributed data parallelism, bf16 and CUDA.
 Sizes are tiny (vocab ~10-25, hidden 16, a few steps); anything that starts a fresh Python
 process is marked slow.
 """
+
 import copy
 import json
 import os
@@ -23,16 +24,23 @@ from torch import nn  # noqa: E402
 from dl import reference as ref  # noqa: E402
 from dl import torch as dl  # noqa: E402
 from dl.train import DivergedError  # noqa: E402
-
 from training_helpers import B, H, V, numpy_params, random_batches, tiny_loader  # noqa: E402
+
 CPU = torch.device("cpu")
+
+
 def scratch_model(cell, params, vocab_size=V, device=CPU):
     _, init_state, forward = dl.CELLS[cell]
     return dl.RNNModelScratch(
-        vocab_size, H, device,
-        lambda v, h, d: [torch.tensor(params[n], device=d, requires_grad=True)
-                         for n in ref.PARAM_NAMES[cell]],
-        init_state, forward)
+        vocab_size,
+        H,
+        device,
+        lambda v, h, d: [
+            torch.tensor(params[n], device=d, requires_grad=True) for n in ref.PARAM_NAMES[cell]
+        ],
+        init_state,
+        forward,
+    )
 
 
 def concise_model(kind="lstm", seed=2, vocab_size=V, **kwargs):
@@ -96,9 +104,13 @@ def test_trainer_loss_sum_is_token_summed_and_reset():
     batches = random_batches(n=1)
     params = numpy_params("lstm")
     X, Y = batches[0]
-    expected, _, _ = ref.loss_and_grads("lstm", {n: p.astype(np.float64) for n, p in params.items()},
-                                        ref.one_hot(X.T, V), Y.T.reshape(-1),
-                                        ref.init_state("lstm", B, H))
+    expected, _, _ = ref.loss_and_grads(
+        "lstm",
+        {n: p.astype(np.float64) for n, p in params.items()},
+        ref.one_hot(X.T, V),
+        Y.T.reshape(-1),
+        ref.init_state("lstm", B, H),
+    )
     for loss in (ce(), nn.CrossEntropyLoss()):  # per-token or batch mean: the same sum
         trainer = dl.TorchTrainer(scratch_model("lstm", params), loss, 1.0, CPU)
         state = trainer.train_step(X, Y, trainer.begin_state(B))
@@ -111,8 +123,9 @@ def test_trainer_accepts_torch_tensors_and_carries_the_state():
     params, batches = numpy_params("gru"), random_batches(n=3)
     net_np, net_t = scratch_model("gru", params), scratch_model("gru", params)
     losses_np = train_steps(trainer_for(net_np), batches)
-    losses_t = train_steps(trainer_for(net_t), [(torch.tensor(X), torch.tensor(Y))
-                                                for X, Y in batches])
+    losses_t = train_steps(
+        trainer_for(net_t), [(torch.tensor(X), torch.tensor(Y)) for X, Y in batches]
+    )
     np.testing.assert_allclose(losses_t, losses_np, rtol=1e-6)
     assert_weights_close(weights(net_t), weights(net_np), 1e-6)
 
@@ -131,8 +144,7 @@ def set_grads(params, norm, seed=0):
 
 
 def clipping_targets():
-    return {"module": concise_model("lstm"),
-            "scratch": scratch_model("lstm", numpy_params("lstm"))}
+    return {"module": concise_model("lstm"), "scratch": scratch_model("lstm", numpy_params("lstm"))}
 
 
 @pytest.mark.parametrize("kind", ["module", "scratch"])
@@ -198,7 +210,11 @@ def test_book_scratch_updater_matches_the_fused_float_lr_path():
     for use_function in (True, False):
         net = scratch_model("lstm", params, vocab_size=len(vocab))
         lr = 1.0
-        updater = (lambda batch_size: dl.sgd(net.params, lr, batch_size)) if use_function else lr
+        updater = (
+            (lambda batch_size, net=net, lr=lr: dl.sgd(net.params, lr, batch_size))
+            if use_function
+            else lr
+        )
         random.seed(0)  # the same random offset for the epoch
         ppl, speed = dl.train_epoch_dl(net, loader, ce(), updater, CPU, False)
         assert speed > 0 and 1 < ppl < 2 * len(vocab)
@@ -241,8 +257,9 @@ def test_train_epoch_dl_with_torch_optim_for_rnn_model():
     loader, vocab = tiny_loader(use_random_iter=True)
     net = concise_model("gru", vocab_size=len(vocab), num_layers=2)
     before = weights(net)
-    ppl, speed = dl.train_epoch_dl(net, loader, nn.CrossEntropyLoss(),
-                                   torch.optim.SGD(net.parameters(), 1.0), CPU, True)
+    ppl, speed = dl.train_epoch_dl(
+        net, loader, nn.CrossEntropyLoss(), torch.optim.SGD(net.parameters(), 1.0), CPU, True
+    )
     assert 1 < ppl < 2 * len(vocab) and speed > 0
     assert all(not np.allclose(b, a) for b, a in zip(before, weights(net)))
 
@@ -258,9 +275,17 @@ def small_setup():
     return net, loader, vocab
 
 
-@pytest.mark.parametrize("lr, num_epochs, name", [
-    (0, 1, "lr"), (-1.0, 1, "lr"), (float("nan"), 1, "lr"), (float("inf"), 1, "lr"),
-    (1, -1, "num_epochs"), (1, 1.5, "num_epochs")])
+@pytest.mark.parametrize(
+    "lr, num_epochs, name",
+    [
+        (0, 1, "lr"),
+        (-1.0, 1, "lr"),
+        (float("nan"), 1, "lr"),
+        (float("inf"), 1, "lr"),
+        (1, -1, "num_epochs"),
+        (1, 1.5, "num_epochs"),
+    ],
+)
 def test_train_dl_rejects_bad_lr_and_epochs(small_setup, capsys, lr, num_epochs, name):
     net, loader, vocab = small_setup
     before = weights(net)
@@ -328,8 +353,9 @@ def test_huge_learning_rate_stops_training_with_diverged_error(small_setup, caps
 def test_train_epoch_dl_accepts_an_iterator_of_torch_tensor_batches():
     net = concise_model("lstm")
     batches = [(torch.tensor(X), torch.tensor(Y)) for X, Y in random_batches(n=2)]
-    ppl, _ = dl.train_epoch_dl(net, batches, ce(), torch.optim.SGD(net.parameters(), 1.0),
-                               CPU, False)
+    ppl, _ = dl.train_epoch_dl(
+        net, batches, ce(), torch.optim.SGD(net.parameters(), 1.0), CPU, False
+    )
     assert 1 < ppl < 2 * V
 
 
@@ -355,8 +381,9 @@ def test_train_dl_scratch_as_in_the_seed(capsys):
     loader, vocab = tiny_loader()
     device = dl.try_gpu()
     torch.manual_seed(0)
-    model = dl.RNNModelScratch(len(vocab), H, device, dl.get_lstm_params, dl.init_lstm_state,
-                               dl.lstm)
+    model = dl.RNNModelScratch(
+        len(vocab), H, device, dl.get_lstm_params, dl.init_lstm_state, dl.lstm
+    )
     before = weights(model)
     assert dl.train_dl(model, loader, vocab, 1, 3, device) is None
     check_book_output(capsys.readouterr().out, vocab, device)
@@ -435,7 +462,7 @@ def test_predict_dl_continuation_is_the_greedy_argmax(small_setup, kind):
 # (f) torch.distributed: two gloo processes, half the batch rows each, equal one process
 
 
-DISTRIBUTED = '''
+DISTRIBUTED = """
 import json, os, sys
 import numpy as np
 import torch
@@ -481,7 +508,7 @@ def main(rank, world_size, out_path):
 
 if __name__ == "__main__":
     main(int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]), sys.argv[1])
-'''
+"""
 
 
 def free_port():
@@ -499,11 +526,23 @@ def distributed_run(tmp_path_factory):
     namespace = {"__name__": "ddp_worker"}
     exec(compile(script.read_text(), str(script), "exec"), namespace)
     namespace["main"](0, 1, str(tmp / "single.json"))
-    env = dict(os.environ, MASTER_ADDR="127.0.0.1", MASTER_PORT=str(free_port()), WORLD_SIZE="2",
-               OMP_NUM_THREADS="1")
-    procs = [subprocess.Popen([sys.executable, str(script), str(tmp / f"rank{rank}.json")],
-                              env=dict(env, RANK=str(rank)), stdout=subprocess.PIPE,
-                              stderr=subprocess.STDOUT, text=True) for rank in range(2)]
+    env = dict(
+        os.environ,
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(free_port()),
+        WORLD_SIZE="2",
+        OMP_NUM_THREADS="1",
+    )
+    procs = [
+        subprocess.Popen(
+            [sys.executable, str(script), str(tmp / f"rank{rank}.json")],
+            env=dict(env, RANK=str(rank)),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for rank in range(2)
+    ]
     for proc in procs:
         try:
             output, _ = proc.communicate(timeout=180)
@@ -512,8 +551,10 @@ def distributed_run(tmp_path_factory):
                 p.kill()
             raise
         assert proc.returncode == 0, output[-5000:]
-    return {name: json.loads((tmp / f"{name}.json").read_text())
-            for name in ("single", "rank0", "rank1")}
+    return {
+        name: json.loads((tmp / f"{name}.json").read_text())
+        for name in ("single", "rank0", "rank1")
+    }
 
 
 @pytest.mark.slow
@@ -526,8 +567,9 @@ def test_distributed_data_parallel_matches_one_process(distributed_run, kind):
         assert run["distributed"] is True  # detected from init_process_group
         # the mean loss over the whole batch, the same in both processes
         np.testing.assert_allclose(run["losses"], single["losses"], rtol=1e-5, atol=1e-6)
-        assert_weights_close([np.array(w) for w in run["weights"]],
-                             [np.array(w) for w in single["weights"]], 1e-5)
+        assert_weights_close(
+            [np.array(w) for w in run["weights"]], [np.array(w) for w in single["weights"]], 1e-5
+        )
     first = [np.array(w) for w in single["weights"]]
     torch.manual_seed(0)
     if kind == "concise":
@@ -552,8 +594,9 @@ def cuda_copy(net, device):
 def test_train_dl_on_cuda_gives_the_cpu_loss(kind, capsys):
     loader, vocab = tiny_loader()
     if kind == "scratch":
-        net = scratch_model("lstm", numpy_params("lstm", vocab_size=len(vocab)),
-                            vocab_size=len(vocab))
+        net = scratch_model(
+            "lstm", numpy_params("lstm", vocab_size=len(vocab)), vocab_size=len(vocab)
+        )
     else:
         net = concise_model("lstm", vocab_size=len(vocab))
     gpu = dl.try_gpu()
@@ -577,10 +620,11 @@ def test_train_dl_on_cuda_gives_the_cpu_loss(kind, capsys):
 
 @pytest.mark.parametrize("kind", ["scratch", "concise"])
 def test_bf16_training_lowers_a_finite_loss(kind):
-    net = (scratch_model("lstm", numpy_params("lstm")) if kind == "scratch"
-           else concise_model("lstm"))
+    net = (
+        scratch_model("lstm", numpy_params("lstm")) if kind == "scratch" else concise_model("lstm")
+    )
     trainer = trainer_for(net, precision="bf16")
-    (X, Y), = random_batches(n=1)
+    ((X, Y),) = random_batches(n=1)
     losses = []
     for _ in range(15):  # the same batch: the loss must fall
         trainer.train_step(X, Y, trainer.begin_state(B))

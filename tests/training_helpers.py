@@ -7,8 +7,10 @@ from dl.data.batches import SeqDataLoader
 from dl.data.text import Vocab
 
 V, H, B, T = 10, 16, 4, 6
-TEXT = ("the time traveller for so it will be convenient to speak of him was expounding "
-        "a recondite matter to us ") * 3
+TEXT = (
+    "the time traveller for so it will be convenient to speak of him was expounding "
+    "a recondite matter to us "
+) * 3
 
 
 def tiny_corpus():
@@ -25,11 +27,17 @@ def random_batches(n=5, batch_size=B, num_steps=T, vocab_size=V, seed=0):
     """``n`` sequential batches ``(X, Y): (batch, steps) int32`` whose rows continue."""
     ids = np.random.default_rng(seed).integers(0, vocab_size, (batch_size, n * num_steps + 1))
     ids = ids.astype(np.int32)
-    return [(ids[:, i * num_steps:(i + 1) * num_steps], ids[:, i * num_steps + 1:(i + 1) * num_steps + 1])
-            for i in range(n)]
+    return [
+        (
+            ids[:, i * num_steps : (i + 1) * num_steps],
+            ids[:, i * num_steps + 1 : (i + 1) * num_steps + 1],
+        )
+        for i in range(n)
+    ]
 
 
 def numpy_params(cell, seed=1, scale=0.3, vocab_size=V):
     """float32 canonical params (book init, a larger scale so training moves)."""
-    return ref.init_params(cell, vocab_size, H, np.random.default_rng(seed), scale=scale,
-                           dtype=np.float32)
+    return ref.init_params(
+        cell, vocab_size, H, np.random.default_rng(seed), scale=scale, dtype=np.float32
+    )

@@ -23,7 +23,7 @@ import numpy as np
 from dl.errors import InputError
 from dl.validate import check_positive
 
-ACF_THRESHOLD = 0.3       # least autocorrelation of a seasonal peak (3/sqrt(T) if higher)
+ACF_THRESHOLD = 0.3  # least autocorrelation of a seasonal peak (3/sqrt(T) if higher)
 HARMONIC_TOLERANCE = 0.8  # the shortest peak this close to the highest is the season
 
 
@@ -36,8 +36,8 @@ def autocorrelation(x, max_lag: int) -> np.ndarray:
     x = x - x.mean()
     n = len(x)
     spectrum = np.fft.rfft(x, 2 * n)  # zero-padded: linear, not circular, correlation
-    acov = np.fft.irfft(spectrum * np.conj(spectrum), 2 * n)[:max_lag + 1]
-    with np.errstate(invalid='ignore', divide='ignore'):
+    acov = np.fft.irfft(spectrum * np.conj(spectrum), 2 * n)[: max_lag + 1]
+    with np.errstate(invalid="ignore", divide="ignore"):
         return acov / acov[0]
 
 
@@ -58,24 +58,27 @@ def infer_period(values, target: int = 0) -> int | None:
     None when there is no candidate: white noise, a pure trend, a constant, a slow sine
     whose cycle does not fit twice, or fewer than 8 values.
     """
-    x = _target_column(values, target, 'infer_period')
+    x = _target_column(values, target, "infer_period")
     n = len(x)
     if n < 8:
         return None
     if not np.isfinite(x).all():
-        raise InputError('infer_period got NaN or infinite values; fill or interpolate them first')
+        raise InputError("infer_period got NaN or infinite values; fill or interpolate them first")
     time = np.arange(n, dtype=np.float64)
     design = np.stack([time, np.ones(n)], axis=1)
     residual = x - design @ np.linalg.lstsq(design, x, rcond=None)[0]
-    if np.sqrt(np.mean(residual ** 2)) <= 1e-9 * np.abs(x).max():  # a line, up to rounding
+    if np.sqrt(np.mean(residual**2)) <= 1e-9 * np.abs(x).max():  # a line, up to rounding
         return None
     r = autocorrelation(residual, n // 2)
     negative = np.flatnonzero(r < 0)
     if negative.size == 0:
         return None
     threshold = max(ACF_THRESHOLD, 3 / math.sqrt(n))
-    candidates = [k for k in range(max(2, negative[0] + 1), len(r) - 1)
-                  if r[k - 1] < r[k] >= r[k + 1] and r[k] >= threshold]
+    candidates = [
+        k
+        for k in range(max(2, negative[0] + 1), len(r) - 1)
+        if r[k - 1] < r[k] >= r[k + 1] and r[k] >= threshold
+    ]
     if not candidates:
         return None
     highest = max(r[k] for k in candidates)
@@ -91,26 +94,27 @@ def _target_column(values, target, who):
     if values.ndim == 1:
         values = values[:, None]
     if values.ndim != 2:
-        raise InputError(f'{who} needs values of shape (T,) or (T, D), got {values.shape}')
+        raise InputError(f"{who} needs values of shape (T,) or (T, D), got {values.shape}")
     if not (isinstance(target, numbers.Integral) and 0 <= target < values.shape[1]):
-        raise InputError(f'{who}: target must be a column index in 0..{values.shape[1] - 1}, '
-                         f'got {target!r}')
+        raise InputError(
+            f"{who}: target must be a column index in 0..{values.shape[1] - 1}, got {target!r}"
+        )
     return values[:, target]
 
 
 class Forecaster:
     """Base of the baselines: forecasts the next `horizon` values of column `target`."""
 
-    name = 'forecaster'
+    name = "forecaster"
 
     def __init__(self, horizon: int = 1, target: int = 0):
-        check_positive('horizon', horizon, integer=True)
-        check_positive('target', target, allow_zero=True, integer=True)
+        check_positive("horizon", horizon, integer=True)
+        check_positive("target", target, allow_zero=True, integer=True)
         self.horizon, self.target = horizon, target
 
     def fit(self, train) -> Forecaster:
         """Learn from the training part (T,) or (T, D); returns self."""
-        _target_column(train, self.target, f'{self.name}.fit')
+        _target_column(train, self.target, f"{self.name}.fit")
         return self
 
     def predict(self, X) -> np.ndarray:
@@ -119,11 +123,14 @@ class Forecaster:
         if X.ndim == 2:
             X = X[:, :, None]
         if X.ndim != 3 or X.shape[1] == 0:
-            raise InputError(f'{self.name}.predict needs windows (N, window, D), got shape '
-                             f'{X.shape}')
+            raise InputError(
+                f"{self.name}.predict needs windows (N, window, D), got shape {X.shape}"
+            )
         if self.target >= X.shape[2]:
-            raise InputError(f'{self.name}: target column {self.target} is not in windows with '
-                             f'{X.shape[2]} columns')
+            raise InputError(
+                f"{self.name}: target column {self.target} is not in windows with "
+                f"{X.shape[2]} columns"
+            )
         return self._forecast(X[:, :, self.target]).astype(np.float32)
 
     __call__ = predict
@@ -133,13 +140,13 @@ class Forecaster:
         raise NotImplementedError
 
     def __repr__(self):
-        return f'{type(self).__name__}(horizon={self.horizon}, target={self.target})'
+        return f"{type(self).__name__}(horizon={self.horizon}, target={self.target})"
 
 
 class NaiveForecaster(Forecaster):
     """Tomorrow equals today: the last value of each window, for every step of the horizon."""
 
-    name = 'naive'
+    name = "naive"
 
     def _forecast(self, history):
         return np.repeat(history[:, -1:], self.horizon, axis=1)
@@ -153,15 +160,15 @@ class SeasonalNaiveForecaster(Forecaster):
     ``fallback`` set. Windows must hold at least one season (window >= period).
     """
 
-    name = 'seasonal_naive'
+    name = "seasonal_naive"
 
     def __init__(self, horizon: int = 1, target: int = 0, period: int | None = None):
         super().__init__(horizon, target)
         if period is not None:
-            check_positive('period', period, integer=True)
+            check_positive("period", period, integer=True)
         self.requested_period = period
-        self.period = period      # the period in use; None until fit infers it
-        self.fallback = False     # True when no period was found and naive is used
+        self.period = period  # the period in use; None until fit infers it
+        self.fallback = False  # True when no period was found and naive is used
 
     def fit(self, train) -> SeasonalNaiveForecaster:
         if self.requested_period is None:
@@ -173,40 +180,45 @@ class SeasonalNaiveForecaster(Forecaster):
 
     def _forecast(self, history):
         if self.period is None:
-            raise InputError('seasonal_naive has no period yet: call fit(train) first or give '
-                             'period=')
+            raise InputError(
+                "seasonal_naive has no period yet: call fit(train) first or give period="
+            )
         window = history.shape[1]
         if window < self.period:
-            raise InputError(f'seasonal_naive: the windows hold {window} steps, less than one '
-                             f'season of {self.period}; use window >= {self.period}')
+            raise InputError(
+                f"seasonal_naive: the windows hold {window} steps, less than one "
+                f"season of {self.period}; use window >= {self.period}"
+            )
         steps = np.arange(1, self.horizon + 1)
         index = window - 1 + steps - self.period * np.ceil(steps / self.period).astype(int)
         return history[:, index]
 
     def __repr__(self):
-        return (f'{type(self).__name__}(horizon={self.horizon}, target={self.target}, '
-                f'period={self.period})')
+        return (
+            f"{type(self).__name__}(horizon={self.horizon}, target={self.target}, "
+            f"period={self.period})"
+        )
 
 
 class MeanForecaster(Forecaster):
     """The mean of the target over the training part, for every window and step."""
 
-    name = 'mean'
+    name = "mean"
 
     def __init__(self, horizon: int = 1, target: int = 0):
         super().__init__(horizon, target)
         self.mean = None  # set by fit
 
     def fit(self, train) -> MeanForecaster:
-        column = _target_column(train, self.target, 'mean.fit')
+        column = _target_column(train, self.target, "mean.fit")
         if column.size == 0 or not np.isfinite(column).all():
-            raise InputError('mean.fit needs a non-empty training part of finite values')
+            raise InputError("mean.fit needs a non-empty training part of finite values")
         self.mean = float(column.mean())
         return self
 
     def _forecast(self, history):
         if self.mean is None:
-            raise InputError('mean has not seen the training part: call fit(train) first')
+            raise InputError("mean has not seen the training part: call fit(train) first")
         return np.full((history.shape[0], self.horizon), self.mean)
 
 
@@ -217,5 +229,5 @@ def make_baseline(name: str, horizon: int = 1, target: int = 0, **options) -> Fo
     """The baseline called `name` (naive, seasonal_naive or mean), not yet fitted;
     `options` such as ``period=52`` go to its constructor."""
     if name not in BASELINES:
-        raise InputError(f'unknown baseline {name!r}; known baselines: {", ".join(BASELINES)}')
+        raise InputError(f"unknown baseline {name!r}; known baselines: {', '.join(BASELINES)}")
     return BASELINES[name](horizon, target, **options)

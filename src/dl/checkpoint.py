@@ -43,8 +43,13 @@ def exists(directory: str | os.PathLike, stem: str = "model") -> bool:
     return weights_path(directory, stem).is_file()
 
 
-def save(directory: str | os.PathLike, params: dict[str, np.ndarray], meta: dict,
-         stem: str = "model", optimizer_state: dict[str, np.ndarray] | None = None) -> Path:
+def save(
+    directory: str | os.PathLike,
+    params: dict[str, np.ndarray],
+    meta: dict,
+    stem: str = "model",
+    optimizer_state: dict[str, np.ndarray] | None = None,
+) -> Path:
     """Write ``params`` (name -> array, stored as float32), ``optimizer_state`` (``opt.``
     names, :mod:`dl.optim`) and ``meta`` (JSON-able) atomically, in one file.
 
@@ -55,8 +60,10 @@ def save(directory: str | os.PathLike, params: dict[str, np.ndarray], meta: dict
 
     meta = {"format": FORMAT, "format_version": FORMAT_VERSION, **meta}
     text = json.dumps(meta, indent=2, sort_keys=True, allow_nan=True)
-    tensors = {name: np.array(value, dtype=np.float32, order="C")
-               for name, value in {**params, **(optimizer_state or {})}.items()}
+    tensors = {
+        name: np.array(value, dtype=np.float32, order="C")
+        for name, value in {**params, **(optimizer_state or {})}.items()
+    }
     path = weights_path(directory, stem)
     atomic_write(path, to_safetensors(tensors, metadata={_META_KEY: text}))
     atomic_write(path.with_suffix(".json"), text + "\n")
@@ -70,8 +77,9 @@ def load(directory: str | os.PathLike, stem: str = "model") -> tuple[dict[str, n
     return params, meta
 
 
-def load_with_optimizer(directory: str | os.PathLike, stem: str = "model"
-                        ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], dict]:
+def load_with_optimizer(
+    directory: str | os.PathLike, stem: str = "model"
+) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], dict]:
     """``(params, optimizer_state, meta)``, as :func:`load`; the state is empty where the
     checkpoint holds none."""
     from safetensors import SafetensorError
@@ -79,15 +87,19 @@ def load_with_optimizer(directory: str | os.PathLike, stem: str = "model"
 
     path = weights_path(directory, stem)
     if not path.is_file():
-        raise CheckpointError(f"{path}: no checkpoint there; train one with `dl train --out "
-                              f"{Path(directory)}` or check the run directory")
+        raise CheckpointError(
+            f"{path}: no checkpoint there; train one with `dl train --out "
+            f"{Path(directory)}` or check the run directory"
+        )
     data = path.read_bytes()
     try:
         params = from_safetensors(data)
         header = _header(data)
     except (SafetensorError, ValueError, UnicodeDecodeError) as err:
-        raise CheckpointError(f"{path}: not a readable safetensors file ({err}); the file is "
-                              "truncated or damaged, train again or restore it") from None
+        raise CheckpointError(
+            f"{path}: not a readable safetensors file ({err}); the file is "
+            "truncated or damaged, train again or restore it"
+        ) from None
     meta = _meta_of(path, header.get("__metadata__", {}))
     params, optimizer_state = optim.split(params)
     return params, optimizer_state, meta
@@ -98,24 +110,29 @@ def _header(data: bytes) -> dict:
     size = int.from_bytes(data[:8], "little")
     if len(data) < 8 or size > len(data) - 8:
         raise ValueError("header runs past the end of the file")
-    return json.loads(data[8:8 + size].decode("utf-8"))
+    return json.loads(data[8 : 8 + size].decode("utf-8"))
 
 
 def _meta_of(path: Path, metadata: dict) -> dict:
     if _META_KEY not in metadata:
-        raise CheckpointError(f"{path}: a safetensors file not written by dl (no '{_META_KEY}' "
-                              "description in its header); dl loads only its own checkpoints")
+        raise CheckpointError(
+            f"{path}: a safetensors file not written by dl (no '{_META_KEY}' "
+            "description in its header); dl loads only its own checkpoints"
+        )
     try:
         meta = json.loads(metadata[_META_KEY])
     except json.JSONDecodeError as err:
         raise CheckpointError(f"{path}: its description is not valid JSON ({err})") from None
     found = meta.get("format") if isinstance(meta, dict) else None
     if found != FORMAT:
-        raise CheckpointError(f"{path}: not a dl checkpoint (format {found!r} where {FORMAT!r} "
-                              "was expected)")
+        raise CheckpointError(
+            f"{path}: not a dl checkpoint (format {found!r} where {FORMAT!r} was expected)"
+        )
     version = meta.get("format_version")
     if not isinstance(version, int) or version > FORMAT_VERSION:
-        raise CheckpointError(f"{path}: written in checkpoint format {version!r}, newer than "
-                              f"this dl reads ({FORMAT_VERSION}); upgrade with "
-                              "`pip install -U dl-rnn`")
+        raise CheckpointError(
+            f"{path}: written in checkpoint format {version!r}, newer than "
+            f"this dl reads ({FORMAT_VERSION}); upgrade with "
+            "`pip install -U dl-rnn`"
+        )
     return meta

@@ -13,12 +13,12 @@ from dl.errors import InputError
 # errno -> what it means for the user and what to do about it
 _ADVICE = {
     errno.ENOSPC: "the disk is full; free some space (or choose an --out on another disk) "
-                  "and run the command again",
+    "and run the command again",
     errno.EDQUOT: "your disk quota is used up; free some space and run the command again",
     errno.EACCES: "permission denied; choose a directory you can write to, or change its "
-                  "permissions",
+    "permissions",
     errno.EPERM: "permission denied; choose a directory you can write to, or change its "
-                 "permissions",
+    "permissions",
     errno.EROFS: "the file system is read-only; choose a directory on a writable disk",
     errno.ENOTDIR: "a part of the path is a file, not a directory; choose another path",
     errno.EEXIST: "a file of that name is in the way; remove it or choose another path",

@@ -58,11 +58,11 @@ ELEMENTWISE_PER_UNIT = {"rnn": 2, "gru": 11, "lstm": 13}  # with the LSTM's outp
 class Flops:
     """FLOPs per token of one forward pass, by part (all layers summed)."""
 
-    input: int        # input products (first layer: lookup or dense) and gate biases
-    recurrent: int    # H_{t-1} @ W_h products
+    input: int  # input products (first layer: lookup or dense) and gate biases
+    recurrent: int  # H_{t-1} @ W_h products
     elementwise: int  # adding the products, gate nonlinearities, state updates
-    output: int       # H @ W_hq + b_q
-    softmax: int      # over the V outputs
+    output: int  # H @ W_hq + b_q
+    softmax: int  # over the V outputs
 
     @property
     def total(self) -> int:
@@ -83,16 +83,23 @@ def forward_flops(config: LMConfig, input_product: str = "lookup") -> Flops:
     FLOPs, as :mod:`dl.lm` runs it) or ``'dense'`` (as a matrix product, 2*V*G*H FLOPs).
     """
     if input_product not in INPUT_PRODUCTS:
-        raise InputError(f"input_product must be one of {', '.join(INPUT_PRODUCTS)}, "
-                         f"got {input_product!r}")
+        raise InputError(
+            f"input_product must be one of {', '.join(INPUT_PRODUCTS)}, got {input_product!r}"
+        )
     V, H, L, G = config.vocab_size, config.num_hiddens, config.num_layers, len(GATES[config.cell])
     products = [2 * D * G * H for D in _input_widths(config)]
     if input_product == "lookup":
         products[0] = 0
     per_unit = ELEMENTWISE_PER_UNIT[config.cell] - (
-        config.cell == "lstm" and not config.output_tanh)
-    return Flops(input=sum(products) + L * G * H, recurrent=L * 2 * G * H * H,
-                 elementwise=L * per_unit * H, output=2 * H * V + V, softmax=3 * V)
+        config.cell == "lstm" and not config.output_tanh
+    )
+    return Flops(
+        input=sum(products) + L * G * H,
+        recurrent=L * 2 * G * H * H,
+        elementwise=L * per_unit * H,
+        output=2 * H * V + V,
+        softmax=3 * V,
+    )
 
 
 def inference_flops(config: LMConfig, input_product: str = "lookup") -> int:

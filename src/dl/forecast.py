@@ -20,7 +20,8 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import math
-from typing import Any, Callable, Protocol
+from collections.abc import Callable
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -28,8 +29,9 @@ from dl import lm
 from dl.baselines import MeanForecaster, NaiveForecaster, SeasonalNaiveForecaster, infer_period
 from dl.data.series import Scaler, Series, SeriesError, make_windows, rollout, split
 from dl.errors import InputError
-from dl.optim import NAMES as OPTIMIZERS, OptimizerConfig
 from dl.metrics import mae, mase, mase_undefined_reason, rmse, smape
+from dl.optim import NAMES as OPTIMIZERS
+from dl.optim import OptimizerConfig
 from dl.train import DivergedError
 from dl.validate import check_positive
 
@@ -41,13 +43,13 @@ SELECT_GRID = {"num_hiddens": (16, 32, 64), "lr": (0.003, 0.01)}  # what --selec
 class ForecastConfig(lm.RecurrentShape):
     """What defines a forecasting model's parameters and computation (stored in checkpoints)."""
 
-    cell: str = "lstm"            # rnn | gru | lstm
-    num_inputs: int = 1           # D: variables per time step
-    num_hiddens: int = 32         # H: units per layer
-    num_layers: int = 1           # stacked recurrent layers
-    dropout: float = 0.0          # on each layer's outputs but the last, while training
-    output_tanh: bool = True      # lstm only: False gives H = O * C
-    num_outputs: int = 1          # Q: the horizon (direct) or 1 (autoregressive)
+    cell: str = "lstm"  # rnn | gru | lstm
+    num_inputs: int = 1  # D: variables per time step
+    num_hiddens: int = 32  # H: units per layer
+    num_layers: int = 1  # stacked recurrent layers
+    dropout: float = 0.0  # on each layer's outputs but the last, while training
+    output_tanh: bool = True  # lstm only: False gives H = O * C
+    num_outputs: int = 1  # Q: the horizon (direct) or 1 (autoregressive)
 
     def __post_init__(self):
         check_positive("num_inputs", self.num_inputs, integer=True)
@@ -101,13 +103,13 @@ class Backend(Protocol):
 class FitSettings:
     """How :func:`fit` trains (stored in checkpoints beside the model's configuration)."""
 
-    epochs: int = 200             # at most; early stopping usually ends sooner
-    batch_size: int = 32          # windows per minibatch
-    lr: float = 0.01              # learning rate
-    optimizer: str = "adam"       # one of dl.optim.NAMES (adam | adamw | rmsprop | sgd)
-    clip: float = 1.0             # global gradient norm clipping threshold
-    patience: int = 20            # stop after this many epochs without a better loss
-    seed: int = 0                 # initial weights, shuffling and dropout
+    epochs: int = 200  # at most; early stopping usually ends sooner
+    batch_size: int = 32  # windows per minibatch
+    lr: float = 0.01  # learning rate
+    optimizer: str = "adam"  # one of dl.optim.NAMES (adam | adamw | rmsprop | sgd)
+    clip: float = 1.0  # global gradient norm clipping threshold
+    patience: int = 20  # stop after this many epochs without a better loss
+    seed: int = 0  # initial weights, shuffling and dropout
 
     def __post_init__(self):
         for name in ("epochs", "batch_size", "patience"):
@@ -116,8 +118,9 @@ class FitSettings:
         check_positive("lr", self.lr)
         check_positive("clip", self.clip)
         if self.optimizer not in OPTIMIZERS:
-            raise InputError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, "
-                             f"got {self.optimizer!r}")
+            raise InputError(
+                f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}"
+            )
 
 
 @dataclasses.dataclass
@@ -136,10 +139,14 @@ def mse(pred, Y) -> float:
     return float(np.mean((np.asarray(pred, np.float64) - Y) ** 2))
 
 
-def fit(model: Backend, train: tuple[np.ndarray, np.ndarray],
-        val: tuple[np.ndarray, np.ndarray] | None = None,
-        settings: FitSettings = FitSettings(), log: Callable[[dict], None] | None = None,
-        restore_best: bool = True) -> FitResult:
+def fit(
+    model: Backend,
+    train: tuple[np.ndarray, np.ndarray],
+    val: tuple[np.ndarray, np.ndarray] | None = None,
+    settings: FitSettings = FitSettings(),
+    log: Callable[[dict], None] | None = None,
+    restore_best: bool = True,
+) -> FitResult:
     """Train ``model`` on windows ``train = (X: (N, W, D), Y: (N, Q))`` float32, scaled.
 
     Each epoch visits the windows in an order drawn from ``np.random.default_rng(seed)`` in
@@ -161,13 +168,16 @@ def fit(model: Backend, train: tuple[np.ndarray, np.ndarray],
     step = model.make_step(OptimizerConfig(settings.optimizer, settings.lr), settings.clip)
     history, best_loss, best_epoch, best_params = [], math.inf, 0, None
     for epoch in range(1, settings.epochs + 1):
-        model.reseed(int(rng.integers(2 ** 31)))
+        model.reseed(int(rng.integers(2**31)))
         order, total = rng.permutation(len(X)), 0.0
         for start in range(0, num_batches * size, size):
-            rows = order[start:start + size]
+            rows = order[start : start + size]
             total = total + step(X[rows], Y[rows])  # stays on the device
-        record = {"epoch": epoch, "train_loss": float(total) / num_batches,
-                  "val_loss": None if val is None else mse(model.predict(val[0]), val[1])}
+        record = {
+            "epoch": epoch,
+            "train_loss": float(total) / num_batches,
+            "val_loss": None if val is None else mse(model.predict(val[0]), val[1]),
+        }
         _check_finite(record, settings)
         history.append(record)
         if log is not None:
@@ -190,7 +200,8 @@ def _check_finite(record, settings):
             raise ForecastDivergedError(
                 f"training diverged in epoch {record['epoch']}: the {name.replace('_', ' ')} "
                 f"became {record[name]}; train again with a smaller learning rate "
-                f"(lr={settings.lr} now, try {settings.lr / 10:g}) or a smaller --clip")
+                f"(lr={settings.lr} now, try {settings.lr / 10:g}) or a smaller --clip"
+            )
 
 
 # ---------------------------------------------------------------- data
@@ -238,8 +249,9 @@ class ForecastData:
         return self.scaler.transform(X.reshape(-1, X.shape[-1])).reshape(X.shape).astype(np.float32)
 
 
-def seasonal_period(series: Series, train: np.ndarray, period: int | None = None
-                    ) -> tuple[int, str]:
+def seasonal_period(
+    series: Series, train: np.ndarray, period: int | None = None
+) -> tuple[int, str]:
     """``(period, where it came from)``: ``period`` if given, else the series' own, else one
     inferred from the training part ``train: (T, D)`` (:func:`dl.baselines.infer_period`),
     else 1 (the seasonal naive forecast is then the naive one)."""
@@ -252,8 +264,9 @@ def seasonal_period(series: Series, train: np.ndarray, period: int | None = None
     return (found, "inferred") if found else (1, "none found")
 
 
-def default_window(series: Series, horizon: int = 1, val_fraction: float = 0.1,
-                   test_fraction: float = 0.2) -> int:
+def default_window(
+    series: Series, horizon: int = 1, val_fraction: float = 0.1, test_fraction: float = 0.2
+) -> int:
     """Two seasons (see :func:`seasonal_period`), at least 16 steps, but no more than leaves
     every part of the split ``window + horizon`` steps."""
     parts = split(series.values, val_fraction, test_fraction)
@@ -261,9 +274,16 @@ def default_window(series: Series, horizon: int = 1, val_fraction: float = 0.1,
     return max(1, min(max(2 * seasonal_period(series, parts.train)[0], 16), shortest - horizon))
 
 
-def prepare(series: Series, window: int, horizon: int = 1, mode: str = "direct",
-            val_fraction: float = 0.1, test_fraction: float = 0.2, period: int | None = None,
-            scaler: Scaler | None = None) -> ForecastData:
+def prepare(
+    series: Series,
+    window: int,
+    horizon: int = 1,
+    mode: str = "direct",
+    val_fraction: float = 0.1,
+    test_fraction: float = 0.2,
+    period: int | None = None,
+    scaler: Scaler | None = None,
+) -> ForecastData:
     """Split ``series`` in time order, scale by the training part, make the windows.
 
     Validation windows start in the training part so that every validation value is a target
@@ -275,13 +295,17 @@ def prepare(series: Series, window: int, horizon: int = 1, mode: str = "direct",
     check_positive("window", window, integer=True)
     check_positive("horizon", horizon, integer=True)
     if mode == "autoregressive" and series.values.shape[1] > 1:
-        raise SeriesError(f"autoregressive mode feeds forecasts back as inputs, so it needs one "
-                          f"column; the series has {len(series.names)} ({', '.join(series.names)})"
-                          "; use mode direct")
+        raise SeriesError(
+            f"autoregressive mode feeds forecasts back as inputs, so it needs one "
+            f"column; the series has {len(series.names)} ({', '.join(series.names)})"
+            "; use mode direct"
+        )
     if len(series) < window + horizon:
-        raise SeriesError(f"{series.source or 'the series'}: {len(series)} time steps, fewer than "
-                          f"window + horizon = {window} + {horizon}; use a shorter window or "
-                          "horizon, or a longer series")
+        raise SeriesError(
+            f"{series.source or 'the series'}: {len(series)} time steps, fewer than "
+            f"window + horizon = {window} + {horizon}; use a shorter window or "
+            "horizon, or a longer series"
+        )
     parts = split(series.values, val_fraction, test_fraction, window=window, horizon=horizon)
     scaler = scaler or Scaler.fit(parts.train)
     period, source = seasonal_period(series, parts.train, period)
@@ -289,10 +313,26 @@ def prepare(series: Series, window: int, horizon: int = 1, mode: str = "direct",
     train_windows = make_windows(scaler.transform(parts.train), window, q, series.target)
     val_windows = None
     if len(parts.val):
-        val_windows = make_windows(scaler.transform(
-            np.concatenate([parts.train[-window:], parts.val])), window, q, series.target)
-    return ForecastData(series, window, horizon, mode, parts.train, parts.val, parts.test, scaler,
-                        period, source, train_windows, val_windows)
+        val_windows = make_windows(
+            scaler.transform(np.concatenate([parts.train[-window:], parts.val])),
+            window,
+            q,
+            series.target,
+        )
+    return ForecastData(
+        series,
+        window,
+        horizon,
+        mode,
+        parts.train,
+        parts.val,
+        parts.test,
+        scaler,
+        period,
+        source,
+        train_windows,
+        val_windows,
+    )
 
 
 # ---------------------------------------------------------------- forecasts and evaluation
@@ -309,7 +349,7 @@ def forecast(predict: Callable[[np.ndarray], np.ndarray], data: ForecastData, X)
 
 def forecast_future(predict, data: ForecastData) -> np.ndarray:
     """The ``horizon`` values after the end of the whole series, ``(horizon,)`` float64."""
-    return forecast(predict, data, data.series.values[None, -data.window:])[0]
+    return forecast(predict, data, data.series.values[None, -data.window :])[0]
 
 
 @dataclasses.dataclass
@@ -350,36 +390,62 @@ def evaluate(predict: Callable[[np.ndarray], np.ndarray], data: ForecastData) ->
     X, truth = windows(data.window)
     X_base, _ = windows(max(data.window, data.period))
     forecasts = {"model": forecast(predict, data, X)}
-    for baseline in (NaiveForecaster(h, target), SeasonalNaiveForecaster(h, target, data.period),
-                     MeanForecaster(h, target)):
+    for baseline in (
+        NaiveForecaster(h, target),
+        SeasonalNaiveForecaster(h, target, data.period),
+        MeanForecaster(h, target),
+    ):
         forecasts[baseline.name] = baseline.fit(data.train).predict(X_base).astype(np.float64)
     y_train = data.train[:, target]
-    scores = {name: {"mae": mae(truth, pred), "rmse": rmse(truth, pred),
-                     "mase": mase(truth, pred, y_train, data.period), "smape": smape(truth, pred)}
-              for name, pred in forecasts.items()}
-    return Evaluation(scores, truth.astype(np.float64), forecasts, data.period,
-                      mase_undefined_reason(y_train, data.period))
+    scores = {
+        name: {
+            "mae": mae(truth, pred),
+            "rmse": rmse(truth, pred),
+            "mase": mase(truth, pred, y_train, data.period),
+            "smape": smape(truth, pred),
+        }
+        for name, pred in forecasts.items()
+    }
+    return Evaluation(
+        scores,
+        truth.astype(np.float64),
+        forecasts,
+        data.period,
+        mase_undefined_reason(y_train, data.period),
+    )
 
 
 # ---------------------------------------------------------------- training and selection
 
 
-def train(build: Callable[[ForecastConfig, dict], Backend], data: ForecastData,
-          config: ForecastConfig, settings: FitSettings = FitSettings(), log=None,
-          restore_best: bool = True) -> tuple[Backend, FitResult]:
+def train(
+    build: Callable[[ForecastConfig, dict], Backend],
+    data: ForecastData,
+    config: ForecastConfig,
+    settings: FitSettings = FitSettings(),
+    log=None,
+    restore_best: bool = True,
+) -> tuple[Backend, FitResult]:
     """A model made by ``build(config, params)`` from :func:`dl.lm.init_params` with the seed,
     fitted on ``data``'s windows (:func:`fit`); returns ``(model, FitResult)``."""
     if config.num_inputs != data.series.values.shape[1] or config.num_outputs != data.num_outputs:
-        raise InputError(f"the model takes {config.num_inputs} inputs and gives "
-                         f"{config.num_outputs} outputs; this data needs num_inputs="
-                         f"{data.series.values.shape[1]} and num_outputs={data.num_outputs}")
+        raise InputError(
+            f"the model takes {config.num_inputs} inputs and gives "
+            f"{config.num_outputs} outputs; this data needs num_inputs="
+            f"{data.series.values.shape[1]} and num_outputs={data.num_outputs}"
+        )
     model = build(config, lm.init_params(config, settings.seed))
     return model, fit(model, data.train_windows, data.val_windows, settings, log, restore_best)
 
 
-def refit(build: Callable[[ForecastConfig, dict], Backend], data: ForecastData,
-          config: ForecastConfig, settings: FitSettings, epochs: int, log=None
-          ) -> tuple[Backend, ForecastData, FitResult]:
+def refit(
+    build: Callable[[ForecastConfig, dict], Backend],
+    data: ForecastData,
+    config: ForecastConfig,
+    settings: FitSettings,
+    epochs: int,
+    log=None,
+) -> tuple[Backend, ForecastData, FitResult]:
     """The model to forecast past the end with: a fresh model of ``config`` (same seed) trained
     on every window of the whole series, its scaling fitted on the whole series, for exactly
     ``epochs`` epochs (typically the best epoch of the first fit: nothing is held out now to
@@ -387,8 +453,15 @@ def refit(build: Callable[[ForecastConfig, dict], Backend], data: ForecastData,
     training part, so as many epochs take more steps.
 
     Returns ``(model, the whole series prepared as training data, FitResult)``."""
-    whole = prepare(data.series, data.window, data.horizon, data.mode, val_fraction=0.0,
-                    test_fraction=0.0, period=data.period)
+    whole = prepare(
+        data.series,
+        data.window,
+        data.horizon,
+        data.mode,
+        val_fraction=0.0,
+        test_fraction=0.0,
+        period=data.period,
+    )
     settings = dataclasses.replace(settings, epochs=epochs, patience=epochs)
     model, result = train(build, whole, config, settings, log, restore_best=False)
     return model, whole, result
@@ -405,30 +478,42 @@ class Selection:
     trials: list[dict]  # {'choice': {field: value}, 'val_loss', 'best_epoch'}
 
 
-def select(build, data: ForecastData, config: ForecastConfig,
-           settings: FitSettings = FitSettings(), grid: dict | None = None, log=None) -> Selection:
+def select(
+    build,
+    data: ForecastData,
+    config: ForecastConfig,
+    settings: FitSettings = FitSettings(),
+    grid: dict | None = None,
+    log=None,
+) -> Selection:
     """Train one model per combination of ``grid`` (field name of ForecastConfig or FitSettings
     -> values; default :data:`SELECT_GRID`) and keep the one with the lowest validation loss.
     The test part is never looked at. ``log(trial)`` sees each finished trial."""
     if data.val_windows is None:
-        raise SeriesError("selection compares models on the validation part, and there is "
-                          "none; give a validation fraction > 0")
+        raise SeriesError(
+            "selection compares models on the validation part, and there is "
+            "none; give a validation fraction > 0"
+        )
     grid = SELECT_GRID if grid is None else grid
     model_fields = {f.name for f in dataclasses.fields(ForecastConfig)}
     unknown = sorted(set(grid) - model_fields - {f.name for f in dataclasses.fields(FitSettings)})
     if unknown:
-        raise InputError(f"cannot search over {unknown}: not fields of ForecastConfig or "
-                         "FitSettings")
+        raise InputError(
+            f"cannot search over {unknown}: not fields of ForecastConfig or FitSettings"
+        )
     best, trials = None, []
     for values in itertools.product(*grid.values()):
         choice = dict(zip(grid, values))
         trial_config = dataclasses.replace(
-            config, **{k: v for k, v in choice.items() if k in model_fields})
+            config, **{k: v for k, v in choice.items() if k in model_fields}
+        )
         trial_settings = dataclasses.replace(
-            settings, **{k: v for k, v in choice.items() if k not in model_fields})
+            settings, **{k: v for k, v in choice.items() if k not in model_fields}
+        )
         model, result = train(build, data, trial_config, trial_settings)
-        trials.append({"choice": choice, "val_loss": result.best_loss,
-                       "best_epoch": result.best_epoch})
+        trials.append(
+            {"choice": choice, "val_loss": result.best_loss, "best_epoch": result.best_epoch}
+        )
         if log is not None:
             log(trials[-1])
         if best is None or result.best_loss < best.fit.best_loss:

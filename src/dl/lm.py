@@ -18,8 +18,9 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Callable
 from types import SimpleNamespace
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -58,8 +59,11 @@ class RecurrentShape:
         for layer in range(self.num_layers):
             inputs = self.num_inputs if layer == 0 else H
             for name in PARAM_NAMES[self.cell][:-2]:
-                shape = (inputs, H) if name.startswith("W_x") else (
-                    (H, H) if name.startswith("W_h") else (H,))
+                shape = (
+                    (inputs, H)
+                    if name.startswith("W_x")
+                    else ((H, H) if name.startswith("W_h") else (H,))
+                )
                 shapes[self.prefix(layer) + name] = shape
         shapes["W_hq"], shapes["b_q"] = (H, self.num_outputs), (self.num_outputs,)
         return shapes
@@ -83,12 +87,12 @@ class RecurrentShape:
 class LMConfig(RecurrentShape):
     """What defines a language model's parameters and computation (stored in checkpoints)."""
 
-    cell: str = "lstm"            # rnn | gru | lstm
-    vocab_size: int = 28          # V: one-hot inputs and output classes
-    num_hiddens: int = 256        # H: units per layer
-    num_layers: int = 1           # stacked recurrent layers
-    dropout: float = 0.0          # on each layer's outputs but the last, while training
-    output_tanh: bool = True      # lstm only: False gives H = O * C (the chapter's exercise 4)
+    cell: str = "lstm"  # rnn | gru | lstm
+    vocab_size: int = 28  # V: one-hot inputs and output classes
+    num_hiddens: int = 256  # H: units per layer
+    num_layers: int = 1  # stacked recurrent layers
+    dropout: float = 0.0  # on each layer's outputs but the last, while training
+    output_tanh: bool = True  # lstm only: False gives H = O * C (the chapter's exercise 4)
 
     def __post_init__(self):
         check_positive("vocab_size", self.vocab_size, integer=True)
@@ -106,28 +110,37 @@ class LMConfig(RecurrentShape):
 def check_precision(precision: str, backend: str, supported=("fp32",)) -> None:
     """Raise InputError unless ``backend`` trains in ``precision``."""
     if precision not in supported:
-        raise InputError(f"precision {precision!r}: the {backend} backend trains in "
-                         f"{' or '.join(supported)}; use --backend torch for bf16")
+        raise InputError(
+            f"precision {precision!r}: the {backend} backend trains in "
+            f"{' or '.join(supported)}; use --backend torch for bf16"
+        )
 
 
 def check_concise(config, backend: str, supported) -> None:
     """Raise InputError unless ``backend``'s own layers can run ``config`` (``supported``: the
     cells they offer in the book's form); the scratch implementation runs every config."""
     if config.cell not in supported:
-        raise InputError(f"--impl concise: {backend} has no layer computing the book's "
-                         f"{config.cell.upper()} (its own differs); use --impl scratch")
+        raise InputError(
+            f"--impl concise: {backend} has no layer computing the book's "
+            f"{config.cell.upper()} (its own differs); use --impl scratch"
+        )
     if not config.output_tanh:
-        raise InputError(f"--impl concise: {backend}'s LSTM layer always applies tanh to its "
-                         "output; use --impl scratch for H = O * C")
+        raise InputError(
+            f"--impl concise: {backend}'s LSTM layer always applies tanh to its "
+            "output; use --impl scratch for H = O * C"
+        )
 
 
 def init_params(config: LMConfig, seed: int, scale: float = 0.01) -> dict[str, np.ndarray]:
     """The book's initialisation (weights ~ N(0, scale), biases 0), float32, from ``seed``:
     every framework starts from the same numbers."""
     rng = np.random.default_rng(seed)
-    return {name: (rng.standard_normal(shape) * scale).astype(np.float32)
-            if name.rpartition(".")[2].startswith("W") else np.zeros(shape, np.float32)
-            for name, shape in config.param_shapes().items()}
+    return {
+        name: (rng.standard_normal(shape) * scale).astype(np.float32)
+        if name.rpartition(".")[2].startswith("W")
+        else np.zeros(shape, np.float32)
+        for name, shape in config.param_shapes().items()
+    }
 
 
 def check_params(config: LMConfig, params: dict[str, Any]) -> None:
@@ -138,12 +151,19 @@ def check_params(config: LMConfig, params: dict[str, Any]) -> None:
         raise InputError(f"parameters do not fit the model: missing {missing}, unexpected {extra}")
     for name, shape in expected.items():
         if tuple(params[name].shape) != shape:
-            raise InputError(f"parameter {name} has shape {tuple(params[name].shape)}, the model "
-                             f"needs {shape}")
+            raise InputError(
+                f"parameter {name} has shape {tuple(params[name].shape)}, the model needs {shape}"
+            )
 
 
-def forward(ops, params: dict, X, state: tuple, config: LMConfig,
-            dropout: Callable[[Any, int], Any] | None = None):
+def forward(
+    ops,
+    params: dict,
+    X,
+    state: tuple,
+    config: LMConfig,
+    dropout: Callable[[Any, int], Any] | None = None,
+):
     """Run the language model over a batch.
 
     ``X: (B, T)`` int token ids; ``state``: a flat tuple, per layer ``(H,)`` or ``(H, C)``, each
@@ -152,8 +172,10 @@ def forward(ops, params: dict, X, state: tuple, config: LMConfig,
     book's (rows ``t*B .. t*B+B-1`` belong to step ``t``).
     """
     ids = ops.transpose(X)  # one-hot rows times W_x: rows of W_x, looked up gate by gate
-    x_proj = ops.concat([ops.take(W_x, ids) for W_x in
-                         _gate_weights(params, config.prefix(0), config.cell, "W_x")], -1)
+    x_proj = ops.concat(
+        [ops.take(W_x, ids) for W_x in _gate_weights(params, config.prefix(0), config.cell, "W_x")],
+        -1,
+    )
     x_proj = x_proj + _bias(ops, params, config, 0)
     outputs, state = run_layers(ops, params, x_proj, state, config, dropout)
     T, B, H = outputs.shape
@@ -169,8 +191,14 @@ def input_projection(ops, params: dict, inputs, config, layer: int = 0):
     return ops.reshape(product + _bias(ops, params, config, layer), (T, B, -1))
 
 
-def run_layers(ops, params: dict, x_proj, state: tuple, config,
-               dropout: Callable[[Any, int], Any] | None = None):
+def run_layers(
+    ops,
+    params: dict,
+    x_proj,
+    state: tuple,
+    config,
+    dropout: Callable[[Any, int], Any] | None = None,
+):
     """The stacked layers over ``x_proj: (T, B, G*H)``, the first layer's input product with
     bias. Returns ``(outputs: (T, B, H)`` of the last layer, the new flat state)."""
     per_layer = config.state_per_layer
@@ -178,7 +206,7 @@ def run_layers(ops, params: dict, x_proj, state: tuple, config,
     for layer in range(config.num_layers):
         if layer > 0:
             x_proj = input_projection(ops, params, inputs, config, layer)
-        layer_state = state[layer * per_layer:(layer + 1) * per_layer]
+        layer_state = state[layer * per_layer : (layer + 1) * per_layer]
         inputs, layer_state = _run_layer(ops, config, params, layer, x_proj, layer_state)
         new_state.extend(layer_state)
         if dropout is not None and layer < config.num_layers - 1:
@@ -222,6 +250,7 @@ def _run_layer(ops, config, params, layer, x_proj, state):
     def step(state, x_t):
         state = _cell_step(ops, config, W_h, W_hh, x_t, state)
         return state, state[0]
+
     if getattr(ops, "scan", None) is not None:
         state, outputs = ops.scan(step, tuple(state), x_proj)
         return outputs, state
@@ -264,8 +293,10 @@ def layer_matrices(params: dict, config, layer: int, order=None):
     """NumPy ``(W_x: (in, G*H), W_h: (H, G*H), b: (G*H,))`` of ``layer`` with the gates side by
     side in ``order`` (default: the book's, :data:`GATES`), as frameworks' layers hold them."""
     order, prefix = order or GATES[config.cell], config.prefix(layer)
-    return tuple(np.concatenate([np.asarray(params[f"{prefix}{kind}{g}"]) for g in order], -1)
-                 for kind in ("W_x", "W_h", "b_"))
+    return tuple(
+        np.concatenate([np.asarray(params[f"{prefix}{kind}{g}"]) for g in order], -1)
+        for kind in ("W_x", "W_h", "b_")
+    )
 
 
 def layer_params(W_x, W_h, b, config, layer: int, order=None) -> dict:
@@ -293,9 +324,16 @@ def _np_sigmoid(x):
 
 
 NUMPY_OPS = SimpleNamespace(
-    take=lambda W, ids: W[ids], transpose=np.transpose, concat=np.concatenate, stack=np.stack,
-    reshape=np.reshape, split=lambda x, n: np.split(x, n, axis=-1), sigmoid=_np_sigmoid,
-    tanh=np.tanh, unstack=list)
+    take=lambda W, ids: W[ids],
+    transpose=np.transpose,
+    concat=np.concatenate,
+    stack=np.stack,
+    reshape=np.reshape,
+    split=lambda x, n: np.split(x, n, axis=-1),
+    sigmoid=_np_sigmoid,
+    tanh=np.tanh,
+    unstack=list,
+)
 
 
 def zero_state(config: LMConfig, batch_size: int, dtype=np.float32) -> tuple:
@@ -318,6 +356,7 @@ def sampler(temperature: float = 1.0, top_k: int | None = None, seed: int | None
             scores = np.where(scores >= np.sort(scores)[-top_k], scores, -np.inf)
         probs = np.exp(scores - scores.max())
         return int(rng.choice(len(probs), p=probs / probs.sum()))
+
     return choose
 
 

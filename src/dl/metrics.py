@@ -34,12 +34,14 @@ def bleu(pred_seq: str, label_seq: str, k: int) -> float:
     score = math.exp(min(0, 1 - len_label / len_pred))
     for n in range(1, k + 1):
         label_counts = collections.Counter(
-            " ".join(label_tokens[i:i + n]) for i in range(len_label - n + 1))
+            " ".join(label_tokens[i : i + n]) for i in range(len_label - n + 1)
+        )
         pred_counts = collections.Counter(
-            " ".join(pred_tokens[i:i + n]) for i in range(len_pred - n + 1))
+            " ".join(pred_tokens[i : i + n]) for i in range(len_pred - n + 1)
+        )
         num_matches = sum(min(count, label_counts[gram]) for gram, count in pred_counts.items())
         num_grams = len_pred - n + 1
-        score *= (num_matches / num_grams) ** (0.5 ** n) if num_grams > 0 else 0.0
+        score *= (num_matches / num_grams) ** (0.5**n) if num_grams > 0 else 0.0
     return score
 
 
@@ -48,8 +50,10 @@ def _pair(name, y_true, y_pred):
     y_true = np.asarray(y_true, dtype=np.float64)
     y_pred = np.asarray(y_pred, dtype=np.float64)
     if y_true.shape != y_pred.shape:
-        raise InputError(f"{name}: y_true and y_pred must have the same shape, got "
-                         f"{y_true.shape} and {y_pred.shape}")
+        raise InputError(
+            f"{name}: y_true and y_pred must have the same shape, got "
+            f"{y_true.shape} and {y_pred.shape}"
+        )
     if y_true.size == 0:
         raise InputError(f"{name} needs at least one value, got empty arrays")
     return y_true, y_pred
@@ -74,11 +78,14 @@ def _naive_scale(y_train, period):
     if y_train.ndim == 2 and y_train.shape[1] == 1:
         y_train = y_train[:, 0]
     if y_train.ndim != 1:
-        raise InputError(f"mase: y_train must be the training part of the target, shape (T,), "
-                         f"got {y_train.shape}")
+        raise InputError(
+            f"mase: y_train must be the training part of the target, shape (T,), "
+            f"got {y_train.shape}"
+        )
     if len(y_train) <= period:
-        raise InputError(f"mase needs a training part longer than period={period}, got "
-                         f"{len(y_train)} values")
+        raise InputError(
+            f"mase needs a training part longer than period={period}, got {len(y_train)} values"
+        )
     return float(np.mean(np.abs(y_train[period:] - y_train[:-period])))
 
 
@@ -105,11 +112,14 @@ def mase_undefined_reason(y_train, period: int = 1) -> str | None:
     if scale > 0:
         return None
     y_train = np.ravel(np.asarray(y_train, dtype=np.float64))
-    what = ("is constant" if np.all(y_train == y_train[0])
-            else f"repeats exactly every {period} steps")
-    return (f"MASE is undefined: the training part {what}, so the in-sample "
-            f"{'naive' if period == 1 else f'seasonal naive (period {period})'} forecast has "
-            "error 0 and there is no scale to divide by; compare MAE or RMSE instead")
+    what = (
+        "is constant" if np.all(y_train == y_train[0]) else f"repeats exactly every {period} steps"
+    )
+    return (
+        f"MASE is undefined: the training part {what}, so the in-sample "
+        f"{'naive' if period == 1 else f'seasonal naive (period {period})'} forecast has "
+        "error 0 and there is no scale to divide by; compare MAE or RMSE instead"
+    )
 
 
 def smape(y_true, y_pred) -> float:

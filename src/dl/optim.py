@@ -42,13 +42,13 @@ STEP = PREFIX + "step"
 class OptimizerConfig:
     """Which update rule, with which hyperparameters (stored in checkpoints)."""
 
-    name: str = "sgd"             # sgd | adam | adamw | rmsprop
-    lr: float = 1.0               # learning rate
-    weight_decay: float = 0.0     # sgd: L2 on the gradient; adamw: decoupled; else refused
-    beta1: float = 0.9            # adam, adamw: decay of the first moment
-    beta2: float = 0.999          # adam, adamw: decay of the second moment
-    rho: float = 0.99             # rmsprop: decay of the mean square (torch's alpha)
-    eps: float = 1e-8             # adam, adamw, rmsprop: added to the root of the second moment
+    name: str = "sgd"  # sgd | adam | adamw | rmsprop
+    lr: float = 1.0  # learning rate
+    weight_decay: float = 0.0  # sgd: L2 on the gradient; adamw: decoupled; else refused
+    beta1: float = 0.9  # adam, adamw: decay of the first moment
+    beta2: float = 0.999  # adam, adamw: decay of the second moment
+    rho: float = 0.99  # rmsprop: decay of the mean square (torch's alpha)
+    eps: float = 1e-8  # adam, adamw, rmsprop: added to the root of the second moment
 
     def __post_init__(self):
         if self.name not in SLOTS:
@@ -62,8 +62,10 @@ class OptimizerConfig:
             if value >= 1:
                 raise InputError(f"{name} must be in [0, 1), got {value!r}")
         if self.weight_decay and self.name in ("adam", "rmsprop"):
-            raise InputError(f"weight_decay with {self.name}: use adamw (decoupled weight decay) "
-                             "or sgd, or leave weight decay at 0")
+            raise InputError(
+                f"weight_decay with {self.name}: use adamw (decoupled weight decay) "
+                "or sgd, or leave weight decay at 0"
+            )
 
     @property
     def slots(self) -> tuple[str, ...]:
@@ -92,14 +94,18 @@ def check_state(config: OptimizerConfig, param_shapes: dict[str, tuple], state: 
     missing = [name for name in expected if name not in state]
     extra = sorted(set(state) - set(expected))
     if missing or extra:
-        raise InputError(f"optimizer state for {config.name} does not fit: missing {missing[:4]}"
-                         f"{'...' if len(missing) > 4 else ''}, unexpected {extra[:4]}"
-                         f"{'...' if len(extra) > 4 else ''}")
+        raise InputError(
+            f"optimizer state for {config.name} does not fit: missing {missing[:4]}"
+            f"{'...' if len(missing) > 4 else ''}, unexpected {extra[:4]}"
+            f"{'...' if len(extra) > 4 else ''}"
+        )
     for name in expected[1:]:
         shape = param_shapes[name.split(".", 2)[2]]
         if tuple(np.shape(state[name])) != tuple(shape):
-            raise InputError(f"optimizer state {name} has shape {np.shape(state[name])}, "
-                             f"the parameter has {tuple(shape)}")
+            raise InputError(
+                f"optimizer state {name} has shape {np.shape(state[name])}, "
+                f"the parameter has {tuple(shape)}"
+            )
 
 
 def zero_state(config: OptimizerConfig, param_shapes: dict[str, tuple]) -> dict[str, np.ndarray]:

@@ -70,13 +70,28 @@ def set_axes(axes, xlabel, ylabel, xlim, ylim, xscale, yscale, legend) -> None:
 
 def _has_one_axis(X) -> bool:
     """True for one series: a 1-D array or tensor, or a list of numbers."""
-    return (getattr(X, "ndim", None) == 1
-            or isinstance(X, list) and bool(X) and not hasattr(X[0], "__len__"))
+    return (
+        getattr(X, "ndim", None) == 1
+        or isinstance(X, list)
+        and bool(X)
+        and not hasattr(X[0], "__len__")
+    )
 
 
-def plot(X, Y=None, xlabel=None, ylabel=None, legend=None, xlim=None, ylim=None,
-         xscale="linear", yscale="linear", fmts=("-", "m--", "g-.", "r:"), figsize=(3.5, 2.5),
-         axes=None) -> None:
+def plot(
+    X,
+    Y=None,
+    xlabel=None,
+    ylabel=None,
+    legend=None,
+    xlim=None,
+    ylim=None,
+    xscale="linear",
+    yscale="linear",
+    fmts=("-", "m--", "g-.", "r:"),
+    figsize=(3.5, 2.5),
+    axes=None,
+) -> None:
     """Plot one or more series on ``axes`` (default: pyplot's current axes, cleared first).
 
     ``X``, ``Y``: a series (1-D array, tensor or list of numbers) or a list of series; with

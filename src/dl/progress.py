@@ -67,11 +67,29 @@ class Animator:
     as PNG. Nothing is printed outside Jupyter: no figure reprs, no escape codes.
     """
 
-    def __init__(self, xlabel=None, ylabel=None, legend=None, xlim=None, ylim=None,
-                 xscale="linear", yscale="linear", fmts=("-", "m--", "g-.", "r:"),
-                 nrows=1, ncols=1, figsize=(3.5, 2.5)):
-        self.axes_config = dict(xlabel=xlabel, ylabel=ylabel, legend=list(legend or []),
-                                xlim=xlim, ylim=ylim, xscale=xscale, yscale=yscale)
+    def __init__(
+        self,
+        xlabel=None,
+        ylabel=None,
+        legend=None,
+        xlim=None,
+        ylim=None,
+        xscale="linear",
+        yscale="linear",
+        fmts=("-", "m--", "g-.", "r:"),
+        nrows=1,
+        ncols=1,
+        figsize=(3.5, 2.5),
+    ):
+        self.axes_config = dict(
+            xlabel=xlabel,
+            ylabel=ylabel,
+            legend=list(legend or []),
+            xlim=xlim,
+            ylim=ylim,
+            xscale=xscale,
+            yscale=yscale,
+        )
         self.fmts, self.nrows, self.ncols, self.figsize = fmts, nrows, ncols, figsize
         self.X: list[list] | None = None
         self.Y: list[list] | None = None

@@ -14,16 +14,30 @@ inputs), H = num_hiddens, Q = num_outputs (V unless given).
           C_t = F * C + I * C~;  H_t = O * tanh(C_t)  (H_t = O * C_t if output_tanh is False)
     all:  Y_t = H_t W_hq + b_q
 """
+
 import numpy as np
 
 from dl.errors import InputError
 
 PARAM_NAMES = {
-    'rnn': ('W_xh', 'W_hh', 'b_h', 'W_hq', 'b_q'),
-    'gru': ('W_xz', 'W_hz', 'b_z', 'W_xr', 'W_hr', 'b_r', 'W_xh', 'W_hh', 'b_h',
-            'W_hq', 'b_q'),
-    'lstm': ('W_xi', 'W_hi', 'b_i', 'W_xf', 'W_hf', 'b_f', 'W_xo', 'W_ho', 'b_o',
-             'W_xc', 'W_hc', 'b_c', 'W_hq', 'b_q'),
+    "rnn": ("W_xh", "W_hh", "b_h", "W_hq", "b_q"),
+    "gru": ("W_xz", "W_hz", "b_z", "W_xr", "W_hr", "b_r", "W_xh", "W_hh", "b_h", "W_hq", "b_q"),
+    "lstm": (
+        "W_xi",
+        "W_hi",
+        "b_i",
+        "W_xf",
+        "W_hf",
+        "b_f",
+        "W_xo",
+        "W_ho",
+        "b_o",
+        "W_xc",
+        "W_hc",
+        "b_c",
+        "W_hq",
+        "b_q",
+    ),
 }
 
 
@@ -39,21 +53,20 @@ def param_shapes(cell, num_inputs, num_hiddens, num_outputs=None):
     num_outputs = num_inputs if num_outputs is None else num_outputs
     shapes = {}
     for name in PARAM_NAMES[cell]:
-        if name == 'W_hq':
+        if name == "W_hq":
             shapes[name] = (num_hiddens, num_outputs)
-        elif name == 'b_q':
+        elif name == "b_q":
             shapes[name] = (num_outputs,)
-        elif name.startswith('W_x'):
+        elif name.startswith("W_x"):
             shapes[name] = (num_inputs, num_hiddens)
-        elif name.startswith('W_h'):
+        elif name.startswith("W_h"):
             shapes[name] = (num_hiddens, num_hiddens)
         else:
             shapes[name] = (num_hiddens,)
     return shapes
 
 
-def init_params(cell, num_inputs, num_hiddens, rng, scale=0.01, num_outputs=None,
-                dtype=np.float64):
+def init_params(cell, num_inputs, num_hiddens, rng, scale=0.01, num_outputs=None, dtype=np.float64):
     """The book's initialisation: weights ~ normal(0, scale), biases zero.
 
     rng: np.random.Generator. Returns a dict in `PARAM_NAMES[cell]` order with the shapes of
@@ -61,7 +74,7 @@ def init_params(cell, num_inputs, num_hiddens, rng, scale=0.01, num_outputs=None
     """
     params = {}
     for name, shape in param_shapes(cell, num_inputs, num_hiddens, num_outputs).items():
-        if name.startswith('W'):
+        if name.startswith("W"):
             params[name] = (rng.standard_normal(shape) * scale).astype(dtype)
         else:
             params[name] = np.zeros(shape, dtype=dtype)
@@ -71,7 +84,7 @@ def init_params(cell, num_inputs, num_hiddens, rng, scale=0.01, num_outputs=None
 def init_state(cell, batch_size, num_hiddens, dtype=np.float64):
     """Zero state: (H,) for rnn and gru, (H, C) for lstm, each (B, H)."""
     _check_cell(cell)
-    count = 2 if cell == 'lstm' else 1
+    count = 2 if cell == "lstm" else 1
     return tuple(np.zeros((batch_size, num_hiddens), dtype=dtype) for _ in range(count))
 
 
@@ -88,56 +101,56 @@ def _sigmoid(x):
 
 
 def _affine(params, gate, X, H):
-    return X @ params[f'W_x{gate}'] + H @ params[f'W_h{gate}'] + params[f'b_{gate}']
+    return X @ params[f"W_x{gate}"] + H @ params[f"W_h{gate}"] + params[f"b_{gate}"]
 
 
 def _affine_backward(params, grads, gate, dA, X, H):
     """Accumulates the gate's weight and bias gradients; returns (dX, dH) of X W_x + H W_h + b."""
-    grads[f'W_x{gate}'] += X.T @ dA
-    grads[f'W_h{gate}'] += H.T @ dA
-    grads[f'b_{gate}'] += dA.sum(axis=0)
-    return dA @ params[f'W_x{gate}'].T, dA @ params[f'W_h{gate}'].T
+    grads[f"W_x{gate}"] += X.T @ dA
+    grads[f"W_h{gate}"] += H.T @ dA
+    grads[f"b_{gate}"] += dA.sum(axis=0)
+    return dA @ params[f"W_x{gate}"].T, dA @ params[f"W_h{gate}"].T
 
 
 def _rnn_step(params, X, state, output_tanh):
     (H,) = state
-    H_new = np.tanh(_affine(params, 'h', X, H))
+    H_new = np.tanh(_affine(params, "h", X, H))
     return (H_new,), (X, H, H_new)
 
 
 def _rnn_step_backward(params, grads, step_cache, dstate, output_tanh):
     X, H, H_new = step_cache
     (dH_new,) = dstate
-    dX, dH = _affine_backward(params, grads, 'h', dH_new * (1 - H_new ** 2), X, H)
+    dX, dH = _affine_backward(params, grads, "h", dH_new * (1 - H_new**2), X, H)
     return (dH,), dX
 
 
 def _gru_step(params, X, state, output_tanh):
     (H,) = state
-    Z = _sigmoid(_affine(params, 'z', X, H))
-    R = _sigmoid(_affine(params, 'r', X, H))
-    H_tilde = np.tanh(_affine(params, 'h', X, R * H))
+    Z = _sigmoid(_affine(params, "z", X, H))
+    R = _sigmoid(_affine(params, "r", X, H))
+    H_tilde = np.tanh(_affine(params, "h", X, R * H))
     return (Z * H + (1 - Z) * H_tilde,), (X, H, Z, R, H_tilde)
 
 
 def _gru_step_backward(params, grads, step_cache, dstate, output_tanh):
     X, H, Z, R, H_tilde = step_cache
     (dH_new,) = dstate
-    dA_h = dH_new * (1 - Z) * (1 - H_tilde ** 2)
-    dX_h, dRH = _affine_backward(params, grads, 'h', dA_h, X, R * H)
+    dA_h = dH_new * (1 - Z) * (1 - H_tilde**2)
+    dX_h, dRH = _affine_backward(params, grads, "h", dA_h, X, R * H)
     dA_z = dH_new * (H - H_tilde) * Z * (1 - Z)
-    dX_z, dH_z = _affine_backward(params, grads, 'z', dA_z, X, H)
+    dX_z, dH_z = _affine_backward(params, grads, "z", dA_z, X, H)
     dA_r = dRH * H * R * (1 - R)
-    dX_r, dH_r = _affine_backward(params, grads, 'r', dA_r, X, H)
+    dX_r, dH_r = _affine_backward(params, grads, "r", dA_r, X, H)
     return (dH_new * Z + dRH * R + dH_z + dH_r,), dX_h + dX_z + dX_r
 
 
 def _lstm_step(params, X, state, output_tanh):
     H, C = state
-    I = _sigmoid(_affine(params, 'i', X, H))
-    F = _sigmoid(_affine(params, 'f', X, H))
-    O = _sigmoid(_affine(params, 'o', X, H))
-    C_tilde = np.tanh(_affine(params, 'c', X, H))
+    I = _sigmoid(_affine(params, "i", X, H))
+    F = _sigmoid(_affine(params, "f", X, H))
+    O = _sigmoid(_affine(params, "o", X, H))
+    C_tilde = np.tanh(_affine(params, "c", X, H))
     C_new = F * C + I * C_tilde
     C_out = np.tanh(C_new) if output_tanh else C_new
     return (O * C_out, C_new), (X, H, C, I, F, O, C_tilde, C_out)
@@ -146,11 +159,13 @@ def _lstm_step(params, X, state, output_tanh):
 def _lstm_step_backward(params, grads, step_cache, dstate, output_tanh):
     X, H, C, I, F, O, C_tilde, C_out = step_cache
     dH_new, dC_new = dstate
-    dC_new = dC_new + dH_new * O * ((1 - C_out ** 2) if output_tanh else 1)
-    dA = {'i': dC_new * C_tilde * I * (1 - I),
-          'f': dC_new * C * F * (1 - F),
-          'o': dH_new * C_out * O * (1 - O),
-          'c': dC_new * I * (1 - C_tilde ** 2)}
+    dC_new = dC_new + dH_new * O * ((1 - C_out**2) if output_tanh else 1)
+    dA = {
+        "i": dC_new * C_tilde * I * (1 - I),
+        "f": dC_new * C * F * (1 - F),
+        "o": dH_new * C_out * O * (1 - O),
+        "c": dC_new * I * (1 - C_tilde**2),
+    }
     dX, dH = 0, 0
     for gate, dA_gate in dA.items():
         dX_gate, dH_gate = _affine_backward(params, grads, gate, dA_gate, X, H)
@@ -159,9 +174,9 @@ def _lstm_step_backward(params, grads, step_cache, dstate, output_tanh):
 
 
 _STEPS = {
-    'rnn': (_rnn_step, _rnn_step_backward),
-    'gru': (_gru_step, _gru_step_backward),
-    'lstm': (_lstm_step, _lstm_step_backward),
+    "rnn": (_rnn_step, _rnn_step_backward),
+    "gru": (_gru_step, _gru_step_backward),
+    "lstm": (_lstm_step, _lstm_step_backward),
 }
 
 
@@ -175,22 +190,29 @@ def forward(cell, params, X, state, output_tanh=True):
     `backward` needs. Works in the dtype of `params['W_hq']`.
     """
     _check_cell(cell)
-    dtype = params['W_hq'].dtype
+    dtype = params["W_hq"].dtype
     X = np.asarray(X, dtype=dtype)
     num_inputs = params[PARAM_NAMES[cell][0]].shape[0]
     if X.ndim != 3 or X.shape[0] == 0 or X.shape[2] != num_inputs:
-        raise InputError(f"X must be (num_steps >= 1, batch_size, {num_inputs}) time-major, "
-                         f"got shape {X.shape}")
+        raise InputError(
+            f"X must be (num_steps >= 1, batch_size, {num_inputs}) time-major, got shape {X.shape}"
+        )
     state = tuple(np.asarray(s, dtype=dtype) for s in state)
     step, _ = _STEPS[cell]
     outputs, hiddens, steps = [], [], []
     for X_t in X:
         state, step_cache = step(params, X_t, state, output_tanh)
-        outputs.append(state[0] @ params['W_hq'] + params['b_q'])
+        outputs.append(state[0] @ params["W_hq"] + params["b_q"])
         hiddens.append(state[0])
         steps.append(step_cache)
-    cache = {'cell': cell, 'output_tanh': output_tanh, 'X_shape': X.shape,
-             'final_state': state, 'hiddens': hiddens, 'steps': steps}
+    cache = {
+        "cell": cell,
+        "output_tanh": output_tanh,
+        "X_shape": X.shape,
+        "final_state": state,
+        "hiddens": hiddens,
+        "steps": steps,
+    }
     return np.concatenate(outputs, axis=0), state, cache
 
 
@@ -205,24 +227,25 @@ def backward(cell, params, cache, dY, dstate=None):
     the gradient on the inputs.
     """
     _check_cell(cell)
-    if cache['cell'] != cell:
+    if cache["cell"] != cell:
         raise InputError(f"cache comes from a {cache['cell']!r} forward, not {cell!r}")
-    num_steps, batch_size, _ = cache['X_shape']
-    dtype = params['W_hq'].dtype
+    num_steps, batch_size, _ = cache["X_shape"]
+    dtype = params["W_hq"].dtype
     dY = np.asarray(dY, dtype=dtype).reshape(num_steps, batch_size, -1)
     if dstate is None:
-        dstate = tuple(np.zeros_like(s) for s in cache['final_state'])
+        dstate = tuple(np.zeros_like(s) for s in cache["final_state"])
     else:
         dstate = tuple(np.asarray(d, dtype=dtype) for d in dstate)
     _, step_backward = _STEPS[cell]
     grads = {name: np.zeros_like(value) for name, value in params.items()}
-    dX = np.zeros(cache['X_shape'], dtype=dtype)
+    dX = np.zeros(cache["X_shape"], dtype=dtype)
     for t in reversed(range(num_steps)):
-        grads['W_hq'] += cache['hiddens'][t].T @ dY[t]
-        grads['b_q'] += dY[t].sum(axis=0)
-        dstate = (dstate[0] + dY[t] @ params['W_hq'].T,) + dstate[1:]
-        dstate, dX[t] = step_backward(params, grads, cache['steps'][t], dstate,
-                                      cache['output_tanh'])
+        grads["W_hq"] += cache["hiddens"][t].T @ dY[t]
+        grads["b_q"] += dY[t].sum(axis=0)
+        dstate = (dstate[0] + dY[t] @ params["W_hq"].T,) + dstate[1:]
+        dstate, dX[t] = step_backward(
+            params, grads, cache["steps"][t], dstate, cache["output_tanh"]
+        )
     return grads, dstate, dX
 
 
@@ -271,8 +294,11 @@ def optimizer_step(config, params, grads, state=None):
     (zeros when None)."""
     from dl import optim
 
-    state = dict(state) if state is not None else optim.zero_state(
-        config, {name: p.shape for name, p in params.items()})
+    state = (
+        dict(state)
+        if state is not None
+        else optim.zero_state(config, {name: p.shape for name, p in params.items()})
+    )
     t = float(state[optim.STEP]) + 1
     state[optim.STEP] = np.asarray(t, np.float32)
     new = {}
@@ -290,13 +316,14 @@ def optimizer_step(config, params, grads, state=None):
             p = p * (1 - lr * config.weight_decay)
         state[m] = config.beta1 * state[m] + (1 - config.beta1) * g
         state[v] = config.beta2 * state[v] + (1 - config.beta2) * g * g
-        m_hat, v_hat = state[m] / (1 - config.beta1 ** t), state[v] / (1 - config.beta2 ** t)
+        m_hat, v_hat = state[m] / (1 - config.beta1**t), state[v] / (1 - config.beta2**t)
         new[name] = p - lr * m_hat / (np.sqrt(v_hat) + config.eps)
     return new, state
 
 
-def optimize_steps(cell, params, batches, optimizer, theta=1.0, state=None,
-                   optimizer_state=None, output_tanh=True):
+def optimize_steps(
+    cell, params, batches, optimizer, theta=1.0, state=None, optimizer_state=None, output_tanh=True
+):
     """:func:`train_steps` with any :class:`dl.optim.OptimizerConfig`: one clipped update per
     batch. Returns ``(params, losses, optimizer_state)``."""
     box = [optimizer_state]
@@ -304,6 +331,7 @@ def optimize_steps(cell, params, batches, optimizer, theta=1.0, state=None,
     def update(params, grads):
         params, box[0] = optimizer_step(optimizer, params, grads, box[0])
         return params
+
     params, losses = _clipped_steps(cell, params, batches, update, theta, state, output_tanh)
     return params, losses, box[0]
 
@@ -324,15 +352,16 @@ def train_steps(cell, params, batches, lr, theta=1.0, state=None, output_tanh=Tr
 def _clipped_steps(cell, params, batches, update, theta, state, output_tanh):
     """``update(params, clipped grads) -> params`` once per batch; ``(params, losses)``."""
     _check_cell(cell)
-    dtype = params['W_hq'].dtype
+    dtype = params["W_hq"].dtype
     num_inputs, num_hiddens = params[PARAM_NAMES[cell][0]].shape
     losses = []
     for X_ids, Y_ids in batches:
         X_ids, Y_ids = np.asarray(X_ids), np.asarray(Y_ids)
         if state is None:
             state = init_state(cell, X_ids.shape[0], num_hiddens, dtype)
-        Y, new_state, cache = forward(cell, params, one_hot(X_ids.T, num_inputs, dtype),
-                                      state, output_tanh)
+        Y, new_state, cache = forward(
+            cell, params, one_hot(X_ids.T, num_inputs, dtype), state, output_tanh
+        )
         loss, dY = softmax_cross_entropy(Y, Y_ids.T.reshape(-1))
         grads, _, _ = backward(cell, params, cache, dY)
         params = update(params, clip_grads(grads, theta))

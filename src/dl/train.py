@@ -8,7 +8,8 @@ with the device once per epoch (``Trainer.take_loss_sum``), never per batch.
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, Iterable, Protocol
+from collections.abc import Callable, Iterable
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -64,14 +65,23 @@ def epoch_perplexity(loss_sum: float, num_tokens: int, epoch: int, lr: float) ->
         raise DivergedError(
             f"training diverged in epoch {epoch}: the loss became {loss_sum / num_tokens:.4g} per "
             f"token, so the weights are no longer usable. Train again with a smaller learning "
-            f"rate (lr={lr} now) or stronger gradient clipping.")
+            f"rate (lr={lr} now) or stronger gradient clipping."
+        )
     return ppl
 
 
-def fit(trainer: Trainer, train_iter: Iterable, num_epochs: int, lr: float,
-        predict: Callable[[str], str], device_name: str, use_random_iter: bool = False,
-        prefixes: tuple[str, ...] = ("time traveller", "traveller"), print_every: int = 10,
-        animator: Animator | None = None) -> Animator:
+def fit(
+    trainer: Trainer,
+    train_iter: Iterable,
+    num_epochs: int,
+    lr: float,
+    predict: Callable[[str], str],
+    device_name: str,
+    use_random_iter: bool = False,
+    prefixes: tuple[str, ...] = ("time traveller", "traveller"),
+    print_every: int = 10,
+    animator: Animator | None = None,
+) -> Animator:
     """The book's ``train_ch8`` loop: every ``print_every`` epochs a continuation of
     ``prefixes[0]`` and a plot point; at the end perplexity, speed and both continuations.
 
@@ -79,8 +89,12 @@ def fit(trainer: Trainer, train_iter: Iterable, num_epochs: int, lr: float,
     """
     check_positive("num_epochs", num_epochs, allow_zero=True, integer=True)
     check_positive("print_every", print_every, integer=True)
-    animator = animator or Animator(xlabel="epoch", ylabel="perplexity", legend=["train"],
-                                    xlim=[print_every, max(num_epochs, print_every)])
+    animator = animator or Animator(
+        xlabel="epoch",
+        ylabel="perplexity",
+        legend=["train"],
+        xlim=[print_every, max(num_epochs, print_every)],
+    )
     ppl = speed = None
     for epoch in range(1, num_epochs + 1):
         loss_sum, num_tokens, speed = train_epoch(trainer, train_iter, use_random_iter)
@@ -100,8 +114,14 @@ def greedy(logits: np.ndarray) -> int:
     return int(logits.argmax())
 
 
-def predict_tokens(prefix, num_preds: int, vocab, step: Callable[[int, State], tuple[Any, State]],
-                   state: State, choose: Callable[[np.ndarray], int] = greedy) -> str:
+def predict_tokens(
+    prefix,
+    num_preds: int,
+    vocab,
+    step: Callable[[int, State], tuple[Any, State]],
+    state: State,
+    choose: Callable[[np.ndarray], int] = greedy,
+) -> str:
     """Warm up on ``prefix``, then append ``num_preds`` predictions (the book's predict_ch8).
 
     ``step(token_id, state) -> (logits, state)`` runs the model on one token; ``logits`` is

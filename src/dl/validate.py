@@ -25,8 +25,10 @@ def parse_device(name: str | None) -> tuple[str, int | None]:
 def check_gpu(name: str | None, index: int, count: int, framework: str) -> None:
     """Raise InputError naming the device unless GPU ``index`` is one of ``count``."""
     if index >= count:
-        raise InputError(f"device {name!r}: {framework} sees {count} GPU(s) here; use "
-                         f"--device cpu{' or gpu:0' if count else ''}")
+        raise InputError(
+            f"device {name!r}: {framework} sees {count} GPU(s) here; use "
+            f"--device cpu{' or gpu:0' if count else ''}"
+        )
 
 
 def check_positive(name: str, value, allow_zero: bool = False, integer: bool = False) -> None:

@@ -19,12 +19,18 @@ from dl.errors import InputError
 COMMANDS = ("train", "generate", "evaluate", "sweep", "forecast", "bench")
 # OS errors about a file the user named (``--text``, ``--out``, a run directory) or a disk
 # that cannot take a run: the user's to fix, so one line says what happened to which file
-USER_FILE_ERRORS = (FileNotFoundError, FileExistsError, PermissionError, IsADirectoryError,
-                    NotADirectoryError)
-DISK_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG,
-                         errno.ENAMETOOLONG})
-BUG_LINE = (f"dl: this is a bug in dl {__version__}, not a mistake in your command; please "
-            "report it to the dl-rnn maintainers with the command and the traceback above")
+USER_FILE_ERRORS = (
+    FileNotFoundError,
+    FileExistsError,
+    PermissionError,
+    IsADirectoryError,
+    NotADirectoryError,
+)
+DISK_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG, errno.ENAMETOOLONG})
+BUG_LINE = (
+    f"dl: this is a bug in dl {__version__}, not a mistake in your command; please "
+    "report it to the dl-rnn maintainers with the command and the traceback above"
+)
 
 
 class Parser(argparse.ArgumentParser):
@@ -37,9 +43,12 @@ class Parser(argparse.ArgumentParser):
 def parser() -> argparse.ArgumentParser:
     import importlib
 
-    top = Parser(prog="dl", description="Recurrent language models from the "
-                                  "LSTM chapter of Dive into Deep Learning, on TensorFlow, "
-                                  "PyTorch or JAX.")
+    top = Parser(
+        prog="dl",
+        description="Recurrent language models from the "
+        "LSTM chapter of Dive into Deep Learning, on TensorFlow, "
+        "PyTorch or JAX.",
+    )
     top.add_argument("--version", action="version", version=f"dl {__version__}")
     subparsers = top.add_subparsers(title="commands", metavar="COMMAND", required=True)
     for name in COMMANDS:
@@ -51,8 +60,11 @@ def user_message(err: BaseException) -> str | None:
     """The one line that tells the user what to fix, or None if ``err`` is a bug in dl."""
     if isinstance(err, InputError):
         return str(err)
-    if isinstance(err, OSError) and err.filename is not None and (
-            isinstance(err, USER_FILE_ERRORS) or err.errno in DISK_ERRNOS):
+    if (
+        isinstance(err, OSError)
+        and err.filename is not None
+        and (isinstance(err, USER_FILE_ERRORS) or err.errno in DISK_ERRNOS)
+    ):
         return f"{err.filename}: {err.strerror}"
     return None
 

@@ -11,11 +11,20 @@ PREFERENCE = ("torch", "tensorflow", "jax")
 IMPLS = ("scratch", "concise")  # the book's cells in array ops; the framework's own layers
 # (backend, implementation), fastest first for the seed's LSTM on a CPU, as `dl bench
 # --impl scratch,concise` measures it (the figures: README, "Implementations and backends")
-FASTEST = (("torch", "concise"), ("tensorflow", "scratch"), ("jax", "scratch"),
-           ("jax", "concise"), ("torch", "scratch"), ("tensorflow", "concise"))
+FASTEST = (
+    ("torch", "concise"),
+    ("tensorflow", "scratch"),
+    ("jax", "scratch"),
+    ("jax", "concise"),
+    ("torch", "scratch"),
+    ("tensorflow", "concise"),
+)
 # the cells each framework's own layers compute in the book's form (torch's GRU differs)
-CONCISE_CELLS = {"torch": ("rnn", "lstm"), "tensorflow": ("rnn", "gru", "lstm"),
-                 "jax": ("rnn", "gru", "lstm")}
+CONCISE_CELLS = {
+    "torch": ("rnn", "lstm"),
+    "tensorflow": ("rnn", "gru", "lstm"),
+    "jax": ("rnn", "gru", "lstm"),
+}
 _NEEDS = {"tensorflow": ("tensorflow", "tf_keras"), "jax": ("jax",), "torch": ("torch",)}
 
 
@@ -25,24 +34,31 @@ class BackendError(InputError):
 
 def installed() -> list[str]:
     """The backends whose packages are importable, in order of preference."""
-    return [name for name in PREFERENCE
-            if all(importlib.util.find_spec(package) for package in _NEEDS[name])]
+    return [
+        name
+        for name in PREFERENCE
+        if all(importlib.util.find_spec(package) for package in _NEEDS[name])
+    ]
 
 
 def choose(name: str | None) -> str:
     """``name`` if installed; ``None`` -> the fastest installed backend."""
     available = installed()
     if not available:
-        raise BackendError("no deep-learning framework is installed; install one with "
-                           "`pip install 'dl-rnn[torch]'` (or tensorflow, jax)")
+        raise BackendError(
+            "no deep-learning framework is installed; install one with "
+            "`pip install 'dl-rnn[torch]'` (or tensorflow, jax)"
+        )
     if name is None:
         return available[0]
     if name not in PREFERENCE:
         raise BackendError(f"backend {name!r} is not one of {', '.join(PREFERENCE)}")
     if name not in available:
-        raise BackendError(f"backend {name!r} is not installed here (installed: "
-                           f"{', '.join(available)}); install it with "
-                           f"`pip install 'dl-rnn[{name}]'`")
+        raise BackendError(
+            f"backend {name!r} is not installed here (installed: "
+            f"{', '.join(available)}); install it with "
+            f"`pip install 'dl-rnn[{name}]'`"
+        )
     return name
 
 
@@ -52,16 +68,21 @@ def computes(backend: str, impl: str, cell: str, output_tanh: bool = True) -> bo
     return impl == "scratch" or (output_tanh and cell in CONCISE_CELLS[backend])
 
 
-def choose_model(name: str | None, impl: str | None, cell: str,
-                 output_tanh: bool = True) -> tuple[str, str]:
+def choose_model(
+    name: str | None, impl: str | None, cell: str, output_tanh: bool = True
+) -> tuple[str, str]:
     """``(backend, impl)`` for a model: what was asked, the rest filled in with the fastest
     installed pair (:data:`FASTEST`) that computes it: the framework's own layers
     (``'concise'``) compute the book's cells but torch's GRU, and never an LSTM without the
     output tanh; ``'scratch'`` computes every model."""
     backend, available = choose(name), installed()  # checks the name
     for option, candidate in FASTEST:
-        if (name in (None, option) and impl in (None, candidate) and option in available
-                and computes(option, candidate, cell, output_tanh)):
+        if (
+            name in (None, option)
+            and impl in (None, candidate)
+            and option in available
+            and computes(option, candidate, cell, output_tanh)
+        ):
             return option, candidate
     return backend, impl  # asked for what no layer computes: the model says why
 

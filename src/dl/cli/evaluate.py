@@ -14,11 +14,13 @@ from dl.metrics import perplexity
 
 
 def add_parser(subparsers) -> None:
-    parser = subparsers.add_parser("eval", help="perplexity of a trained model on a text",
-                                   description=__doc__)
+    parser = subparsers.add_parser(
+        "eval", help="perplexity of a trained model on a text", description=__doc__
+    )
     add_run_arguments(parser)
-    parser.add_argument("--text", default=None,
-                        help="a UTF-8 text file (default: The Time Machine)")
+    parser.add_argument(
+        "--text", default=None, help="a UTF-8 text file (default: The Time Machine)"
+    )
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
     parser.set_defaults(command=main)
 
@@ -29,10 +31,15 @@ def evaluate_text(model, vocab, settings: dict, path: str | None) -> dict:
     ids, _ = encode(lines, settings["token"], vocab)
     loss_sum, num_tokens = lm.evaluate(model, ids, settings["batch_size"], settings["num_steps"])
     # the predicted tokens are ids[1:num_tokens + 1] (dl.data.batches.eval_batches)
-    unknown = sum(1 for i in ids[1:num_tokens + 1] if i == vocab.unk)
-    return {"text": source, "perplexity": perplexity(loss_sum, num_tokens),
-            "loss": loss_sum / num_tokens, "tokens": num_tokens, "unknown_tokens": unknown,
-            "vocab_size": len(vocab)}
+    unknown = sum(1 for i in ids[1 : num_tokens + 1] if i == vocab.unk)
+    return {
+        "text": source,
+        "perplexity": perplexity(loss_sum, num_tokens),
+        "loss": loss_sum / num_tokens,
+        "tokens": num_tokens,
+        "unknown_tokens": unknown,
+        "vocab_size": len(vocab),
+    }
 
 
 def main(args: argparse.Namespace) -> int:
@@ -42,8 +49,10 @@ def main(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(result))
     else:
-        print(f"perplexity {result['perplexity']:.3f} on {result['tokens']:,} tokens of "
-              f"{result['text']} ({result['unknown_tokens']:,} outside the vocabulary of "
-              f"{result['vocab_size']:,}, counted as <unk>); {args.run} {result['checkpoint']}, "
-              f"{model.backend}")
+        print(
+            f"perplexity {result['perplexity']:.3f} on {result['tokens']:,} tokens of "
+            f"{result['text']} ({result['unknown_tokens']:,} outside the vocabulary of "
+            f"{result['vocab_size']:,}, counted as <unk>); {args.run} {result['checkpoint']}, "
+            f"{model.backend}"
+        )
     return 0

@@ -53,41 +53,85 @@ STEM = "forecast"  # forecast.safetensors and forecast.json in the run directory
 # sunspots 5.8 s JAX, 8.5 s TensorFlow, 6.5 s PyTorch; co2 (window 104) 22 s JAX (the window
 # scanned by XLA), 35 s TensorFlow (unrolled in one graph), 53 s PyTorch (op by op)
 FASTEST = ("jax", "tensorflow", "torch")
-MODEL_OPTIONS = ("cell", "hidden", "layers", "dropout", "window", "horizon", "mode", "epochs",
-                 "lr", "batch_size", "optimizer", "clip", "patience", "val_fraction",
-                 "test_fraction", "seed", "select", "refit")
-DEFAULTS = dict(cell="lstm", hidden=32, layers=1, dropout=0.0, horizon=4, mode="direct",
-                val_fraction=0.1, test_fraction=0.2, **{
-                    f.name: f.default for f in dataclasses.fields(core.FitSettings)})
+MODEL_OPTIONS = (
+    "cell",
+    "hidden",
+    "layers",
+    "dropout",
+    "window",
+    "horizon",
+    "mode",
+    "epochs",
+    "lr",
+    "batch_size",
+    "optimizer",
+    "clip",
+    "patience",
+    "val_fraction",
+    "test_fraction",
+    "seed",
+    "select",
+    "refit",
+)
+DEFAULTS = dict(
+    cell="lstm",
+    hidden=32,
+    layers=1,
+    dropout=0.0,
+    horizon=4,
+    mode="direct",
+    val_fraction=0.1,
+    test_fraction=0.2,
+    **{f.name: f.default for f in dataclasses.fields(core.FitSettings)},
+)
 
 
 def add_parser(subparsers) -> None:
     parser = subparsers.add_parser(
-        "forecast", help="forecast a time series with an LSTM, beside naive baselines",
-        description=__doc__.split("\n\n")[0])
+        "forecast",
+        help="forecast a time series with an LSTM, beside naive baselines",
+        description=__doc__.split("\n\n")[0],
+    )
     data = parser.add_argument_group("data")
-    data.add_argument("--series", type=choice(*SERIES_LOADERS),
-                      help=f"a built-in series: {', '.join(SERIES_LOADERS)}")
+    data.add_argument(
+        "--series",
+        type=choice(*SERIES_LOADERS),
+        help=f"a built-in series: {', '.join(SERIES_LOADERS)}",
+    )
     data.add_argument("--csv", type=Path, help="a CSV file with a header line, one row per step")
-    data.add_argument("--column", type=list_of(str),
-                      help="the CSV column(s) to use, comma-separated; the first is forecast")
+    data.add_argument(
+        "--column",
+        type=list_of(str),
+        help="the CSV column(s) to use, comma-separated; the first is forecast",
+    )
     data.add_argument("--time-column", help="the CSV column of time labels (for the plot)")
-    data.add_argument("--interpolate", action="store_true",
-                      help="fill missing CSV values by linear interpolation")
+    data.add_argument(
+        "--interpolate", action="store_true", help="fill missing CSV values by linear interpolation"
+    )
     model = parser.add_argument_group("model and training")
     add = lambda flag, parse, text: model.add_argument(
-        flag, type=parse, default=None,
-        help=f"{text} (default: {DEFAULTS[flag[2:].replace('-', '_')]})")
+        flag,
+        type=parse,
+        default=None,
+        help=f"{text} (default: {DEFAULTS[flag[2:].replace('-', '_')]})",
+    )
     add("--cell", choice(*lm.CELLS), "recurrent cell")
     add("--hidden", positive_int, "hidden units per layer")
     add("--layers", positive_int, "stacked recurrent layers")
     add("--dropout", fraction, "dropout between layers while training")
-    model.add_argument("--window", type=positive_int, default=None,
-                       help="past steps the model sees (default: two seasons, at least 16, "
-                            "at most what the shortest part allows)")
+    model.add_argument(
+        "--window",
+        type=positive_int,
+        default=None,
+        help="past steps the model sees (default: two seasons, at least 16, "
+        "at most what the shortest part allows)",
+    )
     add("--horizon", positive_int, "steps to forecast")
-    add("--mode", choice(*core.MODES),
-        "direct: the model outputs the whole horizon; autoregressive: one step, fed back")
+    add(
+        "--mode",
+        choice(*core.MODES),
+        "direct: the model outputs the whole horizon; autoregressive: one step, fed back",
+    )
     add("--epochs", positive_int, "most training epochs (early stopping ends sooner)")
     add("--patience", positive_int, "stop after this many epochs without a better validation loss")
     add("--lr", positive_float, "learning rate")
@@ -97,25 +141,47 @@ def add_parser(subparsers) -> None:
     add("--val-fraction", fraction, "share of the series held out for validation")
     add("--test-fraction", fraction, "share at the end held out for the test scores")
     add("--seed", count, "seed of the weights, shuffling and dropout")
-    model.add_argument("--select", action="store_true", default=None,
-                       help="train one model per combination of "
-                            f"{', '.join(f'{k} {v}' for k, v in core.SELECT_GRID.items())} and "
-                            "keep the best on the validation part")
-    model.add_argument("--refit", action="store_true", default=None,
-                       help="after scoring on the test part, train a fresh model of the same "
-                            "configuration on the whole series (scaling included) for the "
-                            "best epoch count of the first, forecast past the end with it and "
-                            "save it as the run's model")
+    model.add_argument(
+        "--select",
+        action="store_true",
+        default=None,
+        help="train one model per combination of "
+        f"{', '.join(f'{k} {v}' for k, v in core.SELECT_GRID.items())} and "
+        "keep the best on the validation part",
+    )
+    model.add_argument(
+        "--refit",
+        action="store_true",
+        default=None,
+        help="after scoring on the test part, train a fresh model of the same "
+        "configuration on the whole series (scaling included) for the "
+        "best epoch count of the first, forecast past the end with it and "
+        "save it as the run's model",
+    )
     run = parser.add_argument_group("run")
-    run.add_argument("--backend", type=choice(*FASTEST), default=None,
-                     help=f"{', '.join(FASTEST)} (default: the first installed)")
+    run.add_argument(
+        "--backend",
+        type=choice(*FASTEST),
+        default=None,
+        help=f"{', '.join(FASTEST)} (default: the first installed)",
+    )
     run.add_argument("--device", default=None, help="cpu, gpu, cuda:N (default: a GPU if any)")
-    run.add_argument("--out", type=Path, default=None,
-                     help="run directory (default: runs/forecast-<series>-<date>-<time>; with "
-                          "--from, nothing is written unless --out is given)")
+    run.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="run directory (default: runs/forecast-<series>-<date>-<time>; with "
+        "--from, nothing is written unless --out is given)",
+    )
     run.add_argument("--force", action="store_true", help="overwrite the forecast run in --out")
-    run.add_argument("--from", dest="from_run", type=Path, default=None, metavar="RUN",
-                     help="use the checkpoint of an earlier `dl forecast` run, do not train")
+    run.add_argument(
+        "--from",
+        dest="from_run",
+        type=Path,
+        default=None,
+        metavar="RUN",
+        help="use the checkpoint of an earlier `dl forecast` run, do not train",
+    )
     parser.set_defaults(command=main)
 
 
@@ -124,19 +190,31 @@ def main(args: argparse.Namespace) -> int:
         return from_run(args)
     source = data_source(args)
     if source is None:
-        raise UsageError("dl forecast needs a series: --series "
-                         f"{'|'.join(SERIES_LOADERS)}, or --csv FILE --column NAME")
-    opts = {name: DEFAULTS[name] if getattr(args, name) is None else getattr(args, name)
-            for name in DEFAULTS}
+        raise UsageError(
+            "dl forecast needs a series: --series "
+            f"{'|'.join(SERIES_LOADERS)}, or --csv FILE --column NAME"
+        )
+    opts = {
+        name: DEFAULTS[name] if getattr(args, name) is None else getattr(args, name)
+        for name in DEFAULTS
+    }
     series = open_series(source)
     with in_flags():
         window = args.window or core.default_window(
-            series, opts["horizon"], opts["val_fraction"], opts["test_fraction"])
-        data = core.prepare(series, window, opts["horizon"], opts["mode"], opts["val_fraction"],
-                            opts["test_fraction"])
+            series, opts["horizon"], opts["val_fraction"], opts["test_fraction"]
+        )
+        data = core.prepare(
+            series,
+            window,
+            opts["horizon"],
+            opts["mode"],
+            opts["val_fraction"],
+            opts["test_fraction"],
+        )
     check_varies(data)
     out = args.out or Path("runs") / time.strftime(
-        f"forecast-{args.series or args.csv.stem}-%Y%m%d-%H%M%S")
+        f"forecast-{args.series or args.csv.stem}-%Y%m%d-%H%M%S"
+    )
     backend = choose_backend(args.backend)
     with locked(out, "dl forecast"):
         prepare_out(out, args.force)
@@ -145,53 +223,94 @@ def main(args: argparse.Namespace) -> int:
 
 def train_run(args, out: Path, source: dict, opts: dict, data, backend: str) -> int:
     """Train (or select), score, refit if asked and save the run in the locked ``out``."""
-    config = core.ForecastConfig(opts["cell"], data.series.values.shape[1], opts["hidden"],
-                                 opts["layers"], opts["dropout"], True, data.num_outputs)
-    settings = core.FitSettings(**{f.name: opts[f.name]
-                                   for f in dataclasses.fields(core.FitSettings)})
+    config = core.ForecastConfig(
+        opts["cell"],
+        data.series.values.shape[1],
+        opts["hidden"],
+        opts["layers"],
+        opts["dropout"],
+        True,
+        data.num_outputs,
+    )
+    settings = core.FitSettings(
+        **{f.name: opts[f.name] for f in dataclasses.fields(core.FitSettings)}
+    )
     print(describe(data))
     started, build = time.perf_counter(), builder(backend, args.device)
     best = BestSoFar(build)
-    meta = {"model": config.to_dict(), "training": dataclasses.asdict(settings),
-            "scaler": data.scaler.to_dict(), "window": data.window, "horizon": data.horizon,
-            "mode": data.mode, "period": data.period, "val_fraction": opts["val_fraction"],
-            "test_fraction": opts["test_fraction"], "data": source,
-            "series": data.series.metadata(), "refit": None, "backend": backend,
-            "dl_version": __version__}
+    meta = {
+        "model": config.to_dict(),
+        "training": dataclasses.asdict(settings),
+        "scaler": data.scaler.to_dict(),
+        "window": data.window,
+        "horizon": data.horizon,
+        "mode": data.mode,
+        "period": data.period,
+        "val_fraction": opts["val_fraction"],
+        "test_fraction": opts["test_fraction"],
+        "data": source,
+        "series": data.series.metadata(),
+        "refit": None,
+        "backend": backend,
+        "dl_version": __version__,
+    }
     try:
-        model, config, settings, fit, trials = fit_model(best.build, data, config, settings,
-                                                         args.select, best.log)
+        model, config, settings, fit, trials = fit_model(
+            best.build, data, config, settings, args.select, best.log
+        )
     except KeyboardInterrupt as err:  # Ctrl-C or SIGTERM: keep the best epoch trained
         return best.save_interrupted(out, meta, err)
     seconds = time.perf_counter() - started
-    print(f"trained on {backend} ({model.device_name}) in {seconds:.1f} s: best epoch "
-          f"{fit.best_epoch} of {len(fit.history)}, {loss_name(data)} {fit.best_loss:.4g} "
-          "(scaled units)")
+    print(
+        f"trained on {backend} ({model.device_name}) in {seconds:.1f} s: best epoch "
+        f"{fit.best_epoch} of {len(fit.history)}, {loss_name(data)} {fit.best_loss:.4g} "
+        "(scaled units)"
+    )
     result, evaluation, future = report(
-        model, data, config, forecast_by="the model of the training part" if args.refit else None)
-    result.update(training={**dataclasses.asdict(settings), "best_epoch": fit.best_epoch,
-                            "epochs_run": len(fit.history), "best_loss": fit.best_loss,
-                            "seconds": seconds, "history": fit.history},
-                  selection=trials, backend=backend)
-    meta.update(model=config.to_dict(), training=dataclasses.asdict(settings),
-                best_epoch=fit.best_epoch, best_loss=fit.best_loss)
+        model, data, config, forecast_by="the model of the training part" if args.refit else None
+    )
+    result.update(
+        training={
+            **dataclasses.asdict(settings),
+            "best_epoch": fit.best_epoch,
+            "epochs_run": len(fit.history),
+            "best_loss": fit.best_loss,
+            "seconds": seconds,
+            "history": fit.history,
+        },
+        selection=trials,
+        backend=backend,
+    )
+    meta.update(
+        model=config.to_dict(),
+        training=dataclasses.asdict(settings),
+        best_epoch=fit.best_epoch,
+        best_loss=fit.best_loss,
+    )
     if args.refit:
         try:
-            model, future, meta["refit"], scaler = refit_model(build, data, config, settings,
-                                                               fit.best_epoch)
+            model, future, meta["refit"], scaler = refit_model(
+                build, data, config, settings, fit.best_epoch
+            )
         except (core.ForecastDivergedError, KeyboardInterrupt) as err:
             save_run(out, model, meta, data, result, evaluation, future)
             kept = f"{out} holds the model of the training part, its scores and its forecast"
             if isinstance(err, KeyboardInterrupt):
-                print(f"{signals.describe(err)} during the refit on the whole series; {kept}",
-                      file=sys.stderr)
+                print(
+                    f"{signals.describe(err)} during the refit on the whole series; {kept}",
+                    file=sys.stderr,
+                )
                 return signals.exit_status(err)
             raise core.ForecastDivergedError(
-                f"the refit on the whole series failed: {err}; {kept}") from None
+                f"the refit on the whole series failed: {err}; {kept}"
+            ) from None
         meta["scaler"] = scaler.to_dict()
         result["refit"] = meta["refit"]
-        result["forecast"].update(values_of_model_of_training_part=result["forecast"]["values"],
-                                  values=future.tolist(), model="refit on the whole series")
+        result["forecast"].update(
+            values_of_model_of_training_part=result["forecast"]["values"],
+            values=future.tolist(),
+            model="refit on the whole series",
+        )
     save_run(out, model, meta, data, result, evaluation, future)
     return 0
 
@@ -228,17 +347,23 @@ class BestSoFar:
         """Save the best epoch's weights as the run's checkpoint (unscored); 130 or 143."""
         how = signals.describe(err)
         if self.params is None:
-            print(f"{how} before an epoch's weights were kept: nothing was saved",
-                  file=sys.stderr)
+            print(f"{how} before an epoch's weights were kept: nothing was saved", file=sys.stderr)
             return signals.exit_status(err)
-        meta = {**meta, "model": self.config.to_dict(), "best_epoch":
-                self.record["epoch"], "best_loss": self.record["loss"],
-                "interrupted": f"after epoch {self.epochs}"}
+        meta = {
+            **meta,
+            "model": self.config.to_dict(),
+            "best_epoch": self.record["epoch"],
+            "best_loss": self.record["loss"],
+            "interrupted": f"after epoch {self.epochs}",
+        }
         with signals.deferred():
             checkpoint.save(out, self.params, meta, stem=STEM)
-        print(f"{how} after epoch {self.epochs}: saved the weights of its best epoch "
-              f"{self.record['epoch']} in {checkpoint.weights_path(out, STEM)}; score and "
-              f"forecast with them by `dl forecast --from {out}`", file=sys.stderr)
+        print(
+            f"{how} after epoch {self.epochs}: saved the weights of its best epoch "
+            f"{self.record['epoch']} in {checkpoint.weights_path(out, STEM)}; score and "
+            f"forecast with them by `dl forecast --from {out}`",
+            file=sys.stderr,
+        )
         return signals.exit_status(err)
 
 
@@ -261,38 +386,58 @@ def refit_model(build, data, config, settings, epochs: int):
     seconds = time.perf_counter() - started
     future = core.forecast_future(model.predict, whole)
     windows = len(whole.train_windows[0])
-    print(f"refit a fresh model on all {len(data.series)} steps ({windows} windows) for "
-          f"{epochs} epochs in {seconds:.1f} s, training MSE {fit.best_loss:.4g} (scaled "
-          f"units); its forecast of the {data.horizon} steps after {last_step(data)}: "
-          + " ".join(f"{v:.4g}" for v in future))
-    record = {"epochs": epochs, "steps": len(data.series), "windows": windows,
-              "seconds": seconds, "train_loss": fit.best_loss,
-              "scaler": "fitted on the whole series", "weights": "of the last epoch"}
+    print(
+        f"refit a fresh model on all {len(data.series)} steps ({windows} windows) for "
+        f"{epochs} epochs in {seconds:.1f} s, training MSE {fit.best_loss:.4g} (scaled "
+        f"units); its forecast of the {data.horizon} steps after {last_step(data)}: "
+        + " ".join(f"{v:.4g}" for v in future)
+    )
+    record = {
+        "epochs": epochs,
+        "steps": len(data.series),
+        "windows": windows,
+        "seconds": seconds,
+        "train_loss": fit.best_loss,
+        "scaler": "fitted on the whole series",
+        "weights": "of the last epoch",
+    }
     return model, future, record, whole.scaler
 
 
 def from_run(args: argparse.Namespace) -> int:
     """``dl forecast --from RUN``: score and forecast with a saved model, no training."""
-    given = [f"--{name.replace('_', '-')}" for name in MODEL_OPTIONS
-             if getattr(args, name) is not None]
+    given = [
+        f"--{name.replace('_', '-')}" for name in MODEL_OPTIONS if getattr(args, name) is not None
+    ]
     if given:
-        raise UsageError(f"--from {args.from_run} uses the model and settings of that run; "
-                         f"leave out {', '.join(given)} or train a new run without --from")
+        raise UsageError(
+            f"--from {args.from_run} uses the model and settings of that run; "
+            f"leave out {', '.join(given)} or train a new run without --from"
+        )
     params, meta, config, scaler = open_run(args.from_run)
     source = data_source(args) or meta["data"]
     with in_flags():
-        data = core.prepare(open_series(source), meta["window"], meta["horizon"], meta["mode"],
-                            meta["val_fraction"], meta["test_fraction"], meta["period"], scaler)
+        data = core.prepare(
+            open_series(source),
+            meta["window"],
+            meta["horizon"],
+            meta["mode"],
+            meta["val_fraction"],
+            meta["test_fraction"],
+            meta["period"],
+            scaler,
+        )
     data = dataclasses.replace(data, period_source=f"of {args.from_run}")
     if data.series.values.shape[1] != config.num_inputs:
-        raise UsageError(f"the model of {args.from_run} reads {config.num_inputs} column(s), "
-                         f"the series has {data.series.values.shape[1]}; give as many --column")
+        raise UsageError(
+            f"the model of {args.from_run} reads {config.num_inputs} column(s), "
+            f"the series has {data.series.values.shape[1]}; give as many --column"
+        )
     model = builder(choose_backend(args.backend), args.device)(config, params)
     print(describe(data))
     in_sample = refit_in_sample(args.from_run, meta, data)
     result, evaluation, future = report(model, data, config, in_sample=bool(in_sample))
-    result.update(checkpoint=str(checkpoint.weights_path(args.from_run, STEM)),
-                  in_sample=in_sample)
+    result.update(checkpoint=str(checkpoint.weights_path(args.from_run, STEM)), in_sample=in_sample)
     if args.out is not None:
         with locked(args.out, "dl forecast"):
             prepare_out(args.out, args.force)
@@ -307,13 +452,17 @@ def refit_in_sample(run: Path, meta: dict, data) -> bool | None:
     if not meta.get("refit"):
         return False
     if data.series.metadata() == meta["series"]:
-        print(f"the model of {run} was refit on the whole series, test part included: its test "
-              "scores below are in-sample, not a held-out measure")
+        print(
+            f"the model of {run} was refit on the whole series, test part included: its test "
+            "scores below are in-sample, not a held-out measure"
+        )
         return True
     trained = meta["series"]
-    print(f"the model of {run} was refit on {trained['source']} ({trained['length']} steps, up "
-          f"to {trained['last_time'] or trained['length'] - 1}): the test part here may overlap "
-          "what it trained on")
+    print(
+        f"the model of {run} was refit on {trained['source']} ({trained['length']} steps, up "
+        f"to {trained['last_time'] or trained['length'] - 1}): the test part here may overlap "
+        "what it trained on"
+    )
     return None
 
 
@@ -322,12 +471,20 @@ def refit_in_sample(run: Path, meta: dict, data) -> bool | None:
 
 def data_source(args) -> dict | None:
     """What to load, as JSON-able settings (kept in the checkpoint); None when not given."""
-    csv_only = [flag for flag, value in (("--column", args.column),
-                                         ("--time-column", args.time_column),
-                                         ("--interpolate", args.interpolate)) if value]
+    csv_only = [
+        flag
+        for flag, value in (
+            ("--column", args.column),
+            ("--time-column", args.time_column),
+            ("--interpolate", args.interpolate),
+        )
+        if value
+    ]
     if args.series is not None and (args.csv is not None or csv_only):
-        raise UsageError(f"--series {args.series} is a built-in series; leave out "
-                         f"{', '.join((['--csv'] if args.csv else []) + csv_only)}")
+        raise UsageError(
+            f"--series {args.series} is a built-in series; leave out "
+            f"{', '.join((['--csv'] if args.csv else []) + csv_only)}"
+        )
     if args.series is not None:
         return {"series": args.series}
     if args.csv is None:
@@ -336,14 +493,22 @@ def data_source(args) -> dict | None:
         return None
     if not args.column:
         raise UsageError(f"--csv {args.csv}: say which column to forecast with --column NAME")
-    return {"csv": str(args.csv.resolve()), "column": args.column, "time_column": args.time_column,
-            "interpolate": bool(args.interpolate)}
+    return {
+        "csv": str(args.csv.resolve()),
+        "column": args.column,
+        "time_column": args.time_column,
+        "interpolate": bool(args.interpolate),
+    }
 
 
 # the library's argument names in its messages -> the command's flags
-FLAGS = {"interpolate=True": "--interpolate", "val_fraction": "--val-fraction",
-         "test_fraction": "--test-fraction", "use mode direct": "use --mode direct",
-         "a shorter window or horizon": "a shorter --window or --horizon"}
+FLAGS = {
+    "interpolate=True": "--interpolate",
+    "val_fraction": "--val-fraction",
+    "test_fraction": "--test-fraction",
+    "use mode direct": "use --mode direct",
+    "a shorter window or horizon": "a shorter --window or --horizon",
+}
 LARGEST = 1e150  # larger values overflow when squared (variances, scores)
 
 
@@ -366,14 +531,17 @@ def open_series(source: dict):
         if "series" in source:
             series = load_series(source["series"])
         else:
-            series = read_csv_series(source["csv"], source["column"], source["time_column"],
-                                     source["interpolate"])
+            series = read_csv_series(
+                source["csv"], source["column"], source["time_column"], source["interpolate"]
+            )
     too_large = np.argwhere(np.abs(series.values) > LARGEST)
     if len(too_large):
         row, column = too_large[0]
-        raise UsageError(f"{series.source}: the value {series.values[row, column]:g} (step "
-                         f"{row}) is too large to compute with (|x| over {LARGEST:g} overflows "
-                         "when squared); rescale the column, e.g. divide it by a power of 10")
+        raise UsageError(
+            f"{series.source}: the value {series.values[row, column]:g} (step "
+            f"{row}) is too large to compute with (|x| over {LARGEST:g} overflows "
+            "when squared); rescale the column, e.g. divide it by a power of 10"
+        )
     return series
 
 
@@ -381,10 +549,12 @@ def check_varies(data: core.ForecastData) -> None:
     """Refuse a constant training part: MASE is undefined there and nothing can be learnt."""
     y = data.train[:, data.target]
     if np.ptp(y) == 0:
-        raise UsageError(f"{data.series.source}: column {data.series.target_name!r} is constant "
-                         f"({y[0]:g}) over the training part, so MASE is undefined (the naive "
-                         "forecast has no error to scale by) and there is nothing to learn; "
-                         "give a series that varies")
+        raise UsageError(
+            f"{data.series.source}: column {data.series.target_name!r} is constant "
+            f"({y[0]:g}) over the training part, so MASE is undefined (the naive "
+            "forecast has no error to scale by) and there is nothing to learn; "
+            "give a series that varies"
+        )
 
 
 def choose_backend(name: str | None) -> str:
@@ -402,11 +572,15 @@ def builder(backend: str, device: str | None):
 def open_run(run: Path):
     """``(params, meta, config, scaler)`` of the forecast checkpoint in ``run``."""
     if not checkpoint.exists(run, STEM) and checkpoint.exists(run):
-        raise UsageError(f"--from {run} is a `dl train` run (a language model), not a "
-                         "forecast; give the --out directory of a `dl forecast` run")
+        raise UsageError(
+            f"--from {run} is a `dl train` run (a language model), not a "
+            "forecast; give the --out directory of a `dl forecast` run"
+        )
     if not checkpoint.exists(run, STEM):
-        raise UsageError(f"--from {run}: no forecast checkpoint there ({STEM}.safetensors); "
-                         f"train one with `dl forecast --out {run}`")
+        raise UsageError(
+            f"--from {run}: no forecast checkpoint there ({STEM}.safetensors); "
+            f"train one with `dl forecast --out {run}`"
+        )
     params, meta = checkpoint.load(run, STEM)
     try:
         config = core.ForecastConfig.from_dict(meta["model"])
@@ -416,7 +590,8 @@ def open_run(run: Path):
     except (KeyError, TypeError, ValueError) as err:
         raise checkpoint.CheckpointError(
             f"{checkpoint.weights_path(run, STEM)}: its description does not fit its weights "
-            f"({err}); the checkpoint is damaged") from None
+            f"({err}); the checkpoint is damaged"
+        ) from None
     return params, meta, config, scaler
 
 
@@ -429,59 +604,94 @@ def loss_name(data) -> str:
 
 def describe(data: core.ForecastData) -> str:
     s = data.series
-    return (f"{s.source}: {len(s)} steps of {s.target_name!r}; train {len(data.train)}, "
-            f"validation {len(data.val)}, test {len(data.test)}; window {data.window}, horizon "
-            f"{data.horizon} ({data.mode}); season {data.period} ({data.period_source})")
+    return (
+        f"{s.source}: {len(s)} steps of {s.target_name!r}; train {len(data.train)}, "
+        f"validation {len(data.val)}, test {len(data.test)}; window {data.window}, horizon "
+        f"{data.horizon} ({data.mode}); season {data.period} ({data.period_source})"
+    )
 
 
 def print_epoch(record: dict) -> None:
     if record["epoch"] % 10 == 0:
         val = record["val_loss"]
-        print(f"epoch {record['epoch']}: training MSE {record['train_loss']:.4g}"
-              + ("" if val is None else f", validation MSE {val:.4g}"), flush=True)
+        print(
+            f"epoch {record['epoch']}: training MSE {record['train_loss']:.4g}"
+            + ("" if val is None else f", validation MSE {val:.4g}"),
+            flush=True,
+        )
 
 
 def print_trial(trial: dict) -> None:
-    print(f"{', '.join(f'{k} {v}' for k, v in trial['choice'].items())}: validation MSE "
-          f"{trial['val_loss']:.4g} (epoch {trial['best_epoch']})", flush=True)
+    print(
+        f"{', '.join(f'{k} {v}' for k, v in trial['choice'].items())}: validation MSE "
+        f"{trial['val_loss']:.4g} (epoch {trial['best_epoch']})",
+        flush=True,
+    )
 
 
-def report(model, data: core.ForecastData, config: core.ForecastConfig,
-           forecast_by: str | None = None, in_sample: bool = False):
+def report(
+    model,
+    data: core.ForecastData,
+    config: core.ForecastConfig,
+    forecast_by: str | None = None,
+    in_sample: bool = False,
+):
     """Score on the test part, forecast past the end, print both (the forecast labelled as by
     ``forecast_by``, the verdict as in-sample if so); returns metrics.json's data, the
     :class:`~dl.forecast.Evaluation` and the forecast ``(horizon,)``."""
     evaluation = core.evaluate(model.predict, data)
     future = core.forecast_future(model.predict, data)
     label = f"{config.cell} ({data.mode})"
-    names = {"model": label, "naive": "naive", "seasonal_naive": f"seasonal naive ({data.period})",
-             "mean": "mean"}
+    names = {
+        "model": label,
+        "naive": "naive",
+        "seasonal_naive": f"seasonal naive ({data.period})",
+        "mean": "mean",
+    }
     print(f"test scores over {len(evaluation.truth)} forecast origins, original units:")
     print(f"{'':22}{'MAE':>10}{'RMSE':>10}{'MASE':>10}{'sMAPE %':>10}")
     for name, scores in evaluation.scores.items():
-        print(f"{names[name]:22}" + "".join(
-            f"{'undefined' if math.isnan(v) else f'{v:.4g}':>10}" for v in scores.values()))
+        print(
+            f"{names[name]:22}"
+            + "".join(
+                f"{'undefined' if math.isnan(v) else f'{v:.4g}':>10}" for v in scores.values()
+            )
+        )
     if evaluation.mase_note:
         print(evaluation.mase_note)
     beats = evaluation.beats()
     if beats is not None:
         ours, theirs = (evaluation.scores[n]["mase"] for n in ("model", "seasonal_naive"))
-        print(f"{label} {'beats' if beats else 'does not beat'} seasonal naive on test MASE: "
-              f"{ours:.3f} {'<' if beats else '>='} {theirs:.3f}"
-              + (" (in-sample)" if in_sample else ""))
+        print(
+            f"{label} {'beats' if beats else 'does not beat'} seasonal naive on test MASE: "
+            f"{ours:.3f} {'<' if beats else '>='} {theirs:.3f}"
+            + (" (in-sample)" if in_sample else "")
+        )
     last = last_step(data)
-    print(f"forecast{f' by {forecast_by}' if forecast_by else ''} of the {data.horizon} steps "
-          f"after {last}: " + " ".join(f"{v:.4g}" for v in future))
+    print(
+        f"forecast{f' by {forecast_by}' if forecast_by else ''} of the {data.horizon} steps "
+        f"after {last}: " + " ".join(f"{v:.4g}" for v in future)
+    )
     clean = lambda x: None if isinstance(x, float) and math.isnan(x) else x
-    result = {"series": data.series.metadata(), "target": data.series.target_name,
-              "window": data.window, "horizon": data.horizon, "mode": data.mode,
-              "period": data.period, "period_source": data.period_source,
-              "parts": {"train": len(data.train), "val": len(data.val), "test": len(data.test)},
-              "test_origins": len(evaluation.truth), "model": config.to_dict(),
-              "scores": {name: {k: clean(v) for k, v in scores.items()}
-                         for name, scores in evaluation.scores.items()},
-              "mase_note": evaluation.mase_note, "beats_seasonal_naive_mase": beats,
-              "forecast": {"after": last, "values": future.tolist()}}
+    result = {
+        "series": data.series.metadata(),
+        "target": data.series.target_name,
+        "window": data.window,
+        "horizon": data.horizon,
+        "mode": data.mode,
+        "period": data.period,
+        "period_source": data.period_source,
+        "parts": {"train": len(data.train), "val": len(data.val), "test": len(data.test)},
+        "test_origins": len(evaluation.truth),
+        "model": config.to_dict(),
+        "scores": {
+            name: {k: clean(v) for k, v in scores.items()}
+            for name, scores in evaluation.scores.items()
+        },
+        "mase_note": evaluation.mase_note,
+        "beats_seasonal_naive_mase": beats,
+        "forecast": {"after": last, "values": future.tolist()},
+    }
     return result, evaluation, future
 
 
@@ -493,22 +703,32 @@ def last_step(data) -> str | int:
 def write_outputs(out: Path, data, result: dict, evaluation, future, *extra: str) -> None:
     atomic_write(out / "metrics.json", json.dumps(result, indent=2, allow_nan=False) + "\n")
     written = ["metrics.json", *extra]
-    if write_plot(out / "forecast.png", data, evaluation, future,
-                  result["forecast"].get("model"), bool(result.get("in_sample"))):
+    if write_plot(
+        out / "forecast.png",
+        data,
+        evaluation,
+        future,
+        result["forecast"].get("model"),
+        bool(result.get("in_sample")),
+    ):
         written.insert(0, "forecast.png")
     else:
-        print("matplotlib is not installed, so there is no forecast.png: "
-              "pip install 'dl-rnn[plot]'")
+        print(
+            "matplotlib is not installed, so there is no forecast.png: pip install 'dl-rnn[plot]'"
+        )
     print(f"wrote {', '.join(str(out / name) for name in written)}")
 
 
 def prepare_out(out: Path, force: bool) -> None:
     make_directory(out)
     refuse_other_kind(out, "dl forecast")
-    if not force and any((out / name).exists() for name in
-                         (f"{STEM}.safetensors", "metrics.json", "forecast.png")):
-        raise UsageError(f"--out {out} already holds a forecast; choose another --out, or "
-                         "overwrite it with --force")
+    if not force and any(
+        (out / name).exists() for name in (f"{STEM}.safetensors", "metrics.json", "forecast.png")
+    ):
+        raise UsageError(
+            f"--out {out} already holds a forecast; choose another --out, or "
+            "overwrite it with --force"
+        )
 
 
 def time_axis(series, extra: int) -> tuple[np.ndarray, str]:
@@ -518,17 +738,24 @@ def time_axis(series, extra: int) -> tuple[np.ndarray, str]:
     x, label = np.arange(n + extra), "time step"
     if time_labels is not None and n >= 2:
         try:
-            known = np.array(time_labels, dtype="datetime64[D]" if isinstance(
-                time_labels[0], str) else np.float64)
-            x, label = np.concatenate([known, known[-1] + (known[-1] - known[-2])
-                                       * np.arange(1, extra + 1)]), "time"
+            known = np.array(
+                time_labels,
+                dtype="datetime64[D]" if isinstance(time_labels[0], str) else np.float64,
+            )
+            x, label = (
+                np.concatenate(
+                    [known, known[-1] + (known[-1] - known[-2]) * np.arange(1, extra + 1)]
+                ),
+                "time",
+            )
         except ValueError:  # labels such as '1959Q1'
             pass
     return x, label
 
 
-def write_plot(path: Path, data, evaluation, future, future_model: str | None = None,
-               in_sample: bool = False) -> bool:
+def write_plot(
+    path: Path, data, evaluation, future, future_model: str | None = None, in_sample: bool = False
+) -> bool:
     """``forecast.png``: history, test truth, the model's test forecasts (marked in-sample if
     so) and the forecast past the end (by ``future_model``, if not the scored model); False
     without matplotlib."""
@@ -543,13 +770,24 @@ def write_plot(path: Path, data, evaluation, future, future_model: str | None = 
     fig = Figure(figsize=(8, 3.5))
     ax = fig.subplots()
     ax.plot(x[:start], y[:start], color="0.6", lw=1, label="history (train, validation)")
-    ax.plot(x[start:len(y)], y[start:], color="black", lw=1, label="test truth")
+    ax.plot(x[start : len(y)], y[start:], color="black", lw=1, label="test truth")
     steps = evaluation.forecasts["model"][:, -1]  # h steps ahead of each origin
-    ax.plot(x[start + h - 1:start + h - 1 + len(steps)], steps, color="tab:blue", lw=1,
-            label=f"model, {h} step{'s' if h > 1 else ''} ahead"
-                  + (" (in-sample)" if in_sample else ""))
-    ax.plot(x[len(y):], future, "o--", color="tab:red", ms=3,
-            label="forecast" + (f" ({future_model})" if future_model else ""))
+    ax.plot(
+        x[start + h - 1 : start + h - 1 + len(steps)],
+        steps,
+        color="tab:blue",
+        lw=1,
+        label=f"model, {h} step{'s' if h > 1 else ''} ahead"
+        + (" (in-sample)" if in_sample else ""),
+    )
+    ax.plot(
+        x[len(y) :],
+        future,
+        "o--",
+        color="tab:red",
+        ms=3,
+        label="forecast" + (f" ({future_model})" if future_model else ""),
+    )
     ax.set_xlabel(xlabel)
     ax.set_ylabel(series.target_name)
     ax.legend(fontsize="small")

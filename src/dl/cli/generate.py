@@ -13,15 +13,24 @@ from dl.cli.train import check_prefixes, sample
 
 
 def add_parser(subparsers) -> None:
-    parser = subparsers.add_parser("generate", help="continue a prefix with a trained model",
-                                   description=__doc__)
+    parser = subparsers.add_parser(
+        "generate", help="continue a prefix with a trained model", description=__doc__
+    )
     add_run_arguments(parser)
     parser.add_argument("--prefix", default="time traveller", help="text to continue")
     parser.add_argument("--num", type=count, default=50, help="tokens to generate (default 50)")
-    parser.add_argument("--temperature", type=positive_float, default=None,
-                        help="sample from softmax(logits / T) instead of taking the most likely")
-    parser.add_argument("--top-k", type=positive_int, default=None,
-                        help="sample among the K most likely tokens only")
+    parser.add_argument(
+        "--temperature",
+        type=positive_float,
+        default=None,
+        help="sample from softmax(logits / T) instead of taking the most likely",
+    )
+    parser.add_argument(
+        "--top-k",
+        type=positive_int,
+        default=None,
+        help="sample among the K most likely tokens only",
+    )
     parser.add_argument("--seed", type=count, default=None, help="seed of the sampling")
     parser.set_defaults(command=main)
 

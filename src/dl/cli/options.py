@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from dl.cli.backends import IMPLS, PREFERENCE
 from dl.errors import InputError
@@ -73,18 +74,22 @@ def choice(*choices: str) -> Callable[[str], str]:
         if text not in choices:
             raise argparse.ArgumentTypeError(f"{text!r} is not one of {', '.join(choices)}")
         return text
+
     parse.__name__ = "choice"
     return parse
 
 
 def list_of(parse: Callable[[str], Any]) -> Callable[[str], list]:
     """``'a,b,c'`` -> ``[parse(a), parse(b), parse(c)]``."""
+
     def parse_list(text: str) -> list:
         items = [item.strip() for item in text.split(",")]
         if not all(items):
-            raise argparse.ArgumentTypeError(f"{text!r} has an empty item; separate values "
-                                             "with commas, e.g. 64,128")
+            raise argparse.ArgumentTypeError(
+                f"{text!r} has an empty item; separate values with commas, e.g. 64,128"
+            )
         return [parse(item) for item in items]
+
     parse_list.__name__ = parse.__name__
     return parse_list
 
@@ -104,48 +109,89 @@ class Option:
 
 # the defaults reproduce the seed: the book's LSTM on The Time Machine, 500 epochs
 TRAIN_OPTIONS = (
-    Option("--backend", choice(*PREFERENCE), None,
-           "tensorflow, torch or jax (default: the fastest installed for the model)"),
+    Option(
+        "--backend",
+        choice(*PREFERENCE),
+        None,
+        "tensorflow, torch or jax (default: the fastest installed for the model)",
+    ),
     Option("--text", str, None, "a UTF-8 text file to train on (default: The Time Machine)"),
     Option("--token", choice("char", "word"), "char", "char or word tokens", model=True),
     Option("--min-freq", count, 0, "leave out tokens seen fewer times (as <unk>)", model=True),
-    Option("--max-tokens", int, None,
-           "use the first N tokens, -1 for all (default: the book's 10000 for The Time "
-           "Machine, all of any other text)", model=True),
+    Option(
+        "--max-tokens",
+        int,
+        None,
+        "use the first N tokens, -1 for all (default: the book's 10000 for The Time "
+        "Machine, all of any other text)",
+        model=True,
+    ),
     Option("--cell", choice("rnn", "gru", "lstm"), "lstm", "recurrent cell", model=True),
-    Option("--impl", choice(*IMPLS), None,
-           "concise: the framework's own recurrent layers; scratch: the book's cells written "
-           "once for every framework; both save the same parameters (default: the fastest "
-           "installed backend and implementation that compute the model)"),
+    Option(
+        "--impl",
+        choice(*IMPLS),
+        None,
+        "concise: the framework's own recurrent layers; scratch: the book's cells written "
+        "once for every framework; both save the same parameters (default: the fastest "
+        "installed backend and implementation that compute the model)",
+    ),
     Option("--hidden", positive_int, 256, "hidden units per layer", model=True),
     Option("--layers", positive_int, 1, "stacked recurrent layers", model=True),
     Option("--dropout", fraction, 0.0, "dropout between layers while training", model=True),
-    Option("--no-output-tanh", None, False,
-           "LSTM with H = O * C (the chapter's exercise 4)", model=True),
+    Option(
+        "--no-output-tanh",
+        None,
+        False,
+        "LSTM with H = O * C (the chapter's exercise 4)",
+        model=True,
+    ),
     Option("--batch-size", positive_int, 32, "sequences per batch", model=True),
     Option("--num-steps", positive_int, 35, "time steps per sequence", model=True),
-    Option("--random-iter", None, False,
-           "random instead of sequential partitioning (state not carried)", model=True),
-    Option("--optimizer", choice(*OPTIMIZERS), "sgd",
-           "sgd (the book's), adam, adamw or rmsprop (char-rnn's), from the framework's own "
-           "library", model=True),
+    Option(
+        "--random-iter",
+        None,
+        False,
+        "random instead of sequential partitioning (state not carried)",
+        model=True,
+    ),
+    Option(
+        "--optimizer",
+        choice(*OPTIMIZERS),
+        "sgd",
+        "sgd (the book's), adam, adamw or rmsprop (char-rnn's), from the framework's own library",
+        model=True,
+    ),
     Option("--lr", positive_float, 1.0, "learning rate", model=True),
-    Option("--weight-decay", count_float, 0.0,
-           "weight decay: L2 with sgd, decoupled with adamw", model=True),
+    Option(
+        "--weight-decay",
+        count_float,
+        0.0,
+        "weight decay: L2 with sgd, decoupled with adamw",
+        model=True,
+    ),
     Option("--clip", positive_float, 1.0, "global gradient norm clipping threshold", model=True),
     Option("--epochs", positive_int, 500, "training epochs (in all, counting resumed ones)"),
-    Option("--val-fraction", fraction, 0.0,
-           "hold out this tail of the text for validation perplexity", model=True),
+    Option(
+        "--val-fraction",
+        fraction,
+        0.0,
+        "hold out this tail of the text for validation perplexity",
+        model=True,
+    ),
     Option("--seed", count, 0, "seed of the weights, batch offsets and dropout", model=True),
     Option("--device", str, None, "cpu, gpu, cuda:N (default: a GPU if there is one)"),
     Option("--precision", choice("fp32", "bf16"), "fp32", "fp32, or bf16 (torch only)"),
 )
-SWEEPABLE = tuple(o for o in TRAIN_OPTIONS if o.parse is not None and o.flag not in
-                  ("--backend", "--text", "--device", "--precision"))
+SWEEPABLE = tuple(
+    o
+    for o in TRAIN_OPTIONS
+    if o.parse is not None and o.flag not in ("--backend", "--text", "--device", "--precision")
+)
 
 
-def add_train_options(parser: argparse.ArgumentParser, lists: bool = False,
-                      defaults: dict[str, Any] | None = None) -> None:
+def add_train_options(
+    parser: argparse.ArgumentParser, lists: bool = False, defaults: dict[str, Any] | None = None
+) -> None:
     """Add the training options; with ``lists``, sweepable ones take comma-separated values.
     ``defaults``: option dest -> the default a command uses instead of ``dl train``'s."""
     defaults = defaults or {}
@@ -157,15 +203,22 @@ def add_train_options(parser: argparse.ArgumentParser, lists: bool = False,
         parse = list_of(option.parse) if lists and option in SWEEPABLE else option.parse
         metavar = option.dest.upper() + ("[,...]" if lists and option in SWEEPABLE else "")
         default = defaults.get(option.dest, option.default)
-        group.add_argument(option.flag, type=parse, default=None, metavar=metavar,
-                           help=f"{option.help} (default: {default})"
-                           if default is not None else option.help)
+        group.add_argument(
+            option.flag,
+            type=parse,
+            default=None,
+            metavar=metavar,
+            help=f"{option.help} (default: {default})" if default is not None else option.help,
+        )
 
 
 def given(args: argparse.Namespace) -> dict[str, Any]:
     """The training options the user gave (the others are None)."""
-    return {o.dest: getattr(args, o.dest) for o in TRAIN_OPTIONS
-            if getattr(args, o.dest, None) is not None}
+    return {
+        o.dest: getattr(args, o.dest)
+        for o in TRAIN_OPTIONS
+        if getattr(args, o.dest, None) is not None
+    }
 
 
 def with_defaults(values: dict[str, Any]) -> dict[str, Any]:

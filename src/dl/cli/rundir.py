@@ -24,12 +24,20 @@ from dl.files import (
     remove_temporaries,
 )
 
-RUN_FILES = ("model.safetensors", "model.json", "best.safetensors", "best.json",
-             "metrics.jsonl", "perplexity.png")
+RUN_FILES = (
+    "model.safetensors",
+    "model.json",
+    "best.safetensors",
+    "best.json",
+    "metrics.jsonl",
+    "perplexity.png",
+)
 # the files that tell what made a directory
-KINDS = {"dl train": RUN_FILES,
-         "dl forecast": ("forecast.safetensors", "forecast.json", "forecast.png"),
-         "dl sweep": ("sweep.csv", "sweep.md", "sweep.png")}
+KINDS = {
+    "dl train": RUN_FILES,
+    "dl forecast": ("forecast.safetensors", "forecast.json", "forecast.png"),
+    "dl sweep": ("sweep.csv", "sweep.md", "sweep.png"),
+}
 LOCK = ".dl.lock"  # the owner's PID and command line, while it runs
 
 
@@ -47,8 +55,10 @@ def refuse_other_kind(path: Path, kind: str, option: str = "--out") -> None:
     for other, names in KINDS.items():
         found = [name for name in names if other != kind and (path / name).exists()]
         if found:
-            raise RunDirError(f"{option} {path} holds a `{other}` run ({found[0]}), not a "
-                              f"`{kind}` one; choose another {option}")
+            raise RunDirError(
+                f"{option} {path} holds a `{other}` run ({found[0]}), not a "
+                f"`{kind}` one; choose another {option}"
+            )
 
 
 _held: dict[Path, int] = {}  # directory -> descriptor of its locked .dl.lock
@@ -96,13 +106,16 @@ def _acquire(lock: Path, kind: str, option: str) -> int:
         os.close(fd)
         raise RunDirError(
             f"{option} {lock.parent} is in use by process {pid} (`{command}`); wait for it to "
-            f"finish or stop it (kill {pid}), or choose another {option}") from None
+            f"finish or stop it (kill {pid}), or choose another {option}"
+        ) from None
     pid, command = _owner(fd)
     if pid:
         left = remove_temporaries(lock.parent)
-        note(f"{lock.parent} was held by process {pid} (`{command}`), which ended without "
-             f"letting go (killed?); taking it over"
-             + (f" and removing {len(left)} half-written temporary file(s)" if left else ""))
+        note(
+            f"{lock.parent} was held by process {pid} (`{command}`), which ended without "
+            f"letting go (killed?); taking it over"
+            + (f" and removing {len(left)} half-written temporary file(s)" if left else "")
+        )
     os.ftruncate(fd, 0)
     os.pwrite(fd, f"{os.getpid()}\n{_command_line(kind)}\n".encode(), 0)
     return fd
@@ -148,7 +161,8 @@ class RunDir:
             if not force:
                 raise RunDirError(
                     f"--out {self.path} already holds a run; continue it with --resume, "
-                    "overwrite it with --force, or choose another --out")
+                    "overwrite it with --force, or choose another --out"
+                )
             for name in RUN_FILES:
                 (self.path / name).unlink(missing_ok=True)
         elif self.holds_run():
@@ -160,8 +174,10 @@ class RunDir:
         moved = [name for name in RUN_FILES if (self.path / name).exists()]
         for name in moved:
             os.replace(self.path / name, aside / name)
-        note(f"{self.path} held {', '.join(moved)} of a run whose checkpoints are gone; moved "
-             f"them to {aside} and starting a new run")
+        note(
+            f"{self.path} held {', '.join(moved)} of a run whose checkpoints are gone; moved "
+            f"them to {aside} and starting a new run"
+        )
 
     def resume_stem(self, needs_optimizer_state: bool = False) -> str:
         """The checkpoint a resume continues: ``model``, or ``best`` (with a note) when the
@@ -174,11 +190,15 @@ class RunDir:
             return "best"
         epochs = len(self.read_metrics())
         if epochs:
-            raise RunDirError(f"--resume: {missing} (metrics.jsonl records {epochs} epoch(s) "
-                              "whose weights are gone); start the run anew with "
-                              f"`dl train --out {self.path}` (the old metrics are moved aside)")
-        raise RunDirError(f"--resume: {self.path} holds no checkpoint (model.safetensors); "
-                          "start the run without --resume")
+            raise RunDirError(
+                f"--resume: {missing} (metrics.jsonl records {epochs} epoch(s) "
+                "whose weights are gone); start the run anew with "
+                f"`dl train --out {self.path}` (the old metrics are moved aside)"
+            )
+        raise RunDirError(
+            f"--resume: {self.path} holds no checkpoint (model.safetensors); "
+            "start the run without --resume"
+        )
 
     def check_best(self, epoch: int) -> bool:
         """Keep ``best.*`` only if it loads and comes from epoch ``epoch`` or before (a resume
@@ -192,8 +212,10 @@ class RunDir:
             damaged = self.path / "best.safetensors.damaged"
             os.replace(checkpoint.weights_path(self.path, "best"), damaged)
             (self.path / "best.json").unlink(missing_ok=True)
-            note(f"{err}. Moved it to {damaged.name}; the best of the epochs trained from now "
-                 "on is saved as best.safetensors")
+            note(
+                f"{err}. Moved it to {damaged.name}; the best of the epochs trained from now "
+                "on is saved as best.safetensors"
+            )
             return True
         if best_epoch > epoch:
             for name in ("best.safetensors", "best.json"):
@@ -236,11 +258,15 @@ class RunDir:
         if later or damaged:
             atomic_write(self.metrics_path, "".join(json.dumps(r) + "\n" for r in kept))
         if later:
-            note(f"resuming after epoch {epoch} (the checkpoint's): removed the records of "
-                 f"epoch(s) {_numbers(later)} from {self.metrics_path}; they are trained again")
+            note(
+                f"resuming after epoch {epoch} (the checkpoint's): removed the records of "
+                f"epoch(s) {_numbers(later)} from {self.metrics_path}; they are trained again"
+            )
         if damaged:
-            note(f"{self.metrics_path}: removed damaged line(s) {_numbers(damaged)}, kept "
-                 f"{len(kept)} record(s)")
+            note(
+                f"{self.metrics_path}: removed damaged line(s) {_numbers(damaged)}, kept "
+                f"{len(kept)} record(s)"
+            )
         return kept
 
     def append_metrics(self, record: dict) -> None:
@@ -249,21 +275,30 @@ class RunDir:
     def plot(self, records: list[dict]) -> bool:
         """Write ``perplexity.png`` (training and validation curves); False without matplotlib."""
         import importlib.util
+
         if importlib.util.find_spec("matplotlib") is None:
             return False
         from dl.progress import Animator
 
         has_val = any(r.get("val_perplexity") is not None for r in records)
-        animator = Animator(xlabel="epoch", ylabel="perplexity", yscale="log", figsize=(5, 3.5),
-                            legend=["train", "validation"] if has_val else ["train"])
+        animator = Animator(
+            xlabel="epoch",
+            ylabel="perplexity",
+            yscale="log",
+            figsize=(5, 3.5),
+            legend=["train", "validation"] if has_val else ["train"],
+        )
         for r in records:
             points = [r.get("train_perplexity")] + ([r.get("val_perplexity")] if has_val else [])
-            animator.add(r["epoch"], [p if isinstance(p, (int, float)) and math.isfinite(p)
-                                      else None for p in points])
+            animator.add(
+                r["epoch"],
+                [p if isinstance(p, (int, float)) and math.isfinite(p) else None for p in points],
+            )
         animator.savefig(self.plot_path)
         return True
 
 
 def _numbers(numbers: list[int]) -> str:
-    return ", ".join(map(str, numbers[:10])) + (f" and {len(numbers) - 10} more"
-                                                if len(numbers) > 10 else "")
+    return ", ".join(map(str, numbers[:10])) + (
+        f" and {len(numbers) - 10} more" if len(numbers) > 10 else ""
+    )

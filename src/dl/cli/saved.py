@@ -18,13 +18,21 @@ def add_run_arguments(parser) -> None:
     """The run directory and how to load it: ``run``, ``--checkpoint``, ``--backend``,
     ``--device`` (``dl generate`` and ``dl eval``)."""
     parser.add_argument("run", type=Path, help="the run directory of `dl train`")
-    parser.add_argument("--checkpoint", type=choice(*CHECKPOINTS), default="auto",
-                        help="best, model (latest) or auto: best if kept, else latest")
-    parser.add_argument("--backend", type=choice(*backends.PREFERENCE), default=None,
-                        help="the framework to load the weights into (default: the fastest "
-                             "installed)")
-    parser.add_argument("--device", default=None, help="cpu, gpu, cuda:N (default: a GPU if "
-                                                       "there is one)")
+    parser.add_argument(
+        "--checkpoint",
+        type=choice(*CHECKPOINTS),
+        default="auto",
+        help="best, model (latest) or auto: best if kept, else latest",
+    )
+    parser.add_argument(
+        "--backend",
+        type=choice(*backends.PREFERENCE),
+        default=None,
+        help="the framework to load the weights into (default: the fastest installed)",
+    )
+    parser.add_argument(
+        "--device", default=None, help="cpu, gpu, cuda:N (default: a GPU if there is one)"
+    )
 
 
 def check_finite(params: dict, path: Path, use: str = "generate") -> None:
@@ -35,7 +43,8 @@ def check_finite(params: dict, path: Path, use: str = "generate") -> None:
             f"{path}: {len(bad)} of its {len(params)} weights ({', '.join(bad[:3])}"
             f"{', ...' if len(bad) > 3 else ''}) hold NaN or infinite values, so it cannot "
             f"{use}; the file is damaged: use the run's other checkpoint (--checkpoint best or "
-            "model) or train again")
+            "model) or train again"
+        )
 
 
 def open_run(args):
@@ -43,8 +52,9 @@ def open_run(args):
     return open_model(args.run, args.checkpoint, args.backend, args.device)
 
 
-def open_model(run: Path, which: str = "auto", backend: str | None = None,
-               device: str | None = None):
+def open_model(
+    run: Path, which: str = "auto", backend: str | None = None, device: str | None = None
+):
     """``(model, vocab, meta, stem)`` of run directory ``run``.
 
     ``which``: ``'best'`` (lowest validation loss), ``'model'`` (latest) or ``'auto'`` (best if
@@ -53,19 +63,24 @@ def open_model(run: Path, which: str = "auto", backend: str | None = None,
     """
     run = Path(run)
     if not run.is_dir():
-        raise checkpoint.CheckpointError(f"{run}: no such run directory; give the --out "
-                                         "directory of a `dl train` run")
-    if checkpoint.exists(run, "forecast") and not any(checkpoint.exists(run, s)
-                                                      for s in ("model", "best")):
-        raise checkpoint.CheckpointError(f"{run} is a `dl forecast` run, not a language model; "
-                                         f"use it with `dl forecast --from {run}`")
+        raise checkpoint.CheckpointError(
+            f"{run}: no such run directory; give the --out directory of a `dl train` run"
+        )
+    if checkpoint.exists(run, "forecast") and not any(
+        checkpoint.exists(run, s) for s in ("model", "best")
+    ):
+        raise checkpoint.CheckpointError(
+            f"{run} is a `dl forecast` run, not a language model; "
+            f"use it with `dl forecast --from {run}`"
+        )
     stem = which
     if which == "auto":
         stem = "best" if checkpoint.exists(run, "best") else "model"
     elif which == "best" and not checkpoint.exists(run, "best") and checkpoint.exists(run):
         raise checkpoint.CheckpointError(
             f"{run} kept no best checkpoint (it was trained without --val-fraction); use "
-            "--checkpoint model")
+            "--checkpoint model"
+        )
     try:
         params, meta = checkpoint.load(run, stem)
         check_finite(params, checkpoint.weights_path(run, stem))
@@ -79,7 +94,8 @@ def open_model(run: Path, which: str = "auto", backend: str | None = None,
     except (KeyError, TypeError, ValueError) as err:
         raise checkpoint.CheckpointError(
             f"{checkpoint.weights_path(run, stem)}: its description does not fit its weights "
-            f"({err}); the checkpoint is damaged") from None
+            f"({err}); the checkpoint is damaged"
+        ) from None
     cls = backends.model_class(backend or backends.choose(None))
     return cls(config, params, device=device), vocab, meta, stem
 
@@ -93,5 +109,7 @@ def _other_checkpoint(run: Path, stem: str) -> str:
         check_finite(params, checkpoint.weights_path(run, other))
     except checkpoint.CheckpointError:
         return ""
-    return (f". {checkpoint.weights_path(run, other)} (epoch {meta.get('epoch')}) loads: use "
-            f"--checkpoint {other}")
+    return (
+        f". {checkpoint.weights_path(run, other)} (epoch {meta.get('epoch')}) loads: use "
+        f"--checkpoint {other}"
+    )

@@ -4,8 +4,9 @@ Options take comma-separated values, e.g. ``dl sweep --hidden 64,128,256 --lr 0.
 --num-steps 16,35 --epochs 100 --out sweeps/lstm``. Each combination trains in its own run
 directory under ``--out``; finished runs are skipped when the sweep runs again and an
 interrupted one resumes. Every combination is checked before the first trains, and runs left
-by a sweep with other settings or another text are refused. The sweep writes ``sweep.csv``, ``sweep.md`` and ``sweep.png``:
-per run the running time, tokens/s, final training and validation perplexity and a sample.
+by a sweep with other settings or another text are refused. The sweep writes ``sweep.csv``,
+``sweep.md`` and ``sweep.png``: per run the running time, tokens/s, final training and
+validation perplexity and a sample.
 """
 
 from __future__ import annotations
@@ -48,14 +49,19 @@ DEFAULTS = {"val_fraction": 0.1}  # where a sweep differs from dl train: runs ar
 
 
 def add_parser(subparsers) -> None:
-    parser = subparsers.add_parser("sweep", help="train over a grid of options and compare",
-                                   description="Train over a grid of options (comma-separated "
-                                               "values) and compare the runs.")
+    parser = subparsers.add_parser(
+        "sweep",
+        help="train over a grid of options and compare",
+        description="Train over a grid of options (comma-separated values) and compare the runs.",
+    )
     add_train_options(parser, lists=True, defaults=DEFAULTS)
     parser.add_argument("--out", type=Path, required=True, help="directory of the sweep")
-    parser.add_argument("--prefix", default=None,
-                        help="text the samples continue (default: 'time traveller' on The "
-                             "Time Machine, else the text's most frequent token)")
+    parser.add_argument(
+        "--prefix",
+        default=None,
+        help="text the samples continue (default: 'time traveller' on The "
+        "Time Machine, else the text's most frequent token)",
+    )
     parser.set_defaults(command=main)
 
 
@@ -67,8 +73,15 @@ def grid(options: dict) -> list[dict]:
 
 
 def run_name(settings: dict, varying: list[str]) -> str:
-    return ",".join(f"{name}={settings[name]:g}" if isinstance(settings[name], float)
-                    else f"{name}={settings[name]}" for name in varying) or "run"
+    return (
+        ",".join(
+            f"{name}={settings[name]:g}"
+            if isinstance(settings[name], float)
+            else f"{name}={settings[name]}"
+            for name in varying
+        )
+        or "run"
+    )
 
 
 def main(args: argparse.Namespace) -> int:
@@ -78,11 +91,13 @@ def main(args: argparse.Namespace) -> int:
     for option in SWEEPABLE:
         values = options.get(option.dest, [])
         if len(set(values)) < len(values):
-            raise UsageError(f"{option.flag} {','.join(map(str, values))} repeats a value; "
-                             "give each value once")
+            raise UsageError(
+                f"{option.flag} {','.join(map(str, values))} repeats a value; give each value once"
+            )
     varying = [o.dest for o in SWEEPABLE if len(options.get(o.dest, [None])) > 1]
-    options = {k: (v if k in varying else v[0]) if isinstance(v, list) else v
-               for k, v in options.items()}
+    options = {
+        k: (v if k in varying else v[0]) if isinstance(v, list) else v for k, v in options.items()
+    }
     runs = grid(options)
     with locked(args.out, "dl sweep"):
         return _sweep(args, runs, varying)
@@ -96,8 +111,9 @@ def check_grid(runs: list[dict], names: list[str], out: Path, prefix: str | None
     for settings, name in zip(runs, names):
         try:
             resolved = resolve(settings)
-            key = tuple(resolved[k] for k in ("text", "token", "max_tokens", "min_freq",
-                                                "val_fraction"))
+            key = tuple(
+                resolved[k] for k in ("text", "token", "max_tokens", "min_freq", "val_fraction")
+            )
             if key not in texts:
                 texts[key] = load_data(resolved)
             data = texts[key]
@@ -113,13 +129,20 @@ def _check_existing(run: Path, wanted: dict, data) -> None:
     if not checkpoint.exists(run):
         return
     meta = checkpoint.load(run)[1]
-    differ = [o.flag for o in TRAIN_OPTIONS if o.model and wanted[o.dest] is not None
-              and meta["settings"].get(o.dest, o.default) != wanted[o.dest]]
+    differ = [
+        o.flag
+        for o in TRAIN_OPTIONS
+        if o.model
+        and wanted[o.dest] is not None
+        and meta["settings"].get(o.dest, o.default) != wanted[o.dest]
+    ]
     if meta["data"]["sha256"] != data.sha256:
         differ.append(f"--text (it has {meta['data']['source']}, the sweep {data.source})")
     if differ:
-        raise UsageError(f"{run} was trained with other {', '.join(differ)} than this sweep "
-                         "asks for; give the sweep a new --out")
+        raise UsageError(
+            f"{run} was trained with other {', '.join(differ)} than this sweep "
+            "asks for; give the sweep a new --out"
+        )
 
 
 def _sweep(args, runs: list[dict], varying: list[str]) -> int:
@@ -136,8 +159,9 @@ def _sweep(args, runs: list[dict], varying: list[str]) -> int:
         if status in (130, 143):
             print(f"sweep interrupted in {name}; run it again to resume", flush=True)
             break
-        rows.append(_diverged(name) if (run / DIVERGED).exists() else
-                    _summary(run, name, args.prefix))
+        rows.append(
+            _diverged(name) if (run / DIVERGED).exists() else _summary(run, name, args.prefix)
+        )
         print(f"[{number}/{len(runs)}] {name}: {_describe(rows[-1])}", flush=True)
     write_reports(args.out, rows, varying)
     print(f"wrote {args.out / 'sweep.md'}, sweep.csv and sweep.png", flush=True)
@@ -160,8 +184,14 @@ def _train_or_skip(settings: dict, run: Path) -> int:
 
 def _diverged(name: str) -> dict:
     nan = float("nan")
-    return {"run": name, "seconds": nan, "tokens_per_sec": nan, "train_perplexity": float("inf"),
-            "val_perplexity": None, "sample": "(diverged: see diverged.txt)"}
+    return {
+        "run": name,
+        "seconds": nan,
+        "tokens_per_sec": nan,
+        "train_perplexity": float("inf"),
+        "val_perplexity": None,
+        "sample": "(diverged: see diverged.txt)",
+    }
 
 
 def _summary(run: Path, name: str, prefix: str | None) -> dict:
@@ -171,18 +201,24 @@ def _summary(run: Path, name: str, prefix: str | None) -> dict:
     settings = meta["settings"]
     if prefix is None:
         prefix = BOOK_PREFIXES[0] if settings["text"] is None else ""
-    return {"run": name, "seconds": meta["seconds"],
-            "tokens_per_sec": statistics.median(r["tokens_per_sec"] for r in records),
-            "train_perplexity": meta["train_perplexity"], "val_perplexity": meta["val_perplexity"],
-            "sample": sample(model, vocab, prefix or vocab.idx_to_token[1], settings["token"])}
+    return {
+        "run": name,
+        "seconds": meta["seconds"],
+        "tokens_per_sec": statistics.median(r["tokens_per_sec"] for r in records),
+        "train_perplexity": meta["train_perplexity"],
+        "val_perplexity": meta["val_perplexity"],
+        "sample": sample(model, vocab, prefix or vocab.idx_to_token[1], settings["token"]),
+    }
 
 
 def _describe(row: dict) -> str:
     if row["train_perplexity"] == float("inf"):
         return row["sample"]
     val = f" (validation {row['val_perplexity']:.2f})" if row["val_perplexity"] else ""
-    return (f"perplexity {row['train_perplexity']:.2f}{val}, {row['seconds']:.1f} s, "
-            f"{row['tokens_per_sec']:,.0f} tokens/s")
+    return (
+        f"perplexity {row['train_perplexity']:.2f}{val}, {row['seconds']:.1f} s, "
+        f"{row['tokens_per_sec']:,.0f} tokens/s"
+    )
 
 
 def write_reports(out: Path, rows: list[dict], varying: list[str]) -> None:
@@ -192,12 +228,16 @@ def write_reports(out: Path, rows: list[dict], varying: list[str]) -> None:
     writer.writeheader()
     writer.writerows(rows)
     atomic_write(out / "sweep.csv", buffer.getvalue())
-    lines = ["| run | seconds | tokens/s | train ppl | val ppl | sample |",
-             "| --- | ---: | ---: | ---: | ---: | --- |"]
+    lines = [
+        "| run | seconds | tokens/s | train ppl | val ppl | sample |",
+        "| --- | ---: | ---: | ---: | ---: | --- |",
+    ]
     for r in rows:
         val = f"{r['val_perplexity']:.2f}" if r["val_perplexity"] else "-"
-        lines.append(f"| {r['run']} | {r['seconds']:.1f} | {r['tokens_per_sec']:,.0f} | "
-                     f"{r['train_perplexity']:.2f} | {val} | `{r['sample']}` |")
+        lines.append(
+            f"| {r['run']} | {r['seconds']:.1f} | {r['tokens_per_sec']:,.0f} | "
+            f"{r['train_perplexity']:.2f} | {val} | `{r['sample']}` |"
+        )
     atomic_write(out / "sweep.md", "\n".join(lines) + "\n")
     _plot(out / "sweep.png", rows, varying)
 
@@ -205,6 +245,7 @@ def write_reports(out: Path, rows: list[dict], varying: list[str]) -> None:
 def _plot(path: Path, rows: list[dict], varying: list[str]) -> None:
     """Per varying option: final perplexity and running time against its values."""
     import importlib.util
+
     if importlib.util.find_spec("matplotlib") is None or not rows:
         return
     from matplotlib.figure import Figure
@@ -217,10 +258,15 @@ def _plot(path: Path, rows: list[dict], varying: list[str]) -> None:
     axes = fig.subplots(2, len(names), squeeze=False)
     key = "val_perplexity" if rows[0]["val_perplexity"] else "train_perplexity"
     for column, name in enumerate(names):
-        values = [dict(part.split("=") for part in r["run"].split(",")).get(name, r["run"])
-                  if varying else r["run"] for r in rows]
-        for row, (metric, label) in enumerate(((key, key.replace("_", " ")),
-                                               ("seconds", "seconds"))):
+        values = [
+            dict(part.split("=") for part in r["run"].split(",")).get(name, r["run"])
+            if varying
+            else r["run"]
+            for r in rows
+        ]
+        for row, (metric, label) in enumerate(
+            ((key, key.replace("_", " ")), ("seconds", "seconds"))
+        ):
             ax = axes[row][column]
             ax.scatter(values, [r[metric] for r in rows], alpha=0.7)
             ax.set_xlabel(name)

@@ -50,24 +50,39 @@ class TrainingDiverged(UsageError):
 
 def add_parser(subparsers) -> None:
     parser = subparsers.add_parser(
-        "train", help="train a language model (defaults: the book's LSTM on The Time Machine)",
+        "train",
+        help="train a language model (defaults: the book's LSTM on The Time Machine)",
         description="Train the chapter's language model on any text, with checkpoints and "
-                    "exact resume. With no options: the seed's LSTM on The Time Machine.")
+        "exact resume. With no options: the seed's LSTM on The Time Machine.",
+    )
     add_train_options(parser)
     run = parser.add_argument_group("run")
-    run.add_argument("--out", type=Path, default=None,
-                     help="run directory (default: runs/<cell>-<date>-<time>)")
+    run.add_argument(
+        "--out", type=Path, default=None, help="run directory (default: runs/<cell>-<date>-<time>)"
+    )
     run.add_argument("--resume", action="store_true", help="continue the run in --out")
     run.add_argument("--force", action="store_true", help="overwrite the run in --out")
-    run.add_argument("--dry-run", action="store_true",
-                     help="prepare data and model, train one batch, write nothing")
-    run.add_argument("--prefix", action="append", default=None,
-                     help="text to continue in the printed samples (repeatable; default: the "
-                          "book's 'time traveller' and 'traveller' on The Time Machine)")
-    run.add_argument("--print-every", type=positive_int, default=10,
-                     help="epochs between samples (default: 10)")
-    run.add_argument("--save-every", type=positive_int, default=10,
-                     help="epochs between checkpoints (default: 10)")
+    run.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="prepare data and model, train one batch, write nothing",
+    )
+    run.add_argument(
+        "--prefix",
+        action="append",
+        default=None,
+        help="text to continue in the printed samples (repeatable; default: the "
+        "book's 'time traveller' and 'traveller' on The Time Machine)",
+    )
+    run.add_argument(
+        "--print-every", type=positive_int, default=10, help="epochs between samples (default: 10)"
+    )
+    run.add_argument(
+        "--save-every",
+        type=positive_int,
+        default=10,
+        help="epochs between checkpoints (default: 10)",
+    )
     parser.set_defaults(command=main)
 
 
@@ -75,11 +90,20 @@ def main(args: argparse.Namespace) -> int:
     if args.resume and args.out is None:
         raise UsageError("--resume needs --out RUN, the run directory to continue")
     if args.resume and args.force:
-        raise UsageError("--resume continues the run in --out and --force overwrites it; "
-                         "give one of them")
+        raise UsageError(
+            "--resume continues the run in --out and --force overwrites it; give one of them"
+        )
     out = args.out or Path("runs") / time.strftime(f"{args.cell or 'lstm'}-%Y%m%d-%H%M%S")
-    return train(given(args), out, resume=args.resume, force=args.force, dry_run=args.dry_run,
-                 prefixes=args.prefix, print_every=args.print_every, save_every=args.save_every)
+    return train(
+        given(args),
+        out,
+        resume=args.resume,
+        force=args.force,
+        dry_run=args.dry_run,
+        prefixes=args.prefix,
+        print_every=args.print_every,
+        save_every=args.save_every,
+    )
 
 
 @dataclasses.dataclass
@@ -98,31 +122,42 @@ def load_lines(path: str | None) -> tuple[list[str], str, str]:
     """``(cleaned lines, source, sha256 of the raw text)`` of ``path`` or The Time Machine."""
     if path is None:
         from dl.data import hub
+
         raw = hub.download("time_machine").read_text(encoding="utf-8")
         source = "The Time Machine"
     else:
         raw, source = textdata.read_text_file(path), str(path)
     lines = textdata.normalize_lines(raw)
     if not any(lines):
-        raise UsageError(f"{source}: no letters left after cleaning (the book keeps letters "
-                         "only, lower-cased); give a text with words in it")
+        raise UsageError(
+            f"{source}: no letters left after cleaning (the book keeps letters "
+            "only, lower-cased); give a text with words in it"
+        )
     return lines, source, hashlib.sha256(raw.encode("utf-8")).hexdigest()
 
 
 def load_data(settings: dict) -> Data:
     lines, source, sha = load_lines(settings["text"])
     train_ids, val_ids, vocab = textdata.split_corpus(
-        lines, settings["token"], settings["max_tokens"], settings["min_freq"],
-        settings["val_fraction"])
+        lines,
+        settings["token"],
+        settings["max_tokens"],
+        settings["min_freq"],
+        settings["val_fraction"],
+    )
     if settings["val_fraction"] and len(val_ids) < 2:
-        raise UsageError(f"{source}: --val-fraction {settings['val_fraction']} holds out "
-                         f"{len(val_ids)} tokens of {len(train_ids) + len(val_ids)}; "
-                         "raise it or use a longer text")
+        raise UsageError(
+            f"{source}: --val-fraction {settings['val_fraction']} holds out "
+            f"{len(val_ids)} tokens of {len(train_ids) + len(val_ids)}; "
+            "raise it or use a longer text"
+        )
     if len(vocab) < 2:
         most = max((freq for _, freq in vocab.token_freqs), default=0)
-        raise UsageError(f"--min-freq {settings['min_freq']}: no token of {source} occurs that "
-                         f"often (the most frequent, {most} times), so the vocabulary would be "
-                         "only <unk>; lower --min-freq")
+        raise UsageError(
+            f"--min-freq {settings['min_freq']}: no token of {source} occurs that "
+            f"often (the most frequent, {most} times), so the vocabulary would be "
+            "only <unk>; lower --min-freq"
+        )
     return Data(train_ids, val_ids, vocab, source, sha, next(line for line in lines if line))
 
 
@@ -132,35 +167,47 @@ def resolve(settings: dict) -> dict:
     if settings["max_tokens"] is None:
         settings["max_tokens"] = 10000 if settings["text"] is None else -1
     if settings["max_tokens"] == 0 or settings["max_tokens"] < -1:
-        raise UsageError(f"--max-tokens {settings['max_tokens']}: give a positive count, "
-                         "or -1 for all tokens")
+        raise UsageError(
+            f"--max-tokens {settings['max_tokens']}: give a positive count, or -1 for all tokens"
+        )
     parse_device(settings["device"])  # a malformed name fails before any work
     if settings["dropout"] and settings["layers"] == 1:
-        raise UsageError(f"--dropout {settings['dropout']} acts between stacked layers; give "
-                         "--layers 2 or more, or leave --dropout out")
+        raise UsageError(
+            f"--dropout {settings['dropout']} acts between stacked layers; give "
+            "--layers 2 or more, or leave --dropout out"
+        )
     if settings["no_output_tanh"] and settings["cell"] != "lstm":
-        raise UsageError(f"--no-output-tanh applies to the LSTM only, not --cell {settings['cell']}")
+        raise UsageError(
+            f"--no-output-tanh applies to the LSTM only, not --cell {settings['cell']}"
+        )
     try:
         optimizer_config(settings)
     except ValueError as err:
         raise UsageError(f"--optimizer {settings['optimizer']}: {err}") from None
     settings["backend"], settings["impl"] = backends.choose_model(
-        settings["backend"], settings["impl"], settings["cell"], not settings["no_output_tanh"])
+        settings["backend"], settings["impl"], settings["cell"], not settings["no_output_tanh"]
+    )
     settings["random_iter"] = bool(settings["random_iter"])
     settings["no_output_tanh"] = bool(settings["no_output_tanh"])
     return settings
 
 
 def model_config(settings: dict, vocab_size: int) -> lm.LMConfig:
-    return lm.LMConfig(cell=settings["cell"], vocab_size=vocab_size,
-                       num_hiddens=settings["hidden"], num_layers=settings["layers"],
-                       dropout=settings["dropout"], output_tanh=not settings["no_output_tanh"])
+    return lm.LMConfig(
+        cell=settings["cell"],
+        vocab_size=vocab_size,
+        num_hiddens=settings["hidden"],
+        num_layers=settings["layers"],
+        dropout=settings["dropout"],
+        output_tanh=not settings["no_output_tanh"],
+    )
 
 
 def optimizer_config(settings: dict) -> OptimizerConfig:
     """The run's optimizer (runs saved before ``--optimizer`` existed trained with SGD)."""
-    return OptimizerConfig(settings.get("optimizer", "sgd"), settings["lr"],
-                           settings.get("weight_decay", 0.0))
+    return OptimizerConfig(
+        settings.get("optimizer", "sgd"), settings["lr"], settings.get("weight_decay", 0.0)
+    )
 
 
 def epoch_seed(seed: int, epoch: int) -> int:
@@ -185,50 +232,68 @@ def check_prefixes(prefixes, vocab, token: str) -> None:
     for prefix in prefixes:
         tokens = prefix_tokens(prefix, token)
         if not tokens:
-            raise UsageError(f"--prefix {prefix!r} holds nothing to continue; give a few "
-                             f"{'characters' if token == 'char' else 'words'} of the text")
+            raise UsageError(
+                f"--prefix {prefix!r} holds nothing to continue; give a few "
+                f"{'characters' if token == 'char' else 'words'} of the text"
+            )
         if all(t not in vocab.token_to_idx for t in tokens):
-            raise UsageError(f"--prefix {prefix!r}: none of its {token}s is in the model's "
-                             f"vocabulary of {len(vocab)} (it would see only <unk>); give a "
-                             "prefix written like the training text")
+            raise UsageError(
+                f"--prefix {prefix!r}: none of its {token}s is in the model's "
+                f"vocabulary of {len(vocab)} (it would see only <unk>); give a "
+                "prefix written like the training text"
+            )
 
 
 def sample(model, vocab, prefix: str, token: str, num: int = 50, choose=core.greedy) -> str:
     """``prefix`` (cleaned as the training text) and ``num`` tokens more from ``model``."""
-    return core.predict_tokens(prefix_tokens(prefix, token), num, vocab, model.step,
-                               model.begin_state(1), choose)
+    return core.predict_tokens(
+        prefix_tokens(prefix, token), num, vocab, model.step, model.begin_state(1), choose
+    )
 
 
-def _resume_settings(run: RunDir, asked: dict, stem: str = "model"
-                     ) -> tuple[dict, dict, dict, dict]:
+def _resume_settings(
+    run: RunDir, asked: dict, stem: str = "model"
+) -> tuple[dict, dict, dict, dict]:
     """The stored run's ``(settings, params, optimizer state, meta)`` from checkpoint ``stem``;
     refuse changed model options and weights that are not finite."""
     params, optimizer_state, meta = checkpoint.load_with_optimizer(run.path, stem)
     check_finite(params, checkpoint.weights_path(run.path, stem), "continue")
     stored = meta["settings"]
-    changed = [f"--{name.replace('_', '-')} {asked[name]} (the run has "
-               f"{stored.get(name, o.default)})"
-               for o in TRAIN_OPTIONS if o.model and (name := o.dest) in asked
-               and asked[name] != stored.get(name, o.default)]
+    changed = [
+        f"--{name.replace('_', '-')} {asked[name]} (the run has {stored.get(name, o.default)})"
+        for o in TRAIN_OPTIONS
+        if o.model and (name := o.dest) in asked and asked[name] != stored.get(name, o.default)
+    ]
     if changed:
-        raise UsageError(f"--resume continues {run.path} with its own settings; these differ: "
-                         f"{'; '.join(changed)}. Start a new run for other settings")
+        raise UsageError(
+            f"--resume continues {run.path} with its own settings; these differ: "
+            f"{'; '.join(changed)}. Start a new run for other settings"
+        )
     settings = dict(stored)
-    settings.update({k: v for k, v in asked.items() if k in ("epochs", "backend", "device",
-                                                             "precision", "text", "impl")})
+    settings.update(
+        {
+            k: v
+            for k, v in asked.items()
+            if k in ("epochs", "backend", "device", "precision", "text", "impl")
+        }
+    )
     backend = asked.get("backend") or (
-        stored["backend"] if stored["backend"] in backends.installed() else None)
+        stored["backend"] if stored["backend"] in backends.installed() else None
+    )
     impl = asked.get("impl") or (stored["impl"] if backend == stored["backend"] else None)
     settings["backend"], settings["impl"] = backends.choose_model(
-        backend, impl, stored["cell"], not stored["no_output_tanh"])
+        backend, impl, stored["cell"], not stored["no_output_tanh"]
+    )
     parse_device(settings["device"])
     if "text" not in asked:
         settings["text"] = _stored_text(run, settings["text"], meta["data"])
     config = optimizer_config(settings)
     if not optimizer_state and config.slots:
-        raise UsageError(f"--resume: {checkpoint.weights_path(run.path, stem)} holds no "
-                         f"{config.name} state, so the run cannot continue exactly; start a "
-                         "new run")
+        raise UsageError(
+            f"--resume: {checkpoint.weights_path(run.path, stem)} holds no "
+            f"{config.name} state, so the run cannot continue exactly; start a "
+            "new run"
+        )
     return settings, params, optimizer_state or optim.zero_state(config, {}), meta
 
 
@@ -239,26 +304,41 @@ def _stored_text(run: RunDir, text: str | None, data: dict) -> str | None:
         return text
     absolute = data.get("path")
     if absolute and Path(absolute).is_file():
-        note(f"the run's --text {text} is not found from {Path.cwd()}; using {absolute}, "
-             "where it was when the run started")
+        note(
+            f"the run's --text {text} is not found from {Path.cwd()}; using {absolute}, "
+            "where it was when the run started"
+        )
         return absolute
-    raise UsageError(f"--resume: {run.path} was trained on --text {text} (stored in the run), "
-                     f"which is not found from {Path.cwd()}; give --text PATH to the same text")
+    raise UsageError(
+        f"--resume: {run.path} was trained on --text {text} (stored in the run), "
+        f"which is not found from {Path.cwd()}; give --text PATH to the same text"
+    )
 
 
-def train(asked: dict, out: Path, resume: bool = False, force: bool = False,
-          dry_run: bool = False, prefixes=None, print_every: int = 10, save_every: int = 10,
-          quiet: bool = False) -> int:
+def train(
+    asked: dict,
+    out: Path,
+    resume: bool = False,
+    force: bool = False,
+    dry_run: bool = False,
+    prefixes=None,
+    print_every: int = 10,
+    save_every: int = 10,
+    quiet: bool = False,
+) -> int:
     """Run ``dl train``; returns the exit status (0 done, 130 / 143 interrupted). The run
     directory is locked (:func:`dl.cli.rundir.locked`) except for a dry run; every input is
     checked before anything in it changes."""
     if resume and force:
-        raise UsageError("--resume continues the run in --out and --force overwrites it; "
-                         "give one of them")
+        raise UsageError(
+            "--resume continues the run in --out and --force overwrites it; give one of them"
+        )
     run = RunDir(out)
     if resume and not run.path.is_dir():
-        raise UsageError(f"--resume: {out} holds no checkpoint (there is no such directory); "
-                         "start the run without --resume")
+        raise UsageError(
+            f"--resume: {out} holds no checkpoint (there is no such directory); "
+            "start the run without --resume"
+        )
     if dry_run:
         session, loader = _prepare(run, asked, resume, prefixes, quiet)
         return session.dry_run(loader)
@@ -272,39 +352,48 @@ def train(asked: dict, out: Path, resume: bool = False, force: bool = False,
 def _prepare(run: RunDir, asked: dict, resume: bool, prefixes, quiet: bool):
     """``(session, loader)`` with every input checked and the model built."""
     if resume:
-        settings, params, optimizer_state, meta = _resume_settings(run, asked,
-                                                                   run.resume_stem())
+        settings, params, optimizer_state, meta = _resume_settings(run, asked, run.resume_stem())
     else:
         settings, params, optimizer_state, meta = resolve(asked), None, None, {}
     data = load_data(settings)
     if resume and data.sha256 != meta["data"]["sha256"]:
-        raise UsageError(f"--resume: the text {data.source} is not the one {run.path} was "
-                         "trained on (its sha256 differs); give the same --text")
+        raise UsageError(
+            f"--resume: the text {data.source} is not the one {run.path} was "
+            "trained on (its sha256 differs); give the same --text"
+        )
     if prefixes is None:
-        prefixes = BOOK_PREFIXES if settings["text"] is None else (
-            " ".join(data.first_line.split()[:2]),)
+        prefixes = (
+            BOOK_PREFIXES if settings["text"] is None else (" ".join(data.first_line.split()[:2]),)
+        )
     check_prefixes(prefixes, data.vocab, settings["token"])
     config = model_config(settings, len(data.vocab))
     try:
-        loader = SeqDataLoader(settings["batch_size"], settings["num_steps"],
-                               settings["random_iter"], corpus=data.train, vocab=data.vocab)
+        loader = SeqDataLoader(
+            settings["batch_size"],
+            settings["num_steps"],
+            settings["random_iter"],
+            corpus=data.train,
+            vocab=data.vocab,
+        )
     except ValueError as err:
         if not settings["val_fraction"]:
             raise
-        raise UsageError(f"--val-fraction {settings['val_fraction']} leaves {len(data.train):,} "
-                         f"of {len(data.train) + len(data.val):,} tokens for training: {err}, "
-                         "or a smaller --val-fraction") from None
+        raise UsageError(
+            f"--val-fraction {settings['val_fraction']} leaves {len(data.train):,} "
+            f"of {len(data.train) + len(data.val):,} tokens for training: {err}, "
+            "or a smaller --val-fraction"
+        ) from None
     model = build_model(settings, config, params or lm.init_params(config, settings["seed"]))
-    session = _Session(run, settings, data, config, model, meta, prefixes, quiet,
-                       optimizer_state)
+    session = _Session(run, settings, data, config, model, meta, prefixes, quiet, optimizer_state)
     return session, loader
 
 
 class _Session:
     """One invocation of ``dl train``: the epoch loop, its output and its checkpoints."""
 
-    def __init__(self, run, settings, data, config, model, meta, prefixes, quiet,
-                 optimizer_state=None):
+    def __init__(
+        self, run, settings, data, config, model, meta, prefixes, quiet, optimizer_state=None
+    ):
         self.run, self.settings, self.data, self.config = run, settings, data, config
         self.optimizer_state = optimizer_state  # to continue from; then the last epoch's
         self.model, self.prefixes, self.quiet = model, prefixes, quiet
@@ -322,11 +411,14 @@ class _Session:
         trainer.train_step(X, Y, trainer.begin_state(X.shape[0]))
         loss = trainer.take_loss_sum() / Y.size
         s = self.settings
-        self.say(f"dry run: {s['cell']} ({s['impl']}, {s['backend']} on "
-                 f"{self.model.device_name}) with {self.config.num_params():,} parameters; {len(self.data.train):,} training "
-                 f"and {len(self.data.val):,} validation tokens of {self.data.source}, "
-                 f"vocabulary {len(self.data.vocab):,}; one batch trained (loss {loss:.3f}); "
-                 "nothing written")
+        self.say(
+            f"dry run: {s['cell']} ({s['impl']}, {s['backend']} on "
+            f"{self.model.device_name}) with {self.config.num_params():,} parameters; "
+            f"{len(self.data.train):,} training "
+            f"and {len(self.data.val):,} validation tokens of {self.data.source}, "
+            f"vocabulary {len(self.data.vocab):,}; one batch trained (loss {loss:.3f}); "
+            "nothing written"
+        )
         return 0
 
     def loop(self, loader, print_every: int, save_every: int) -> int:
@@ -370,16 +462,24 @@ class _Session:
     def _kept(self) -> str:
         if not self.saved_epoch:
             return "Nothing was saved."
-        return (f"The checkpoint of epoch {self.saved_epoch} in {self.run.path} is kept; "
-                f"continue with `dl train --out {self.run.path} --resume`.")
+        return (
+            f"The checkpoint of epoch {self.saved_epoch} in {self.run.path} is kept; "
+            f"continue with `dl train --out {self.run.path} --resume`."
+        )
 
     def _record(self, epoch, train_loss, train_ppl, speed, started) -> dict:
-        record = {"epoch": epoch, "train_loss": train_loss, "train_perplexity": train_ppl,
-                  "val_loss": None, "val_perplexity": None, "tokens_per_sec": speed}
+        record = {
+            "epoch": epoch,
+            "train_loss": train_loss,
+            "train_perplexity": train_ppl,
+            "val_loss": None,
+            "val_perplexity": None,
+            "tokens_per_sec": speed,
+        }
         if self.data.val:
-            loss_sum, num_tokens = lm.evaluate(self.model, self.data.val,
-                                               self.settings["batch_size"],
-                                               self.settings["num_steps"])
+            loss_sum, num_tokens = lm.evaluate(
+                self.model, self.data.val, self.settings["batch_size"], self.settings["num_steps"]
+            )
             record["val_loss"] = loss_sum / num_tokens
             record["val_perplexity"] = perplexity(loss_sum, num_tokens)
         record["seconds"] = time.perf_counter() - started
@@ -415,22 +515,31 @@ class _Session:
 
     def _save(self, params: dict, stem: str) -> None:
         last = self.records[-1] if self.records else {}
-        meta = {"model": self.config.to_dict(), "settings": self.settings,
-                "vocab": self.data.vocab.idx_to_token,
-                "data": {"source": self.data.source, "sha256": self.data.sha256,
-                         "path": self.settings["text"] and str(Path(self.settings["text"])
-                                                                .resolve()),
-                         "train_tokens": len(self.data.train), "val_tokens": len(self.data.val)},
-                "epoch": self.epoch, "finished": self.epoch >= self.settings["epochs"],
-                "best_val_loss": self.best_val_loss,
-                "train_perplexity": last.get("train_perplexity"),
-                "val_perplexity": last.get("val_perplexity"),
-                "seconds": sum(r["seconds"] for r in self.records),
-                "backend": self.settings["backend"], "dl_version": __version__,
-                "rng": "epoch e draws from numpy SeedSequence([seed, e])"}
+        meta = {
+            "model": self.config.to_dict(),
+            "settings": self.settings,
+            "vocab": self.data.vocab.idx_to_token,
+            "data": {
+                "source": self.data.source,
+                "sha256": self.data.sha256,
+                "path": self.settings["text"] and str(Path(self.settings["text"]).resolve()),
+                "train_tokens": len(self.data.train),
+                "val_tokens": len(self.data.val),
+            },
+            "epoch": self.epoch,
+            "finished": self.epoch >= self.settings["epochs"],
+            "best_val_loss": self.best_val_loss,
+            "train_perplexity": last.get("train_perplexity"),
+            "val_perplexity": last.get("val_perplexity"),
+            "seconds": sum(r["seconds"] for r in self.records),
+            "backend": self.settings["backend"],
+            "dl_version": __version__,
+            "rng": "epoch e draws from numpy SeedSequence([seed, e])",
+        }
         with signals.deferred():  # a signal meanwhile is raised once the checkpoint is whole
-            checkpoint.save(self.run.path, params, meta, stem,
-                            self.optimizer_state if stem == "model" else None)
+            checkpoint.save(
+                self.run.path, params, meta, stem, self.optimizer_state if stem == "model" else None
+            )
             if stem == "model":
                 self.saved_epoch = self.epoch
 
@@ -438,8 +547,10 @@ class _Session:
         if self.quiet or not sys.stderr.isatty():
             return None
         from tqdm import tqdm
-        return tqdm(total=self.settings["epochs"], initial=self.epoch, unit="epoch",
-                    dynamic_ncols=True)
+
+        return tqdm(
+            total=self.settings["epochs"], initial=self.epoch, unit="epoch", dynamic_ncols=True
+        )
 
     @staticmethod
     def _close(bar) -> None:
@@ -454,18 +565,26 @@ class _Session:
                 self._save(snapshot, "model")
                 self.run.plot(self.records)
         if self.saved_epoch:
-            print(f"\ninterrupted: epoch {self.saved_epoch} is saved in {self.run.path}; "
-                  f"continue with `dl train --out {self.run.path} --resume`", file=sys.stderr)
+            print(
+                f"\ninterrupted: epoch {self.saved_epoch} is saved in {self.run.path}; "
+                f"continue with `dl train --out {self.run.path} --resume`",
+                file=sys.stderr,
+            )
         else:
-            print("\ninterrupted in the first epoch: nothing was saved; start the run again "
-                  "(without --resume)", file=sys.stderr)
+            print(
+                "\ninterrupted in the first epoch: nothing was saved; start the run again "
+                "(without --resume)",
+                file=sys.stderr,
+            )
         return signals.exit_status(err)
 
     def _summary(self, speed: float) -> None:
         last = self.records[-1] if self.records else None
         if last is not None:
-            self.say(f"perplexity {last['train_perplexity']:.1f}, {speed:.1f} tokens/sec on "
-                     f"{self.model.device_name}")
+            self.say(
+                f"perplexity {last['train_perplexity']:.1f}, {speed:.1f} tokens/sec on "
+                f"{self.model.device_name}"
+            )
             if last["val_perplexity"] is not None:
                 self.say(f"validation perplexity {last['val_perplexity']:.1f}")
         for prefix in self.prefixes:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numbers
 import random
-from typing import Iterator, Sequence
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 
@@ -27,41 +27,44 @@ def _check_sizes(corpus: Sequence[int], batch_size: int, num_steps: int, random_
         if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value <= 0:
             raise InputError(
                 f"{name} must be a positive integer (corpus of {len(corpus)} tokens, "
-                f"batch_size={batch_size!r}, num_steps={num_steps!r})")
+                f"batch_size={batch_size!r}, num_steps={num_steps!r})"
+            )
     worst_offset = num_steps - 1 if random_iter else num_steps
     usable = len(corpus) - worst_offset - 1
-    enough = (usable // num_steps >= batch_size if random_iter
-              else usable // batch_size >= num_steps)
+    enough = usable // num_steps >= batch_size if random_iter else usable // batch_size >= num_steps
     if not enough:
         need = batch_size * num_steps + worst_offset + 1
         raise InputError(
             f"a corpus of {len(corpus)} tokens cannot make one batch of batch_size {batch_size} "
             f"x num_steps {num_steps} (needs at least {need} tokens); use a longer text or "
-            "smaller sizes")
+            "smaller sizes"
+        )
 
 
-def seq_data_iter_random(corpus: Sequence[int], batch_size: int, num_steps: int, *,
-                         rng=random) -> Iterator[Batch]:
+def seq_data_iter_random(
+    corpus: Sequence[int], batch_size: int, num_steps: int, *, rng=random
+) -> Iterator[Batch]:
     """Batches of subsequences at random positions; each is used at most once per epoch."""
     _check_sizes(corpus, batch_size, num_steps, random_iter=True)
     return _random_batches(corpus, batch_size, num_steps, rng)
 
 
 def _random_batches(corpus, batch_size, num_steps, rng):
-    corpus = corpus[rng.randint(0, num_steps - 1):]
+    corpus = corpus[rng.randint(0, num_steps - 1) :]
     num_subseqs = (len(corpus) - 1) // num_steps
     initial_indices = list(range(0, num_subseqs * num_steps, num_steps))
     rng.shuffle(initial_indices)
     num_batches = num_subseqs // batch_size
     for i in range(0, batch_size * num_batches, batch_size):
-        starts = initial_indices[i: i + batch_size]
-        X = [corpus[j: j + num_steps] for j in starts]
-        Y = [corpus[j + 1: j + 1 + num_steps] for j in starts]
+        starts = initial_indices[i : i + batch_size]
+        X = [corpus[j : j + num_steps] for j in starts]
+        Y = [corpus[j + 1 : j + 1 + num_steps] for j in starts]
         yield np.array(X, dtype=np.int32), np.array(Y, dtype=np.int32)
 
 
-def seq_data_iter_sequential(corpus: Sequence[int], batch_size: int, num_steps: int, *,
-                             rng=random) -> Iterator[Batch]:
+def seq_data_iter_sequential(
+    corpus: Sequence[int], batch_size: int, num_steps: int, *, rng=random
+) -> Iterator[Batch]:
     """Batches whose rows continue the rows of the previous batch (state can be carried)."""
     _check_sizes(corpus, batch_size, num_steps, random_iter=False)
     return _sequential_batches(corpus, batch_size, num_steps, rng)
@@ -73,32 +76,45 @@ def eval_batches(corpus: Sequence[int], batch_size: int, num_steps: int) -> Iter
     time, the last batch shorter, so every token but a remainder of fewer than ``rows`` is
     predicted once."""
     if len(corpus) < 2:
-        raise InputError(f"a corpus of {len(corpus)} tokens has nothing to predict; "
-                         "evaluation needs at least 2 tokens")
+        raise InputError(
+            f"a corpus of {len(corpus)} tokens has nothing to predict; "
+            "evaluation needs at least 2 tokens"
+        )
     rows = max(1, min(batch_size, (len(corpus) - 1) // num_steps))
     columns = (len(corpus) - 1) // rows
-    Xs = np.asarray(corpus[:rows * columns], dtype=np.int32).reshape(rows, columns)
-    Ys = np.asarray(corpus[1:rows * columns + 1], dtype=np.int32).reshape(rows, columns)
+    Xs = np.asarray(corpus[: rows * columns], dtype=np.int32).reshape(rows, columns)
+    Ys = np.asarray(corpus[1 : rows * columns + 1], dtype=np.int32).reshape(rows, columns)
     for i in range(0, columns, num_steps):
-        yield Xs[:, i: i + num_steps], Ys[:, i: i + num_steps]
+        yield Xs[:, i : i + num_steps], Ys[:, i : i + num_steps]
 
 
 def _sequential_batches(corpus, batch_size, num_steps, rng):
     offset = rng.randint(0, num_steps)
     num_tokens = ((len(corpus) - offset - 1) // batch_size) * batch_size
-    Xs = np.asarray(corpus[offset: offset + num_tokens], dtype=np.int32).reshape(batch_size, -1)
-    Ys = np.asarray(corpus[offset + 1: offset + 1 + num_tokens], dtype=np.int32).reshape(batch_size, -1)
+    Xs = np.asarray(corpus[offset : offset + num_tokens], dtype=np.int32).reshape(batch_size, -1)
+    Ys = np.asarray(corpus[offset + 1 : offset + 1 + num_tokens], dtype=np.int32).reshape(
+        batch_size, -1
+    )
     num_batches = Xs.shape[1] // num_steps
     for i in range(0, num_steps * num_batches, num_steps):
-        yield Xs[:, i: i + num_steps], Ys[:, i: i + num_steps]
+        yield Xs[:, i : i + num_steps], Ys[:, i : i + num_steps]
 
 
 class SeqDataLoader:
     """Iterable over one epoch of minibatches of ``corpus`` (a new random offset each epoch)."""
 
-    def __init__(self, batch_size: int, num_steps: int, use_random_iter: bool = False,
-                 max_tokens: int = 10000, *, corpus: Sequence[int] | None = None,
-                 vocab: Vocab | None = None, token: str = "char", rng=random):
+    def __init__(
+        self,
+        batch_size: int,
+        num_steps: int,
+        use_random_iter: bool = False,
+        max_tokens: int = 10000,
+        *,
+        corpus: Sequence[int] | None = None,
+        vocab: Vocab | None = None,
+        token: str = "char",
+        rng=random,
+    ):
         if corpus is None:
             corpus, vocab = load_corpus_time_machine(max_tokens, token=token)
         _check_sizes(corpus, batch_size, num_steps, use_random_iter)
@@ -111,15 +127,29 @@ class SeqDataLoader:
         return self.data_iter_fn(self.corpus, self.batch_size, self.num_steps, rng=self.rng)
 
 
-def load_data_time_machine(batch_size: int, num_steps: int, use_random_iter: bool = False,
-                           max_tokens: int = 10000, *, token: str = "char"):
+def load_data_time_machine(
+    batch_size: int,
+    num_steps: int,
+    use_random_iter: bool = False,
+    max_tokens: int = 10000,
+    *,
+    token: str = "char",
+):
     """``(train_iter, vocab)`` over The Time Machine; with (32, 35) an epoch has 8 batches."""
     data_iter = SeqDataLoader(batch_size, num_steps, use_random_iter, max_tokens, token=token)
     return data_iter, data_iter.vocab
 
 
-def load_data_text(lines: list[str], batch_size: int, num_steps: int, use_random_iter: bool = False,
-                   max_tokens: int = -1, *, token: str = "char", min_freq: int = 0):
+def load_data_text(
+    lines: list[str],
+    batch_size: int,
+    num_steps: int,
+    use_random_iter: bool = False,
+    max_tokens: int = -1,
+    *,
+    token: str = "char",
+    min_freq: int = 0,
+):
     """``(train_iter, vocab)`` over any cleaned lines of text (see
     :func:`dl.data.text.normalize_lines`)."""
     corpus, vocab = corpus_from_lines(lines, token, max_tokens, min_freq)

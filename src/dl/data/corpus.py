@@ -34,11 +34,12 @@ def sha256_of(path: str | os.PathLike) -> str:
 def cache_key(text_sha256: str, tokenizer: Tokenizer) -> str:
     """Names the ids of one text under one tokenizer (kind and vocabulary)."""
     spec = json.dumps(tokenizer.to_dict(), sort_keys=True, ensure_ascii=False)
-    return hashlib.sha256(f"{text_sha256}\n{spec}".encode("utf-8")).hexdigest()[:32]
+    return hashlib.sha256(f"{text_sha256}\n{spec}".encode()).hexdigest()[:32]
 
 
-def encoded(text: str, text_sha256: str, tokenizer: Tokenizer,
-            directory: str | os.PathLike | None = None) -> np.ndarray:
+def encoded(
+    text: str, text_sha256: str, tokenizer: Tokenizer, directory: str | os.PathLike | None = None
+) -> np.ndarray:
     """``(N,)`` int32 ids of ``text``, read-only and memory-mapped from the cache, encoding
     and caching them first when they are not there. ``directory`` defaults to
     ``<data dir>/corpus``."""
@@ -56,8 +57,9 @@ def encoded(text: str, text_sha256: str, tokenizer: Tokenizer,
     return np.load(path, mmap_mode="r")
 
 
-def split(ids: np.ndarray, val_fraction: float = 0.0, test_fraction: float = 0.0,
-          min_tokens: int = 2) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def split(
+    ids: np.ndarray, val_fraction: float = 0.0, test_fraction: float = 0.0, min_tokens: int = 2
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``(train, val, test)``: the first part of ``ids`` for training, then the validation
     and the test parts, in time order (views, no copies). A part asked for but shorter than
     ``min_tokens`` is refused, naming the fraction to raise."""
@@ -65,14 +67,20 @@ def split(ids: np.ndarray, val_fraction: float = 0.0, test_fraction: float = 0.0
         if not 0 <= value < 1:
             raise InputError(f"{name} {value}: give a fraction in [0, 1)")
     if val_fraction + test_fraction >= 1:
-        raise InputError(f"--val-fraction {val_fraction} and --test-fraction {test_fraction} "
-                         "leave nothing to train on; keep their sum below 1")
+        raise InputError(
+            f"--val-fraction {val_fraction} and --test-fraction {test_fraction} "
+            "leave nothing to train on; keep their sum below 1"
+        )
     n = len(ids)
     num_test, num_val = int(round(n * test_fraction)), int(round(n * val_fraction))
     train_end, val_end = n - num_test - num_val, n - num_test
-    for name, value, size in (("--val-fraction", val_fraction, num_val),
-                              ("--test-fraction", test_fraction, num_test)):
+    for name, value, size in (
+        ("--val-fraction", val_fraction, num_val),
+        ("--test-fraction", test_fraction, num_test),
+    ):
         if value and size < min_tokens:
-            raise InputError(f"{name} {value} holds out {size} of {n:,} tokens, fewer than the "
-                             f"{min_tokens} one batch needs; raise it or use a longer text")
+            raise InputError(
+                f"{name} {value} holds out {size} of {n:,} tokens, fewer than the "
+                f"{min_tokens} one batch needs; raise it or use a longer text"
+            )
     return ids[:train_end], ids[train_end:val_end], ids[val_end:]

@@ -33,12 +33,12 @@ from pathlib import Path
 
 from dl.errors import InputError
 
-DATA_URL = 'http://d2l-data.s3-accelerate.amazonaws.com/'
+DATA_URL = "http://d2l-data.s3-accelerate.amazonaws.com/"
 
 # name -> (url, sha1 of the file's bytes)
 DATA_HUB: dict[str, tuple[str, str]] = {
-    'time_machine': (DATA_URL + 'timemachine.txt', '090b5e7e70c295757f55df93cb0a180b9691891a'),
-    'fra-eng': (DATA_URL + 'fra-eng.zip', '94646ad1522d915e7b0f9296181140edcf86a4f5'),
+    "time_machine": (DATA_URL + "timemachine.txt", "090b5e7e70c295757f55df93cb0a180b9691891a"),
+    "fra-eng": (DATA_URL + "fra-eng.zip", "94646ad1522d915e7b0f9296181140edcf86a4f5"),
 }
 
 _CHUNK = 1 << 16  # bytes read from the network at a time
@@ -58,21 +58,20 @@ class ArchiveError(DownloadError):
 
 def cache_dir() -> Path:
     """Directory for hub files: ``$DL_DATA_DIR``, else the per-user cache directory."""
-    override = os.environ.get('DL_DATA_DIR')
+    override = os.environ.get("DL_DATA_DIR")
     if override:
         return Path(override).expanduser()
-    if os.name == 'nt':
-        base = os.environ.get('LOCALAPPDATA') or Path.home() / 'AppData' / 'Local'
+    if os.name == "nt":
+        base = os.environ.get("LOCALAPPDATA") or Path.home() / "AppData" / "Local"
     else:
-        base = os.environ.get('XDG_CACHE_HOME') or Path.home() / '.cache'
-    return Path(base) / 'dl'
+        base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "dl"
 
 
 _default_cache_dir = cache_dir  # `download` has a parameter of the same name
 
 
-def download(name: str, cache_dir: str | os.PathLike | None = None,
-             timeout: float = 30.0) -> Path:
+def download(name: str, cache_dir: str | os.PathLike | None = None, timeout: float = 30.0) -> Path:
     """Return the local path of hub file `name`, fetching it unless cached intact.
 
     `cache_dir` defaults to `cache_dir()`; `timeout` (seconds) bounds each network wait.
@@ -85,19 +84,20 @@ def download(name: str, cache_dir: str | os.PathLike | None = None,
     if target.is_file() and _sha1_of(target) == sha1:
         return target
     folder.mkdir(parents=True, exist_ok=True)
-    fd, part = tempfile.mkstemp(dir=folder, prefix=f'.{target.name}.', suffix='.part')
+    fd, part = tempfile.mkstemp(dir=folder, prefix=f".{target.name}.", suffix=".part")
     try:
         try:
-            with os.fdopen(fd, 'wb') as out:
+            with os.fdopen(fd, "wb") as out:
                 actual, received, expected_size = _fetch(url, out, timeout)
         except (OSError, http.client.HTTPException) as err:
             raise DownloadError(_by_hand(url, _reason(err), target)) from err
         if expected_size is not None and received != expected_size:
-            reason = f'connection closed after {received} of {expected_size} bytes'
+            reason = f"connection closed after {received} of {expected_size} bytes"
             raise DownloadError(_by_hand(url, reason, target))
         if actual != sha1:
-            raise ChecksumError(f'wrong content from {url}: expected sha1 {sha1}, '
-                                f'got {actual}; nothing was saved')
+            raise ChecksumError(
+                f"wrong content from {url}: expected sha1 {sha1}, got {actual}; nothing was saved"
+            )
         os.replace(part, target)
     finally:
         with contextlib.suppress(FileNotFoundError):
@@ -106,33 +106,39 @@ def download(name: str, cache_dir: str | os.PathLike | None = None,
 
 
 def _entry(name):
-    """``(url, sha1)`` of hub file `name`: from ``$DL_DATA_HUB`` if it has one, else ``DATA_HUB``."""
+    """``(url, sha1)`` of hub file `name`: from ``$DL_DATA_HUB`` if it has one, else
+    ``DATA_HUB``."""
     hub = {**DATA_HUB, **_mirror_entries()}
     if name not in hub:
-        raise InputError(f'unknown data hub name {name!r}; known names: '
-                         f'{", ".join(sorted(hub))}; register it with '
-                         f'DATA_HUB[{name!r}] = (url, sha1)')
+        raise InputError(
+            f"unknown data hub name {name!r}; known names: "
+            f"{', '.join(sorted(hub))}; register it with "
+            f"DATA_HUB[{name!r}] = (url, sha1)"
+        )
     return tuple(hub[name])
 
 
 def _mirror_entries():
     """The entries of the JSON file named by ``$DL_DATA_HUB`` (none when it is unset)."""
-    path = os.environ.get('DL_DATA_HUB')
+    path = os.environ.get("DL_DATA_HUB")
     if not path:
         return {}
     try:
-        entries = json.loads(Path(path).expanduser().read_text(encoding='utf-8'))
+        entries = json.loads(Path(path).expanduser().read_text(encoding="utf-8"))
     except (OSError, ValueError) as err:
-        raise InputError(f'DL_DATA_HUB={path}: cannot read it as JSON ({err}); give a JSON '
-                         'file {"name": ["url", "sha1"], ...} or unset the variable') from err
+        raise InputError(
+            f"DL_DATA_HUB={path}: cannot read it as JSON ({err}); give a JSON "
+            'file {"name": ["url", "sha1"], ...} or unset the variable'
+        ) from err
     if not isinstance(entries, dict) or not all(
-            isinstance(v, list) and len(v) == 2 and all(isinstance(x, str) for x in v)
-            for v in entries.values()):
+        isinstance(v, list) and len(v) == 2 and all(isinstance(x, str) for x in v)
+        for v in entries.values()
+    ):
         raise InputError(f'DL_DATA_HUB={path}: every entry must be "name": ["url", "sha1"]')
     return entries
 
 
-ARCHIVE_SUFFIXES = ('.zip', '.tar', '.gz', '.tgz', '.bz2', '.xz')
+ARCHIVE_SUFFIXES = (".zip", ".tar", ".gz", ".tgz", ".bz2", ".xz")
 
 
 def download_extract(name: str, folder: str | None = None) -> Path:
@@ -148,19 +154,22 @@ def download_extract(name: str, folder: str | None = None) -> Path:
     """
     archive = download(name)
     if archive.suffix not in ARCHIVE_SUFFIXES:
-        raise InputError(f'{archive.name}: only zip and tar archives ({", ".join(ARCHIVE_SUFFIXES)}) '
-                         f'can be extracted; use download({name!r}) for other files')
+        raise InputError(
+            f"{archive.name}: only zip and tar archives ({', '.join(ARCHIVE_SUFFIXES)}) "
+            f"can be extracted; use download({name!r}) for other files"
+        )
     base_dir = archive.parent
-    data_dir = archive.with_suffix('')
-    staging = Path(tempfile.mkdtemp(dir=base_dir, prefix=f'.{archive.name}.', suffix='.extract'))
+    data_dir = archive.with_suffix("")
+    staging = Path(tempfile.mkdtemp(dir=base_dir, prefix=f".{archive.name}.", suffix=".extract"))
     try:
-        unpacked = staging / 'unpacked'
+        unpacked = staging / "unpacked"
         _unpack(archive, unpacked)
         entries = list(unpacked.iterdir())
-        source, target = ((entries[0], base_dir / entries[0].name) if len(entries) == 1
-                          else (unpacked, data_dir))
+        source, target = (
+            (entries[0], base_dir / entries[0].name) if len(entries) == 1 else (unpacked, data_dir)
+        )
         if target.exists() or target.is_symlink():
-            os.rename(target, staging / 'replaced')
+            os.rename(target, staging / "replaced")
         os.rename(source, target)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
@@ -170,26 +179,35 @@ def download_extract(name: str, folder: str | None = None) -> Path:
 def _unpack(archive, destination):
     """Unpack the zip or tar file `archive` into the new directory `destination`."""
     try:
-        if archive.suffix == '.zip':
+        if archive.suffix == ".zip":
             with zipfile.ZipFile(archive) as zipped:
                 zipped.extractall(destination)  # drops '..' and absolute parts of names
         else:
-            safe = {'filter': 'data'} if hasattr(tarfile, 'data_filter') else {}
+            safe = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
             with tarfile.open(archive) as tarred:
                 tarred.extractall(destination, **safe)
         destination.mkdir(exist_ok=True)  # an empty archive
-    except (zipfile.BadZipFile, tarfile.TarError, zlib.error, lzma.LZMAError, EOFError, OSError,
-            ValueError) as err:
-        raise ArchiveError(f'{archive}: cannot unpack it ({_reason(err)}); nothing was '
-                           'extracted. Delete the file and check the URL and sha1 registered '
-                           'for it in DATA_HUB') from err
+    except (
+        zipfile.BadZipFile,
+        tarfile.TarError,
+        zlib.error,
+        lzma.LZMAError,
+        EOFError,
+        OSError,
+        ValueError,
+    ) as err:
+        raise ArchiveError(
+            f"{archive}: cannot unpack it ({_reason(err)}); nothing was "
+            "extracted. Delete the file and check the URL and sha1 registered "
+            "for it in DATA_HUB"
+        ) from err
 
 
 def _fetch(url, out, timeout):
     """Stream `url` into the binary file `out`; return (sha1, bytes read, Content-Length)."""
     digest, received = hashlib.sha1(), 0
     with urllib.request.urlopen(url, timeout=timeout) as response:  # non-2xx raises HTTPError
-        length = response.headers.get('Content-Length', '')
+        length = response.headers.get("Content-Length", "")
         while chunk := response.read(_CHUNK):
             out.write(chunk)
             digest.update(chunk)
@@ -200,7 +218,7 @@ def _fetch(url, out, timeout):
 def _sha1_of(path):
     """SHA-1 hex digest of the file at `path`."""
     digest = hashlib.sha1()
-    with open(path, 'rb') as f:
+    with open(path, "rb") as f:
         while chunk := f.read(_CHUNK):
             digest.update(chunk)
     return digest.hexdigest()
@@ -209,7 +227,7 @@ def _sha1_of(path):
 def _reason(err):
     """A short human reason for a network error."""
     if isinstance(err, urllib.error.HTTPError):
-        return f'HTTP status {err.code} {err.reason}'
+        return f"HTTP status {err.code} {err.reason}"
     if isinstance(err, urllib.error.URLError):
         return str(err.reason)
     return str(err) or type(err).__name__
@@ -217,6 +235,8 @@ def _reason(err):
 
 def _by_hand(url, reason, target):
     """Message for a failed fetch that says how to provide the file manually."""
-    return (f'could not download {url} ({reason}). Download it by hand and save it as '
-            f'{target}, or set the environment variable DL_DATA_DIR to a directory '
-            f'that holds {target.name}.')
+    return (
+        f"could not download {url} ({reason}). Download it by hand and save it as "
+        f"{target}, or set the environment variable DL_DATA_DIR to a directory "
+        f"that holds {target.name}."
+    )

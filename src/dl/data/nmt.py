@@ -19,35 +19,37 @@ from dl.data.text import Vocab
 from dl.errors import InputError
 from dl.validate import check_positive
 
-RESERVED_TOKENS = ['<pad>', '<bos>', '<eos>']
-_PUNCTUATION = frozenset(',.!?')
+RESERVED_TOKENS = ["<pad>", "<bos>", "<eos>"]
+_PUNCTUATION = frozenset(",.!?")
 
 
 def read_data_nmt() -> str:
     """The raw text of ``fra.txt`` (downloaded and unpacked on first use)."""
-    data_dir = hub.download_extract('fra-eng')
-    return (data_dir / 'fra.txt').read_text(encoding='utf-8')
+    data_dir = hub.download_extract("fra-eng")
+    return (data_dir / "fra.txt").read_text(encoding="utf-8")
 
 
 def preprocess_nmt(text: str) -> str:
     """Non-breaking spaces to spaces, lower case, a space before ``, . ! ?`` not after one."""
-    text = text.replace('\u202f', ' ').replace('\xa0', ' ').lower()
-    out = [' ' + char if i > 0 and char in _PUNCTUATION and text[i - 1] != ' ' else char
-           for i, char in enumerate(text)]
-    return ''.join(out)
+    text = text.replace("\u202f", " ").replace("\xa0", " ").lower()
+    out = [
+        " " + char if i > 0 and char in _PUNCTUATION and text[i - 1] != " " else char
+        for i, char in enumerate(text)
+    ]
+    return "".join(out)
 
 
 def tokenize_nmt(text: str, num_examples: int | None = None):
     """``(source, target)``: word tokens of each tab-separated pair, from the first
     ``num_examples + 1`` lines (the book's count) when given; lines without one tab are skipped."""
     source, target = [], []
-    for i, line in enumerate(text.split('\n')):
+    for i, line in enumerate(text.split("\n")):
         if num_examples and i > num_examples:
             break
-        parts = line.split('\t')
+        parts = line.split("\t")
         if len(parts) == 2:
-            source.append(parts[0].split(' '))
-            target.append(parts[1].split(' '))
+            source.append(parts[0].split(" "))
+            target.append(parts[1].split(" "))
     return source, target
 
 
@@ -62,11 +64,12 @@ def build_array_nmt(lines, vocab: Vocab, num_steps: int):
     """``(array: (len(lines), num_steps) int64, valid_len: (len(lines),) int64)``: each line's
     ids and ``<eos>``, truncated or padded; ``valid_len`` counts the tokens that are not
     ``<pad>``."""
-    check_positive('num_steps', num_steps, integer=True)
-    rows = [truncate_pad(vocab[line] + [vocab['<eos>']], num_steps, vocab['<pad>'])
-            for line in lines]
+    check_positive("num_steps", num_steps, integer=True)
+    rows = [
+        truncate_pad(vocab[line] + [vocab["<eos>"]], num_steps, vocab["<pad>"]) for line in lines
+    ]
     array = np.array(rows, dtype=np.int64).reshape(len(rows), num_steps)
-    return array, (array != vocab['<pad>']).sum(axis=1)
+    return array, (array != vocab["<pad>"]).sum(axis=1)
 
 
 def nmt_arrays(num_steps: int, num_examples: int = 600):
@@ -88,12 +91,18 @@ class ArrayBatches:
     Shuffles with Python's :mod:`random` (or ``rng``), so ``random.seed`` fixes the order.
     """
 
-    def __init__(self, arrays: Sequence[np.ndarray], batch_size: int, shuffle: bool = True,
-                 convert: Callable = np.asarray, rng=random):
-        check_positive('batch_size', batch_size, integer=True)
+    def __init__(
+        self,
+        arrays: Sequence[np.ndarray],
+        batch_size: int,
+        shuffle: bool = True,
+        convert: Callable = np.asarray,
+        rng=random,
+    ):
+        check_positive("batch_size", batch_size, integer=True)
         lengths = {len(a) for a in arrays}
         if len(lengths) != 1:
-            raise InputError(f'the arrays must have the same number of rows, got {sorted(lengths)}')
+            raise InputError(f"the arrays must have the same number of rows, got {sorted(lengths)}")
         self.arrays, self.batch_size, self.shuffle = list(arrays), batch_size, shuffle
         self.convert, self.rng = convert, rng
 
@@ -105,5 +114,5 @@ class ArrayBatches:
         if self.shuffle:
             self.rng.shuffle(order)
         for start in range(0, len(order), self.batch_size):
-            rows = np.array(order[start:start + self.batch_size])
+            rows = np.array(order[start : start + self.batch_size])
             yield tuple(self.convert(a[rows]) for a in self.arrays)

@@ -26,9 +26,10 @@ import inspect
 import math
 import numbers
 import os
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, NamedTuple, Sequence
+from typing import NamedTuple
 
 import numpy as np
 
@@ -36,8 +37,8 @@ from dl.errors import InputError, MissingDependencyError
 from dl.validate import check_positive
 
 FORECAST_EXTRA = "pip install 'dl-rnn[forecast]'"
-MACRO_COLUMNS = ('realgdp', 'realcons', 'realinv')  # load_macrodata's default columns
-GAP_MARKERS = frozenset({'', 'nan', 'na', 'n/a', '#n/a', 'null', 'none'})  # CSV cells read as gaps
+MACRO_COLUMNS = ("realgdp", "realcons", "realinv")  # load_macrodata's default columns
+GAP_MARKERS = frozenset({"", "nan", "na", "n/a", "#n/a", "null", "none"})  # CSV cells read as gaps
 _SHOWN = 5  # bad rows and values quoted in an error message
 
 
@@ -63,7 +64,7 @@ class Series:
     target: int = 0
     time: tuple | None = None
     interpolated: int = 0
-    source: str = ''
+    source: str = ""
     period: int | None = None
 
     def __post_init__(self):
@@ -71,24 +72,27 @@ class Series:
         if values.ndim == 1:
             values = values[:, None]
         if values.ndim != 2 or values.shape[0] == 0:
-            raise SeriesError(f'Series values must be (T, D) with T >= 1, got shape {values.shape}')
+            raise SeriesError(f"Series values must be (T, D) with T >= 1, got shape {values.shape}")
         values.setflags(write=False)
         names = tuple(str(name) for name in self.names)
         if len(names) != values.shape[1]:
-            raise SeriesError(f'Series has {values.shape[1]} columns but {len(names)} names '
-                              f'{names}; give one name per column')
+            raise SeriesError(
+                f"Series has {values.shape[1]} columns but {len(names)} names "
+                f"{names}; give one name per column"
+            )
         if not (isinstance(self.target, numbers.Integral) and 0 <= self.target < len(names)):
-            raise SeriesError(f'Series target must be a column index in 0..{len(names) - 1}, '
-                              f'got {self.target!r}')
+            raise SeriesError(
+                f"Series target must be a column index in 0..{len(names) - 1}, got {self.target!r}"
+            )
         time = None if self.time is None else tuple(self.time)
         if time is not None and len(time) != len(values):
-            raise SeriesError(f'Series has {len(values)} time steps but {len(time)} time labels')
+            raise SeriesError(f"Series has {len(values)} time steps but {len(time)} time labels")
         if self.period is not None:
-            check_positive('period', self.period, integer=True)
-        object.__setattr__(self, 'values', values)
-        object.__setattr__(self, 'names', names)
-        object.__setattr__(self, 'target', int(self.target))
-        object.__setattr__(self, 'time', time)
+            check_positive("period", self.period, integer=True)
+        object.__setattr__(self, "values", values)
+        object.__setattr__(self, "names", names)
+        object.__setattr__(self, "target", int(self.target))
+        object.__setattr__(self, "time", time)
 
     def __len__(self) -> int:
         return len(self.values)
@@ -105,11 +109,17 @@ class Series:
     def metadata(self) -> dict:
         """Everything but the values, and the values' SHA-256 (float64, C order), as plain
         JSON-able data (for a checkpoint's JSON)."""
-        return {'names': list(self.names), 'target': self.target, 'length': len(self),
-                'interpolated': self.interpolated, 'source': self.source, 'period': self.period,
-                'first_time': None if self.time is None else self.time[0],
-                'last_time': None if self.time is None else self.time[-1],
-                'sha256': hashlib.sha256(np.ascontiguousarray(self.values).tobytes()).hexdigest()}
+        return {
+            "names": list(self.names),
+            "target": self.target,
+            "length": len(self),
+            "interpolated": self.interpolated,
+            "source": self.source,
+            "period": self.period,
+            "first_time": None if self.time is None else self.time[0],
+            "last_time": None if self.time is None else self.time[-1],
+            "sha256": hashlib.sha256(np.ascontiguousarray(self.values).tobytes()).hexdigest(),
+        }
 
 
 # ---------------------------------------------------------------- sources
@@ -121,22 +131,27 @@ def synthetic_sine(T: int = 1000, noise: float = 0.2, seed: int | None = 0) -> S
     `noise` is the standard deviation of the Gaussian noise; `seed` fixes it (None: fresh).
     Its period, 2 pi / 0.01 = 628.3 steps, is not a whole number, so ``period`` is None.
     """
-    check_positive('T', T, integer=True)
-    check_positive('noise', noise, allow_zero=True)
+    check_positive("T", T, integer=True)
+    check_positive("noise", noise, allow_zero=True)
     time = np.arange(1, T + 1)
     rng = np.random.default_rng(seed)
     x = np.sin(0.01 * time) + rng.normal(0.0, noise, size=T)
-    return Series(x[:, None], ('x',), time=tuple(time.tolist()),
-                  source=f'synthetic: sin(0.01 t) + N(0, {noise:g}^2), t = 1..{T}, seed={seed}')
+    return Series(
+        x[:, None],
+        ("x",),
+        time=tuple(time.tolist()),
+        source=f"synthetic: sin(0.01 t) + N(0, {noise:g}^2), t = 1..{T}, seed={seed}",
+    )
 
 
 def _statsmodels_data(name):
     """The pandas DataFrame of statsmodels' bundled data set `name` (read from the package)."""
     try:
-        module = importlib.import_module(f'statsmodels.datasets.{name}')
+        module = importlib.import_module(f"statsmodels.datasets.{name}")
     except ImportError as err:
-        raise MissingDependencyError(f'the {name!r} series ships with statsmodels, which is not installed: '
-                                     f'{FORECAST_EXTRA}') from err
+        raise MissingDependencyError(
+            f"the {name!r} series ships with statsmodels, which is not installed: {FORECAST_EXTRA}"
+        ) from err
     return module.load_pandas().data
 
 
@@ -145,10 +160,14 @@ def load_sunspots() -> Series:
 
     The solar cycle is about 11 years but not fixed, so ``period`` is None.
     """
-    data = _statsmodels_data('sunspots')
-    years = tuple(int(year) for year in data['YEAR'])
-    return Series(data[['SUNACTIVITY']].to_numpy(), ('SUNACTIVITY',), time=years,
-                  source='statsmodels sunspots: yearly sunspot activity 1700-2008')
+    data = _statsmodels_data("sunspots")
+    years = tuple(int(year) for year in data["YEAR"])
+    return Series(
+        data[["SUNACTIVITY"]].to_numpy(),
+        ("SUNACTIVITY",),
+        time=years,
+        source="statsmodels sunspots: yearly sunspot activity 1700-2008",
+    )
 
 
 def load_co2() -> Series:
@@ -157,13 +176,20 @@ def load_co2() -> Series:
     The 59 missing weeks are filled by linear interpolation in time (``interpolated == 59``);
     time labels are ISO dates; ``period`` is 52 (the yearly cycle in weeks).
     """
-    data = _statsmodels_data('co2')
-    days = data.index.to_numpy().astype('datetime64[D]')
-    values, filled = _interpolate(data[['co2']].to_numpy(dtype=np.float64),
-                                  days.astype(np.int64).astype(np.float64))
-    return Series(values, ('co2',), time=tuple(str(day) for day in days), interpolated=filled,
-                  period=52, source='statsmodels co2: weekly Mauna Loa CO2 (ppm) 1958-2001, '
-                                    f'{filled} missing weeks interpolated linearly in time')
+    data = _statsmodels_data("co2")
+    days = data.index.to_numpy().astype("datetime64[D]")
+    values, filled = _interpolate(
+        data[["co2"]].to_numpy(dtype=np.float64), days.astype(np.int64).astype(np.float64)
+    )
+    return Series(
+        values,
+        ("co2",),
+        time=tuple(str(day) for day in days),
+        interpolated=filled,
+        period=52,
+        source="statsmodels co2: weekly Mauna Loa CO2 (ppm) 1958-2001, "
+        f"{filled} missing weeks interpolated linearly in time",
+    )
 
 
 def load_macrodata(columns: Sequence[str] = MACRO_COLUMNS, target: str | None = None) -> Series:
@@ -173,32 +199,41 @@ def load_macrodata(columns: Sequence[str] = MACRO_COLUMNS, target: str | None = 
     investment); `target`: the one to forecast (default the first of `columns`).
     Time labels read ``'1959Q1'``.
     """
-    data = _statsmodels_data('macrodata')
+    data = _statsmodels_data("macrodata")
     available = list(data.columns)
     columns = [columns] if isinstance(columns, str) else list(columns)
     if not columns:
-        raise SeriesError(f'load_macrodata needs at least one column; available: '
-                          f'{", ".join(available)}')
+        raise SeriesError(
+            f"load_macrodata needs at least one column; available: {', '.join(available)}"
+        )
     unknown = [c for c in columns if c not in available]
     if unknown:
-        raise SeriesError(f'macrodata has no column {", ".join(map(repr, unknown))}; '
-                          f'available: {", ".join(available)}')
+        raise SeriesError(
+            f"macrodata has no column {', '.join(map(repr, unknown))}; "
+            f"available: {', '.join(available)}"
+        )
     target = columns[0] if target is None else target
     if target not in columns:
-        raise SeriesError(f'target {target!r} is not among the chosen columns {columns}; '
-                          'add it to columns or choose one of them')
-    time = tuple(f'{int(y)}Q{int(q)}' for y, q in zip(data['year'], data['quarter']))
-    return Series(data[columns].to_numpy(dtype=np.float64), tuple(columns),
-                  target=columns.index(target), time=time, period=4,
-                  source=f'statsmodels macrodata: US quarterly 1959Q1-2009Q3, '
-                         f'columns {", ".join(columns)}')
+        raise SeriesError(
+            f"target {target!r} is not among the chosen columns {columns}; "
+            "add it to columns or choose one of them"
+        )
+    time = tuple(f"{int(y)}Q{int(q)}" for y, q in zip(data["year"], data["quarter"]))
+    return Series(
+        data[columns].to_numpy(dtype=np.float64),
+        tuple(columns),
+        target=columns.index(target),
+        time=time,
+        period=4,
+        source=f"statsmodels macrodata: US quarterly 1959Q1-2009Q3, columns {', '.join(columns)}",
+    )
 
 
 SERIES_LOADERS: dict[str, Callable[..., Series]] = {
-    'sine': synthetic_sine,
-    'sunspots': load_sunspots,
-    'co2': load_co2,
-    'macrodata': load_macrodata,
+    "sine": synthetic_sine,
+    "sunspots": load_sunspots,
+    "co2": load_co2,
+    "macrodata": load_macrodata,
 }
 
 
@@ -206,22 +241,30 @@ def load_series(name: str, **options) -> Series:
     """The built-in series `name` (one of ``SERIES_LOADERS``); `options` go to its loader,
     e.g. ``load_series('macrodata', columns=['realgdp', 'unemp'], target='unemp')``."""
     if name not in SERIES_LOADERS:
-        raise SeriesError(f'unknown series {name!r}; known series: {", ".join(SERIES_LOADERS)}; '
-                          'for your own data use read_csv_series(path, column)')
+        raise SeriesError(
+            f"unknown series {name!r}; known series: {', '.join(SERIES_LOADERS)}; "
+            "for your own data use read_csv_series(path, column)"
+        )
     loader = SERIES_LOADERS[name]
     accepted = list(inspect.signature(loader).parameters)
     unknown = [key for key in options if key not in accepted]
     if unknown:
-        raise SeriesError(f'series {name!r} takes no option {", ".join(map(repr, unknown))}; '
-                          f'its options: {", ".join(accepted) or "none"}')
+        raise SeriesError(
+            f"series {name!r} takes no option {', '.join(map(repr, unknown))}; "
+            f"its options: {', '.join(accepted) or 'none'}"
+        )
     return loader(**options)
 
 
 # ---------------------------------------------------------------- CSV files
 
 
-def read_csv_series(path: str | os.PathLike, column: str | Sequence[str],
-                    time_column: str | None = None, interpolate: bool = False) -> Series:
+def read_csv_series(
+    path: str | os.PathLike,
+    column: str | Sequence[str],
+    time_column: str | None = None,
+    interpolate: bool = False,
+) -> Series:
     """A series from a CSV file with a header line and one row per time step, in time order.
 
     `column`: the name of the column to forecast, or a list of names (the first is the
@@ -237,34 +280,41 @@ def read_csv_series(path: str | os.PathLike, column: str | Sequence[str],
     path = Path(path)
     columns = [column] if isinstance(column, str) else list(column)
     if not columns:
-        raise SeriesError(f'{path}: no column given; pass the name of the column to forecast')
+        raise SeriesError(f"{path}: no column given; pass the name of the column to forecast")
     header, rows, lines = _read_csv_rows(path)
     wanted = columns + ([time_column] if time_column is not None else [])
     missing = [name for name in wanted if name not in header]
     if missing:
-        raise SeriesError(f'{path}: no column {", ".join(map(repr, missing))}; available '
-                          f'columns: {", ".join(map(repr, header))}')
+        raise SeriesError(
+            f"{path}: no column {', '.join(map(repr, missing))}; available "
+            f"columns: {', '.join(map(repr, header))}"
+        )
     values = np.empty((len(rows), len(columns)), dtype=np.float64)
     for j, name in enumerate(columns):
-        values[:, j] = _parse_column(path, name, [_cell(row, header.index(name)) for row in rows],
-                                     lines, interpolate)
+        values[:, j] = _parse_column(
+            path, name, [_cell(row, header.index(name)) for row in rows], lines, interpolate
+        )
     filled = int(np.isnan(values).sum())
     if filled:
         values, _ = _interpolate(values, np.arange(len(values), dtype=np.float64))
     time = None
     if time_column is not None:
         time = _time_labels([_cell(row, header.index(time_column)) for row in rows])
-    return Series(values, tuple(columns), time=time, interpolated=filled,
-                  source=f'CSV file {path}' + (f', {filled} missing values interpolated'
-                                                if filled else ''))
+    return Series(
+        values,
+        tuple(columns),
+        time=time,
+        interpolated=filled,
+        source=f"CSV file {path}" + (f", {filled} missing values interpolated" if filled else ""),
+    )
 
 
 def _read_csv_rows(path):
     """(header cells, data rows, 1-based line number where each row starts); clear errors."""
     if path.is_dir():
-        raise SeriesError(f'{path} is a directory; pass a CSV file')
+        raise SeriesError(f"{path} is a directory; pass a CSV file")
     try:
-        with open(path, encoding='utf-8-sig', newline='') as f:
+        with open(path, encoding="utf-8-sig", newline="") as f:
             reader = csv.reader(f)
             header, rows, lines, line = None, [], [], 1
             for record in reader:
@@ -276,27 +326,31 @@ def _read_csv_rows(path):
                         lines.append(line)
                 line = reader.line_num + 1
     except FileNotFoundError:
-        raise SeriesError(f'{path}: no such file; check the path') from None
+        raise SeriesError(f"{path}: no such file; check the path") from None
     except PermissionError:
-        raise SeriesError(f'{path}: not readable; check its permissions') from None
+        raise SeriesError(f"{path}: not readable; check its permissions") from None
     except UnicodeDecodeError as err:
-        raise SeriesError(f'{path}: not UTF-8 text (byte 0x{err.object[err.start]:02x}); '
-                          'save it as UTF-8 CSV') from None
+        raise SeriesError(
+            f"{path}: not UTF-8 text (byte 0x{err.object[err.start]:02x}); save it as UTF-8 CSV"
+        ) from None
     except csv.Error as err:
-        raise SeriesError(f'{path}: not a readable CSV file (line {reader.line_num}: {err}); '
-                          'check the quoting and that it is a text file') from None
+        raise SeriesError(
+            f"{path}: not a readable CSV file (line {reader.line_num}: {err}); "
+            "check the quoting and that it is a text file"
+        ) from None
     if header is None:
-        raise SeriesError(f'{path}: the file is empty; give a CSV file with a header line and '
-                          'one row per time step')
+        raise SeriesError(
+            f"{path}: the file is empty; give a CSV file with a header line and "
+            "one row per time step"
+        )
     if not rows:
-        raise SeriesError(f'{path}: no data rows after the header line; add one row per '
-                          'time step')
+        raise SeriesError(f"{path}: no data rows after the header line; add one row per time step")
     return header, rows, lines
 
 
 def _cell(row, index):
     """The stripped cell `index` of `row`; a short row's missing cells are empty."""
-    return row[index].strip() if index < len(row) else ''
+    return row[index].strip() if index < len(row) else ""
 
 
 def _parse_column(path, name, cells, lines, interpolate):
@@ -316,24 +370,28 @@ def _parse_column(path, name, cells, lines, interpolate):
         else:
             out[i] = number
     if bad:
-        raise SeriesError(f'{path}: column {name!r} has {len(bad)} values that are not finite '
-                          f'numbers, at rows {_rows(bad, lines)}: '
-                          f'{", ".join(repr(cells[i]) for i in bad[:_SHOWN])}'
-                          f'{" ..." if len(bad) > _SHOWN else ""}; '
-                          'fix or remove those rows')
+        raise SeriesError(
+            f"{path}: column {name!r} has {len(bad)} values that are not finite "
+            f"numbers, at rows {_rows(bad, lines)}: "
+            f"{', '.join(repr(cells[i]) for i in bad[:_SHOWN])}"
+            f"{' ...' if len(bad) > _SHOWN else ''}; "
+            "fix or remove those rows"
+        )
     if len(gaps) == len(cells):
-        raise SeriesError(f'{path}: column {name!r} has no values; choose a column with numbers')
+        raise SeriesError(f"{path}: column {name!r} has no values; choose a column with numbers")
     if gaps and not interpolate:
-        raise SeriesError(f'{path}: column {name!r} has {len(gaps)} missing values (empty or NaN) '
-                          f'at rows {_rows(gaps, lines)}; fill them, remove those rows, or pass '
-                          'interpolate=True to fill them by linear interpolation')
+        raise SeriesError(
+            f"{path}: column {name!r} has {len(gaps)} missing values (empty or NaN) "
+            f"at rows {_rows(gaps, lines)}; fill them, remove those rows, or pass "
+            "interpolate=True to fill them by linear interpolation"
+        )
     return out
 
 
 def _rows(indices, lines):
     """The file line numbers of the first few data rows `indices`, as text."""
-    shown = ', '.join(str(lines[i]) for i in indices[:_SHOWN])
-    return shown + (f' and {len(indices) - _SHOWN} more' if len(indices) > _SHOWN else '')
+    shown = ", ".join(str(lines[i]) for i in indices[:_SHOWN])
+    return shown + (f" and {len(indices) - _SHOWN} more" if len(indices) > _SHOWN else "")
 
 
 def _time_labels(cells):
@@ -364,13 +422,20 @@ def _interpolate(values, times):
 
 class Split(NamedTuple):
     """Consecutive parts of a series in time order: train, then val, then test."""
+
     train: np.ndarray
     val: np.ndarray
     test: np.ndarray
 
 
-def split(values, val_fraction: float = 0.1, test_fraction: float = 0.2, *,
-          window: int = 1, horizon: int = 1) -> Split:
+def split(
+    values,
+    val_fraction: float = 0.1,
+    test_fraction: float = 0.2,
+    *,
+    window: int = 1,
+    horizon: int = 1,
+) -> Split:
     """Cut `values` (T,) or (T, D) (or a Series) into train, val and test parts, in time order.
 
     The last ``floor(T * test_fraction + 0.5)`` steps are the test part, the
@@ -383,30 +448,36 @@ def split(values, val_fraction: float = 0.1, test_fraction: float = 0.2, *,
     before it: ``make_windows(np.concatenate([train[-window:], test]), ...)``.)
     """
     values = np.asarray(values.values if isinstance(values, Series) else values)
-    check_positive('window', window, integer=True)
-    check_positive('horizon', horizon, integer=True)
-    for name, fraction in (('val_fraction', val_fraction), ('test_fraction', test_fraction)):
+    check_positive("window", window, integer=True)
+    check_positive("horizon", horizon, integer=True)
+    for name, fraction in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
         check_positive(name, fraction, allow_zero=True)
         if fraction >= 1:
-            raise SeriesError(f'{name} must be < 1, got {fraction!r}')
+            raise SeriesError(f"{name} must be < 1, got {fraction!r}")
     if val_fraction + test_fraction >= 1:
-        raise SeriesError(f'val_fraction + test_fraction must be < 1 to leave a training part, '
-                          f'got {val_fraction!r} + {test_fraction!r}')
+        raise SeriesError(
+            f"val_fraction + test_fraction must be < 1 to leave a training part, "
+            f"got {val_fraction!r} + {test_fraction!r}"
+        )
     if values.ndim not in (1, 2):
-        raise SeriesError(f'split needs values of shape (T,) or (T, D), got {values.shape}')
+        raise SeriesError(f"split needs values of shape (T,) or (T, D), got {values.shape}")
     T, need = len(values), window + horizon
     n_test = math.floor(T * test_fraction + 0.5)
     n_val = math.floor(T * val_fraction + 0.5)
     n_train = T - n_val - n_test
-    for part, n, fraction in (('train', n_train, None), ('val', n_val, val_fraction),
-                              ('test', n_test, test_fraction)):
+    for part, n, fraction in (
+        ("train", n_train, None),
+        ("val", n_val, val_fraction),
+        ("test", n_test, test_fraction),
+    ):
         if n < need and (fraction is None or fraction > 0):
-            share = f'{1 - val_fraction - test_fraction:g}' if fraction is None else f'{fraction:g}'
+            share = f"{1 - val_fraction - test_fraction:g}" if fraction is None else f"{fraction:g}"
             raise SeriesError(
-                f'the {part} part would have {n} time steps ({share} of {T}), fewer than window + '
-                f'horizon = {window} + {horizon} = {need}; use a longer series, a shorter window '
-                'or horizon' + ('' if fraction is None else f', or a larger {part}_fraction'))
-    return Split(values[:n_train], values[n_train:n_train + n_val], values[n_train + n_val:])
+                f"the {part} part would have {n} time steps ({share} of {T}), fewer than window + "
+                f"horizon = {window} + {horizon} = {need}; use a longer series, a shorter window "
+                "or horizon" + ("" if fraction is None else f", or a larger {part}_fraction")
+            )
+    return Split(values[:n_train], values[n_train : n_train + n_val], values[n_train + n_val :])
 
 
 @dataclass(frozen=True, eq=False)
@@ -426,15 +497,19 @@ class Scaler:
         mean = np.array(self.mean, dtype=np.float64).reshape(-1)
         std = np.array(self.std, dtype=np.float64).reshape(-1)
         if mean.shape != std.shape or mean.size == 0:
-            raise SeriesError(f'Scaler needs mean and std of the same length >= 1, got '
-                              f'{mean.size} and {std.size} values')
+            raise SeriesError(
+                f"Scaler needs mean and std of the same length >= 1, got "
+                f"{mean.size} and {std.size} values"
+            )
         if not (np.isfinite(mean).all() and np.isfinite(std).all() and (std > 0).all()):
-            raise SeriesError(f'Scaler needs finite means and positive finite stds, got mean '
-                              f'{mean.tolist()} and std {std.tolist()}')
+            raise SeriesError(
+                f"Scaler needs finite means and positive finite stds, got mean "
+                f"{mean.tolist()} and std {std.tolist()}"
+            )
         mean.setflags(write=False)
         std.setflags(write=False)
-        object.__setattr__(self, 'mean', mean)
-        object.__setattr__(self, 'std', std)
+        object.__setattr__(self, "mean", mean)
+        object.__setattr__(self, "std", std)
 
     @classmethod
     def fit(cls, train) -> Scaler:
@@ -443,11 +518,13 @@ class Scaler:
         if train.ndim == 1:
             train = train[:, None]
         if train.ndim != 2 or len(train) == 0:
-            raise SeriesError(f'Scaler.fit needs a (T, D) training part with T >= 1, got '
-                              f'shape {train.shape}')
+            raise SeriesError(
+                f"Scaler.fit needs a (T, D) training part with T >= 1, got shape {train.shape}"
+            )
         if not np.isfinite(train).all():
-            raise SeriesError('Scaler.fit got NaN or infinite training values; fill or '
-                              'interpolate them first')
+            raise SeriesError(
+                "Scaler.fit got NaN or infinite training values; fill or interpolate them first"
+            )
         std = train.std(axis=0)
         std[np.ptp(train, axis=0) == 0] = 1.0  # a constant column: no scaling
         return cls(train.mean(axis=0), std)
@@ -470,37 +547,42 @@ class Scaler:
         dtype = values.dtype if values.dtype in (np.float32, np.float64) else np.float64
         if column is not None:
             if not (isinstance(column, numbers.Integral) and 0 <= column < self.num_columns):
-                raise SeriesError(f'column must be in 0..{self.num_columns - 1}, got {column!r}')
+                raise SeriesError(f"column must be in 0..{self.num_columns - 1}, got {column!r}")
             mean, std = self.mean[column], self.std[column]
         elif values.ndim == 2 and values.shape[1] == self.num_columns:
             mean, std = self.mean, self.std
         elif values.ndim == 1 and self.num_columns == 1:
             mean, std = self.mean[0], self.std[0]
         else:
-            raise SeriesError(f'the scaler was fitted on {self.num_columns} columns but got '
-                              f'values of shape {values.shape}; pass (T, {self.num_columns}) '
-                              'values, or column= to scale one column')
+            raise SeriesError(
+                f"the scaler was fitted on {self.num_columns} columns but got "
+                f"values of shape {values.shape}; pass (T, {self.num_columns}) "
+                "values, or column= to scale one column"
+            )
         out = values * std + mean if inverse else (values - mean) / std
         return out.astype(dtype, copy=False)
 
     def to_dict(self) -> dict:
         """``{'mean': [...], 'std': [...]}`` of plain floats, for JSON."""
-        return {'mean': [float(x) for x in self.mean], 'std': [float(x) for x in self.std]}
+        return {"mean": [float(x) for x in self.mean], "std": [float(x) for x in self.std]}
 
     @classmethod
     def from_dict(cls, data) -> Scaler:
         """The scaler of a :meth:`to_dict` result (for example read back from JSON)."""
-        if not (isinstance(data, dict) and {'mean', 'std'} <= data.keys()):
-            raise SeriesError(f'not a scaler: expected a dict with lists "mean" and "std" as '
-                              f'written by Scaler.to_dict(), got {data!r}')
-        return cls(data['mean'], data['std'])
+        if not (isinstance(data, dict) and {"mean", "std"} <= data.keys()):
+            raise SeriesError(
+                f'not a scaler: expected a dict with lists "mean" and "std" as '
+                f"written by Scaler.to_dict(), got {data!r}"
+            )
+        return cls(data["mean"], data["std"])
 
 
 # ---------------------------------------------------------------- windows
 
 
-def make_windows(values, window: int, horizon: int = 1,
-                 target: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def make_windows(
+    values, window: int, horizon: int = 1, target: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
     """Supervised pairs from a series: each `window` consecutive steps -> the next `horizon`
     values of column `target`.
 
@@ -508,23 +590,24 @@ def make_windows(values, window: int, horizon: int = 1,
     and Y: (N, horizon) float32 with Y[i] = values[i+window : i+window+horizon, target],
     N = T - window - horizon + 1. Raises SeriesError when T < window + horizon.
     """
-    check_positive('window', window, integer=True)
-    check_positive('horizon', horizon, integer=True)
-    values = np.asarray(values.values if isinstance(values, Series) else values,
-                        dtype=np.float64)
+    check_positive("window", window, integer=True)
+    check_positive("horizon", horizon, integer=True)
+    values = np.asarray(values.values if isinstance(values, Series) else values, dtype=np.float64)
     if values.ndim == 1:
         values = values[:, None]
     if values.ndim != 2:
-        raise SeriesError(f'make_windows needs values of shape (T,) or (T, D), got {values.shape}')
+        raise SeriesError(f"make_windows needs values of shape (T,) or (T, D), got {values.shape}")
     T, D = values.shape
     if not (isinstance(target, numbers.Integral) and 0 <= target < D):
-        raise SeriesError(f'target must be a column index in 0..{D - 1}, got {target!r}')
+        raise SeriesError(f"target must be a column index in 0..{D - 1}, got {target!r}")
     if T < window + horizon:
-        raise SeriesError(f'the series has {T} time steps, fewer than window + horizon = '
-                          f'{window} + {horizon} = {window + horizon}; use a shorter window or '
-                          'horizon, or a longer series')
+        raise SeriesError(
+            f"the series has {T} time steps, fewer than window + horizon = "
+            f"{window} + {horizon} = {window + horizon}; use a shorter window or "
+            "horizon, or a longer series"
+        )
     view = np.lib.stride_tricks.sliding_window_view
-    X = view(values[:T - horizon], window, axis=0).transpose(0, 2, 1)  # (N, window, D)
+    X = view(values[: T - horizon], window, axis=0).transpose(0, 2, 1)  # (N, window, D)
     Y = view(values[window:, target], horizon)  # (N, horizon)
     return np.ascontiguousarray(X, dtype=np.float32), np.ascontiguousarray(Y, dtype=np.float32)
 
@@ -538,19 +621,23 @@ def rollout(predict_next: Callable, context, horizon: int) -> np.ndarray:
     the CPU). Each prediction is appended to the window (the oldest value dropped) and fed
     back, as in the book's k-step-ahead prediction. Returns (N, horizon) float32.
     """
-    check_positive('horizon', horizon, integer=True)
+    check_positive("horizon", horizon, integer=True)
     batch = np.array(context, dtype=np.float32)
     if not (batch.ndim == 2 or (batch.ndim == 3 and batch.shape[2] == 1)) or batch.size == 0:
-        raise SeriesError(f'rollout needs a univariate context (N, window) or (N, window, 1), '
-                          f'got shape {batch.shape}; for several columns forecast all '
-                          'of them or train a model that predicts the whole horizon')
+        raise SeriesError(
+            f"rollout needs a univariate context (N, window) or (N, window, 1), "
+            f"got shape {batch.shape}; for several columns forecast all "
+            "of them or train a model that predicts the whole horizon"
+        )
     n = batch.shape[0]
     out = np.empty((n, horizon), dtype=np.float32)
     for step in range(horizon):
         pred = np.asarray(predict_next(batch), dtype=np.float32)
         if pred.size != n:
-            raise SeriesError(f'predict_next returned shape {pred.shape} for {n} windows; it '
-                              f'must return one next value per window')
+            raise SeriesError(
+                f"predict_next returned shape {pred.shape} for {n} windows; it "
+                f"must return one next value per window"
+            )
         out[:, step] = pred.reshape(n)
         batch = np.roll(batch, -1, axis=1)
         batch[:, -1] = out[:, step].reshape((n,) + batch.shape[2:])

@@ -29,14 +29,16 @@ def read_text_file(path: str | os.PathLike) -> str:
     except FileNotFoundError:
         raise FileNotFoundError(errno.ENOENT, "no such file; check the path", str(path)) from None
     except PermissionError:
-        raise PermissionError(errno.EACCES, "not readable; check its permissions",
-                              str(path)) from None
+        raise PermissionError(
+            errno.EACCES, "not readable; check its permissions", str(path)
+        ) from None
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as err:
         raise InputError(
             f"{path}: not UTF-8 text (byte 0x{raw[err.start]:02x} at offset {err.start}); "
-            "convert it to UTF-8 first, for example with iconv") from None
+            "convert it to UTF-8 first, for example with iconv"
+        ) from None
     if not text.strip():
         raise InputError(f"{path}: the file is empty; give a file with some text")
     return text
@@ -86,9 +88,13 @@ class Vocab:
                 self.token_to_idx[token] = len(self.idx_to_token) - 1
 
     @classmethod
-    def from_tokens(cls, idx_to_token: list[str]) -> "Vocab":
+    def from_tokens(cls, idx_to_token: list[str]) -> Vocab:
         """The vocabulary whose index ``i`` is ``idx_to_token[i]`` (as stored in a checkpoint)."""
-        if not idx_to_token or idx_to_token[0] != "<unk>" or len(set(idx_to_token)) != len(idx_to_token):
+        if (
+            not idx_to_token
+            or idx_to_token[0] != "<unk>"
+            or len(set(idx_to_token)) != len(idx_to_token)
+        ):
             raise InputError("a vocabulary list must start with '<unk>' and hold each token once")
         return cls(reserved_tokens=idx_to_token[1:])
 
@@ -118,8 +124,9 @@ class Vocab:
         return self._token_freqs
 
 
-def corpus_from_lines(lines: list[str], token: str = "char", max_tokens: int = -1,
-                      min_freq: int = 0) -> tuple[list[int], Vocab]:
+def corpus_from_lines(
+    lines: list[str], token: str = "char", max_tokens: int = -1, min_freq: int = 0
+) -> tuple[list[int], Vocab]:
     """Token ids of all lines concatenated (no separator, as in the book) and their vocabulary."""
     tokens = tokenize(lines, token)
     vocab = Vocab(tokens, min_freq=min_freq)
@@ -129,14 +136,20 @@ def corpus_from_lines(lines: list[str], token: str = "char", max_tokens: int = -
     return corpus, vocab
 
 
-def load_corpus_time_machine(max_tokens: int = -1, *, token: str = "char",
-                             min_freq: int = 0) -> tuple[list[int], Vocab]:
+def load_corpus_time_machine(
+    max_tokens: int = -1, *, token: str = "char", min_freq: int = 0
+) -> tuple[list[int], Vocab]:
     """The Time Machine's token ids and vocabulary: 170,580 characters over 28 tokens."""
     return corpus_from_lines(read_time_machine(), token, max_tokens, min_freq)
 
 
-def split_corpus(lines: list[str], token: str = "char", max_tokens: int = -1, min_freq: int = 0,
-                 val_fraction: float = 0.0) -> tuple[list[int], list[int], Vocab]:
+def split_corpus(
+    lines: list[str],
+    token: str = "char",
+    max_tokens: int = -1,
+    min_freq: int = 0,
+    val_fraction: float = 0.0,
+) -> tuple[list[int], list[int], Vocab]:
     """``(train_ids, val_ids, vocab)``: the first ``max_tokens`` tokens (all if -1), the last
     ``val_fraction`` of them held out for validation.
 

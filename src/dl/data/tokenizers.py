@@ -76,10 +76,11 @@ class CharTokenizer(Tokenizer):
     kind = "char"
 
     def __init__(self, idx_to_token: list[str]):
-        if not idx_to_token or idx_to_token[0] != UNK or any(
-                len(t) != 1 for t in idx_to_token[1:]):
-            raise InputError("a character vocabulary starts with '<unk>' and holds single "
-                             "characters; the checkpoint's tokenizer is damaged")
+        if not idx_to_token or idx_to_token[0] != UNK or any(len(t) != 1 for t in idx_to_token[1:]):
+            raise InputError(
+                "a character vocabulary starts with '<unk>' and holds single "
+                "characters; the checkpoint's tokenizer is damaged"
+            )
         self.idx_to_token = list(idx_to_token)
         points = _codepoints("".join(idx_to_token[1:]))
         self._sorted = np.sort(points)
@@ -87,7 +88,7 @@ class CharTokenizer(Tokenizer):
         self._chars = np.concatenate([[0xFFFD], points]).astype(np.uint32)  # <unk>: U+FFFD
 
     @classmethod
-    def fit(cls, text: str, min_freq: int = 0, max_vocab: int | None = None) -> "CharTokenizer":
+    def fit(cls, text: str, min_freq: int = 0, max_vocab: int | None = None) -> CharTokenizer:
         """``max_vocab`` counts every id, ``<unk>`` included."""
         points, counts = np.unique(_codepoints(text), return_counts=True)
         kept = _ranked(points, counts, min_freq, None if max_vocab is None else max_vocab - 1)
@@ -133,8 +134,10 @@ class WordTokenizer(Tokenizer):
 
     def __init__(self, idx_to_token: list[str]):
         if idx_to_token[:2] != [UNK, EOS]:
-            raise InputError("a word vocabulary starts with '<unk>', '<eos>'; the checkpoint's "
-                             "tokenizer is damaged")
+            raise InputError(
+                "a word vocabulary starts with '<unk>', '<eos>'; the checkpoint's "
+                "tokenizer is damaged"
+            )
         self.idx_to_token = list(idx_to_token)
         self.token_to_idx = {token: i for i, token in enumerate(idx_to_token)}
 
@@ -148,11 +151,13 @@ class WordTokenizer(Tokenizer):
         return tokens
 
     @classmethod
-    def fit(cls, text: str, min_freq: int = 0, max_vocab: int | None = None) -> "WordTokenizer":
+    def fit(cls, text: str, min_freq: int = 0, max_vocab: int | None = None) -> WordTokenizer:
         """``max_vocab`` counts every id, ``<unk>`` and ``<eos>`` included."""
         if max_vocab is not None and max_vocab < 3:
-            raise InputError(f"--max-vocab {max_vocab}: the word vocabulary reserves <unk> and "
-                             "<eos>, so give at least 3")
+            raise InputError(
+                f"--max-vocab {max_vocab}: the word vocabulary reserves <unk> and "
+                "<eos>, so give at least 3"
+            )
         words, counts = np.unique(np.array(cls.split(text), dtype=object), return_counts=True)
         keep = words != EOS
         words, counts = words[keep].astype(str), counts[keep]
@@ -186,7 +191,7 @@ class BookTokenizer(Tokenizer):
         self.idx_to_token = self.vocab.idx_to_token
 
     @classmethod
-    def fit(cls, kind: str, text: str, min_freq: int = 0) -> "BookTokenizer":
+    def fit(cls, kind: str, text: str, min_freq: int = 0) -> BookTokenizer:
         tokens = book.tokenize(book.normalize_lines(text), kind.removeprefix("book-"))
         return cls(kind, book.Vocab(tokens, min_freq=min_freq).idx_to_token)
 
@@ -213,8 +218,10 @@ def fit(kind: str, text: str, min_freq: int = 0, max_vocab: int | None = None) -
     if kind == "word":
         return WordTokenizer.fit(text, min_freq, max_vocab)
     if max_vocab is not None:
-        raise InputError(f"--max-vocab with --token {kind}: the book's vocabulary keeps every "
-                         "token; use --min-freq, or --token char or word")
+        raise InputError(
+            f"--max-vocab with --token {kind}: the book's vocabulary keeps every "
+            "token; use --min-freq, or --token char or word"
+        )
     return BookTokenizer.fit(kind, text, min_freq)
 
 
@@ -229,5 +236,6 @@ def from_dict(values: dict) -> Tokenizer:
         return WordTokenizer(values["tokens"])
     if kind in ("book-char", "book-word"):
         return BookTokenizer(kind, values["tokens"])
-    raise InputError(f"tokenizer kind {kind!r} is not one this dl knows ({', '.join(KINDS)}); "
-                     "upgrade dl")
+    raise InputError(
+        f"tokenizer kind {kind!r} is not one this dl knows ({', '.join(KINDS)}); upgrade dl"
+    )

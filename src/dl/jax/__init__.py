@@ -33,29 +33,62 @@ clipping, the optax update, sharding) and owns the optimizer state, for the book
 Sequence to sequence: :mod:`dl.jax.seq2seq` (``build_array_nmt`` gives NumPy arrays).
 """
 
-from dl.data.batches import (SeqDataLoader, load_data_time_machine, seq_data_iter_random,
-                             seq_data_iter_sequential)
-from dl.data.hub import DATA_HUB, DATA_URL, download
-from dl.data.text import Vocab, load_corpus_time_machine, read_time_machine, tokenize
-from dl.metrics import perplexity
-from dl.plotting import (lazy_plt, plot, set_axes, set_figsize, show_list_len_pair_hist,
-                         use_svg_display)
-from dl.progress import Accumulator, Animator, Timer
-from dl.jax.book import ArrayLoader, load_array
-from dl.jax.cells import (CELLS, get_gru_params, get_lstm_params, get_rnn_params, gru,
-                          init_gru_state, init_lstm_state, init_rnn_state, lstm, rnn)
-from dl.jax.models import GRU, LSTM, RNN, RNNModel, RNNModelScratch
-from dl.jax.training import (JaxTrainer, Predictor, grad_clipping, predict_dl, token_loss_sum,
-                             train_dl, train_epoch_dl, try_gpu)
-from dl.train import DivergedError
+from dl.data.batches import (
+    SeqDataLoader,
+    load_data_time_machine,
+    seq_data_iter_random,
+    seq_data_iter_sequential,
+)
 
 # machine translation and sequence to sequence (the book's 9.5-9.7)
-from dl.data.hub import download_extract
-from dl.data.nmt import (build_array_nmt, preprocess_nmt, read_data_nmt,
-                         tokenize_nmt, truncate_pad)
-from dl.metrics import bleu
-from dl.jax.seq2seq import (EncoderDecoder, Seq2SeqDecoder, Seq2SeqEncoder, load_data_nmt,
-                            masked_softmax_ce, predict_seq2seq, sequence_mask, train_seq2seq)
+from dl.data.hub import DATA_HUB, DATA_URL, download, download_extract
+from dl.data.nmt import build_array_nmt, preprocess_nmt, read_data_nmt, tokenize_nmt, truncate_pad
+from dl.data.text import Vocab, load_corpus_time_machine, read_time_machine, tokenize
+from dl.jax.book import ArrayLoader, load_array
+from dl.jax.cells import (
+    CELLS,
+    get_gru_params,
+    get_lstm_params,
+    get_rnn_params,
+    gru,
+    init_gru_state,
+    init_lstm_state,
+    init_rnn_state,
+    lstm,
+    rnn,
+)
+from dl.jax.models import GRU, LSTM, RNN, RNNModel, RNNModelScratch
+from dl.jax.seq2seq import (
+    EncoderDecoder,
+    Seq2SeqDecoder,
+    Seq2SeqEncoder,
+    load_data_nmt,
+    masked_softmax_ce,
+    predict_seq2seq,
+    sequence_mask,
+    train_seq2seq,
+)
+from dl.jax.training import (
+    JaxTrainer,
+    Predictor,
+    grad_clipping,
+    predict_dl,
+    token_loss_sum,
+    train_dl,
+    train_epoch_dl,
+    try_gpu,
+)
+from dl.metrics import bleu, perplexity
+from dl.plotting import (
+    lazy_plt,
+    plot,
+    set_axes,
+    set_figsize,
+    show_list_len_pair_hist,
+    use_svg_display,
+)
+from dl.progress import Accumulator, Animator, Timer
+from dl.train import DivergedError
 
 train_ch8, train_epoch_ch8, predict_ch8 = train_dl, train_epoch_dl, predict_dl
 

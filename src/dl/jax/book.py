@@ -17,8 +17,10 @@ class ArrayLoader:
         self.arrays = tuple(jnp.asarray(a) for a in data_arrays)
         lengths = {len(a) for a in self.arrays}
         if len(lengths) != 1:
-            raise InputError(f"load_array: data_arrays must have one length, got lengths "
-                             f"{sorted(lengths)}; pass arrays with the same first dimension")
+            raise InputError(
+                f"load_array: data_arrays must have one length, got lengths "
+                f"{sorted(lengths)}; pass arrays with the same first dimension"
+            )
         if int(batch_size) < 1:
             raise InputError(f"load_array: batch_size must be at least 1, got {batch_size}")
         self.num_examples, self.batch_size, self.is_train = lengths.pop(), int(batch_size), is_train
@@ -34,7 +36,7 @@ class ArrayLoader:
         else:
             order = jnp.arange(self.num_examples)
         for start in range(0, self.num_examples, self.batch_size):
-            rows = order[start:start + self.batch_size]
+            rows = order[start : start + self.batch_size]
             yield tuple(a[rows] for a in self.arrays)
 
 

@@ -17,8 +17,10 @@ def _params(cell, vocab_size, num_hiddens, key):
     """Weights ~ N(0, 0.01) from ``key``, biases 0, in canonical order."""
     shapes = param_shapes(cell, vocab_size, num_hiddens)
     keys = jax.random.split(key, len(shapes))
-    return [jax.random.normal(k, shape) * 0.01 if name.startswith("W") else jnp.zeros(shape)
-            for k, (name, shape) in zip(keys, shapes.items())]
+    return [
+        jax.random.normal(k, shape) * 0.01 if name.startswith("W") else jnp.zeros(shape)
+        for k, (name, shape) in zip(keys, shapes.items())
+    ]
 
 
 def get_rnn_params(vocab_size, num_hiddens, key):
@@ -53,9 +55,11 @@ def init_lstm_state(batch_size, num_hiddens):
 
 def _scan(step, inputs, state, W_hq, b_q):
     """Run ``step(state, X) -> state`` over time; outputs ``H W_hq + b_q`` time-major."""
+
     def body(state, X):
         state = step(state, X)
         return state, state[0]
+
     state, Hs = jax.lax.scan(body, state, inputs)
     return Hs.reshape(-1, Hs.shape[-1]) @ W_hq + b_q, state
 
@@ -63,7 +67,9 @@ def _scan(step, inputs, state, W_hq, b_q):
 def rnn(inputs, state, params):
     """Vanilla RNN: ``H = tanh(X W_xh + H W_hh + b_h)``."""
     W_xh, W_hh, b_h, W_hq, b_q = params
-    return _scan(lambda s, X: (jnp.tanh(X @ W_xh + s[0] @ W_hh + b_h),), inputs, tuple(state), W_hq, b_q)
+    return _scan(
+        lambda s, X: (jnp.tanh(X @ W_xh + s[0] @ W_hh + b_h),), inputs, tuple(state), W_hq, b_q
+    )
 
 
 def gru(inputs, state, params):
@@ -76,6 +82,7 @@ def gru(inputs, state, params):
         R = jax.nn.sigmoid(X @ W_xr + H @ W_hr + b_r)
         H_tilda = jnp.tanh(X @ W_xh + (R * H) @ W_hh + b_h)
         return (Z * H + (1 - Z) * H_tilda,)
+
     return _scan(step, inputs, tuple(state), W_hq, b_q)
 
 
@@ -91,6 +98,7 @@ def lstm(inputs, state, params):
         C_tilda = jnp.tanh(X @ W_xc + H @ W_hc + b_c)
         C = F * C + I * C_tilda
         return (O * jnp.tanh(C), C)
+
     return _scan(step, inputs, tuple(state), W_hq, b_q)
 
 

@@ -23,12 +23,22 @@ from dl.validate import check_gpu, parse_device
 # none at 0, so that the book's step stays p - lr g), adam's eps is added after the root;
 # rmsprop is uncentred, without momentum, from v = 0
 OPTIMIZERS = {
-    "sgd": lambda c: optax.chain(optax.add_decayed_weights(c.weight_decay), optax.sgd(c.lr))
-    if c.weight_decay else optax.sgd(c.lr),
+    "sgd": lambda c: (
+        optax.chain(optax.add_decayed_weights(c.weight_decay), optax.sgd(c.lr))
+        if c.weight_decay
+        else optax.sgd(c.lr)
+    ),
     "adam": lambda c: optax.adam(c.lr, c.beta1, c.beta2, c.eps, eps_root=0.0),
     "adamw": lambda c: optax.adamw(c.lr, c.beta1, c.beta2, c.eps, weight_decay=c.weight_decay),
-    "rmsprop": lambda c: optax.rmsprop(c.lr, decay=c.rho, eps=c.eps, eps_in_sqrt=False,
-                                       initial_scale=0.0, centered=False, momentum=None),
+    "rmsprop": lambda c: optax.rmsprop(
+        c.lr,
+        decay=c.rho,
+        eps=c.eps,
+        eps_in_sqrt=False,
+        initial_scale=0.0,
+        centered=False,
+        momentum=None,
+    ),
 }
 SLOT_FIELDS = {"m": "mu", "v": "nu"}  # dl.optim's state slots as optax's state fields
 
@@ -55,7 +65,7 @@ def device_name(device) -> str:
 def grad_clipping(grads, theta):
     """``grads`` (any pytree) scaled so that their global L2 norm is at most ``theta``."""
     leaves = jax.tree_util.tree_leaves(grads)
-    norm = jnp.sqrt(sum(jnp.sum(g ** 2) for g in leaves))
+    norm = jnp.sqrt(sum(jnp.sum(g**2) for g in leaves))
     scale = jnp.minimum(1.0, theta / norm)
     return jax.tree_util.tree_map(lambda g: g * scale, grads)
 
@@ -84,10 +94,13 @@ class Engine:
         def pure_step(params, opt_state, loss_sum, key, X, Y, *carry):
             key, step_key = jax.random.split(key)
             (_, (total, aux)), grads = jax.value_and_grad(loss, has_aux=True)(
-                params, step_key, X, Y, *carry)
-            updates, opt_state = self.optimizer.update(grad_clipping(grads, clip), opt_state,
-                                                       params)
+                params, step_key, X, Y, *carry
+            )
+            updates, opt_state = self.optimizer.update(
+                grad_clipping(grads, clip), opt_state, params
+            )
             return optax.apply_updates(params, updates), opt_state, loss_sum + total, key, aux
+
         self._step = jax.jit(pure_step)
 
     def step(self, X, Y, *carry):
@@ -117,8 +130,12 @@ class Engine:
         state = {optim.STEP: np.array(self.steps, np.float32)}
         for slot in self.config.slots:
             tree = optax.tree_utils.tree_get(self.opt_state, SLOT_FIELDS[slot])
-            state.update({f"{optim.PREFIX}{slot}.{name}": np.array(value, np.float32)
-                          for name, value in self.model.to_numpy(tree).items()})
+            state.update(
+                {
+                    f"{optim.PREFIX}{slot}.{name}": np.array(value, np.float32)
+                    for name, value in self.model.to_numpy(tree).items()
+                }
+            )
         return state
 
     def load_optimizer_state(self, state: dict) -> None:
@@ -128,10 +145,14 @@ class Engine:
         # .item(): checkpoints hold the 0-d step as shape (1,) (np.ascontiguousarray)
         self.steps = int(np.asarray(state[optim.STEP]).item())
         opt_state = self.optimizer.init(self.model.params)
-        fields = {SLOT_FIELDS[slot]: self.model.from_numpy(
-            {name: state[f"{optim.PREFIX}{slot}.{name}"] for name in names})
-            for slot in self.config.slots}
+        fields = {
+            SLOT_FIELDS[slot]: self.model.from_numpy(
+                {name: state[f"{optim.PREFIX}{slot}.{name}"] for name in names}
+            )
+            for slot in self.config.slots
+        }
         if optax.tree_utils.tree_get(opt_state, "count") is not None:  # adam's bias correction
             fields["count"] = jnp.asarray(self.steps, jnp.int32)
-        self.opt_state = jax.device_put(optax.tree_utils.tree_set(opt_state, **fields),
-                                        self.replicated)
+        self.opt_state = jax.device_put(
+            optax.tree_utils.tree_set(opt_state, **fields), self.replicated
+        )

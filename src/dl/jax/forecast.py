@@ -18,20 +18,21 @@ class Forecaster(CanonicalModel):
     """:func:`dl.forecast.forecast_forward` with canonical parameters as a dict pytree
     (``.params``); ``apply(params, X, key=None)`` is pure, and trains (dropout on) with a key."""
 
-    def __init__(self, config: forecast.ForecastConfig, params: dict[str, np.ndarray],
-                 device=None):
+    def __init__(self, config: forecast.ForecastConfig, params: dict[str, np.ndarray], device=None):
         super().__init__(config, params, device)
         self._predict = jax.jit(self.apply)
 
     def apply(self, params, X, key=None):
         """``X: (B, W, D)`` -> ``(B, Q)``."""
-        return forecast.forecast_forward(OPS, params, X, self.config,
-                                         dropout_fn(key, self.config.dropout))
+        return forecast.forecast_forward(
+            OPS, params, X, self.config, dropout_fn(key, self.config.dropout)
+        )
 
     def make_step(self, optimizer: OptimizerConfig, clip: float):
         def loss(params, key, X, Y):
             mse = jnp.mean((self.apply(params, X, key) - Y) ** 2)
             return mse, (mse, mse)  # the batch's loss is the step's result
+
         return Engine(self, loss, optimizer, clip, self.device).step
 
     def predict(self, X: np.ndarray) -> np.ndarray:

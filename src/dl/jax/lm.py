@@ -17,9 +17,17 @@ from dl.jax.training import JaxTrainer, token_loss_sum
 from dl.optim import OptimizerConfig
 
 OPS = SimpleNamespace(
-    take=lambda W, ids: W[ids], transpose=jnp.transpose, concat=jnp.concatenate, stack=jnp.stack,
-    reshape=jnp.reshape, split=lambda x, n: jnp.split(x, n, axis=-1), sigmoid=jax.nn.sigmoid,
-    tanh=jnp.tanh, unstack=list, scan=jax.lax.scan)
+    take=lambda W, ids: W[ids],
+    transpose=jnp.transpose,
+    concat=jnp.concatenate,
+    stack=jnp.stack,
+    reshape=jnp.reshape,
+    split=lambda x, n: jnp.split(x, n, axis=-1),
+    sigmoid=jax.nn.sigmoid,
+    tanh=jnp.tanh,
+    unstack=list,
+    scan=jax.lax.scan,
+)
 # one token at a time: a product per gate instead of joining the weights for every token
 STEP_OPS = SimpleNamespace(**vars(OPS), per_gate=True)
 
@@ -27,9 +35,11 @@ STEP_OPS = SimpleNamespace(**vars(OPS), per_gate=True)
 def dropout_fn(key, rate: float):
     """``dropout(outputs, layer)`` with a mask drawn from ``key`` folded with the layer, or
     None without a key (not training) or at rate 0."""
+
     def dropout(outputs, layer):
         keep = jax.random.bernoulli(jax.random.fold_in(key, layer), 1 - rate, outputs.shape)
         return jnp.where(keep, outputs / (1 - rate), 0.0)
+
     return dropout if key is not None and rate > 0 else None
 
 
@@ -72,8 +82,13 @@ class LanguageModel(CanonicalModel):
     ``apply(params, X, state, key=None)`` is pure; with a PRNG ``key`` it trains (dropout on).
     """
 
-    def __init__(self, config: lm.LMConfig, params: dict[str, np.ndarray], device=None,
-                 precision: str = "fp32"):
+    def __init__(
+        self,
+        config: lm.LMConfig,
+        params: dict[str, np.ndarray],
+        device=None,
+        precision: str = "fp32",
+    ):
         lm.check_precision(precision, "JAX")
         super().__init__(config, params, device)
         self.stochastic = config.dropout > 0
@@ -82,12 +97,15 @@ class LanguageModel(CanonicalModel):
 
     def apply(self, params, X, state, key=None, ops=OPS):
         """``X: (B, T)`` int -> ``(logits: (T * B, V), state)``."""
-        return lm.forward(ops, params, X, tuple(state), self.config,
-                          dropout_fn(key, self.config.dropout))
+        return lm.forward(
+            ops, params, X, tuple(state), self.config, dropout_fn(key, self.config.dropout)
+        )
 
     def begin_state(self, batch_size):
         config = self.config
-        return zero_state(batch_size, config.num_hiddens, config.num_layers * config.state_per_layer)
+        return zero_state(
+            batch_size, config.num_hiddens, config.num_layers * config.state_per_layer
+        )
 
     def trainer(self, optimizer: OptimizerConfig, clip: float) -> JaxTrainer:
         return JaxTrainer(self, optimizer, clip, self.device)
@@ -115,23 +133,41 @@ class LayersModel(LanguageModel):
 
     LAYERS = {"rnn": models.RNN, "gru": models.GRU, "lstm": models.LSTM}
 
-    def __init__(self, config: lm.LMConfig, params: dict[str, np.ndarray], device=None,
-                 precision: str = "fp32"):
+    def __init__(
+        self,
+        config: lm.LMConfig,
+        params: dict[str, np.ndarray],
+        device=None,
+        precision: str = "fp32",
+    ):
         lm.check_concise(config, "JAX", self.LAYERS)
-        self.layers = [self.LAYERS[config.cell](config.vocab_size if k == 0 else config.num_hiddens,
-                                                config.num_hiddens)
-                       for k in range(config.num_layers)]
+        self.layers = [
+            self.LAYERS[config.cell](
+                config.vocab_size if k == 0 else config.num_hiddens, config.num_hiddens
+            )
+            for k in range(config.num_layers)
+        ]
         super().__init__(config, params, device, precision)
 
     def from_numpy(self, params: dict) -> dict:
-        layers = [dict(zip(("W_x", "W_h", "b"), map(jnp.asarray, lm.layer_matrices(
-            params, self.config, k)))) for k in range(self.config.num_layers)]
-        return {"layers": layers, "W_hq": jnp.asarray(params["W_hq"]),
-                "b_q": jnp.asarray(params["b_q"])}
+        layers = [
+            dict(
+                zip(
+                    ("W_x", "W_h", "b"), map(jnp.asarray, lm.layer_matrices(params, self.config, k))
+                )
+            )
+            for k in range(self.config.num_layers)
+        ]
+        return {
+            "layers": layers,
+            "W_hq": jnp.asarray(params["W_hq"]),
+            "b_q": jnp.asarray(params["b_q"]),
+        }
 
     def to_numpy(self, tree) -> dict[str, np.ndarray]:
-        layers = ([np.asarray(layer[name]) for name in ("W_x", "W_h", "b")]
-                  for layer in tree["layers"])
+        layers = (
+            [np.asarray(layer[name]) for name in ("W_x", "W_h", "b")] for layer in tree["layers"]
+        )
         return lm.concise_params(self.config, layers, tree["W_hq"], tree["b_q"])
 
     def apply(self, params, X, state, key=None, ops=None):
@@ -140,11 +176,11 @@ class LayersModel(LanguageModel):
         per_layer, new_state = self.config.state_per_layer, []
         dropout = dropout_fn(key, self.config.dropout)
         for k, (layer, layer_params) in enumerate(zip(self.layers, params["layers"])):
-            inputs, layer_state = layer.apply(layer_params, inputs,
-                                              state[k * per_layer:(k + 1) * per_layer])
+            inputs, layer_state = layer.apply(
+                layer_params, inputs, state[k * per_layer : (k + 1) * per_layer]
+            )
             new_state.extend(layer_state)
             if dropout is not None and k < len(self.layers) - 1:
                 inputs = dropout(inputs, k)
         T, B, H = inputs.shape
         return inputs.reshape(T * B, H) @ params["W_hq"] + params["b_q"], tuple(new_state)
-

@@ -39,11 +39,14 @@ class _Recurrent:
 
     def init(self, key):
         """Uniform(+-1/sqrt(H)) weights and biases, as PyTorch initialises its RNN layers."""
-        width, bound = self.gates * self.num_hiddens, self.num_hiddens ** -0.5
+        width, bound = self.gates * self.num_hiddens, self.num_hiddens**-0.5
         k_x, k_h, k_b = jax.random.split(key, 3)
         uniform = lambda k, shape: jax.random.uniform(k, shape, minval=-bound, maxval=bound)
-        return {"W_x": uniform(k_x, (self.num_inputs, width)),
-                "W_h": uniform(k_h, (self.num_hiddens, width)), "b": uniform(k_b, (width,))}
+        return {
+            "W_x": uniform(k_x, (self.num_inputs, width)),
+            "W_h": uniform(k_h, (self.num_hiddens, width)),
+            "b": uniform(k_b, (width,)),
+        }
 
     def begin_state(self, batch_size):
         return zero_state(batch_size, self.num_hiddens, self.states)
@@ -55,6 +58,7 @@ class _Recurrent:
         def body(state, x_proj):
             state = self.step(params["W_h"], x_proj, state)
             return state, state[0]
+
         state, Hs = jax.lax.scan(body, tuple(state), X_proj)
         return Hs, state
 
@@ -101,11 +105,16 @@ class RNNModel:
             raise TypeError(f"RNNModel takes dl.jax.RNN, GRU or LSTM layers, got {rnn_layer!r}")
         self.rnn, self.vocab_size = rnn_layer, vocab_size
         k_rnn, k_dense = jax.random.split(key)
-        bound = rnn_layer.num_hiddens ** -0.5
-        self.params = {"rnn": rnn_layer.init(k_rnn), "dense": {
-            "W": jax.random.uniform(k_dense, (rnn_layer.num_hiddens, vocab_size),
-                                    minval=-bound, maxval=bound),
-            "b": jnp.zeros(vocab_size)}}
+        bound = rnn_layer.num_hiddens**-0.5
+        self.params = {
+            "rnn": rnn_layer.init(k_rnn),
+            "dense": {
+                "W": jax.random.uniform(
+                    k_dense, (rnn_layer.num_hiddens, vocab_size), minval=-bound, maxval=bound
+                ),
+                "b": jnp.zeros(vocab_size),
+            },
+        }
 
     def apply(self, params, X, state):
         """``X: (batch, num_steps) int`` -> ``(logits: (num_steps * batch, vocab), state)``."""

@@ -28,12 +28,12 @@ from dl.jax.training import device_name, try_gpu
 def _init(key, name, shape, num_hiddens):
     """The book's init: embeddings N(0, 1); weights Xavier-uniform (a GRU's over its three
     fused gates, as PyTorch's layer holds them); biases uniform(+-1/sqrt(H)) (PyTorch's)."""
-    if name.endswith('embedding'):
+    if name.endswith("embedding"):
         return jax.random.normal(key, shape)
     if len(shape) == 1:
-        bound = num_hiddens ** -0.5
+        bound = num_hiddens**-0.5
     else:
-        fan_out = shape[1] * (len(core.GATES) if '.gru' in name else 1)
+        fan_out = shape[1] * (len(core.GATES) if ".gru" in name else 1)
         bound = np.sqrt(6.0 / (shape[0] + fan_out))
     return jax.random.uniform(key, shape, minval=-bound, maxval=bound)
 
@@ -42,23 +42,23 @@ class Seq2SeqEncoder:
     """Embedding and stacked GRUs: ``X: (B, T)`` int -> ``(outputs: (T, B, H),
     state: (num_layers, B, H))``."""
 
-    part = 'encoder'
+    part = "encoder"
 
     def __init__(self, vocab_size, embed_size, num_hiddens, num_layers, dropout=0):
         self.vocab_size, self.embed_size = vocab_size, embed_size
         self.num_hiddens, self.num_layers, self.dropout = num_hiddens, num_layers, dropout
 
     def apply(self, params, X, key=None):
-        inputs = jnp.transpose(params['encoder.embedding'][X], (1, 0, 2))
+        inputs = jnp.transpose(params["encoder.embedding"][X], (1, 0, 2))
         H0 = jnp.zeros((self.num_layers, X.shape[0], self.num_hiddens), inputs.dtype)
-        return _gru_layers(params, 'encoder', self, inputs, H0, key)
+        return _gru_layers(params, "encoder", self, inputs, H0, key)
 
 
 class Seq2SeqDecoder:
     """Embedding, stacked GRUs on the token joined with the context (the encoder's last-layer
     state) and a dense layer: ``X: (B, T)`` -> ``(logits: (B, T, V), state)``."""
 
-    part = 'decoder'
+    part = "decoder"
 
     def __init__(self, vocab_size, embed_size, num_hiddens, num_layers, dropout=0):
         self.vocab_size, self.embed_size = vocab_size, embed_size
@@ -68,11 +68,12 @@ class Seq2SeqDecoder:
         return enc_outputs[1]
 
     def apply(self, params, X, state, key=None):
-        inputs = jnp.transpose(params['decoder.embedding'][X], (1, 0, 2))
+        inputs = jnp.transpose(params["decoder.embedding"][X], (1, 0, 2))
         context = jnp.broadcast_to(state[-1], (inputs.shape[0],) + state[-1].shape)
-        outputs, state = _gru_layers(params, 'decoder', self,
-                                     jnp.concatenate([inputs, context], axis=2), state, key)
-        logits = outputs @ params['decoder.W_hq'] + params['decoder.b_q']
+        outputs, state = _gru_layers(
+            params, "decoder", self, jnp.concatenate([inputs, context], axis=2), state, key
+        )
+        logits = outputs @ params["decoder.W_hq"] + params["decoder.b_q"]
         return jnp.transpose(logits, (1, 0, 2)), state
 
 
@@ -81,9 +82,11 @@ def _gru_layers(params, part, layers, inputs, H0, key):
     H)``; dropout on the outputs of all but the last layer when a ``key`` is given."""
     states = []
     for layer in range(layers.num_layers):
-        prefix = f'{part}.gru{layer}'
-        joined = {kind: jnp.concatenate([params[f'{prefix}.{kind}{g}'] for g in core.GATES], -1)
-                  for kind in ('W_x', 'W_h', 'b_x', 'b_h')}
+        prefix = f"{part}.gru{layer}"
+        joined = {
+            kind: jnp.concatenate([params[f"{prefix}.{kind}{g}"] for g in core.GATES], -1)
+            for kind in ("W_x", "W_h", "b_x", "b_h")
+        }
         inputs, H = _scan_gru(joined, inputs, H0[layer])
         states.append(H)
         if key is not None and layers.dropout > 0 and layer < layers.num_layers - 1:
@@ -95,14 +98,15 @@ def _gru_layers(params, part, layers, inputs, H0, key):
 
 def _scan_gru(p, inputs, H):
     """A GRU whose reset gate scales ``H W_hh + b_hh`` (PyTorch's and Keras'), over time."""
-    X_proj = inputs @ p['W_x'] + p['b_x']  # every step's input product at once
+    X_proj = inputs @ p["W_x"] + p["b_x"]  # every step's input product at once
 
     def step(H, x_proj):
         x_z, x_r, x_h = jnp.split(x_proj, 3, axis=-1)
-        h_z, h_r, h_h = jnp.split(H @ p['W_h'] + p['b_h'], 3, axis=-1)
+        h_z, h_r, h_h = jnp.split(H @ p["W_h"] + p["b_h"], 3, axis=-1)
         Z, R = jax.nn.sigmoid(x_z + h_z), jax.nn.sigmoid(x_r + h_r)
         H = Z * H + (1 - Z) * jnp.tanh(x_h + R * h_h)
         return H, H
+
     H, outputs = jax.lax.scan(step, H, X_proj)
     return outputs, H
 
@@ -113,11 +117,18 @@ class EncoderDecoder:
 
     def __init__(self, encoder, decoder, key):
         self.encoder, self.decoder = encoder, decoder
-        shapes = core.param_shapes(encoder.vocab_size, decoder.vocab_size, encoder.embed_size,
-                                   encoder.num_hiddens, encoder.num_layers)
+        shapes = core.param_shapes(
+            encoder.vocab_size,
+            decoder.vocab_size,
+            encoder.embed_size,
+            encoder.num_hiddens,
+            encoder.num_layers,
+        )
         keys = jax.random.split(key, len(shapes))
-        self.params = {name: _init(k, name, shape, encoder.num_hiddens)
-                       for k, (name, shape) in zip(keys, shapes.items())}
+        self.params = {
+            name: _init(k, name, shape, encoder.num_hiddens)
+            for k, (name, shape) in zip(keys, shapes.items())
+        }
 
     def apply(self, params, enc_X, dec_X, *args, key=None):
         """``enc_X, dec_X: (B, T)`` int -> ``(logits: (B, T, V_tgt), state)``."""
@@ -157,7 +168,7 @@ class Seq2SeqTrainer:
     ``seed``."""
 
     def __init__(self, net, lr, tgt_vocab, device=None, theta=1.0, seed=0):
-        self.net, self.bos, self.device = net, tgt_vocab['<bos>'], device or try_gpu()
+        self.net, self.bos, self.device = net, tgt_vocab["<bos>"], device or try_gpu()
         self.optimizer = optax.chain(optax.clip_by_global_norm(theta), optax.adam(lr))
         self.params = jax.device_put(net.params, self.device)
         self.opt_state = self.optimizer.init(self.params)
@@ -172,6 +183,7 @@ class Seq2SeqTrainer:
         def loss(params):
             Y_hat, _ = self.net.apply(params, X, dec_input, X_valid_len, key=step_key)
             return masked_softmax_ce(Y_hat, Y, Y_valid_len).sum()
+
         l, grads = jax.value_and_grad(loss)(params)
         updates, opt_state = self.optimizer.update(grads, opt_state, params)
         sums = (sums[0] + l, sums[1] + Y_valid_len.sum())
@@ -179,7 +191,8 @@ class Seq2SeqTrainer:
 
     def train_step(self, X, X_valid_len, Y, Y_valid_len):
         self.params, self.opt_state, self.sums, self.key = self._step(
-            self.params, self.opt_state, self.sums, self.key, X, X_valid_len, Y, Y_valid_len)
+            self.params, self.opt_state, self.sums, self.key, X, X_valid_len, Y, Y_valid_len
+        )
         self.net.params = self.params
 
     def take_sums(self):
@@ -188,16 +201,18 @@ class Seq2SeqTrainer:
         return loss_sum, num_tokens
 
 
-def train_seq2seq(net, data_iter, lr, num_epochs, tgt_vocab, device=None, *, theta=1.0,
-                  animator=None):
+def train_seq2seq(
+    net, data_iter, lr, num_epochs, tgt_vocab, device=None, *, theta=1.0, animator=None
+):
     """Train with teacher forcing, clipping and Adam from ``net.params`` (kept as they are),
     printing the book's ``loss L, S tokens/sec on DEVICE``. Returns the loss Animator."""
     trainer = Seq2SeqTrainer(net, lr, tgt_vocab, device, theta)
     return core.fit(trainer, data_iter, num_epochs, device_name(trainer.device), animator)
 
 
-def predict_seq2seq(net, src_sentence, src_vocab, tgt_vocab, num_steps, device=None,
-                    save_attention_weights=False):
+def predict_seq2seq(
+    net, src_sentence, src_vocab, tgt_vocab, num_steps, device=None, save_attention_weights=False
+):
     """Greedy translation of ``src_sentence`` (space-separated tokens) into at most
     ``num_steps`` tokens; returns ``(translation, [])`` (this model has no attention)."""
     params = jax.device_put(net.params, device or try_gpu())
@@ -207,4 +222,5 @@ def predict_seq2seq(net, src_sentence, src_vocab, tgt_vocab, num_steps, device=N
     def step(token, state):
         Y, state = decode(params, jnp.array([[token]]), state)
         return int(Y[0, 0].argmax()), state
+
     return core.translate(src_sentence, src_vocab, tgt_vocab, num_steps, begin, step)

@@ -45,12 +45,15 @@ class JaxTrainer(Engine):
             logits, state = net.apply(params, X, state, **({"key": key} if stochastic else {}))
             total = token_loss_sum(logits, y)
             return total / y.size, (total, state)
+
         super().__init__(net, loss, optimizer, theta, device or try_gpu())
 
     def begin_state(self, batch_size):
         if batch_size % self.num_devices:
-            raise InputError(f"batch size {batch_size} must be divisible by the "
-                             f"{self.num_devices} devices it is split across")
+            raise InputError(
+                f"batch size {batch_size} must be divisible by the "
+                f"{self.num_devices} devices it is split across"
+            )
         return jax.device_put(self.model.begin_state(batch_size), self.rows)
 
     def train_step(self, X, Y, state):
@@ -74,20 +77,39 @@ def train_epoch_dl(net, train_iter, lr, use_random_iter=False, *, theta=1.0, dev
     if not _last_epoch_trainer or _last_epoch_trainer[0] != key:
         _last_epoch_trainer[:] = [key, JaxTrainer(net, lr, theta, device), 0]
     _last_epoch_trainer[2] += 1
-    loss_sum, num_tokens, speed = core.train_epoch(_last_epoch_trainer[1], train_iter,
-                                                   use_random_iter)
+    loss_sum, num_tokens, speed = core.train_epoch(
+        _last_epoch_trainer[1], train_iter, use_random_iter
+    )
     return core.epoch_perplexity(loss_sum, num_tokens, _last_epoch_trainer[2], lr), speed
 
 
-def train_dl(net, train_iter, vocab, lr, num_epochs, device=None, use_random_iter=False, *,
-             theta=1.0, animator=None):
+def train_dl(
+    net,
+    train_iter,
+    vocab,
+    lr,
+    num_epochs,
+    device=None,
+    use_random_iter=False,
+    *,
+    theta=1.0,
+    animator=None,
+):
     """Train with SGD and gradient clipping, printing as the book's ``train_ch8`` does."""
     device = device or try_gpu()
     trainer = JaxTrainer(net, lr, theta, device)
     first = device[0] if isinstance(device, (list, tuple)) else device
     predictor = Predictor(net, vocab, first)
-    core.fit(trainer, train_iter, num_epochs, lr, lambda prefix: predictor(prefix, 50),
-             device_name(first), use_random_iter, animator=animator)
+    core.fit(
+        trainer,
+        train_iter,
+        num_epochs,
+        lr,
+        lambda prefix: predictor(prefix, 50),
+        device_name(first),
+        use_random_iter,
+        animator=animator,
+    )
 
 
 class Predictor:
@@ -105,5 +127,5 @@ class Predictor:
 
 
 def predict_dl(prefix, num_preds, net, vocab, device=None):
-    """``prefix`` followed by ``num_preds`` greedily predicted tokens (the book's ``predict_ch8``)."""
+    """``prefix`` and ``num_preds`` greedily predicted tokens (the book's ``predict_ch8``)."""
     return Predictor(net, vocab, device)(prefix, num_preds)

@@ -19,7 +19,8 @@ import sys
 if importlib.util.find_spec("tf_keras") is None:
     raise ImportError(
         "dl.tensorflow needs the tf-keras package (the Keras 2 line the book's code uses); "
-        "install it with: pip install 'dl-rnn[tensorflow]'")
+        "install it with: pip install 'dl-rnn[tensorflow]'"
+    )
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # warnings and errors only, once it applies
 

@@ -19,8 +19,10 @@ def _normal(shape, name):
 def _params(cell: str, vocab_size: int, num_hiddens: int) -> list:
     """Weights ~ N(0, 0.01), biases 0, with the canonical names and shapes
     (:func:`dl.reference.param_shapes`), in the order of ``PARAM_NAMES[cell]``."""
-    return [_normal(shape, name) if name.startswith("W") else tf.Variable(tf.zeros(shape), name=name)
-            for name, shape in param_shapes(cell, vocab_size, num_hiddens).items()]
+    return [
+        _normal(shape, name) if name.startswith("W") else tf.Variable(tf.zeros(shape), name=name)
+        for name, shape in param_shapes(cell, vocab_size, num_hiddens).items()
+    ]
 
 
 def get_rnn_params(vocab_size, num_hiddens):

@@ -27,8 +27,14 @@ _EXACT_EPSILON = {"adaptive_epsilon": True} if LEGACY else {}
 
 
 def _adam(config: OptimizerConfig, weight_decay=None):
-    return keras.optimizers.Adam(config.lr, beta_1=config.beta1, beta_2=config.beta2,
-                                 epsilon=config.eps, weight_decay=weight_decay, **_EXACT_EPSILON)
+    return keras.optimizers.Adam(
+        config.lr,
+        beta_1=config.beta1,
+        beta_2=config.beta2,
+        epsilon=config.eps,
+        weight_decay=weight_decay,
+        **_EXACT_EPSILON,
+    )
 
 
 class _RMSprop(keras.optimizers.RMSprop):
@@ -40,8 +46,11 @@ class _RMSprop(keras.optimizers.RMSprop):
 
     def update_step(self, gradient, variable, *learning_rate):  # Keras 3 passes the rate
         lr = tf.cast(learning_rate[0] if learning_rate else self.learning_rate, variable.dtype)
-        velocity = self._velocities[self._index_dict[self._var_key(variable)] if LEGACY
-                                    else self._get_variable_index(variable)]
+        velocity = self._velocities[
+            self._index_dict[self._var_key(variable)]
+            if LEGACY
+            else self._get_variable_index(variable)
+        ]
         velocity.assign(self.rho * velocity + (1 - self.rho) * tf.square(gradient))
         variable.assign_sub(lr * gradient / (tf.sqrt(velocity) + self.epsilon))
 
@@ -53,8 +62,9 @@ OPTIMIZERS = {
     # Keras' AdamW is its Adam with the base optimizer's decoupled weight_decay, which Adam
     # takes itself (and, on tf-keras, with the exact epsilon that tf-keras' AdamW lacks)
     "adamw": lambda c: _adam(c, weight_decay=c.weight_decay),
-    "rmsprop": lambda c: _RMSprop(c.lr, rho=c.rho, momentum=0.0, epsilon=c.eps, centered=False,
-                                  name="RMSprop"),
+    "rmsprop": lambda c: _RMSprop(
+        c.lr, rho=c.rho, momentum=0.0, epsilon=c.eps, centered=False, name="RMSprop"
+    ),
 }
 # dl.optim's slot -> the Keras optimizer's list of that state, one entry per variable
 _SLOT_VARIABLES = {"m": "_momentums", "v": "_velocities"}
@@ -102,13 +112,20 @@ class Engine:
         which runs on each replica (``objective``: this replica's share of the loss whose
         gradients are taken; ``loss_sum``: added to :meth:`take_loss_sum`'s sum, or None).
         Returns ``step(*args) -> outputs``, one ``tf.function`` unless ``compile=False``."""
+
         def distributed(*args):
-            loss_sum, outputs = self.strategy.run(functools.partial(self._update, replica_loss),
-                                                  args=args)
+            loss_sum, outputs = self.strategy.run(
+                functools.partial(self._update, replica_loss), args=args
+            )
             if loss_sum is not None:
-                self.loss_sum.assign_add(tf.cast(self.strategy.reduce(
-                    tf.distribute.ReduceOp.SUM, loss_sum, axis=None), tf.float64))
+                self.loss_sum.assign_add(
+                    tf.cast(
+                        self.strategy.reduce(tf.distribute.ReduceOp.SUM, loss_sum, axis=None),
+                        tf.float64,
+                    )
+                )
             return outputs
+
         return tf.function(distributed) if compile else distributed
 
     def _update(self, replica_loss, *args):
@@ -138,8 +155,12 @@ class Engine:
         state = {optim.STEP: np.asarray(self.optimizer.iterations.numpy(), np.float32)}
         for slot in self.config.slots:
             arrays = self.model.canonical([v.numpy() for v in self._slot(slot)])
-            state.update({f"{optim.PREFIX}{slot}.{name}": np.asarray(value, np.float32)
-                          for name, value in arrays.items()})
+            state.update(
+                {
+                    f"{optim.PREFIX}{slot}.{name}": np.asarray(value, np.float32)
+                    for name, value in arrays.items()
+                }
+            )
         return state
 
     def load_optimizer_state(self, state: dict[str, np.ndarray]) -> None:
@@ -149,8 +170,9 @@ class Engine:
         # a checkpoint's 0-d step comes back as shape (1,) (np.ascontiguousarray in dl.checkpoint)
         self.optimizer.iterations.assign(int(np.reshape(state[optim.STEP], ())))
         for slot in self.config.slots:
-            arrays = self.model.per_variable({name: state[f"{optim.PREFIX}{slot}.{name}"]
-                                              for name in param_shapes})
+            arrays = self.model.per_variable(
+                {name: state[f"{optim.PREFIX}{slot}.{name}"] for name in param_shapes}
+            )
             for variable, value in zip(self._slot(slot), arrays):
                 variable.assign(np.asarray(value, np.float32))
 
@@ -184,7 +206,8 @@ class TFTrainer(Engine):
         if batch_size % self.replicas:
             raise ValueError(
                 f"batch size {batch_size} must be divisible by the {self.replicas} replicas of "
-                f"{type(self.strategy).__name__}")
+                f"{type(self.strategy).__name__}"
+            )
         rows = batch_size // self.replicas
         return self.strategy.run(lambda: self.net.begin_state(batch_size=rows, dtype=tf.float32))
 
@@ -199,7 +222,7 @@ class TFTrainer(Engine):
         count, its token loss sum, its next state)``."""
         rows = tf.shape(X)[0] // self.replicas
         start = rows * tf.distribute.get_replica_context().replica_id_in_sync_group
-        X, Y = X[start:start + rows], Y[start:start + rows]
+        X, Y = X[start : start + rows], Y[start : start + rows]
         y_hat, state = self.net(X, state)
         loss_sum = _token_loss_sum(self.loss, tf.reshape(tf.transpose(Y), [-1]), y_hat)
         return loss_sum / tf.cast(tf.size(Y) * self.replicas, tf.float32), loss_sum, state
@@ -207,8 +230,10 @@ class TFTrainer(Engine):
     def _build_step(self, X, Y, state):
         """The compiled step, or the eager one if ``compile=False`` or nothing can be traced."""
         if self.variables is None:  # a Keras model: its variables, then the optimizer's
-            self.strategy.run(lambda x, s: self.net(x[:1], tf.nest.map_structure(
-                lambda t: t[:1], s)), args=(X, state))
+            self.strategy.run(
+                lambda x, s: self.net(x[:1], tf.nest.map_structure(lambda t: t[:1], s)),
+                args=(X, state),
+            )
             self.build(self.net)
         if not self.compile or not isinstance(self.net, RNNModelScratch):
             return self.step(self._replica_loss, self.compile)
@@ -228,7 +253,9 @@ class TFTrainer(Engine):
             f"dl: {name} could not be compiled with tf.function ({'; '.join(errors)}); training "
             "runs eagerly, which is several times slower. Write the forward function with a "
             "Python `for X in inputs` loop and TensorFlow ops to have it compiled.",
-            RuntimeWarning, stacklevel=4)
+            RuntimeWarning,
+            stacklevel=4,
+        )
         return self.step(self._replica_loss, compile=False)
 
 
@@ -257,6 +284,7 @@ def _check_compiled_forward(net, X):
     X = X[:1]
     eager, _ = net(X, net.begin_state(batch_size=1, dtype=tf.float32))
     compiled, _ = tf.function(net.__call__)(X, net.begin_state(batch_size=1, dtype=tf.float32))
-    if compiled.shape != eager.shape or not np.allclose(compiled, eager, rtol=1e-4, atol=1e-5,
-                                                        equal_nan=True):
+    if compiled.shape != eager.shape or not np.allclose(
+        compiled, eager, rtol=1e-4, atol=1e-5, equal_nan=True
+    ):
         raise ValueError("the traced forward pass gives other numbers than the eager one")

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from dl.tensorflow._keras import tf
 from dl import forecast
 from dl.optim import OptimizerConfig
+from dl.tensorflow._keras import tf
 from dl.tensorflow.engine import Engine
 from dl.tensorflow.lm import FUSED_OPS, CanonicalModel
 
@@ -18,16 +18,20 @@ from dl.tensorflow.lm import FUSED_OPS, CanonicalModel
 class Forecaster(CanonicalModel):
     """:func:`dl.forecast.forecast_forward` on canonical parameters held as ``tf.Variable``s."""
 
-    def __init__(self, config: forecast.ForecastConfig, params: dict[str, np.ndarray],
-                 device=None):
+    def __init__(self, config: forecast.ForecastConfig, params: dict[str, np.ndarray], device=None):
         super().__init__(config, params, device)
         self._predict = tf.function(self.__call__)
 
     def __call__(self, X, training=False):
         """``X: (B, W, D)`` -> ``(B, Q)``; dropout only when training."""
         return forecast.forecast_forward(
-            FUSED_OPS, dict(zip(self.names, self.trainable_variables)), X, self.config,
-            self._dropout(training), self.begin_state(X.shape[0]))
+            FUSED_OPS,
+            dict(zip(self.names, self.trainable_variables)),
+            X,
+            self.config,
+            self._dropout(training),
+            self.begin_state(X.shape[0]),
+        )
 
     def make_step(self, optimizer: OptimizerConfig, clip: float):
         with tf.device(self.device_name):
@@ -37,11 +41,13 @@ class Forecaster(CanonicalModel):
         def mse(X, Y):
             loss = tf.reduce_mean(tf.square(self(X, training=True) - Y))
             return loss, None, loss
+
         step = engine.step(mse)
 
         def run(X: np.ndarray, Y: np.ndarray):
             with tf.device(self.device_name):
                 return step(tf.constant(X, tf.float32), tf.constant(Y, tf.float32))
+
         return run
 
     def predict(self, X: np.ndarray) -> np.ndarray:

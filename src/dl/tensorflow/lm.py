@@ -7,16 +7,24 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from dl.tensorflow._keras import tf  # first: sets up tf-keras
 from dl import lm
 from dl.optim import OptimizerConfig
-from dl.validate import check_gpu, parse_device
+from dl.tensorflow._keras import tf  # first: sets up tf-keras
 from dl.tensorflow.engine import TFTrainer
+from dl.validate import check_gpu, parse_device
 
 OPS = SimpleNamespace(
-    take=tf.gather, transpose=tf.transpose, concat=lambda xs, axis: tf.concat(xs, axis),
-    stack=tf.stack, reshape=tf.reshape, split=lambda x, n: tf.split(x, n, axis=-1),
-    sigmoid=tf.sigmoid, tanh=tf.tanh, unstack=tf.unstack, per_gate=True)
+    take=tf.gather,
+    transpose=tf.transpose,
+    concat=lambda xs, axis: tf.concat(xs, axis),
+    stack=tf.stack,
+    reshape=tf.reshape,
+    split=lambda x, n: tf.split(x, n, axis=-1),
+    sigmoid=tf.sigmoid,
+    tanh=tf.tanh,
+    unstack=tf.unstack,
+    per_gate=True,
+)
 # one product for all gates: faster for small layers (the forecasters'; README, Speed), where
 # per-gate products are too small to pay for themselves
 FUSED_OPS = SimpleNamespace(**{**vars(OPS), "per_gate": False})
@@ -88,14 +96,20 @@ class CanonicalModel:
             self._seed.assign_add([0, 1])
             seed = self._seed + tf.constant([0, 1 << 32], tf.int64) * layer
             return tf.nn.experimental.stateless_dropout(outputs, self.config.dropout, seed)
+
         return dropout
 
 
 class LanguageModel(CanonicalModel):
     """:func:`dl.lm.forward` on the canonical parameters."""
 
-    def __init__(self, config: lm.LMConfig, params: dict[str, np.ndarray], device=None,
-                 precision: str = "fp32"):
+    def __init__(
+        self,
+        config: lm.LMConfig,
+        params: dict[str, np.ndarray],
+        device=None,
+        precision: str = "fp32",
+    ):
         lm.check_precision(precision, "TensorFlow")
         super().__init__(config, params, device)
         self._eval_step = tf.function(self._eval_loss)
@@ -105,14 +119,19 @@ class LanguageModel(CanonicalModel):
     def __call__(self, X, state, training=False):
         """``X: (B, T)`` int -> ``(logits: (T * B, V), state)``; dropout only when training."""
         params = dict(zip(self.names, self.trainable_variables))
-        return lm.forward(OPS, params, tf.cast(X, tf.int32), tuple(state), self.config,
-                          self._dropout(training))
+        return lm.forward(
+            OPS, params, tf.cast(X, tf.int32), tuple(state), self.config, self._dropout(training)
+        )
 
     def trainer(self, optimizer: OptimizerConfig, clip: float) -> TFTrainer:
         """The :class:`dl.train.Trainer` of ``optimizer`` with gradients clipped to ``clip``."""
         with tf.device(self.device_name):
-            return TFTrainer(_Training(self), tf.nn.sparse_softmax_cross_entropy_with_logits,
-                             optimizer, theta=clip)
+            return TFTrainer(
+                _Training(self),
+                tf.nn.sparse_softmax_cross_entropy_with_logits,
+                optimizer,
+                theta=clip,
+            )
 
     def _eval_loss(self, X, Y, state):
         logits, state = self(X, state)
@@ -145,42 +164,57 @@ class LayersModel(LanguageModel):
 
     GATE_ORDER = {"rnn": ("h",), "gru": ("z", "r", "h"), "lstm": ("i", "f", "c", "o")}
 
-    def __init__(self, config: lm.LMConfig, params: dict[str, np.ndarray], device=None,
-                 precision: str = "fp32"):
+    def __init__(
+        self,
+        config: lm.LMConfig,
+        params: dict[str, np.ndarray],
+        device=None,
+        precision: str = "fp32",
+    ):
         lm.check_concise(config, "TensorFlow", self.GATE_ORDER)
         super().__init__(config, params, device, precision)
 
     def _variables(self, arrays: list) -> list:
         """Each layer's ``kernel, recurrent_kernel, bias``, then ``W_hq, b_q``."""
         config = self.config
-        make = {"rnn": tf.keras.layers.SimpleRNN, "lstm": tf.keras.layers.LSTM,
-                "gru": lambda H, **kw: tf.keras.layers.GRU(H, reset_after=False, **kw)}
+        make = {
+            "rnn": tf.keras.layers.SimpleRNN,
+            "lstm": tf.keras.layers.LSTM,
+            "gru": lambda H, **kw: tf.keras.layers.GRU(H, reset_after=False, **kw),
+        }
         self.layers = []
         for layer in range(config.num_layers):
             rnn = make[config.cell](config.num_hiddens, return_sequences=True, return_state=True)
             rnn.build((None, None, config.vocab_size if layer == 0 else config.num_hiddens))
-            rnn.set_weights(arrays[3 * layer:3 * layer + 3])
+            rnn.set_weights(arrays[3 * layer : 3 * layer + 3])
             self.layers.append(rnn)
-        self.W_hq, self.b_q = tf.Variable(arrays[-2], name="W_hq"), tf.Variable(arrays[-1], name="b_q")
+        self.W_hq, self.b_q = (
+            tf.Variable(arrays[-2], name="W_hq"),
+            tf.Variable(arrays[-1], name="b_q"),
+        )
         return [w for rnn in self.layers for w in rnn.trainable_weights] + [self.W_hq, self.b_q]
 
     def per_variable(self, params: dict) -> list[np.ndarray]:
         order = self.GATE_ORDER[self.config.cell]
-        fused = [m for layer in range(self.config.num_layers)
-                 for m in lm.layer_matrices(params, self.config, layer, order)]
+        fused = [
+            m
+            for layer in range(self.config.num_layers)
+            for m in lm.layer_matrices(params, self.config, layer, order)
+        ]
         return [np.asarray(a, np.float32) for a in fused + [params["W_hq"], params["b_q"]]]
 
     def canonical(self, arrays) -> dict:
-        layers = [arrays[3 * layer:3 * layer + 3] for layer in range(self.config.num_layers)]
-        return lm.concise_params(self.config, layers, arrays[-2], arrays[-1],
-                                 self.GATE_ORDER[self.config.cell])
+        layers = [arrays[3 * layer : 3 * layer + 3] for layer in range(self.config.num_layers)]
+        return lm.concise_params(
+            self.config, layers, arrays[-2], arrays[-1], self.GATE_ORDER[self.config.cell]
+        )
 
     def __call__(self, X, state, training=False):
         """``X: (B, T)`` int -> ``(logits: (T * B, V), state)``; dropout only when training."""
         per_layer, new_state, dropout = self.config.state_per_layer, [], self._dropout(training)
         inputs = tf.one_hot(tf.cast(X, tf.int32), self.config.vocab_size)  # (B, T, V)
         for layer, rnn in enumerate(self.layers):
-            initial = list(state[layer * per_layer:(layer + 1) * per_layer])
+            initial = list(state[layer * per_layer : (layer + 1) * per_layer])
             inputs, *layer_state = rnn(inputs, initial_state=initial)
             new_state.extend(layer_state)
             if dropout and layer < len(self.layers) - 1:

@@ -88,7 +88,9 @@ class RNNModel(keras.layers.Layer):
             Y, state = unrolled.unrolled_rnn(self.rnn, X, list(state))
             return self.dense(Y), state
         if _is_time_major(self.rnn):
-            Y, *state = self.rnn(tf.one_hot(tf.transpose(inputs), self.vocab_size), initial_state=state)
+            Y, *state = self.rnn(
+                tf.one_hot(tf.transpose(inputs), self.vocab_size), initial_state=state
+            )
         else:
             Y, *state = self.rnn(tf.one_hot(inputs, self.vocab_size), initial_state=state)
             Y = tf.transpose(Y, [1, 0, 2])
@@ -117,14 +119,17 @@ def _check_layer(layer) -> None:
     if not (getattr(layer, "return_sequences", False) and getattr(layer, "return_state", False)):
         raise ValueError(
             f"RNNModel needs a recurrent layer built with return_sequences=True and "
-            f"return_state=True, got {layer!r}")
+            f"return_state=True, got {layer!r}"
+        )
     if getattr(layer, "merge_mode", "concat") is None:
         raise InputError(
             "RNNModel needs one output per time step: build the Bidirectional layer with "
-            "merge_mode='concat' (the default), 'sum', 'mul' or 'ave', not merge_mode=None")
+            "merge_mode='concat' (the default), 'sum', 'mul' or 'ave', not merge_mode=None"
+        )
     if not LEGACY and type(layer).__module__.startswith("tf_keras"):
         raise TypeError(
             "this recurrent layer comes from tf-keras, but tf.keras is Keras 3 in this process "
             "because tf.keras was used before dl.tensorflow was imported. Import dl.tensorflow "
             "before the first use of tf.keras (or set TF_USE_LEGACY_KERAS=1 before importing "
-            "TensorFlow), or build the layer batch-major with Keras 3 (no time_major).")
+            "TensorFlow), or build the layer batch-major with Keras 3 (no time_major)."
+        )

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from dl.tensorflow._keras import keras, tf
 from dl import seq2seq as core
 from dl.data import nmt
+from dl.tensorflow._keras import keras, tf
 from dl.tensorflow.engine import Engine
 
 
@@ -48,9 +48,13 @@ class EncoderDecoder(keras.Model):
 
 
 def _stacked_gru(num_hiddens, num_layers, dropout):
-    return keras.layers.RNN(keras.layers.StackedRNNCells(
-        [keras.layers.GRUCell(num_hiddens, dropout=dropout) for _ in range(num_layers)]),
-        return_sequences=True, return_state=True)
+    return keras.layers.RNN(
+        keras.layers.StackedRNNCells(
+            [keras.layers.GRUCell(num_hiddens, dropout=dropout) for _ in range(num_layers)]
+        ),
+        return_sequences=True,
+        return_state=True,
+    )
 
 
 class Seq2SeqEncoder(Encoder):
@@ -91,7 +95,8 @@ def sequence_mask(X, valid_len, value=0):
     """``X`` with ``X[i, j:]`` (and what lies below) set to ``value`` for
     ``j >= valid_len[i]``. ``X: (B, T)`` or ``(B, T, D)``, ``valid_len: (B,)``."""
     mask = tf.range(start=0, limit=X.shape[1], dtype=tf.float32)[None, :] < tf.cast(
-        valid_len[:, None], dtype=tf.float32)
+        valid_len[:, None], dtype=tf.float32
+    )
     if len(X.shape) == 3:
         return tf.where(tf.expand_dims(mask, axis=-1), X, value)
     return tf.where(mask, X, value)
@@ -102,14 +107,15 @@ class MaskedSoftmaxCELoss(keras.losses.Loss):
     -> (B,)``, each row's sum over its first ``valid_len`` steps divided by ``T``."""
 
     def __init__(self, valid_len):
-        super().__init__(reduction='none')
+        super().__init__(reduction="none")
         self.valid_len = valid_len
 
     def call(self, label, pred):
         weights = sequence_mask(tf.ones_like(label, dtype=tf.float32), self.valid_len)
         label_one_hot = tf.one_hot(label, depth=pred.shape[-1])
-        unweighted_loss = keras.losses.CategoricalCrossentropy(
-            from_logits=True, reduction='none')(label_one_hot, pred)
+        unweighted_loss = keras.losses.CategoricalCrossentropy(from_logits=True, reduction="none")(
+            label_one_hot, pred
+        )
         return tf.reduce_mean(unweighted_loss * weights, axis=1)
 
 
@@ -135,7 +141,7 @@ class Seq2SeqTrainer:
     :class:`dl.seq2seq.Seq2SeqTrainer` of TensorFlow)."""
 
     def __init__(self, net, lr, tgt_vocab, theta=1.0):
-        self.net, self.bos = net, tgt_vocab['<bos>']
+        self.net, self.bos = net, tgt_vocab["<bos>"]
         self.engine = Engine(keras.optimizers.Adam(learning_rate=lr), theta)  # the book's Adam
         self.optimizer = self.engine.optimizer
         self.num_tokens = tf.Variable(0, dtype=tf.int64, trainable=False)
@@ -162,22 +168,23 @@ class Seq2SeqTrainer:
         return sums
 
 
-def train_seq2seq(net, data_iter, lr, num_epochs, tgt_vocab, device, *, theta=1.0,
-                  animator=None):
+def train_seq2seq(net, data_iter, lr, num_epochs, tgt_vocab, device, *, theta=1.0, animator=None):
     """Train an encoder-decoder with teacher forcing, Adam and clipping, printing the book's
     ``loss L, S tokens/sec on DEVICE``; ``device`` is :func:`try_gpu`'s context (or a device
     name). Returns the loss Animator."""
-    name = getattr(device, '_device_name', device)
+    name = getattr(device, "_device_name", device)
     with tf.device(name):
         trainer = Seq2SeqTrainer(net, lr, tgt_vocab, theta)
         return core.fit(trainer, data_iter, num_epochs, name, animator)
 
 
-def predict_seq2seq(net, src_sentence, src_vocab, tgt_vocab, num_steps,
-                    save_attention_weights=False):
+def predict_seq2seq(
+    net, src_sentence, src_vocab, tgt_vocab, num_steps, save_attention_weights=False
+):
     """Greedy translation of ``src_sentence`` (space-separated tokens) into at most
     ``num_steps`` tokens; returns ``(translation, attention_weights)`` (the decoder's
     ``attention_weights`` per step when ``save_attention_weights``, else ``[]``)."""
+
     def begin(src_ids, valid_len):
         enc_valid_len = tf.constant([valid_len])
         enc_outputs = net.encoder(tf.constant([src_ids]), enc_valid_len, training=False)
@@ -198,26 +205,33 @@ def predict_seq2seq(net, src_sentence, src_vocab, tgt_vocab, num_steps,
 def numpy_params(net) -> dict[str, np.ndarray]:
     """The weights of a built, book-shaped encoder-decoder under canonical names."""
     params = {}
-    for part in ('encoder', 'decoder'):
+    for part in ("encoder", "decoder"):
         module = getattr(net, part)
-        params[f'{part}.embedding'] = module.embedding.get_weights()[0]
+        params[f"{part}.embedding"] = module.embedding.get_weights()[0]
         for k, cell in enumerate(module.rnn.cell.cells):
             kernel, recurrent, bias = cell.get_weights()
-            for kind, array in (('W_x', kernel), ('W_h', recurrent), ('b_x', bias[0]),
-                                ('b_h', bias[1])):
-                params.update(core.split_gates(array, f'{part}.gru{k}', kind))
-    params['decoder.W_hq'], params['decoder.b_q'] = net.decoder.dense.get_weights()
+            for kind, array in (
+                ("W_x", kernel),
+                ("W_h", recurrent),
+                ("b_x", bias[0]),
+                ("b_h", bias[1]),
+            ):
+                params.update(core.split_gates(array, f"{part}.gru{k}", kind))
+    params["decoder.W_hq"], params["decoder.b_q"] = net.decoder.dense.get_weights()
     return params
 
 
 def load_params(net, params: dict) -> None:
     """Copy canonical weights (:func:`dl.seq2seq.param_shapes`) into a built ``net``."""
-    for part in ('encoder', 'decoder'):
+    for part in ("encoder", "decoder"):
         module = getattr(net, part)
-        module.embedding.set_weights([np.asarray(params[f'{part}.embedding'])])
+        module.embedding.set_weights([np.asarray(params[f"{part}.embedding"])])
         for k, cell in enumerate(module.rnn.cell.cells):
-            W_x, W_h, b_x, b_h = (core.join_gates(params, f'{part}.gru{k}', kind)
-                                  for kind in ('W_x', 'W_h', 'b_x', 'b_h'))
+            W_x, W_h, b_x, b_h = (
+                core.join_gates(params, f"{part}.gru{k}", kind)
+                for kind in ("W_x", "W_h", "b_x", "b_h")
+            )
             cell.set_weights([W_x, W_h, np.stack([b_x, b_h])])
-    net.decoder.dense.set_weights([np.asarray(params['decoder.W_hq']),
-                                   np.asarray(params['decoder.b_q'])])
+    net.decoder.dense.set_weights(
+        [np.asarray(params["decoder.W_hq"]), np.asarray(params["decoder.b_q"])]
+    )

@@ -23,20 +23,24 @@ def _strategy_of(net, strategy):
     """``strategy``, or the default one for a single-device strategy whose scope did not create
     the model's variables (the book builds models inside ``strategy.scope()``; many users don't)."""
     variables = net.trainable_variables
-    if strategy is None or not variables or strategy.extended.variable_created_in_scope(variables[0]):
+    if (
+        strategy is None
+        or not variables
+        or strategy.extended.variable_created_in_scope(variables[0])
+    ):
         return strategy or tf.distribute.get_strategy()
     if strategy.num_replicas_in_sync > 1:
         raise ValueError(
             f"the model's variables were not created in the scope of the {type(strategy).__name__} "
-            "given to train_dl; build the model inside `with strategy.scope():`")
+            "given to train_dl; build the model inside `with strategy.scope():`"
+        )
     return tf.distribute.get_strategy()
 
 
 _last_epoch_trainer: list = []  # [(net, loss, updater, strategy, compile), TFTrainer, epochs]
 
 
-def train_epoch_dl(net, train_iter, loss, updater, use_random_iter, *, strategy=None,
-                   compile=True):
+def train_epoch_dl(net, train_iter, loss, updater, use_random_iter, *, strategy=None, compile=True):
     """Train one epoch (the book's ``train_epoch_ch8``); returns ``(perplexity, tokens/sec)``.
 
     Called once per epoch in a loop, it reuses the step compiled by the first call, and counts
@@ -51,8 +55,19 @@ def train_epoch_dl(net, train_iter, loss, updater, use_random_iter, *, strategy=
     return core.epoch_perplexity(loss_sum, num_tokens, _last_epoch_trainer[2], lr), speed
 
 
-def train_dl(net, train_iter, vocab, lr, num_epochs, strategy, use_random_iter=False, *,
-             compile=True, theta=1.0, animator=None):
+def train_dl(
+    net,
+    train_iter,
+    vocab,
+    lr,
+    num_epochs,
+    strategy,
+    use_random_iter=False,
+    *,
+    compile=True,
+    theta=1.0,
+    animator=None,
+):
     """Train a model with SGD and gradient clipping (the book's ``train_ch8``); returns None.
 
     Prints a 50-character continuation of 'time traveller' every 10 epochs, then the
@@ -61,11 +76,25 @@ def train_dl(net, train_iter, vocab, lr, num_epochs, strategy, use_random_iter=F
     """
     optimizer = OptimizerConfig("sgd", lr)
     strategy = _strategy_of(net, strategy)
-    trainer = TFTrainer(net, tf.nn.sparse_softmax_cross_entropy_with_logits, optimizer, strategy,
-                         theta=theta, compile=compile)
+    trainer = TFTrainer(
+        net,
+        tf.nn.sparse_softmax_cross_entropy_with_logits,
+        optimizer,
+        strategy,
+        theta=theta,
+        compile=compile,
+    )
     predictor = Predictor(net, vocab)
-    core.fit(trainer, train_iter, num_epochs, lr, lambda prefix: predictor(prefix, 50),
-             try_gpu()._device_name, use_random_iter, animator=animator)
+    core.fit(
+        trainer,
+        train_iter,
+        num_epochs,
+        lr,
+        lambda prefix: predictor(prefix, 50),
+        try_gpu()._device_name,
+        use_random_iter,
+        animator=animator,
+    )
 
 
 class Predictor:

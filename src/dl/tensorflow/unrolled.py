@@ -20,8 +20,11 @@ _CELLS = {keras.layers.LSTMCell: 4, keras.layers.GRUCell: 3, keras.layers.Simple
 
 
 def _plain(cell) -> bool:
-    return (type(cell) in _CELLS
-            and not getattr(cell, "dropout", 0) and not getattr(cell, "recurrent_dropout", 0))
+    return (
+        type(cell) in _CELLS
+        and not getattr(cell, "dropout", 0)
+        and not getattr(cell, "recurrent_dropout", 0)
+    )
 
 
 def _cells(layer) -> list:
@@ -32,8 +35,11 @@ def _cells(layer) -> list:
 
 def supports(layer) -> bool:
     """True if :func:`unrolled_rnn` computes exactly what ``layer`` computes."""
-    return (all(_plain(cell) for cell in _cells(layer))
-            and not getattr(layer, "go_backwards", False) and not getattr(layer, "stateful", False))
+    return (
+        all(_plain(cell) for cell in _cells(layer))
+        and not getattr(layer, "go_backwards", False)
+        and not getattr(layer, "stateful", False)
+    )
 
 
 def _gates(weight, count):
@@ -54,7 +60,9 @@ def unrolled_rnn(layer, inputs: list, state: list):
     final = []
     for cell, cell_state in zip(layer.cell.cells, state):
         nested = isinstance(cell_state, (list, tuple))
-        inputs, cell_state = _unrolled_cell(cell, inputs, list(cell_state) if nested else [cell_state])
+        inputs, cell_state = _unrolled_cell(
+            cell, inputs, list(cell_state) if nested else [cell_state]
+        )
         final.append(cell_state if nested else cell_state[0])
     return tf.concat(inputs, axis=0), final
 

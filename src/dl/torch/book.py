@@ -86,8 +86,9 @@ class SeqDataLoader(batches.SeqDataLoader):
             yield torch.from_numpy(X).long(), torch.from_numpy(Y).long()
 
 
-def load_data_time_machine(batch_size, num_steps, use_random_iter=False, max_tokens=10000, *,
-                           token="char"):
+def load_data_time_machine(
+    batch_size, num_steps, use_random_iter=False, max_tokens=10000, *, token="char"
+):
     """``(train_iter, vocab)`` over The Time Machine, batches as tensors (the book's)."""
     data_iter = SeqDataLoader(batch_size, num_steps, use_random_iter, max_tokens, token=token)
     return data_iter, data_iter.vocab

@@ -45,8 +45,10 @@ init_gru_state = init_rnn_state
 
 def init_lstm_state(batch_size, num_hiddens, device):
     """``(H, C)``, both ``(batch_size, num_hiddens)`` zeros."""
-    return (torch.zeros((batch_size, num_hiddens), device=device),
-            torch.zeros((batch_size, num_hiddens), device=device))
+    return (
+        torch.zeros((batch_size, num_hiddens), device=device),
+        torch.zeros((batch_size, num_hiddens), device=device),
+    )
 
 
 def rnn(inputs, state, params):

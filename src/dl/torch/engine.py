@@ -30,20 +30,27 @@ PRECISIONS = {"fp32": None, "bf16": torch.bfloat16}
 class TorchOptimizer(NamedTuple):
     """How one :mod:`dl.optim` optimizer is built from ``torch.optim``."""
 
-    cls: type                                       # the torch.optim class
-    arguments: Callable[[OptimizerConfig], dict]    # its hyperparameters but lr
-    slots: dict[str, str]                           # dl.optim slot -> torch.optim state key
+    cls: type  # the torch.optim class
+    arguments: Callable[[OptimizerConfig], dict]  # its hyperparameters but lr
+    slots: dict[str, str]  # dl.optim slot -> torch.optim state key
 
 
 _ADAM_SLOTS = {"m": "exp_avg", "v": "exp_avg_sq"}
 OPTIMIZERS = {
     "sgd": TorchOptimizer(torch.optim.SGD, lambda c: {"weight_decay": c.weight_decay}, {}),
-    "adam": TorchOptimizer(torch.optim.Adam,
-                           lambda c: {"betas": (c.beta1, c.beta2), "eps": c.eps}, _ADAM_SLOTS),
-    "adamw": TorchOptimizer(torch.optim.AdamW, lambda c: {
-        "betas": (c.beta1, c.beta2), "eps": c.eps, "weight_decay": c.weight_decay}, _ADAM_SLOTS),
-    "rmsprop": TorchOptimizer(torch.optim.RMSprop, lambda c: {
-        "alpha": c.rho, "eps": c.eps, "momentum": 0, "centered": False}, {"v": "square_avg"}),
+    "adam": TorchOptimizer(
+        torch.optim.Adam, lambda c: {"betas": (c.beta1, c.beta2), "eps": c.eps}, _ADAM_SLOTS
+    ),
+    "adamw": TorchOptimizer(
+        torch.optim.AdamW,
+        lambda c: {"betas": (c.beta1, c.beta2), "eps": c.eps, "weight_decay": c.weight_decay},
+        _ADAM_SLOTS,
+    ),
+    "rmsprop": TorchOptimizer(
+        torch.optim.RMSprop,
+        lambda c: {"alpha": c.rho, "eps": c.eps, "momentum": 0, "centered": False},
+        {"v": "square_avg"},
+    ),
 }
 
 
@@ -100,8 +107,18 @@ class TorchTrainer:
     update included, in a CUDA graph after a few eager steps, and replays it for every batch.
     """
 
-    def __init__(self, net, loss, updater, device, theta=1.0, precision="fp32", compile=False,
-                 cuda_graph=False, forward=None):
+    def __init__(
+        self,
+        net,
+        loss,
+        updater,
+        device,
+        theta=1.0,
+        precision="fp32",
+        compile=False,
+        cuda_graph=False,
+        forward=None,
+    ):
         if precision not in PRECISIONS:
             raise InputError(f"precision must be one of {sorted(PRECISIONS)}, got {precision!r}")
         self.net, self.loss, self.theta = net, loss, theta
@@ -125,8 +142,10 @@ class TorchTrainer:
         self._run = self._device_step
         if cuda_graph:
             if self.device.type != "cuda" or self.distributed:
-                raise InputError(f"cuda_graph=True needs a CUDA device and one process, got "
-                                 f"device {self.device} (distributed: {self.distributed})")
+                raise InputError(
+                    f"cuda_graph=True needs a CUDA device and one process, got "
+                    f"device {self.device} (distributed: {self.distributed})"
+                )
             self._run = GraphedStep(self._device_step)
 
     @property
@@ -182,7 +201,8 @@ class TorchTrainer:
         state = {optim.STEP: np.asarray(self.steps, np.float32)}
         for slot, key in self._slots().items():
             arrays = self.net.parameter_arrays(  # zeros before the first update
-                lambda p, key=key: to_numpy(self.optimizer.state[p].get(key, torch.zeros_like(p))))
+                lambda p, key=key: to_numpy(self.optimizer.state[p].get(key, torch.zeros_like(p)))
+            )
             state.update({f"{optim.PREFIX}{slot}.{name}": a for name, a in arrays.items()})
         return state
 
@@ -206,8 +226,10 @@ class TorchTrainer:
 
     def _slots(self) -> dict[str, str]:
         if self.optimizer_config is None:
-            raise InputError("this trainer's updater is not a dl.optim.OptimizerConfig, so its "
-                             "state has no canonical names; build it from one")
+            raise InputError(
+                "this trainer's updater is not a dl.optim.OptimizerConfig, so its "
+                "state has no canonical names; build it from one"
+            )
         return OPTIMIZERS[self.optimizer_config.name].slots
 
 

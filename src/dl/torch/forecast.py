@@ -18,8 +18,14 @@ class Forecaster(CanonicalModule):
 
     def forward(self, X):
         """``X: (B, W, D)`` float tensor -> ``(B, Q)``; dropout in training mode."""
-        return forecast.forecast_forward(OPS, dict(zip(self.names, self.weights)), X,
-                                         self.config, self.dropout(), self.begin_state(X.shape[0]))
+        return forecast.forecast_forward(
+            OPS,
+            dict(zip(self.names, self.weights)),
+            X,
+            self.config,
+            self.dropout(),
+            self.begin_state(X.shape[0]),
+        )
 
     def _tensor(self, array: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(np.ascontiguousarray(array, np.float32)).to(self.device)
@@ -27,13 +33,20 @@ class Forecaster(CanonicalModule):
     def make_step(self, optimizer: OptimizerConfig, clip: float):
         """``step(X: (B, W, D), Y: (B, Q))`` NumPy -> the batch's mean squared error (a device
         scalar): one update of the engine's ``optimizer``, gradients clipped to ``clip``."""
-        engine = TorchTrainer(self, nn.MSELoss(reduction="none"), optimizer, self.device,
-                              theta=clip, forward=lambda X, state: (self(X), state))
+        engine = TorchTrainer(
+            self,
+            nn.MSELoss(reduction="none"),
+            optimizer,
+            self.device,
+            theta=clip,
+            forward=lambda X, state: (self(X), state),
+        )
 
         def step(X: np.ndarray, Y: np.ndarray) -> torch.Tensor:
             self.train()
             _, loss_sum = engine.step(self._tensor(X), self._tensor(Y), ())
             return loss_sum / Y.size
+
         return step
 
     def predict(self, X: np.ndarray) -> np.ndarray:

@@ -17,9 +17,16 @@ from dl.torch.engine import PRECISIONS, TorchTrainer, to_numpy, token_batch, tok
 from dl.validate import check_gpu, parse_device
 
 OPS = SimpleNamespace(
-    take=lambda W, ids: W[ids], transpose=lambda X: X.T, concat=torch.cat, stack=torch.stack,
-    reshape=torch.reshape, split=lambda x, n: torch.chunk(x, n, dim=-1), sigmoid=torch.sigmoid,
-    tanh=torch.tanh, unstack=torch.unbind)
+    take=lambda W, ids: W[ids],
+    transpose=lambda X: X.T,
+    concat=torch.cat,
+    stack=torch.stack,
+    reshape=torch.reshape,
+    split=lambda x, n: torch.chunk(x, n, dim=-1),
+    sigmoid=torch.sigmoid,
+    tanh=torch.tanh,
+    unstack=torch.unbind,
+)
 # one token at a time: a product per gate instead of joining the weights for every token
 STEP_OPS = SimpleNamespace(**vars(OPS), per_gate=True)
 
@@ -64,8 +71,10 @@ class CanonicalModule(nn.Module):
 
     def _build(self):
         """The parameters, to be loaded."""
-        self.weights = nn.ParameterList(nn.Parameter(torch.zeros(shape, device=self.device))
-                                        for shape in self.config.param_shapes().values())
+        self.weights = nn.ParameterList(
+            nn.Parameter(torch.zeros(shape, device=self.device))
+            for shape in self.config.param_shapes().values()
+        )
 
     @property
     def device_name(self) -> str:
@@ -112,8 +121,13 @@ class CanonicalModule(nn.Module):
 class LanguageModel(CanonicalModule):
     """:func:`dl.lm.forward` with canonical parameters held as ``nn.Parameter``s."""
 
-    def __init__(self, config: lm.LMConfig, params: dict[str, np.ndarray], device=None,
-                 precision: str = "fp32"):
+    def __init__(
+        self,
+        config: lm.LMConfig,
+        params: dict[str, np.ndarray],
+        device=None,
+        precision: str = "fp32",
+    ):
         lm.check_precision(precision, "PyTorch", tuple(PRECISIONS))
         super().__init__(config, params, device)
         self.precision = precision
@@ -127,8 +141,14 @@ class LanguageModel(CanonicalModule):
         """A :class:`dl.train.Trainer` updating this model by ``optimizer`` with gradients
         clipped to global norm ``clip``; it also gives and takes the optimizer's state."""
         self.train()
-        return TorchTrainer(self, nn.CrossEntropyLoss(reduction="none"), optimizer,
-                            self.device, theta=clip, precision=self.precision)
+        return TorchTrainer(
+            self,
+            nn.CrossEntropyLoss(reduction="none"),
+            optimizer,
+            self.device,
+            theta=clip,
+            precision=self.precision,
+        )
 
     def eval_loss(self, X: np.ndarray, Y: np.ndarray, state):
         """Summed cross-entropy of a batch ``X, Y: (B, T)`` (no dropout) and the next state."""
@@ -158,15 +178,24 @@ class LayersModel(LanguageModel):
 
     GATE_ORDER = {"rnn": ("h",), "lstm": ("i", "f", "c", "o")}
 
-    def __init__(self, config: lm.LMConfig, params: dict[str, np.ndarray], device=None,
-                 precision: str = "fp32"):
+    def __init__(
+        self,
+        config: lm.LMConfig,
+        params: dict[str, np.ndarray],
+        device=None,
+        precision: str = "fp32",
+    ):
         lm.check_concise(config, "PyTorch", self.GATE_ORDER)
         super().__init__(config, params, device, precision)
 
     def _build(self):
         layer = nn.LSTM if self.config.cell == "lstm" else nn.RNN
-        self.rnn = layer(self.config.vocab_size, self.config.num_hiddens,
-                         num_layers=self.config.num_layers, dropout=self.config.dropout)
+        self.rnn = layer(
+            self.config.vocab_size,
+            self.config.num_hiddens,
+            num_layers=self.config.num_layers,
+            dropout=self.config.dropout,
+        )
         self.linear = nn.Linear(self.config.num_hiddens, self.config.vocab_size)
         for layer in range(self.config.num_layers):
             getattr(self.rnn, f"bias_hh_l{layer}").requires_grad_(False)
@@ -174,21 +203,33 @@ class LayersModel(LanguageModel):
 
     def _layer(self, layer: int) -> list:
         """``weight_ih, weight_hh, bias_ih, bias_hh`` of ``layer``."""
-        return [getattr(self.rnn, f"{name}_l{layer}")
-                for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
+        return [
+            getattr(self.rnn, f"{name}_l{layer}")
+            for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
+        ]
 
     def parameter_arrays(self, value) -> dict[str, np.ndarray]:
-        layers = ((value(W_x).T, value(W_h).T, value(b))
-                  for W_x, W_h, b, _ in map(self._layer, range(self.config.num_layers)))
-        return lm.concise_params(self.config, layers, value(self.linear.weight).T,
-                                 value(self.linear.bias), self.GATE_ORDER[self.config.cell])
+        layers = (
+            (value(W_x).T, value(W_h).T, value(b))
+            for W_x, W_h, b, _ in map(self._layer, range(self.config.num_layers))
+        )
+        return lm.concise_params(
+            self.config,
+            layers,
+            value(self.linear.weight).T,
+            value(self.linear.bias),
+            self.GATE_ORDER[self.config.cell],
+        )
 
     def parameter_pairs(self, arrays: dict[str, np.ndarray]) -> list:
-        pairs = [(self.linear.weight, np.asarray(arrays["W_hq"]).T),
-                 (self.linear.bias, arrays["b_q"])]
+        pairs = [
+            (self.linear.weight, np.asarray(arrays["W_hq"]).T),
+            (self.linear.bias, arrays["b_q"]),
+        ]
         for layer in range(self.config.num_layers):
-            W_x, W_h, b = lm.layer_matrices(arrays, self.config, layer,
-                                            self.GATE_ORDER[self.config.cell])
+            W_x, W_h, b = lm.layer_matrices(
+                arrays, self.config, layer, self.GATE_ORDER[self.config.cell]
+            )
             pairs += zip(self._layer(layer), (W_x.T, W_h.T, b, np.zeros_like(b)))
         return pairs
 
@@ -220,6 +261,8 @@ class LayersModel(LanguageModel):
         return logits[0].float().cpu().numpy(), state
 
     def begin_state(self, batch_size, device=None):
-        H = torch.zeros((self.config.num_layers, batch_size, self.config.num_hiddens),
-                        device=device or self.device)
+        H = torch.zeros(
+            (self.config.num_layers, batch_size, self.config.num_hiddens),
+            device=device or self.device,
+        )
         return (H, torch.zeros_like(H)) if self.config.cell == "lstm" else H

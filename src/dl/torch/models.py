@@ -32,7 +32,9 @@ class RNNModel(nn.Module):
     def __init__(self, rnn_layer, vocab_size, **kwargs):
         super().__init__(**kwargs)
         if getattr(rnn_layer, "batch_first", False):
-            raise ValueError("RNNModel feeds inputs time-major; build the layer with batch_first=False")
+            raise ValueError(
+                "RNNModel feeds inputs time-major; build the layer with batch_first=False"
+            )
         self.rnn = rnn_layer
         self.vocab_size = vocab_size
         self.num_hiddens = self.rnn.hidden_size

@@ -18,7 +18,7 @@ from dl.data import nmt
 from dl.torch.engine import grad_clipping
 
 # PyTorch's GRU keeps its gates in the order reset, update, candidate
-TORCH_GATES = ('r', 'z', 'h')
+TORCH_GATES = ("r", "z", "h")
 
 
 class Encoder(nn.Module):
@@ -98,7 +98,7 @@ class MaskedSoftmaxCELoss(nn.CrossEntropyLoss):
 
     def forward(self, pred, label, valid_len):
         weights = sequence_mask(torch.ones_like(label), valid_len)
-        self.reduction = 'none'
+        self.reduction = "none"
         unweighted_loss = super().forward(pred.permute(0, 2, 1), label)
         return (unweighted_loss * weights).mean(dim=1)
 
@@ -122,7 +122,7 @@ def xavier_init_weights(m):
         nn.init.xavier_uniform_(m.weight)
     if type(m) is nn.GRU:
         for name in m._flat_weights_names:
-            if 'weight' in name:
+            if "weight" in name:
                 nn.init.xavier_uniform_(m._parameters[name])
 
 
@@ -132,7 +132,7 @@ class Seq2SeqTrainer:
 
     def __init__(self, net, lr, tgt_vocab, device, theta=1.0):
         self.net, self.theta, self.device = net, theta, torch.device(device)
-        self.bos = tgt_vocab['<bos>']
+        self.bos = tgt_vocab["<bos>"]
         self.optimizer = torch.optim.Adam(net.parameters(), lr=lr)
         self.loss = MaskedSoftmaxCELoss()
         self.loss_sum = torch.zeros((), dtype=torch.float64, device=self.device)
@@ -140,7 +140,8 @@ class Seq2SeqTrainer:
 
     def train_step(self, X, X_valid_len, Y, Y_valid_len):
         X, X_valid_len, Y, Y_valid_len = [
-            x.to(self.device, non_blocking=True) for x in (X, X_valid_len, Y, Y_valid_len)]
+            x.to(self.device, non_blocking=True) for x in (X, X_valid_len, Y, Y_valid_len)
+        ]
         bos = torch.full((Y.shape[0], 1), self.bos, dtype=Y.dtype, device=self.device)
         Y_hat, _ = self.net(X, torch.cat([bos, Y[:, :-1]], 1), X_valid_len)
         l = self.loss(Y_hat, Y, Y_valid_len)
@@ -158,8 +159,18 @@ class Seq2SeqTrainer:
         return sums
 
 
-def train_seq2seq(net, data_iter, lr, num_epochs, tgt_vocab, device, *, init_weights=True,
-                  theta=1.0, animator=None):
+def train_seq2seq(
+    net,
+    data_iter,
+    lr,
+    num_epochs,
+    tgt_vocab,
+    device,
+    *,
+    init_weights=True,
+    theta=1.0,
+    animator=None,
+):
     """Train an encoder-decoder with teacher forcing, Adam and clipping, printing the book's
     ``loss L, S tokens/sec on DEVICE``. ``init_weights=False`` keeps the weights ``net`` has
     (the book always applies :func:`xavier_init_weights`). Returns the loss Animator."""
@@ -171,8 +182,9 @@ def train_seq2seq(net, data_iter, lr, num_epochs, tgt_vocab, device, *, init_wei
     return core.fit(trainer, data_iter, num_epochs, str(device), animator)
 
 
-def predict_seq2seq(net, src_sentence, src_vocab, tgt_vocab, num_steps, device,
-                    save_attention_weights=False):
+def predict_seq2seq(
+    net, src_sentence, src_vocab, tgt_vocab, num_steps, device, save_attention_weights=False
+):
     """Greedy translation of ``src_sentence`` (space-separated tokens) into at most
     ``num_steps`` tokens; returns ``(translation, attention_weights)`` (the decoder's
     ``attention_weights`` per step when ``save_attention_weights``, else ``[]``)."""
@@ -189,15 +201,19 @@ def predict_seq2seq(net, src_sentence, src_vocab, tgt_vocab, num_steps, device,
 
     attention = (lambda: net.decoder.attention_weights) if save_attention_weights else None
     with torch.no_grad():
-        return core.translate(src_sentence, src_vocab, tgt_vocab, num_steps, begin, step,
-                              attention)
+        return core.translate(src_sentence, src_vocab, tgt_vocab, num_steps, begin, step, attention)
 
 
 def _gru_layers(rnn):
     """``(k, weight_ih, weight_hh, bias_ih, bias_hh)`` of each layer of an ``nn.GRU``."""
     for k in range(rnn.num_layers):
-        yield k, *(getattr(rnn, f'{name}_l{k}')
-                   for name in ('weight_ih', 'weight_hh', 'bias_ih', 'bias_hh'))
+        yield (
+            k,
+            *(
+                getattr(rnn, f"{name}_l{k}")
+                for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
+            ),
+        )
 
 
 def numpy_params(net) -> dict[str, np.ndarray]:
@@ -205,33 +221,42 @@ def numpy_params(net) -> dict[str, np.ndarray]:
     ``decoder.embedding``, ``decoder.rnn``, ``decoder.dense``) under canonical names."""
     value = lambda t: t.detach().float().cpu().numpy()
     params = {}
-    for part in ('encoder', 'decoder'):
+    for part in ("encoder", "decoder"):
         module = getattr(net, part)
-        params[f'{part}.embedding'] = value(module.embedding.weight)
+        params[f"{part}.embedding"] = value(module.embedding.weight)
         for k, W_x, W_h, b_x, b_h in _gru_layers(module.rnn):
-            prefix = f'{part}.gru{k}'
-            for kind, tensor in (('W_x', value(W_x).T), ('W_h', value(W_h).T), ('b_x', value(b_x)),
-                                 ('b_h', value(b_h))):
+            prefix = f"{part}.gru{k}"
+            for kind, tensor in (
+                ("W_x", value(W_x).T),
+                ("W_h", value(W_h).T),
+                ("b_x", value(b_x)),
+                ("b_h", value(b_h)),
+            ):
                 params.update(core.split_gates(tensor, prefix, kind, TORCH_GATES))
-    params['decoder.W_hq'] = value(net.decoder.dense.weight).T
-    params['decoder.b_q'] = value(net.decoder.dense.bias)
+    params["decoder.W_hq"] = value(net.decoder.dense.weight).T
+    params["decoder.b_q"] = value(net.decoder.dense.bias)
     return {name: array.copy() for name, array in params.items()}
 
 
 def load_params(net, params: dict) -> None:
     """Copy canonical weights (:func:`dl.seq2seq.param_shapes`) into ``net`` in place."""
+
     def put(tensor, array):
         tensor.copy_(torch.as_tensor(np.ascontiguousarray(array), dtype=tensor.dtype))
 
     with torch.no_grad():
-        for part in ('encoder', 'decoder'):
+        for part in ("encoder", "decoder"):
             module = getattr(net, part)
-            put(module.embedding.weight, params[f'{part}.embedding'])
+            put(module.embedding.weight, params[f"{part}.embedding"])
             for k, W_x, W_h, b_x, b_h in _gru_layers(module.rnn):
-                prefix = f'{part}.gru{k}'
-                for tensor, kind, transpose in ((W_x, 'W_x', True), (W_h, 'W_h', True),
-                                                (b_x, 'b_x', False), (b_h, 'b_h', False)):
+                prefix = f"{part}.gru{k}"
+                for tensor, kind, transpose in (
+                    (W_x, "W_x", True),
+                    (W_h, "W_h", True),
+                    (b_x, "b_x", False),
+                    (b_h, "b_h", False),
+                ):
                     joined = core.join_gates(params, prefix, kind, TORCH_GATES)
                     put(tensor, joined.T if transpose else joined)
-        put(net.decoder.dense.weight, np.asarray(params['decoder.W_hq']).T)
-        put(net.decoder.dense.bias, params['decoder.b_q'])
+        put(net.decoder.dense.weight, np.asarray(params["decoder.W_hq"]).T)
+        put(net.decoder.dense.bias, params["decoder.b_q"])

@@ -43,8 +43,21 @@ def train_epoch_dl(net, train_iter, loss, updater, device, use_random_iter, *, p
     return core.epoch_perplexity(loss_sum, num_tokens, epoch, trainer.lr), speed
 
 
-def train_dl(net, train_iter, vocab, lr, num_epochs, device, use_random_iter=False, *,
-             theta=1.0, precision="fp32", compile=False, cuda_graph=False, animator=None):
+def train_dl(
+    net,
+    train_iter,
+    vocab,
+    lr,
+    num_epochs,
+    device,
+    use_random_iter=False,
+    *,
+    theta=1.0,
+    precision="fp32",
+    compile=False,
+    cuda_graph=False,
+    animator=None,
+):
     """Train with SGD and gradient clipping (the book's ``train_ch8``), printing as the book.
 
     ``precision='bf16'`` trains under autocast (bfloat16 matmuls, float32 weights);
@@ -54,16 +67,31 @@ def train_dl(net, train_iter, vocab, lr, num_epochs, device, use_random_iter=Fal
     """
     check_positive("lr", lr)
     check_positive("num_epochs", num_epochs, allow_zero=True, integer=True)
-    trainer = TorchTrainer(net, nn.CrossEntropyLoss(reduction="none"), float(lr), device,
-                           theta=theta, precision=precision, compile=compile,
-                           cuda_graph=cuda_graph)
+    trainer = TorchTrainer(
+        net,
+        nn.CrossEntropyLoss(reduction="none"),
+        float(lr),
+        device,
+        theta=theta,
+        precision=precision,
+        compile=compile,
+        cuda_graph=cuda_graph,
+    )
     predict = lambda prefix: predict_dl(prefix, 50, net, vocab, device)
-    core.fit(trainer, train_iter, num_epochs, lr, predict, str(device), use_random_iter,
-             animator=animator)
+    core.fit(
+        trainer,
+        train_iter,
+        num_epochs,
+        lr,
+        predict,
+        str(device),
+        use_random_iter,
+        animator=animator,
+    )
 
 
 def predict_dl(prefix, num_preds, net, vocab, device):
-    """``prefix`` followed by ``num_preds`` greedily predicted tokens (the book's ``predict_ch8``)."""
+    """``prefix`` and ``num_preds`` greedily predicted tokens (the book's ``predict_ch8``)."""
     state = net.begin_state(batch_size=1, device=device)
 
     def step(token, state):
