@@ -177,7 +177,9 @@ def test_chapter_runs_to_its_end_and_prints_what_the_book_prints(script):
             float(v)
             for v in re.findall(r"^epoch \d+, loss: (\d+\.\d{6})$", result.stdout, re.MULTILINE)
         ]
-        assert len(losses) == 5 and max(losses) < 1.0 and losses[-1] < 0.3, result.stdout
+        # the chapter's data and weights are unseeded: the first epoch's loss varies (0.1-1.3
+        # seen); training must bring it down to the noise level
+        assert len(losses) == 5 and losses[-1] < min(losses[0], 0.3), result.stdout
 
 
 @pytest.mark.slow
