@@ -397,6 +397,7 @@ def test_forecast_trains_writes_a_run_and_reuses_it(tmp_path, capsys):
         "forecast.json",
         "metrics.json",
         "forecast.png",
+        ".dl.lock",  # the run's owner lock (released; the file stays, as flock's do)
     }
     metrics = json.loads((out / "metrics.json").read_text())
     assert set(metrics["scores"]) == {"model", "naive", "seasonal_naive", "mean"}

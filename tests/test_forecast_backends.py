@@ -61,7 +61,10 @@ def test_predictions_are_the_numpy_forward(backend, cell):
 def test_training_moves_every_parameter_alike_in_every_framework(cell, optimizer):
     config = config_of(cell)
     start = lm.init_params(config, 1, scale=0.4)
-    settings = fc.FitSettings(epochs=3, batch_size=4, lr=0.05, optimizer=optimizer, seed=5)
+    # RMSprop's first steps are lr / sqrt(1 - rho) = 10 lr, whatever the gradient's size, so
+    # float32 noise in a near-zero gradient moves a weight by 10 lr: a tenth of the rate
+    lr = 0.005 if optimizer == "rmsprop" else 0.05
+    settings = fc.FitSettings(epochs=3, batch_size=4, lr=lr, optimizer=optimizer, seed=5)
     trained, histories = {}, {}
     for backend in INSTALLED:
         model = forecaster(backend, config, start)
