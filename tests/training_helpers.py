@@ -13,6 +13,19 @@ TEXT = (
 ) * 3
 
 
+def global_norm(arrays):
+    """The float64 global L2 norm of a list of arrays (gradients, say)."""
+    return float(np.sqrt(sum(np.sum(np.asarray(a, np.float64) ** 2) for a in arrays)))
+
+
+def random_grads(shapes, norm, seed=0):
+    """float32 arrays of ``shapes`` whose global norm is ``norm``."""
+    rng = np.random.default_rng(seed)
+    grads = [rng.standard_normal(shape).astype(np.float32) for shape in shapes]
+    scale = norm / global_norm(grads)
+    return [g * np.float32(scale) for g in grads]
+
+
 def tiny_corpus():
     vocab = Vocab(list(TEXT))
     return [vocab[c] for c in TEXT], vocab
