@@ -478,15 +478,6 @@ def test_train_dl_prints_a_continuation_every_ten_epochs(capsys):
     assert PERPLEXITY_LINE.match(lines[1]), lines[1]
 
 
-def test_train_dl_returns_none_and_fills_a_given_animator(small_setup, capsys):
-    net, loader, vocab = small_setup
-    animator = dl.Animator()
-    # None, as the book's: a notebook cell ending in train_dl shows no Out[] repr
-    assert dl.train_dl(net, loader, vocab, 1, 20, None, animator=animator) is None
-    assert animator.X == [[10, 20]] and len(animator.Y[0]) == 2
-    assert all(np.isfinite(animator.Y[0]))
-
-
 def test_try_gpu():
     device = dl.try_gpu()
     assert device._device_name == "/CPU:0"  # no GPU on the test machine

@@ -293,17 +293,6 @@ def test_train_dl_with_random_iter_and_integer_lr(capsys):
     check_book_output(capsys.readouterr().out, vocab)
 
 
-def test_train_dl_returns_none_and_fills_a_given_animator(small_setup, capsys):
-    net, loader, vocab = small_setup
-    animator = dl.Animator()
-    assert dl.train_dl(net, loader, vocab, 1, 20, CPU, animator=animator) is None
-    assert animator.X == [[10, 20]] and len(animator.Y[0]) == 2
-    assert all(np.isfinite(animator.Y[0]))
-    lines = capsys.readouterr().out.strip("\n").split("\n")
-    assert len(lines) == 5  # a continuation at epochs 10 and 20, the summary, two continuations
-    assert PERPLEXITY_LINE.match(lines[2]), lines[2]
-
-
 def test_try_gpu():
     if not torch.cuda.is_available():
         assert dl.try_gpu() == torch.device("cpu")

@@ -6,6 +6,7 @@ a net or on gradients). Framework-specific tests stay in ``test_{torch,tensorflo
 
 import contextlib
 import importlib
+import re
 
 import numpy as np
 import pytest
@@ -33,6 +34,7 @@ CLIP_CASES = [
     ("jax", "jit"),
 ]
 JAX_COMPILED = "compiled the training step in"
+SUMMARY_LINE = r"^perplexity (\d+\.\d), (\d+\.\d) tokens/sec on {}$"
 
 
 class TorchAdapter:
@@ -77,6 +79,10 @@ class TorchAdapter:
 
     def train_dl(self, net, loader, vocab, lr, num_epochs, **kwargs):
         return self.dl.train_dl(net, loader, vocab, lr, num_epochs, self.cpu, **kwargs)
+
+    def trained_on(self):
+        """The device train_dl's summary line names."""
+        return str(self.cpu)
 
     def updater(self, lr):
         return lr  # the fused SGD step
@@ -162,6 +168,9 @@ class TensorFlowAdapter:
     def train_dl(self, net, loader, vocab, lr, num_epochs, **kwargs):
         return self.dl.train_dl(net, loader, vocab, lr, num_epochs, None, **kwargs)
 
+    def trained_on(self):
+        return self.dl.try_gpu()._device_name  # whatever the strategy
+
     def updater(self, lr):
         return self.tf.keras.optimizers.SGD(lr)  # counts the epochs it trained
 
@@ -233,6 +242,10 @@ class JaxAdapter:
 
     def train_dl(self, net, loader, vocab, lr, num_epochs, **kwargs):
         return self.dl.train_dl(net, loader, vocab, lr, num_epochs, **kwargs)
+
+    def trained_on(self):
+        device = self.dl.try_gpu()  # train_dl's default
+        return f"{device.platform}:{device.id}"
 
     def updater(self, lr):
         return lr
@@ -445,7 +458,7 @@ def test_train_epoch_dl_names_the_epoch_and_lr_it_diverged_in(fw, small_setup):
 
 
 # ---------------------------------------------------------------------------------------------
-# (d) prediction and the book's names
+# (d) train_dl, prediction and the book's names
 
 
 def test_book_aliases(fw):
@@ -488,3 +501,16 @@ def test_predict_dl_continuation_is_the_greedy_argmax(fw, small_setup, kind):
         outputs.append(int(np.argmax(y, axis=1)[0]))
     assert fw.predict_dl(prefix, 5, net, vocab) == "".join(vocab.to_tokens(outputs))
     assert fw.builds_no_graph(net)  # prediction builds no graph
+
+
+def test_train_dl_returns_none_and_fills_a_given_animator(fw, small_setup, capsys):
+    net, loader, vocab = small_setup
+    animator = fw.dl.Animator()
+    # None, as the book's: a notebook cell ending in train_dl shows no Out[] repr
+    assert fw.train_dl(net, loader, vocab, 1, 20, animator=animator) is None
+    assert animator.X == [[10, 20]] and len(animator.Y[0]) == 2
+    assert all(np.isfinite(animator.Y[0]))
+    lines = capsys.readouterr().out.strip("\n").split("\n")
+    assert len(lines) == 5  # a continuation at epochs 10 and 20, the summary, two continuations
+    summary = re.compile(SUMMARY_LINE.format(re.escape(fw.trained_on())))
+    assert summary.match(lines[2]), lines[2]
