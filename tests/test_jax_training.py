@@ -23,18 +23,27 @@ import jax.numpy as jnp  # noqa: E402
 
 from dl import jax as dl  # noqa: E402
 from dl import reference as ref  # noqa: E402
-from training_helpers import H, T, V, numpy_params, random_batches, tiny_loader  # noqa: E402
+from training_helpers import (
+    H,
+    T,
+    V,
+    assert_weights_close,
+    check_book_output,
+    numpy_params,
+    random_batches,
+    summary_line,
+    tiny_loader,
+)  # noqa: E402
 
 CELLS = ("rnn", "gru", "lstm")
 LAYER_GATES = {"rnn": ("h",), "gru": ("z", "r", "h"), "lstm": ("i", "f", "o", "c")}
-PERPLEXITY_LINE = r"^perplexity (\d+\.\d), (\d+\.\d) tokens/sec on {}$"
 COMPILED = "compiled the training step in"
 
 
-def perplexity_line(device=None):
-    """The book's summary line on ``device`` (the default: try_gpu(), 'cpu:0' here)."""
-    device = device or dl.try_gpu()
-    return re.compile(PERPLEXITY_LINE.format(re.escape(f"{device.platform}:{device.id}")))
+def trained_on():
+    """The device train_dl's summary line names by default (try_gpu(): 'cpu:0' here)."""
+    device = dl.try_gpu()
+    return f"{device.platform}:{device.id}"
 
 
 def scratch_model(cell, params, vocab_size=V):
@@ -61,23 +70,8 @@ def fused_from_canonical(cell, params):
     }
 
 
-def train_steps(trainer, batches):
-    """Per-batch mean losses (before each update), the state carried across batches."""
-    state, losses = trainer.begin_state(batches[0][0].shape[0]), []
-    for X, Y in batches:
-        state = trainer.train_step(X, Y, state)
-        losses.append(trainer.take_loss_sum() / Y.size)
-    return losses
-
-
 def weights(net):
     return [np.asarray(p).copy() for p in jax.tree_util.tree_leaves(net.params)]
-
-
-def assert_weights_close(a, b, tol):
-    assert len(a) == len(b)
-    for i, (x, y) in enumerate(zip(a, b)):
-        np.testing.assert_allclose(x, y, rtol=tol, atol=tol, err_msg=f"parameter {i}")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -134,20 +128,6 @@ def test_trainer_and_train_epoch_reject_a_non_positive_lr(small_setup, lr):
 # (c) train_dl end to end, prediction, the book's names
 
 
-def check_book_output(out, vocab, epochs_printed=()):
-    lines = out.strip("\n").split("\n")
-    assert len(lines) == len(epochs_printed) + 3, out  # summary and two continuations
-    for line in lines[: len(epochs_printed)]:
-        assert line.startswith("time traveller") and len(line) == len("time traveller") + 50
-    summary = lines[len(epochs_printed)]
-    match = perplexity_line().match(summary)
-    assert match, summary
-    assert 1.0 <= float(match.group(1)) < 2 * len(vocab) and float(match.group(2)) > 0
-    for line, prefix in zip(lines[-2:], ("time traveller", "traveller")):
-        assert line.startswith(prefix) and len(line) == len(prefix) + 50, line
-        assert "<unk>" not in line
-
-
 def test_train_dl_scratch_as_in_the_seed(capsys):
     loader, vocab = tiny_loader()
     device = dl.try_gpu()
@@ -158,7 +138,7 @@ def test_train_dl_scratch_as_in_the_seed(capsys):
     animator = dl.Animator()
     assert dl.train_dl(model, loader, vocab, 1, 12, device, animator=animator) is None
     captured = capsys.readouterr()
-    check_book_output(captured.out, vocab, epochs_printed=[10])
+    check_book_output(captured.out, vocab, trained_on(), epochs_printed=1)
     assert captured.err.count(COMPILED) == 1  # compiled once for all 12 epochs
     assert re.search(COMPILED + r" \d+\.\d s", captured.err)
     assert COMPILED not in captured.out
@@ -184,9 +164,9 @@ def test_train_ch8_concise_with_random_iter_trains_like_the_reference(capsys):
     random.seed(0)
     assert dl.train_ch8(model, loader, vocab, 1, 3, use_random_iter=True) is None
     captured = capsys.readouterr()
-    check_book_output(captured.out, vocab)
+    check_book_output(captured.out, vocab, trained_on())
     assert captured.err.count(COMPILED) == 1
-    ppl = float(perplexity_line().match(captured.out.split("\n")[0]).group(1))
+    ppl = float(summary_line(trained_on()).match(captured.out.split("\n")[0]).group(1))
     assert ppl == pytest.approx(np.exp(np.mean(losses)), abs=0.051)
     assert set(model.params) == {"rnn", "dense"} and set(model.params["rnn"]) == {"W_x", "W_h", "b"}
     expected = jax.tree_util.tree_leaves(fused_from_canonical("gru", ref_params))

@@ -10,7 +10,6 @@ process is marked slow.
 import json
 import os
 import random
-import re
 import subprocess
 import sys
 import textwrap
@@ -23,7 +22,21 @@ import tensorflow as tf
 from dl import reference as ref
 from dl import tensorflow as dl  # first: makes tf.keras tf-keras in this process
 from dl.train import DivergedError
-from training_helpers import H, T, V, global_norm, numpy_params, random_batches, tiny_loader
+from training_helpers import (
+    H,
+    T,
+    V,
+    assert_weights_close,
+    check_book_output,
+    global_norm,
+    numpy_params,
+    random_batches,
+    summary_line,
+    tiny_loader,
+    train_steps,
+)
+
+BOOK_DEVICE = dl.try_gpu()._device_name  # what train_dl's summary line names
 
 
 def scratch_model(cell, params, forward_fn=None, vocab_size=V):
@@ -73,23 +86,8 @@ def sgd_trainer(net, compile=True, strategy=None, theta=1.0, lr=1.0):
     )
 
 
-def train_steps(trainer, batches):
-    """Per-batch mean losses (before each update), the state carried across batches."""
-    state, losses = trainer.begin_state(batches[0][0].shape[0]), []
-    for X, Y in batches:
-        state = trainer.train_step(X, Y, state)
-        losses.append(trainer.take_loss_sum() / Y.size)
-    return losses
-
-
 def weights(net):
     return [v.numpy() for v in net.trainable_variables]
-
-
-def assert_weights_close(a, b, tol):
-    assert len(a) == len(b)
-    for i, (x, y) in enumerate(zip(a, b)):
-        np.testing.assert_allclose(x, y, rtol=tol, atol=tol, err_msg=f"variable {i}")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -421,20 +419,6 @@ def test_nan_weights_do_not_make_the_forward_look_untraceable(small_setup, capsy
 # (f) train_dl end to end, the book's names
 
 
-PERPLEXITY_LINE = re.compile(r"^perplexity (\d+\.\d|inf), (\d+\.\d) tokens/sec on /CPU:0$")
-
-
-def check_book_output(out, vocab):
-    lines = out.strip("\n").split("\n")
-    assert len(lines) == 3, out  # 3 epochs < print_every: the summary and two continuations
-    match = PERPLEXITY_LINE.match(lines[0])
-    assert match, lines[0]
-    assert 1.0 <= float(match.group(1)) < 2 * len(vocab) and float(match.group(2)) > 0
-    for line, prefix in zip(lines[1:], ("time traveller", "traveller")):
-        assert line.startswith(prefix) and len(line) == len(prefix) + 50, line
-        assert "<unk>" not in line
-
-
 def test_train_dl_scratch_as_in_the_seed(capsys):
     loader, vocab = tiny_loader()
     strategy = tf.distribute.OneDeviceStrategy(dl.try_gpu()._device_name)
@@ -442,7 +426,7 @@ def test_train_dl_scratch_as_in_the_seed(capsys):
         model = dl.RNNModelScratch(len(vocab), H, dl.init_lstm_state, dl.lstm, dl.get_lstm_params)
     before = weights(model)
     dl.train_dl(model, loader, vocab, 1, 3, strategy)
-    check_book_output(capsys.readouterr().out, vocab)
+    check_book_output(capsys.readouterr().out, vocab, BOOK_DEVICE)
     assert all(not np.allclose(b, a) for b, a in zip(before, weights(model)))
 
 
@@ -457,7 +441,7 @@ def test_train_dl_concise_as_in_the_seed(capsys, compile):
     with strategy.scope():
         model = dl.RNNModel(lstm_layer, vocab_size=len(vocab))
     dl.train_dl(model, loader, vocab, 1, 3, strategy, compile=compile)
-    check_book_output(capsys.readouterr().out, vocab)
+    check_book_output(capsys.readouterr().out, vocab, BOOK_DEVICE)
 
 
 def test_train_dl_without_strategy_scope_and_random_iter(capsys):
@@ -465,7 +449,7 @@ def test_train_dl_without_strategy_scope_and_random_iter(capsys):
     model = dl.RNNModelScratch(len(vocab), H, dl.init_gru_state, dl.gru, dl.get_gru_params)
     strategy = tf.distribute.OneDeviceStrategy("/CPU:0")  # model not built in its scope
     dl.train_ch8(model, loader, vocab, 1, 3, strategy, use_random_iter=True)
-    check_book_output(capsys.readouterr().out, vocab)
+    check_book_output(capsys.readouterr().out, vocab, BOOK_DEVICE)
 
 
 def test_train_dl_prints_a_continuation_every_ten_epochs(capsys):
@@ -475,7 +459,7 @@ def test_train_dl_prints_a_continuation_every_ten_epochs(capsys):
     lines = capsys.readouterr().out.strip("\n").split("\n")
     assert len(lines) == 4, lines
     assert lines[0].startswith("time traveller") and len(lines[0]) == len("time traveller") + 50
-    assert PERPLEXITY_LINE.match(lines[1]), lines[1]
+    assert summary_line(BOOK_DEVICE).match(lines[1]), lines[1]
 
 
 def test_try_gpu():

@@ -12,7 +12,6 @@ import copy
 import json
 import os
 import random
-import re
 import socket
 import subprocess
 import sys
@@ -26,15 +25,18 @@ from torch import nn  # noqa: E402
 
 from dl import reference as ref  # noqa: E402
 from dl import torch as dl  # noqa: E402
-from training_helpers import (  # noqa: E402
+from training_helpers import (
     B,
     H,
     V,
+    assert_weights_close,
+    check_book_output,
     global_norm,
     numpy_params,
     random_batches,
     random_grads,
     tiny_loader,
+    train_steps,
 )
 
 CPU = torch.device("cpu")
@@ -70,23 +72,8 @@ def trainer_for(net, lr=1.0, theta=1.0, **kwargs):
     return dl.TorchTrainer(net, ce(), updater, CPU, theta=theta, **kwargs)
 
 
-def train_steps(trainer, batches):
-    """Per-batch mean losses (before each update), the state carried across batches."""
-    state, losses = trainer.begin_state(batches[0][0].shape[0]), []
-    for X, Y in batches:
-        state = trainer.train_step(X, Y, state)
-        losses.append(trainer.take_loss_sum() / (Y.shape[0] * Y.shape[1]))
-    return losses
-
-
 def weights(net):
     return [p.detach().cpu().numpy().copy() for p in net.parameters()]
-
-
-def assert_weights_close(a, b, tol):
-    assert len(a) == len(b)
-    for i, (x, y) in enumerate(zip(a, b)):
-        np.testing.assert_allclose(x, y, rtol=tol, atol=tol, err_msg=f"parameter {i}")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -247,20 +234,6 @@ def test_train_epoch_dl_accepts_an_iterator_of_torch_tensor_batches():
 # (e) train_dl end to end, the book's names
 
 
-PERPLEXITY_LINE = re.compile(r"^perplexity (\d+\.\d), (\d+\.\d) tokens/sec on cpu$")
-
-
-def check_book_output(out, vocab, device=CPU):
-    lines = out.strip("\n").split("\n")
-    assert len(lines) == 3, out  # 3 epochs < 10: the summary and two continuations
-    match = re.match(PERPLEXITY_LINE.pattern.replace("cpu", re.escape(str(device))), lines[0])
-    assert match, lines[0]
-    assert 1.0 <= float(match.group(1)) < 2 * len(vocab) and float(match.group(2)) > 0
-    for line, prefix in zip(lines[1:], ("time traveller", "traveller")):
-        assert line.startswith(prefix) and len(line) == len(prefix) + 50, line
-        assert "<unk>" not in line
-
-
 def test_train_dl_scratch_as_in_the_seed(capsys):
     loader, vocab = tiny_loader()
     device = dl.try_gpu()
@@ -270,7 +243,7 @@ def test_train_dl_scratch_as_in_the_seed(capsys):
     )
     before = weights(model)
     assert dl.train_dl(model, loader, vocab, 1, 3, device) is None
-    check_book_output(capsys.readouterr().out, vocab, device)
+    check_book_output(capsys.readouterr().out, vocab, str(device))
     assert all(not np.allclose(b, a) for b, a in zip(before, weights(model)))
 
 
@@ -281,7 +254,7 @@ def test_train_dl_concise_as_in_the_seed(capsys):
     model = dl.RNNModel(nn.LSTM(len(vocab), H), vocab_size=len(vocab)).to(device)
     before = weights(model)
     dl.train_ch8(model, loader, vocab, 1, 3, device)
-    check_book_output(capsys.readouterr().out, vocab, device)
+    check_book_output(capsys.readouterr().out, vocab, str(device))
     assert all(not np.allclose(b, a) for b, a in zip(before, weights(model)))
 
 
@@ -290,7 +263,7 @@ def test_train_dl_with_random_iter_and_integer_lr(capsys):
     torch.manual_seed(0)
     model = dl.RNNModelScratch(len(vocab), H, CPU, dl.get_gru_params, dl.init_gru_state, dl.gru)
     dl.train_dl(model, loader, vocab, 1, 3, CPU, use_random_iter=True)
-    check_book_output(capsys.readouterr().out, vocab)
+    check_book_output(capsys.readouterr().out, vocab, "cpu")
 
 
 def test_try_gpu():
@@ -481,4 +454,4 @@ def test_train_dl_in_bf16_prints_as_the_book(capsys):
     torch.manual_seed(0)
     model = dl.RNNModel(nn.LSTM(len(vocab), H), vocab_size=len(vocab))
     dl.train_dl(model, loader, vocab, 1, 3, CPU, precision="bf16")
-    check_book_output(capsys.readouterr().out, vocab)
+    check_book_output(capsys.readouterr().out, vocab, "cpu")

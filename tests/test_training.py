@@ -6,7 +6,6 @@ a net or on gradients). Framework-specific tests stay in ``test_{torch,tensorflo
 
 import contextlib
 import importlib
-import re
 
 import numpy as np
 import pytest
@@ -17,11 +16,14 @@ from training_helpers import (
     B,
     H,
     V,
+    assert_weights_close,
     global_norm,
     numpy_params,
     random_batches,
     random_grads,
+    summary_line,
     tiny_loader,
+    train_steps,
 )
 
 FRAMEWORKS = ("torch", "tensorflow", "jax")
@@ -34,7 +36,6 @@ CLIP_CASES = [
     ("jax", "jit"),
 ]
 JAX_COMPILED = "compiled the training step in"
-SUMMARY_LINE = r"^perplexity (\d+\.\d), (\d+\.\d) tokens/sec on {}$"
 
 
 class TorchAdapter:
@@ -306,21 +307,6 @@ def small_setup(fw):
     return net, loader, vocab
 
 
-def train_steps(trainer, batches):
-    """Per-batch mean losses (before each update), the state carried across batches."""
-    state, losses = trainer.begin_state(batches[0][0].shape[0]), []
-    for X, Y in batches:
-        state = trainer.train_step(X, Y, state)
-        losses.append(trainer.take_loss_sum() / Y.size)
-    return losses
-
-
-def assert_weights_close(a, b, tol):
-    assert len(a) == len(b)
-    for i, (x, y) in enumerate(zip(a, b)):
-        np.testing.assert_allclose(x, y, rtol=tol, atol=tol, err_msg=f"parameter {i}")
-
-
 # ---------------------------------------------------------------------------------------------
 # (a) the scratch models train exactly like the NumPy reference
 
@@ -512,5 +498,4 @@ def test_train_dl_returns_none_and_fills_a_given_animator(fw, small_setup, capsy
     assert all(np.isfinite(animator.Y[0]))
     lines = capsys.readouterr().out.strip("\n").split("\n")
     assert len(lines) == 5  # a continuation at epochs 10 and 20, the summary, two continuations
-    summary = re.compile(SUMMARY_LINE.format(re.escape(fw.trained_on())))
-    assert summary.match(lines[2]), lines[2]
+    assert summary_line(fw.trained_on()).match(lines[2]), lines[2]
