@@ -38,7 +38,18 @@ CLIP_CASES = [
 JAX_COMPILED = "compiled the training step in"
 
 
-class TorchAdapter:
+class Adapter:
+    """What most frameworks share; each subclass spells the book's API of one framework."""
+
+    def compiled_once(self, trainer, net, capsys):
+        """Checks around a trainer's first steps (JAX: compiled once); none by default."""
+        return contextlib.nullcontext()
+
+    def builds_no_graph(self, net):
+        return True  # TensorFlow and JAX record gradients only under a tape or jax.grad
+
+
+class TorchAdapter(Adapter):
     """dl.torch: a device argument everywhere, a loss and an updater, clipping on a net."""
 
     def __init__(self):
@@ -121,7 +132,7 @@ class TorchAdapter:
         return grads, [p.grad.numpy() for p in params]
 
 
-class TensorFlowAdapter:
+class TensorFlowAdapter(Adapter):
     """dl.tensorflow: a strategy (None: the default) instead of a device, Keras losses and
     optimizers, clipping on a list of gradients (eager or in a tf.function)."""
 
@@ -188,9 +199,6 @@ class TensorFlowAdapter:
         y, state = net(self.tf.constant([[token]]), state)
         return y.numpy(), state
 
-    def builds_no_graph(self, net):
-        return True  # TensorFlow records gradients only under a GradientTape
-
     def clip(self, variant, norm, theta):
         """Clips gradients of global norm ``norm``; returns (given, clipped) as NumPy."""
         grads = random_grads([(3, 4), (4,), (2, 2, 2)], norm)
@@ -199,7 +207,7 @@ class TensorFlowAdapter:
         return grads, [np.asarray(c) for c in clipped]
 
 
-class JaxAdapter:
+class JaxAdapter(Adapter):
     """dl.jax: PRNG keys instead of devices, a float learning rate instead of a loss and an
     updater, a pure grad_clipping on a pytree (eager or jitted)."""
 
@@ -264,9 +272,6 @@ class JaxAdapter:
         y, state = self.jax.jit(net.apply)(net.params, self.jnp.array([[token]]), state)
         return np.asarray(y), state
 
-    def builds_no_graph(self, net):
-        return True  # JAX differentiates only inside jax.grad
-
     def clip(self, variant, norm, theta):
         """Clips a nested pytree of gradients of global norm ``norm``; checks the tree keeps
         its structure and the input is untouched; returns (given, clipped) leaves as NumPy."""
@@ -319,7 +324,7 @@ def test_scratch_training_matches_reference(fw, cell, theta, capsys):
     ref_params, ref_losses = ref.train_steps(cell, params64, batches, lr=1.0, theta=theta)
     net = fw.scratch_model(cell, params)
     trainer = fw.trainer(net, lr=1, theta=theta)  # an integer lr
-    with getattr(fw, "compiled_once", lambda *_: contextlib.nullcontext())(trainer, net, capsys):
+    with fw.compiled_once(trainer, net, capsys):
         losses = train_steps(trainer, batches)
     assert trainer.take_loss_sum() == 0.0  # reset by the last read
     np.testing.assert_allclose(losses, ref_losses, rtol=1e-4, atol=1e-4)
