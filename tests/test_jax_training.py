@@ -1,5 +1,7 @@
-"""Training and prediction with dl.jax: JaxTrainer, grad_clipping, train_epoch_dl, train_dl,
-predict_dl and data parallelism over several (forced host) devices.
+"""What only dl.jax does in training and prediction: JaxTrainer's loss sum and ragged batches,
+train_dl's compile log and output, the Predictor, and data parallelism over several (forced
+host) devices. What every framework does the same (reference training, clipping, bad inputs,
+divergence, predict_dl) is in test_training.py.
 
 Sizes are tiny (vocab ~10-25, hidden 16, a few steps); the tests of the fresh Python process
 with two devices are marked slow.
@@ -21,19 +23,27 @@ import jax.numpy as jnp  # noqa: E402
 
 from dl import jax as dl  # noqa: E402
 from dl import reference as ref  # noqa: E402
-from dl.train import DivergedError  # noqa: E402
-from training_helpers import H, T, V, numpy_params, random_batches, tiny_loader  # noqa: E402
+from training_helpers import (
+    H,
+    T,
+    V,
+    assert_weights_close,
+    check_book_output,
+    numpy_params,
+    random_batches,
+    summary_line,
+    tiny_loader,
+)  # noqa: E402
 
 CELLS = ("rnn", "gru", "lstm")
 LAYER_GATES = {"rnn": ("h",), "gru": ("z", "r", "h"), "lstm": ("i", "f", "o", "c")}
-PERPLEXITY_LINE = r"^perplexity (\d+\.\d), (\d+\.\d) tokens/sec on {}$"
 COMPILED = "compiled the training step in"
 
 
-def perplexity_line(device=None):
-    """The book's summary line on ``device`` (the default: try_gpu(), 'cpu:0' here)."""
-    device = device or dl.try_gpu()
-    return re.compile(PERPLEXITY_LINE.format(re.escape(f"{device.platform}:{device.id}")))
+def trained_on():
+    """The device train_dl's summary line names by default (try_gpu(): 'cpu:0' here)."""
+    device = dl.try_gpu()
+    return f"{device.platform}:{device.id}"
 
 
 def scratch_model(cell, params, vocab_size=V):
@@ -60,52 +70,12 @@ def fused_from_canonical(cell, params):
     }
 
 
-def train_steps(trainer, batches):
-    """Per-batch mean losses (before each update), the state carried across batches."""
-    state, losses = trainer.begin_state(batches[0][0].shape[0]), []
-    for X, Y in batches:
-        state = trainer.train_step(X, Y, state)
-        losses.append(trainer.take_loss_sum() / Y.size)
-    return losses
-
-
 def weights(net):
     return [np.asarray(p).copy() for p in jax.tree_util.tree_leaves(net.params)]
 
 
-def assert_weights_close(a, b, tol):
-    assert len(a) == len(b)
-    for i, (x, y) in enumerate(zip(a, b)):
-        np.testing.assert_allclose(x, y, rtol=tol, atol=tol, err_msg=f"parameter {i}")
-
-
-def global_norm(arrays):
-    return float(np.sqrt(sum(np.sum(np.asarray(a, np.float64) ** 2) for a in arrays)))
-
-
 # ---------------------------------------------------------------------------------------------
-# (a) JaxTrainer trains exactly like the NumPy reference
-
-
-@pytest.mark.parametrize("cell", CELLS)
-def test_scratch_training_matches_reference(cell, capsys):
-    """5 clipped SGD steps, lr 1; theta 1 never clips, theta 0.2 clips (checked in
-    test_reference)."""
-    params, batches = numpy_params(cell), random_batches()
-    params64 = {name: p.astype(np.float64) for name, p in params.items()}
-    for theta in (1.0, 0.2):
-        ref_params, ref_losses = ref.train_steps(cell, params64, batches, lr=1.0, theta=theta)
-        net = scratch_model(cell, params)
-        trainer = dl.JaxTrainer(net, 1.0, theta)
-        assert trainer.compile_seconds is None
-        losses = train_steps(trainer, batches)
-        assert trainer.compile_seconds > 0 and trainer.take_loss_sum() == 0.0  # reset
-        np.testing.assert_allclose(losses, ref_losses, rtol=1e-4, atol=1e-4)
-        assert isinstance(net.params, list) and len(net.params) == len(params)
-        assert_weights_close(weights(net), [ref_params[n] for n in ref.PARAM_NAMES[cell]], 1e-4)
-        for before, after in zip((params[n] for n in ref.PARAM_NAMES[cell]), weights(net)):
-            assert not np.allclose(before, after)  # every parameter was trained
-    assert capsys.readouterr().err.count(COMPILED) == 2  # once per trainer
+# (a) JaxTrainer's token loss sum and batches of another shape
 
 
 def test_token_loss_sum_is_the_summed_cross_entropy():
@@ -135,49 +105,7 @@ def test_trainer_accepts_batches_of_another_shape():
 
 
 # ---------------------------------------------------------------------------------------------
-# (b) gradient clipping on a pytree
-
-
-def random_grads(norm, seed=0):
-    """A nested pytree (dict of list, tuple and array) whose global norm is ``norm``."""
-    rng = np.random.default_rng(seed)
-    tree = {
-        "rnn": [rng.standard_normal((3, 4)), rng.standard_normal((4,))],
-        "dense": (rng.standard_normal((2, 2, 2)),),
-        "b": rng.standard_normal(5),
-    }
-    scale = norm / global_norm(jax.tree_util.tree_leaves(tree))
-    return jax.tree_util.tree_map(lambda g: jnp.asarray(g * scale, jnp.float32), tree)
-
-
-@pytest.mark.parametrize("compiled", [False, True], ids=["eager", "jit"])
-def test_grad_clipping_scales_a_large_norm_to_exactly_theta(compiled):
-    grads = random_grads(5.0)
-    clip = jax.jit(dl.grad_clipping, static_argnums=1) if compiled else dl.grad_clipping
-    clipped = clip(grads, 1.0)
-    assert jax.tree_util.tree_structure(clipped) == jax.tree_util.tree_structure(grads)
-    assert global_norm(jax.tree_util.tree_leaves(clipped)) == pytest.approx(1.0, rel=1e-6)
-    for g, c in zip(jax.tree_util.tree_leaves(grads), jax.tree_util.tree_leaves(clipped)):
-        assert c.shape == g.shape and c.dtype == g.dtype
-        np.testing.assert_allclose(np.asarray(c), np.asarray(g) / 5.0, rtol=1e-5, atol=1e-8)
-    assert global_norm(jax.tree_util.tree_leaves(grads)) == pytest.approx(5.0, rel=1e-6)  # pure
-
-
-def test_grad_clipping_leaves_a_small_norm_unchanged():
-    grads = random_grads(0.5, seed=1)
-    clipped = dl.grad_clipping(grads, 1)  # integer theta
-    for g, c in zip(jax.tree_util.tree_leaves(grads), jax.tree_util.tree_leaves(clipped)):
-        np.testing.assert_array_equal(np.asarray(c), np.asarray(g))
-
-
-def test_grad_clipping_of_zero_gradients_stays_zero():
-    zeros = jax.tree_util.tree_map(jnp.zeros_like, random_grads(1.0))
-    clipped = dl.grad_clipping(zeros, 1.0)  # a zero norm: no division by zero
-    assert all(np.all(np.asarray(c) == 0) for c in jax.tree_util.tree_leaves(clipped))
-
-
-# ---------------------------------------------------------------------------------------------
-# (c) bad inputs and divergence
+# (b) bad inputs and divergence
 
 
 @pytest.fixture
@@ -185,27 +113,6 @@ def small_setup():
     loader, vocab = tiny_loader()
     net = scratch_model("lstm", numpy_params("lstm", vocab_size=len(vocab)), vocab_size=len(vocab))
     return net, loader, vocab
-
-
-@pytest.mark.parametrize(
-    "lr, num_epochs, name",
-    [
-        (0, 1, "lr"),
-        (-1.0, 1, "lr"),
-        (float("nan"), 1, "lr"),
-        (float("inf"), 1, "lr"),
-        (1, -1, "num_epochs"),
-        (1, 1.5, "num_epochs"),
-    ],
-)
-def test_train_dl_rejects_bad_lr_and_epochs(small_setup, capsys, lr, num_epochs, name):
-    net, loader, vocab = small_setup
-    before = weights(net)
-    with pytest.raises(ValueError, match=name):
-        dl.train_dl(net, loader, vocab, lr, num_epochs)
-    out = capsys.readouterr()
-    assert out.out == "" and COMPILED not in out.err  # refused before training
-    assert_weights_close(weights(net), before, 0)
 
 
 @pytest.mark.parametrize("lr", [0, -0.5])
@@ -217,58 +124,8 @@ def test_trainer_and_train_epoch_reject_a_non_positive_lr(small_setup, lr):
         dl.train_epoch_dl(net, loader, lr)
 
 
-def test_predict_dl_rejects_negative_num_preds_and_empty_prefix(small_setup):
-    net, _, vocab = small_setup
-    with pytest.raises(ValueError, match="num_preds"):
-        dl.predict_dl("time", -1, net, vocab)
-    with pytest.raises(ValueError, match="prefix"):
-        dl.predict_dl("", 3, net, vocab)
-
-
-def test_nan_weights_stop_training_with_diverged_error(small_setup, capsys):
-    net, loader, vocab = small_setup
-    net.params = [p * jnp.nan for p in net.params]
-    with pytest.raises(DivergedError, match=r"epoch 1\b") as info:
-        dl.train_dl(net, loader, vocab, 1, 3)
-    assert "smaller learning rate" in str(info.value)
-    assert "perplexity" not in capsys.readouterr().out
-    assert issubclass(dl.DivergedError, FloatingPointError) and dl.DivergedError is DivergedError
-
-
-def test_train_epoch_dl_names_the_epoch_and_lr_it_diverged_in(small_setup):
-    net, loader, _ = small_setup
-    for _ in range(2):
-        dl.train_epoch_dl(net, loader, 0.5)
-    net.params = [p * jnp.nan for p in net.params]
-    with pytest.raises(DivergedError, match=r"epoch 3\b.*\(lr=0\.5 now\)"):
-        dl.train_epoch_dl(net, loader, 0.5)
-
-
-def test_huge_learning_rate_stops_training_with_diverged_error(capsys):
-    loader, vocab = tiny_loader()
-    net = dl.RNNModel(dl.LSTM(len(vocab), H), len(vocab), jax.random.PRNGKey(0))
-    with pytest.raises(DivergedError, match=r"epoch [12]\b") as info:
-        dl.train_dl(net, loader, vocab, 1e30, 3)
-    assert "lr=1e+30" in str(info.value)
-    assert "perplexity" not in capsys.readouterr().out
-
-
 # ---------------------------------------------------------------------------------------------
-# (d) train_dl end to end, prediction, the book's names
-
-
-def check_book_output(out, vocab, epochs_printed=()):
-    lines = out.strip("\n").split("\n")
-    assert len(lines) == len(epochs_printed) + 3, out  # summary and two continuations
-    for line in lines[: len(epochs_printed)]:
-        assert line.startswith("time traveller") and len(line) == len("time traveller") + 50
-    summary = lines[len(epochs_printed)]
-    match = perplexity_line().match(summary)
-    assert match, summary
-    assert 1.0 <= float(match.group(1)) < 2 * len(vocab) and float(match.group(2)) > 0
-    for line, prefix in zip(lines[-2:], ("time traveller", "traveller")):
-        assert line.startswith(prefix) and len(line) == len(prefix) + 50, line
-        assert "<unk>" not in line
+# (c) train_dl end to end, prediction, the book's names
 
 
 def test_train_dl_scratch_as_in_the_seed(capsys):
@@ -281,7 +138,7 @@ def test_train_dl_scratch_as_in_the_seed(capsys):
     animator = dl.Animator()
     assert dl.train_dl(model, loader, vocab, 1, 12, device, animator=animator) is None
     captured = capsys.readouterr()
-    check_book_output(captured.out, vocab, epochs_printed=[10])
+    check_book_output(captured.out, vocab, trained_on(), epochs_printed=1)
     assert captured.err.count(COMPILED) == 1  # compiled once for all 12 epochs
     assert re.search(COMPILED + r" \d+\.\d s", captured.err)
     assert COMPILED not in captured.out
@@ -307,9 +164,9 @@ def test_train_ch8_concise_with_random_iter_trains_like_the_reference(capsys):
     random.seed(0)
     assert dl.train_ch8(model, loader, vocab, 1, 3, use_random_iter=True) is None
     captured = capsys.readouterr()
-    check_book_output(captured.out, vocab)
+    check_book_output(captured.out, vocab, trained_on())
     assert captured.err.count(COMPILED) == 1
-    ppl = float(perplexity_line().match(captured.out.split("\n")[0]).group(1))
+    ppl = float(summary_line(trained_on()).match(captured.out.split("\n")[0]).group(1))
     assert ppl == pytest.approx(np.exp(np.mean(losses)), abs=0.051)
     assert set(model.params) == {"rnn", "dense"} and set(model.params["rnn"]) == {"W_x", "W_h", "b"}
     expected = jax.tree_util.tree_leaves(fused_from_canonical("gru", ref_params))
@@ -335,10 +192,7 @@ def test_train_epoch_dl_matches_the_reference_epoch(capsys):
     assert capsys.readouterr().err.count(COMPILED) == 1
 
 
-def test_book_aliases_and_try_gpu():
-    assert dl.train_ch8 is dl.train_dl
-    assert dl.train_epoch_ch8 is dl.train_epoch_dl
-    assert dl.predict_ch8 is dl.predict_dl
+def test_try_gpu():
     device = dl.try_gpu()
     assert isinstance(device, jax.Device)
     if not any(d.platform == "gpu" for d in jax.devices()):
@@ -346,41 +200,17 @@ def test_book_aliases_and_try_gpu():
         assert dl.try_gpu(3) == jax.devices("cpu")[0]
 
 
-def test_predict_dl_returns_prefix_plus_num_preds_characters(small_setup):
+def test_predictor_continues_as_predict_dl(small_setup):
     net, _, vocab = small_setup
     out = dl.predict_dl("time traveller", 12, net, vocab)
-    assert out.startswith("time traveller") and len(out) == len("time traveller") + 12
     predictor = dl.Predictor(net, vocab, dl.try_gpu())
     for num_preds in (0, 1, 12):  # greedy: the same continuation, cut at num_preds
         assert predictor("time traveller", num_preds) == out[: len("time traveller") + num_preds]
     assert dl.predict_ch8("time traveller", 12, net, vocab, dl.try_gpu()) == out
 
 
-def test_predict_dl_maps_unknown_characters_to_unk(small_setup):
-    net, _, vocab = small_setup
-    assert vocab["T"] == vocab["!"] == vocab.unk
-    out = dl.predict_dl("Time Traveller!", 10, net, vocab)
-    assert out.startswith("<unk>ime <unk>raveller<unk>")
-    assert len(vocab[list(out.replace("<unk>", "?"))]) == len("Time Traveller!") + 10
-
-
-def test_predict_dl_continuation_is_the_greedy_argmax(small_setup):
-    """predict_dl warms up on the prefix and appends argmax tokens, as the book does."""
-    net, _, vocab = small_setup
-    prefix = "the ti"
-    state, apply = net.begin_state(1), jax.jit(net.apply)
-    outputs = [vocab[prefix[0]]]
-    for token in prefix[1:]:
-        _, state = apply(net.params, jnp.array([[outputs[-1]]]), state)
-        outputs.append(vocab[token])
-    for _ in range(5):
-        y, state = apply(net.params, jnp.array([[outputs[-1]]]), state)
-        outputs.append(int(jnp.argmax(y, axis=1)[0]))
-    assert dl.predict_dl(prefix, 5, net, vocab) == "".join(vocab.to_tokens(outputs))
-
-
 # ---------------------------------------------------------------------------------------------
-# (e) data parallelism: two forced host devices in a fresh process
+# (d) data parallelism: two forced host devices in a fresh process
 
 
 DATA_PARALLEL = """

@@ -1,5 +1,7 @@
-"""Training and prediction with dl.tensorflow: TFTrainer, train_epoch_dl, train_dl, predict_dl,
-grad_clipping, distribution strategies, the eager fallback and which Keras ``tf.keras`` means.
+"""What only dl.tensorflow does in training: compiled and eager TFTrainer steps, IndexedSlices
+in grad_clipping, distribution strategies, the eager fallback, train_dl's output and which
+Keras ``tf.keras`` means. What every framework does the same (reference training, clipping,
+bad inputs, divergence, predict_dl) is in test_training.py.
 
 Sizes are tiny (vocab ~7-25, hidden 8-16, a few steps); anything that starts a fresh Python
 process is marked slow.
@@ -8,7 +10,6 @@ process is marked slow.
 import json
 import os
 import random
-import re
 import subprocess
 import sys
 import textwrap
@@ -21,7 +22,21 @@ import tensorflow as tf
 from dl import reference as ref
 from dl import tensorflow as dl  # first: makes tf.keras tf-keras in this process
 from dl.train import DivergedError
-from training_helpers import B, H, T, V, numpy_params, random_batches, tiny_loader  # noqa: E402
+from training_helpers import (
+    H,
+    T,
+    V,
+    assert_weights_close,
+    check_book_output,
+    global_norm,
+    numpy_params,
+    random_batches,
+    summary_line,
+    tiny_loader,
+    train_steps,
+)
+
+BOOK_DEVICE = dl.try_gpu()._device_name  # what train_dl's summary line names
 
 
 def scratch_model(cell, params, forward_fn=None, vocab_size=V):
@@ -71,23 +86,8 @@ def sgd_trainer(net, compile=True, strategy=None, theta=1.0, lr=1.0):
     )
 
 
-def train_steps(trainer, batches):
-    """Per-batch mean losses (before each update), the state carried across batches."""
-    state, losses = trainer.begin_state(batches[0][0].shape[0]), []
-    for X, Y in batches:
-        state = trainer.train_step(X, Y, state)
-        losses.append(trainer.take_loss_sum() / Y.size)
-    return losses
-
-
 def weights(net):
     return [v.numpy() for v in net.trainable_variables]
-
-
-def assert_weights_close(a, b, tol):
-    assert len(a) == len(b)
-    for i, (x, y) in enumerate(zip(a, b)):
-        np.testing.assert_allclose(x, y, rtol=tol, atol=tol, err_msg=f"variable {i}")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -138,75 +138,10 @@ def test_train_epoch_dl_compiled_and_eager_agree():
 
 
 # ---------------------------------------------------------------------------------------------
-# (b) the scratch models train exactly like the NumPy reference
+# (b) gradient clipping of IndexedSlices
 
 
-@pytest.mark.parametrize("theta", [1.0, 0.2])  # 0.2 clips 4 of 5 steps, 1 none (test_reference)
-@pytest.mark.parametrize("cell", ["rnn", "gru", "lstm"])
-def test_scratch_training_matches_reference(cell, theta):
-    params, batches = numpy_params(cell), random_batches()
-    params64 = {name: p.astype(np.float64) for name, p in params.items()}
-    ref_params, ref_losses = ref.train_steps(cell, params64, batches, lr=1.0, theta=theta)
-    net = scratch_model(cell, params)
-    losses = train_steps(sgd_trainer(net, theta=theta, lr=1), batches)
-    np.testing.assert_allclose(losses, ref_losses, rtol=1e-4, atol=1e-4)
-    assert_weights_close(weights(net), [ref_params[n] for n in ref.PARAM_NAMES[cell]], 1e-4)
-
-
-def test_trainer_loss_sum_is_token_summed_and_reset():
-    batches = random_batches(n=1)
-    params = numpy_params("lstm")
-    trainer = sgd_trainer(scratch_model("lstm", params))
-    X, Y = batches[0]
-    trainer.train_step(X, Y, trainer.begin_state(B))
-    expected, _, _ = ref.loss_and_grads(
-        "lstm",
-        {n: p.astype(np.float64) for n, p in params.items()},
-        ref.one_hot(X.T, V),
-        Y.T.reshape(-1),
-        ref.init_state("lstm", B, H),
-    )
-    np.testing.assert_allclose(trainer.take_loss_sum(), expected * Y.size, rtol=1e-5)
-    assert trainer.take_loss_sum() == 0.0
-
-
-# ---------------------------------------------------------------------------------------------
-# (c) gradient clipping
-
-
-def global_norm(tensors):
-    return float(np.sqrt(sum(np.sum(np.asarray(t, np.float64) ** 2) for t in tensors)))
-
-
-def some_grads(norm, seed=0):
-    rng = np.random.default_rng(seed)
-    grads = [rng.standard_normal(shape).astype(np.float32) for shape in [(3, 4), (4,), (2, 2, 2)]]
-    scale = norm / global_norm(grads)
-    return [g * np.float32(scale) for g in grads]
-
-
-@pytest.mark.parametrize("compiled", [False, True])
-def test_grad_clipping_scales_a_large_norm_to_theta(compiled):
-    grads = some_grads(5.0)
-    clip = tf.function(dl.grad_clipping) if compiled else dl.grad_clipping
-    clipped = clip([tf.constant(g) for g in grads], 1.0)
-    assert global_norm(clipped) == pytest.approx(1.0, rel=1e-6)
-    for g, c in zip(grads, clipped):  # same direction: every entry scaled by 1/5
-        np.testing.assert_allclose(np.asarray(c), g / 5.0, rtol=1e-6, atol=1e-7)
-
-
-@pytest.mark.parametrize("compiled", [False, True])
-def test_grad_clipping_leaves_a_small_norm_unchanged(compiled):
-    grads = some_grads(0.5)
-    clip = tf.function(dl.grad_clipping) if compiled else dl.grad_clipping
-    clipped = clip([tf.constant(g) for g in grads], 1)  # integer theta
-    for g, c in zip(grads, clipped):
-        np.testing.assert_array_equal(np.asarray(c), g)
-
-
-def test_grad_clipping_zero_gradients_and_indexed_slices():
-    zeros = dl.grad_clipping([tf.zeros((2, 3))], 1.0)
-    np.testing.assert_array_equal(zeros[0].numpy(), np.zeros((2, 3)))
+def test_grad_clipping_of_indexed_slices():
     table = tf.Variable(np.full((5, 3), 2.0, np.float32))
     with tf.GradientTape() as tape:
         loss = tf.reduce_sum(tf.gather(table, [0, 1, 1]) * 10.0)
@@ -218,7 +153,7 @@ def test_grad_clipping_zero_gradients_and_indexed_slices():
 
 
 # ---------------------------------------------------------------------------------------------
-# (d) MirroredStrategy over two logical CPUs equals one device
+# (c) MirroredStrategy over two logical CPUs equals one device
 
 
 def run_python(code, legacy_keras_env=False, timeout=240):
@@ -310,7 +245,7 @@ def test_mirrored_strategy_on_two_cpus_matches_one_device():
 
 
 # ---------------------------------------------------------------------------------------------
-# (e) what compiles, and the eager fallback
+# (d) what compiles, and the eager fallback
 
 
 class Counted:
@@ -452,7 +387,7 @@ def test_failed_trace_attempt_leaves_the_process_usable(restore_variable_scope):
 
 
 # ---------------------------------------------------------------------------------------------
-# (f) bad inputs and divergence
+# (e) bad inputs and divergence
 
 
 @pytest.fixture
@@ -462,59 +397,12 @@ def small_setup():
     return net, loader, vocab
 
 
-@pytest.mark.parametrize(
-    "lr, num_epochs, name",
-    [
-        (0, 1, "lr"),
-        (-1.0, 1, "lr"),
-        (float("nan"), 1, "lr"),
-        (float("inf"), 1, "lr"),
-        (1, -1, "num_epochs"),
-        (1, 1.5, "num_epochs"),
-    ],
-)
-def test_train_dl_rejects_bad_lr_and_epochs(small_setup, capsys, lr, num_epochs, name):
-    net, loader, vocab = small_setup
-    with pytest.raises(ValueError, match=name):
-        dl.train_dl(net, loader, vocab, lr, num_epochs, None)
-    assert capsys.readouterr().out == ""  # refused before training, nothing printed
-
-
-def test_predict_dl_rejects_negative_num_preds_and_empty_prefix(small_setup):
-    net, _, vocab = small_setup
-    with pytest.raises(ValueError, match="num_preds"):
-        dl.predict_dl("time", -1, net, vocab)
-    with pytest.raises(ValueError, match="prefix"):
-        dl.predict_dl("", 3, net, vocab)
-
-
-def test_predict_dl_maps_unknown_characters_to_unk(small_setup):
-    net, _, vocab = small_setup
-    assert vocab["T"] == vocab["!"] == vocab.unk
-    out = dl.predict_dl("Time Traveller!", 10, net, vocab)
-    assert out.startswith("<unk>ime <unk>raveller<unk>")
-    assert len(vocab[list(out.replace("<unk>", "?"))]) == len("Time Traveller!") + 10
-    assert dl.predict_dl("time", 0, net, vocab) == "time"
-
-
 def test_train_dl_accepts_integer_lr(small_setup, capsys):
     net, loader, vocab = small_setup
     before = weights(net)
     dl.train_dl(net, loader, vocab, 1, 1, None)
     assert "perplexity" in capsys.readouterr().out
     assert all(not np.allclose(b, a) for b, a in zip(before, weights(net)))
-
-
-@pytest.mark.filterwarnings("ignore:dl. lstm could not be compiled:RuntimeWarning")
-def test_nan_weights_stop_training_with_diverged_error(small_setup, capsys):
-    net, loader, vocab = small_setup
-    for v in net.trainable_variables:
-        v.assign(tf.fill(v.shape, np.nan))
-    with pytest.raises(DivergedError, match=r"epoch 1\b") as info:
-        dl.train_dl(net, loader, vocab, 1, 3, None)
-    assert "smaller learning rate" in str(info.value)
-    assert "perplexity" not in capsys.readouterr().out
-    assert issubclass(dl.DivergedError, FloatingPointError) and dl.DivergedError is DivergedError
 
 
 def test_nan_weights_do_not_make_the_forward_look_untraceable(small_setup, capsys):
@@ -527,42 +415,8 @@ def test_nan_weights_do_not_make_the_forward_look_untraceable(small_setup, capsy
             dl.train_dl(net, loader, vocab, 1, 3, None)
 
 
-def test_train_epoch_dl_names_the_epoch_and_learning_rate_when_it_diverges(small_setup):
-    net, loader, _ = small_setup
-    loss = tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True, reduction="none")
-    updater = tf.keras.optimizers.SGD(0.5)
-    dl.train_epoch_dl(net, loader, loss, updater, False)
-    for v in net.trainable_variables:
-        v.assign(tf.fill(v.shape, np.nan))
-    with pytest.raises(DivergedError, match=r"in epoch 2\b.*\(lr=0\.5 now\)"):
-        dl.train_epoch_dl(net, loader, loss, updater, False)
-
-
-def test_huge_learning_rate_stops_training_with_diverged_error(small_setup, capsys):
-    net, loader, vocab = small_setup
-    # clipped gradients keep the loss finite (~1e29 nats a token): the perplexity overflows
-    with pytest.raises(DivergedError, match=r"epoch 1\b") as info:
-        dl.train_dl(net, loader, vocab, 1e30, 3, None)
-    assert "smaller learning rate" in str(info.value)
-    assert "perplexity" not in capsys.readouterr().out
-
-
 # ---------------------------------------------------------------------------------------------
-# (g) train_dl end to end, the book's names
-
-
-PERPLEXITY_LINE = re.compile(r"^perplexity (\d+\.\d|inf), (\d+\.\d) tokens/sec on /CPU:0$")
-
-
-def check_book_output(out, vocab):
-    lines = out.strip("\n").split("\n")
-    assert len(lines) == 3, out  # 3 epochs < print_every: the summary and two continuations
-    match = PERPLEXITY_LINE.match(lines[0])
-    assert match, lines[0]
-    assert 1.0 <= float(match.group(1)) < 2 * len(vocab) and float(match.group(2)) > 0
-    for line, prefix in zip(lines[1:], ("time traveller", "traveller")):
-        assert line.startswith(prefix) and len(line) == len(prefix) + 50, line
-        assert "<unk>" not in line
+# (f) train_dl end to end, the book's names
 
 
 def test_train_dl_scratch_as_in_the_seed(capsys):
@@ -572,7 +426,7 @@ def test_train_dl_scratch_as_in_the_seed(capsys):
         model = dl.RNNModelScratch(len(vocab), H, dl.init_lstm_state, dl.lstm, dl.get_lstm_params)
     before = weights(model)
     dl.train_dl(model, loader, vocab, 1, 3, strategy)
-    check_book_output(capsys.readouterr().out, vocab)
+    check_book_output(capsys.readouterr().out, vocab, BOOK_DEVICE)
     assert all(not np.allclose(b, a) for b, a in zip(before, weights(model)))
 
 
@@ -587,7 +441,7 @@ def test_train_dl_concise_as_in_the_seed(capsys, compile):
     with strategy.scope():
         model = dl.RNNModel(lstm_layer, vocab_size=len(vocab))
     dl.train_dl(model, loader, vocab, 1, 3, strategy, compile=compile)
-    check_book_output(capsys.readouterr().out, vocab)
+    check_book_output(capsys.readouterr().out, vocab, BOOK_DEVICE)
 
 
 def test_train_dl_without_strategy_scope_and_random_iter(capsys):
@@ -595,7 +449,7 @@ def test_train_dl_without_strategy_scope_and_random_iter(capsys):
     model = dl.RNNModelScratch(len(vocab), H, dl.init_gru_state, dl.gru, dl.get_gru_params)
     strategy = tf.distribute.OneDeviceStrategy("/CPU:0")  # model not built in its scope
     dl.train_ch8(model, loader, vocab, 1, 3, strategy, use_random_iter=True)
-    check_book_output(capsys.readouterr().out, vocab)
+    check_book_output(capsys.readouterr().out, vocab, BOOK_DEVICE)
 
 
 def test_train_dl_prints_a_continuation_every_ten_epochs(capsys):
@@ -605,22 +459,10 @@ def test_train_dl_prints_a_continuation_every_ten_epochs(capsys):
     lines = capsys.readouterr().out.strip("\n").split("\n")
     assert len(lines) == 4, lines
     assert lines[0].startswith("time traveller") and len(lines[0]) == len("time traveller") + 50
-    assert PERPLEXITY_LINE.match(lines[1]), lines[1]
+    assert summary_line(BOOK_DEVICE).match(lines[1]), lines[1]
 
 
-def test_train_dl_returns_none_and_fills_a_given_animator(small_setup, capsys):
-    net, loader, vocab = small_setup
-    animator = dl.Animator()
-    # None, as the book's: a notebook cell ending in train_dl shows no Out[] repr
-    assert dl.train_dl(net, loader, vocab, 1, 20, None, animator=animator) is None
-    assert animator.X == [[10, 20]] and len(animator.Y[0]) == 2
-    assert all(np.isfinite(animator.Y[0]))
-
-
-def test_book_aliases_and_try_gpu():
-    assert dl.train_ch8 is dl.train_dl
-    assert dl.train_epoch_ch8 is dl.train_epoch_dl
-    assert dl.predict_ch8 is dl.predict_dl
+def test_try_gpu():
     device = dl.try_gpu()
     assert device._device_name == "/CPU:0"  # no GPU on the test machine
     assert dl.try_gpu(3)._device_name == "/CPU:0"
@@ -629,31 +471,8 @@ def test_book_aliases_and_try_gpu():
     assert x.device.endswith("CPU:0")
 
 
-@pytest.mark.parametrize("num_preds", [0, 1, 12])
-def test_predict_dl_returns_prefix_plus_num_preds_characters(small_setup, num_preds):
-    net, _, vocab = small_setup
-    out = dl.predict_dl("time traveller", num_preds, net, vocab)
-    assert out.startswith("time traveller") and len(out) == len("time traveller") + num_preds
-    assert dl.predict_dl("time traveller", num_preds, net, vocab) == out  # greedy
-
-
-def test_predict_dl_continuation_is_the_greedy_argmax(small_setup):
-    """predict_dl warms up on the prefix and appends argmax tokens, as the book does."""
-    net, _, vocab = small_setup
-    prefix = "the ti"
-    state = net.begin_state(batch_size=1)
-    outputs = [vocab[prefix[0]]]
-    for token in prefix[1:]:
-        _, state = net(tf.constant([[outputs[-1]]]), state)
-        outputs.append(vocab[token])
-    for _ in range(5):
-        y, state = net(tf.constant([[outputs[-1]]]), state)
-        outputs.append(int(tf.argmax(y, axis=1)[0]))
-    assert dl.predict_dl(prefix, 5, net, vocab) == "".join(vocab.to_tokens(outputs))
-
-
 # ---------------------------------------------------------------------------------------------
-# (h) which Keras tf.keras means
+# (g) which Keras tf.keras means
 
 
 @pytest.mark.slow

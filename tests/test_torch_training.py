@@ -1,5 +1,8 @@
-"""Training and prediction with dl.torch: TorchTrainer, train_epoch_dl, train_dl, predict_dl,
-grad_clipping, sgd, torch.distributed data parallelism, bf16 and CUDA.
+"""What only dl.torch does in training and prediction: torch tensors and torch.optim in
+TorchTrainer and train_epoch_dl, frozen parameters in grad_clipping, the book's sgd, precision,
+train_dl's output, torch.distributed data parallelism, bf16 and CUDA. What every framework
+does the same (reference training, clipping, bad inputs, divergence, predict_dl) is in
+test_training.py.
 
 Sizes are tiny (vocab ~10-25, hidden 16, a few steps); anything that starts a fresh Python
 process is marked slow.
@@ -9,7 +12,6 @@ import copy
 import json
 import os
 import random
-import re
 import socket
 import subprocess
 import sys
@@ -23,8 +25,19 @@ from torch import nn  # noqa: E402
 
 from dl import reference as ref  # noqa: E402
 from dl import torch as dl  # noqa: E402
-from dl.train import DivergedError  # noqa: E402
-from training_helpers import B, H, V, numpy_params, random_batches, tiny_loader  # noqa: E402
+from training_helpers import (
+    B,
+    H,
+    V,
+    assert_weights_close,
+    check_book_output,
+    global_norm,
+    numpy_params,
+    random_batches,
+    random_grads,
+    tiny_loader,
+    train_steps,
+)
 
 CPU = torch.device("cpu")
 
@@ -59,64 +72,12 @@ def trainer_for(net, lr=1.0, theta=1.0, **kwargs):
     return dl.TorchTrainer(net, ce(), updater, CPU, theta=theta, **kwargs)
 
 
-def train_steps(trainer, batches):
-    """Per-batch mean losses (before each update), the state carried across batches."""
-    state, losses = trainer.begin_state(batches[0][0].shape[0]), []
-    for X, Y in batches:
-        state = trainer.train_step(X, Y, state)
-        losses.append(trainer.take_loss_sum() / (Y.shape[0] * Y.shape[1]))
-    return losses
-
-
 def weights(net):
     return [p.detach().cpu().numpy().copy() for p in net.parameters()]
 
 
-def assert_weights_close(a, b, tol):
-    assert len(a) == len(b)
-    for i, (x, y) in enumerate(zip(a, b)):
-        np.testing.assert_allclose(x, y, rtol=tol, atol=tol, err_msg=f"parameter {i}")
-
-
-def global_norm(tensors):
-    return float(np.sqrt(sum(np.sum(np.asarray(t, np.float64) ** 2) for t in tensors)))
-
-
 # ---------------------------------------------------------------------------------------------
-# (a) the scratch models train exactly like the NumPy reference
-
-
-@pytest.mark.parametrize("theta", [1.0, 0.2])  # 1: never clipped; 0.2: clipped (test_reference)
-@pytest.mark.parametrize("cell", ["rnn", "gru", "lstm"])
-def test_scratch_training_matches_reference(cell, theta):
-    params, batches = numpy_params(cell), random_batches()
-    params64 = {name: p.astype(np.float64) for name, p in params.items()}
-    ref_params, ref_losses = ref.train_steps(cell, params64, batches, lr=1.0, theta=theta)
-    net = scratch_model(cell, params)
-    losses = train_steps(trainer_for(net, lr=1.0, theta=theta), batches)
-    np.testing.assert_allclose(losses, ref_losses, rtol=1e-4, atol=1e-4)
-    assert_weights_close(weights(net), [ref_params[n] for n in ref.PARAM_NAMES[cell]], 1e-4)
-    for before, after in zip((params[n] for n in ref.PARAM_NAMES[cell]), weights(net)):
-        assert not np.allclose(before, after)  # every parameter was trained
-
-
-def test_trainer_loss_sum_is_token_summed_and_reset():
-    batches = random_batches(n=1)
-    params = numpy_params("lstm")
-    X, Y = batches[0]
-    expected, _, _ = ref.loss_and_grads(
-        "lstm",
-        {n: p.astype(np.float64) for n, p in params.items()},
-        ref.one_hot(X.T, V),
-        Y.T.reshape(-1),
-        ref.init_state("lstm", B, H),
-    )
-    for loss in (ce(), nn.CrossEntropyLoss()):  # per-token or batch mean: the same sum
-        trainer = dl.TorchTrainer(scratch_model("lstm", params), loss, 1.0, CPU)
-        state = trainer.train_step(X, Y, trainer.begin_state(B))
-        assert [tuple(s.shape) for s in state] == [(B, H), (B, H)]
-        np.testing.assert_allclose(trainer.take_loss_sum(), expected * Y.size, rtol=1e-5)
-        assert trainer.take_loss_sum() == 0.0
+# (a) TorchTrainer takes torch tensors
 
 
 def test_trainer_accepts_torch_tensors_and_carries_the_state():
@@ -134,39 +95,12 @@ def test_trainer_accepts_torch_tensors_and_carries_the_state():
 # (b) gradient clipping and the book's sgd
 
 
-def set_grads(params, norm, seed=0):
-    rng = np.random.default_rng(seed)
-    grads = [rng.standard_normal(tuple(p.shape)).astype(np.float32) for p in params]
-    scale = norm / global_norm(grads)
+def set_grads(params, norm):
+    """Gives ``params`` gradients of global norm ``norm``; returns copies of them."""
+    grads = random_grads([tuple(p.shape) for p in params], norm)
     for p, g in zip(params, grads):
-        p.grad = torch.tensor(g * np.float32(scale))
-    return [p.grad.numpy().copy() for p in params]
-
-
-def clipping_targets():
-    return {"module": concise_model("lstm"), "scratch": scratch_model("lstm", numpy_params("lstm"))}
-
-
-@pytest.mark.parametrize("kind", ["module", "scratch"])
-def test_grad_clipping_scales_a_large_norm_to_theta(kind):
-    net = clipping_targets()[kind]
-    params = list(net.parameters())
-    grads = set_grads(params, 5.0)
-    dl.grad_clipping(net, 1.0)
-    clipped = [p.grad.numpy() for p in params]
-    assert global_norm(clipped) == pytest.approx(1.0, rel=1e-6)
-    for g, c in zip(grads, clipped):  # same direction: every entry scaled by 1/5
-        np.testing.assert_allclose(c, g / 5.0, rtol=1e-5, atol=1e-8)
-
-
-@pytest.mark.parametrize("kind", ["module", "scratch"])
-def test_grad_clipping_leaves_a_small_norm_unchanged(kind):
-    net = clipping_targets()[kind]
-    params = list(net.parameters())
-    grads = set_grads(params, 0.5)
-    dl.grad_clipping(net, 1)  # integer theta
-    for g, p in zip(grads, params):
-        np.testing.assert_array_equal(p.grad.numpy(), g)
+        p.grad = torch.tensor(g)
+    return grads
 
 
 def test_grad_clipping_skips_frozen_and_gradless_parameters_and_zero_grads():
@@ -275,26 +209,6 @@ def small_setup():
     return net, loader, vocab
 
 
-@pytest.mark.parametrize(
-    "lr, num_epochs, name",
-    [
-        (0, 1, "lr"),
-        (-1.0, 1, "lr"),
-        (float("nan"), 1, "lr"),
-        (float("inf"), 1, "lr"),
-        (1, -1, "num_epochs"),
-        (1, 1.5, "num_epochs"),
-    ],
-)
-def test_train_dl_rejects_bad_lr_and_epochs(small_setup, capsys, lr, num_epochs, name):
-    net, loader, vocab = small_setup
-    before = weights(net)
-    with pytest.raises(ValueError, match=name):
-        dl.train_dl(net, loader, vocab, lr, num_epochs, CPU)
-    assert capsys.readouterr().out == ""  # refused before training, nothing printed
-    assert_weights_close(weights(net), before, 0)
-
-
 @pytest.mark.parametrize("precision", ["fp64", "fp8", "float64", ""])
 def test_unknown_precision_is_refused(small_setup, capsys, precision):
     net, loader, vocab = small_setup
@@ -305,49 +219,6 @@ def test_unknown_precision_is_refused(small_setup, capsys, precision):
         dl.TorchTrainer(net, ce(), 1.0, CPU, precision=precision)
     with pytest.raises(ValueError, match="precision"):
         dl.train_epoch_dl(net, loader, ce(), 1.0, CPU, False, precision=precision)
-
-
-def test_predict_dl_rejects_negative_num_preds_and_empty_prefix(small_setup):
-    net, _, vocab = small_setup
-    with pytest.raises(ValueError, match="num_preds"):
-        dl.predict_dl("time", -1, net, vocab, CPU)
-    with pytest.raises(ValueError, match="prefix"):
-        dl.predict_dl("", 3, net, vocab, CPU)
-
-
-def test_predict_dl_maps_unknown_characters_to_unk(small_setup):
-    net, _, vocab = small_setup
-    assert vocab["T"] == vocab["!"] == vocab.unk
-    out = dl.predict_dl("Time Traveller!", 10, net, vocab, CPU)
-    assert out.startswith("<unk>ime <unk>raveller<unk>")
-    assert len(vocab[list(out.replace("<unk>", "?"))]) == len("Time Traveller!") + 10
-    assert dl.predict_dl("time", 0, net, vocab, CPU) == "time"
-
-
-@pytest.mark.parametrize("kind", ["scratch", "concise"])
-def test_nan_weights_stop_training_with_diverged_error(small_setup, capsys, kind):
-    net, loader, vocab = small_setup
-    if kind == "concise":
-        net = concise_model("lstm", vocab_size=len(vocab))
-    with torch.no_grad():
-        for p in net.parameters():
-            p.fill_(float("nan"))
-    with pytest.raises(DivergedError, match=r"epoch 1\b") as info:
-        dl.train_dl(net, loader, vocab, 1, 3, CPU)
-    assert "smaller learning rate" in str(info.value)
-    assert "perplexity" not in capsys.readouterr().out
-    assert issubclass(dl.DivergedError, FloatingPointError) and dl.DivergedError is DivergedError
-
-
-@pytest.mark.parametrize("kind", ["scratch", "concise"])
-def test_huge_learning_rate_stops_training_with_diverged_error(small_setup, capsys, kind):
-    net, loader, vocab = small_setup
-    if kind == "concise":
-        net = concise_model("lstm", vocab_size=len(vocab))
-    with pytest.raises(DivergedError, match=r"epoch [12]\b") as info:
-        dl.train_dl(net, loader, vocab, 1e30, 3, CPU)
-    assert "smaller learning rate" in str(info.value)
-    assert "perplexity" not in capsys.readouterr().out
 
 
 def test_train_epoch_dl_accepts_an_iterator_of_torch_tensor_batches():
@@ -363,20 +234,6 @@ def test_train_epoch_dl_accepts_an_iterator_of_torch_tensor_batches():
 # (e) train_dl end to end, the book's names
 
 
-PERPLEXITY_LINE = re.compile(r"^perplexity (\d+\.\d), (\d+\.\d) tokens/sec on cpu$")
-
-
-def check_book_output(out, vocab, device=CPU):
-    lines = out.strip("\n").split("\n")
-    assert len(lines) == 3, out  # 3 epochs < 10: the summary and two continuations
-    match = re.match(PERPLEXITY_LINE.pattern.replace("cpu", re.escape(str(device))), lines[0])
-    assert match, lines[0]
-    assert 1.0 <= float(match.group(1)) < 2 * len(vocab) and float(match.group(2)) > 0
-    for line, prefix in zip(lines[1:], ("time traveller", "traveller")):
-        assert line.startswith(prefix) and len(line) == len(prefix) + 50, line
-        assert "<unk>" not in line
-
-
 def test_train_dl_scratch_as_in_the_seed(capsys):
     loader, vocab = tiny_loader()
     device = dl.try_gpu()
@@ -386,7 +243,7 @@ def test_train_dl_scratch_as_in_the_seed(capsys):
     )
     before = weights(model)
     assert dl.train_dl(model, loader, vocab, 1, 3, device) is None
-    check_book_output(capsys.readouterr().out, vocab, device)
+    check_book_output(capsys.readouterr().out, vocab, str(device))
     assert all(not np.allclose(b, a) for b, a in zip(before, weights(model)))
 
 
@@ -397,7 +254,7 @@ def test_train_dl_concise_as_in_the_seed(capsys):
     model = dl.RNNModel(nn.LSTM(len(vocab), H), vocab_size=len(vocab)).to(device)
     before = weights(model)
     dl.train_ch8(model, loader, vocab, 1, 3, device)
-    check_book_output(capsys.readouterr().out, vocab, device)
+    check_book_output(capsys.readouterr().out, vocab, str(device))
     assert all(not np.allclose(b, a) for b, a in zip(before, weights(model)))
 
 
@@ -406,56 +263,14 @@ def test_train_dl_with_random_iter_and_integer_lr(capsys):
     torch.manual_seed(0)
     model = dl.RNNModelScratch(len(vocab), H, CPU, dl.get_gru_params, dl.init_gru_state, dl.gru)
     dl.train_dl(model, loader, vocab, 1, 3, CPU, use_random_iter=True)
-    check_book_output(capsys.readouterr().out, vocab)
+    check_book_output(capsys.readouterr().out, vocab, "cpu")
 
 
-def test_train_dl_returns_none_and_fills_a_given_animator(small_setup, capsys):
-    net, loader, vocab = small_setup
-    animator = dl.Animator()
-    assert dl.train_dl(net, loader, vocab, 1, 20, CPU, animator=animator) is None
-    assert animator.X == [[10, 20]] and len(animator.Y[0]) == 2
-    assert all(np.isfinite(animator.Y[0]))
-    lines = capsys.readouterr().out.strip("\n").split("\n")
-    assert len(lines) == 5  # a continuation at epochs 10 and 20, the summary, two continuations
-    assert PERPLEXITY_LINE.match(lines[2]), lines[2]
-
-
-def test_book_aliases_and_try_gpu():
-    assert dl.train_ch8 is dl.train_dl
-    assert dl.train_epoch_ch8 is dl.train_epoch_dl
-    assert dl.predict_ch8 is dl.predict_dl
+def test_try_gpu():
     if not torch.cuda.is_available():
         assert dl.try_gpu() == torch.device("cpu")
     assert isinstance(dl.try_gpu(), torch.device)
     assert dl.try_gpu(torch.cuda.device_count()) == torch.device("cpu")  # one past the last
-
-
-@pytest.mark.parametrize("num_preds", [0, 1, 12])
-def test_predict_dl_returns_prefix_plus_num_preds_characters(small_setup, num_preds):
-    net, _, vocab = small_setup
-    out = dl.predict_dl("time traveller", num_preds, net, vocab, CPU)
-    assert out.startswith("time traveller") and len(out) == len("time traveller") + num_preds
-    assert dl.predict_dl("time traveller", num_preds, net, vocab, CPU) == out  # greedy
-
-
-@pytest.mark.parametrize("kind", ["scratch", "concise"])
-def test_predict_dl_continuation_is_the_greedy_argmax(small_setup, kind):
-    """predict_dl warms up on the prefix and appends argmax tokens, as the book does."""
-    net, _, vocab = small_setup
-    if kind == "concise":
-        net = concise_model("gru", vocab_size=len(vocab), num_layers=2)
-    prefix = "the ti"
-    state = net.begin_state(batch_size=1, device=CPU)
-    outputs = [vocab[prefix[0]]]
-    with torch.no_grad():
-        for token in prefix[1:]:
-            _, state = net(torch.tensor([[outputs[-1]]]), state)
-            outputs.append(vocab[token])
-        for _ in range(5):
-            y, state = net(torch.tensor([[outputs[-1]]]), state)
-            outputs.append(int(y.argmax(dim=1).reshape(1)))
-    assert dl.predict_dl(prefix, 5, net, vocab, CPU) == "".join(vocab.to_tokens(outputs))
-    assert all(p.grad is None for p in net.parameters())  # prediction builds no graph
 
 
 # ---------------------------------------------------------------------------------------------
@@ -639,4 +454,4 @@ def test_train_dl_in_bf16_prints_as_the_book(capsys):
     torch.manual_seed(0)
     model = dl.RNNModel(nn.LSTM(len(vocab), H), vocab_size=len(vocab))
     dl.train_dl(model, loader, vocab, 1, 3, CPU, precision="bf16")
-    check_book_output(capsys.readouterr().out, vocab)
+    check_book_output(capsys.readouterr().out, vocab, "cpu")

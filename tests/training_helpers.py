@@ -1,4 +1,6 @@
-"""Data and parameters shared by the per-framework training tests (NumPy only)."""
+"""Data, parameters and checks shared by the training tests (NumPy only)."""
+
+import re
 
 import numpy as np
 
@@ -11,6 +13,20 @@ TEXT = (
     "the time traveller for so it will be convenient to speak of him was expounding "
     "a recondite matter to us "
 ) * 3
+SUMMARY_LINE = r"^perplexity (\d+\.\d), (\d+\.\d) tokens/sec on {}$"
+
+
+def global_norm(arrays):
+    """The float64 global L2 norm of a list of arrays (gradients, say)."""
+    return float(np.sqrt(sum(np.sum(np.asarray(a, np.float64) ** 2) for a in arrays)))
+
+
+def random_grads(shapes, norm, seed=0):
+    """float32 arrays of ``shapes`` whose global norm is ``norm``."""
+    rng = np.random.default_rng(seed)
+    grads = [rng.standard_normal(shape).astype(np.float32) for shape in shapes]
+    scale = norm / global_norm(grads)
+    return [g * np.float32(scale) for g in grads]
 
 
 def tiny_corpus():
@@ -41,3 +57,38 @@ def numpy_params(cell, seed=1, scale=0.3, vocab_size=V):
     return ref.init_params(
         cell, vocab_size, H, np.random.default_rng(seed), scale=scale, dtype=np.float32
     )
+
+
+def train_steps(trainer, batches):
+    """Per-batch mean losses (before each update), the state carried across batches."""
+    state, losses = trainer.begin_state(batches[0][0].shape[0]), []
+    for X, Y in batches:
+        state = trainer.train_step(X, Y, state)
+        losses.append(trainer.take_loss_sum() / (Y.shape[0] * Y.shape[1]))
+    return losses
+
+
+def assert_weights_close(a, b, tol):
+    assert len(a) == len(b)
+    for i, (x, y) in enumerate(zip(a, b)):
+        np.testing.assert_allclose(x, y, rtol=tol, atol=tol, err_msg=f"parameter {i}")
+
+
+def summary_line(device_name):
+    """train_dl's last-epoch line, ``perplexity P, S tokens/sec on DEVICE``."""
+    return re.compile(SUMMARY_LINE.format(re.escape(device_name)))
+
+
+def check_book_output(out, vocab, device_name, epochs_printed=0):
+    """train_dl's output: a continuation for each of ``epochs_printed`` epochs, the summary
+    line (a perplexity under twice the vocabulary) and two continuations without <unk>."""
+    lines = out.strip("\n").split("\n")
+    assert len(lines) == epochs_printed + 3, out
+    for line in lines[:epochs_printed]:
+        assert line.startswith("time traveller") and len(line) == len("time traveller") + 50
+    match = summary_line(device_name).match(lines[epochs_printed])
+    assert match, lines[epochs_printed]
+    assert 1.0 <= float(match.group(1)) < 2 * len(vocab) and float(match.group(2)) > 0
+    for line, prefix in zip(lines[-2:], ("time traveller", "traveller")):
+        assert line.startswith(prefix) and len(line) == len(prefix) + 50, line
+        assert "<unk>" not in line
