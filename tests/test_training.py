@@ -60,9 +60,7 @@ class TorchAdapter(Adapter):
 
     def scratch_model(self, cell, params, vocab_size=V):
         _, init_state, forward = self.dl.CELLS[cell]
-        tensors = [
-            self.torch.tensor(params[n], requires_grad=True) for n in ref.PARAM_NAMES[cell]
-        ]
+        tensors = [self.torch.tensor(params[n], requires_grad=True) for n in ref.PARAM_NAMES[cell]]
         return self.dl.RNNModelScratch(
             vocab_size, H, self.cpu, lambda v, h, d: tensors, init_state, forward
         )
