@@ -42,7 +42,11 @@ def dl(*args):
 
 
 def spawn(*args, **env):
-    """``dl ARGS`` on the fake backend in a subprocess (text pipes)."""
+    """``dl ARGS`` on the fake backend in a subprocess (text pipes), as a user's shell starts it.
+
+    A test run started with SIGINT ignored (CI, ``pytest &`` in a script) passes the ignore on,
+    and Python then never raises KeyboardInterrupt: the child gets SIGINT's default back.
+    """
     environment = dict(
         os.environ,
         PYTHONUNBUFFERED="1",
@@ -55,6 +59,7 @@ def spawn(*args, **env):
         stderr=subprocess.PIPE,
         text=True,
         env=environment,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
 
 
