@@ -7,11 +7,21 @@ fuses the gates of a layer into one matrix product per time step and looks the f
 input product up by token id (the product of a one-hot row with ``W_x`` is a row of ``W_x``);
 the numbers are those of :mod:`dl.reference`.
 
+A model for real text (``embedding > 0``) looks its inputs up in an embedding table
+``W_emb: (V, E)`` instead, may tie the output layer to it (``logits = H W_emb^T + b_q``, no
+``W_hq``; needs E = H) and drops out embeddings and the last layer's outputs as well as the
+outputs between layers.
+
 Parameters carry canonical names, the seed's (``W_xi, W_hi, b_i, ..., W_hq, b_q``); layers
 of a stacked model are prefixed ``layer1.``, ``layer2.``, ... (the output layer's ``W_hq, b_q``
-are not), so a checkpoint written by one framework loads in every other.
+and the embedding table ``W_emb`` are not), so a checkpoint written by one framework loads in
+every other.
 
-Shape letters: B = batch_size, T = num_steps, V = vocab_size, H = num_hiddens.
+Dropout sites: a backend's ``dropout(x, site)`` draws a mask for ``site`` (an int: layer ``k``
+for the outputs of layer ``k`` below another, :data:`EMBEDDING_SITE`, :data:`OUTPUT_SITE`) at
+the rate :func:`dropout_rate` gives.
+
+Shape letters: B = batch_size, T = num_steps, V = vocab_size, E = embedding, H = num_hiddens.
 """
 
 from __future__ import annotations
@@ -30,6 +40,8 @@ from dl.validate import check_positive
 
 CELLS = tuple(PARAM_NAMES)
 GATES = {"rnn": ("h",), "gru": ("z", "r", "h"), "lstm": ("i", "f", "o", "c")}
+EMBEDDING_SITE = 1 << 16  # the dropout site of the embeddings
+OUTPUT_SITE = EMBEDDING_SITE + 1  # the dropout site of the last layer's outputs
 
 
 class RecurrentShape:
@@ -54,8 +66,11 @@ class RecurrentShape:
         return "" if self.num_layers == 1 else f"layer{layer + 1}."
 
     def param_shapes(self) -> dict[str, tuple[int, ...]]:
-        """Canonical names -> shapes, layer by layer, then ``W_hq: (H, Q), b_q: (Q,)``."""
+        """Canonical names -> shapes: ``W_emb: (V, E)`` where there is an embedding, layer by
+        layer, then ``W_hq: (H, Q)`` (unless tied) and ``b_q: (Q,)``."""
         H, shapes = self.num_hiddens, {}
+        if getattr(self, "embedding", 0):
+            shapes["W_emb"] = (self.vocab_size, self.embedding)
         for layer in range(self.num_layers):
             inputs = self.num_inputs if layer == 0 else H
             for name in PARAM_NAMES[self.cell][:-2]:
@@ -65,7 +80,9 @@ class RecurrentShape:
                     else ((H, H) if name.startswith("W_h") else (H,))
                 )
                 shapes[self.prefix(layer) + name] = shape
-        shapes["W_hq"], shapes["b_q"] = (H, self.num_outputs), (self.num_outputs,)
+        if not getattr(self, "tie_weights", False):
+            shapes["W_hq"] = (H, self.num_outputs)
+        shapes["b_q"] = (self.num_outputs,)
         return shapes
 
     def num_params(self) -> int:
@@ -88,19 +105,36 @@ class LMConfig(RecurrentShape):
     """What defines a language model's parameters and computation (stored in checkpoints)."""
 
     cell: str = "lstm"  # rnn | gru | lstm
-    vocab_size: int = 28  # V: one-hot inputs and output classes
+    vocab_size: int = 28  # V: input tokens and output classes
     num_hiddens: int = 256  # H: units per layer
     num_layers: int = 1  # stacked recurrent layers
     dropout: float = 0.0  # on each layer's outputs but the last, while training
     output_tanh: bool = True  # lstm only: False gives H = O * C (the chapter's exercise 4)
+    embedding: int = 0  # E: 0 for the book's one-hot inputs, else an embedding table (V, E)
+    tie_weights: bool = False  # the output layer is the embedding table transposed (E = H)
+    embed_dropout: float = 0.0  # on the embeddings, while training
+    output_dropout: float = 0.0  # on the last layer's outputs, while training
 
     def __post_init__(self):
         check_positive("vocab_size", self.vocab_size, integer=True)
+        check_positive("embedding", self.embedding, allow_zero=True, integer=True)
+        for name in ("embed_dropout", "output_dropout"):
+            value = getattr(self, name)
+            check_positive(name, value, allow_zero=True)
+            if value >= 1:
+                raise InputError(f"{name} must be in [0, 1), got {value!r}")
+        if self.embed_dropout and not self.embedding:
+            raise InputError("embed_dropout needs an embedding (the one-hot inputs have none)")
+        if self.tie_weights and self.embedding != self.num_hiddens:
+            raise InputError(
+                f"tie_weights shares the embedding table with the output layer, so embedding "
+                f"({self.embedding}) must equal num_hiddens ({self.num_hiddens})"
+            )
         self._check()
 
     @property
     def num_inputs(self) -> int:
-        return self.vocab_size
+        return self.embedding or self.vocab_size
 
     @property
     def num_outputs(self) -> int:
@@ -129,6 +163,21 @@ def check_concise(config, backend: str, supported) -> None:
             f"--impl concise: {backend}'s LSTM layer always applies tanh to its "
             "output; use --impl scratch for H = O * C"
         )
+
+
+def dropout_rate(config, site: int) -> float:
+    """The dropout rate of ``site`` (see the module's docstring) under ``config``."""
+    if site == EMBEDDING_SITE:
+        return getattr(config, "embed_dropout", 0.0)
+    if site == OUTPUT_SITE:
+        return getattr(config, "output_dropout", 0.0)
+    return config.dropout
+
+
+def any_dropout(config) -> bool:
+    """Whether ``config`` drops anything out while training."""
+    sites = (0, EMBEDDING_SITE, OUTPUT_SITE)
+    return any(dropout_rate(config, site) > 0 for site in sites)
 
 
 def init_params(config: LMConfig, seed: int, scale: float = 0.01) -> dict[str, np.ndarray]:
@@ -167,19 +216,42 @@ def forward(
     """Run the language model over a batch.
 
     ``X: (B, T)`` int token ids; ``state``: a flat tuple, per layer ``(H,)`` or ``(H, C)``, each
-    ``(B, H)``. ``dropout(outputs, layer)``, if given, is applied to ``outputs: (T, B, H)`` of
-    every layer but the last. Returns ``(logits: (T * B, V), state)``, logits time-major as the
-    book's (rows ``t*B .. t*B+B-1`` belong to step ``t``).
+    ``(B, H)``. ``dropout(x, site)``, if given, is applied at every site whose rate is above 0
+    (:func:`dropout_rate`): the embeddings ``(T, B, E)``, the outputs ``(T, B, H)`` of every
+    layer but the last, the last layer's outputs. Returns ``(logits: (T * B, V), state)``,
+    logits time-major as the book's (rows ``t*B .. t*B+B-1`` belong to step ``t``).
     """
-    ids = ops.transpose(X)  # one-hot rows times W_x: rows of W_x, looked up gate by gate
-    x_proj = ops.concat(
-        [ops.take(W_x, ids) for W_x in _gate_weights(params, config.prefix(0), config.cell, "W_x")],
-        -1,
-    )
-    x_proj = x_proj + _bias(ops, params, config, 0)
+    ids = ops.transpose(X)
+    if config.embedding:
+        inputs = ops.take(params["W_emb"], ids)  # (T, B, E)
+        inputs = _drop(dropout, inputs, config, EMBEDDING_SITE)
+        x_proj = input_projection(ops, params, inputs, config, 0)
+    else:  # one-hot rows times W_x: rows of W_x, looked up gate by gate
+        x_proj = ops.concat(
+            [
+                ops.take(W_x, ids)
+                for W_x in _gate_weights(params, config.prefix(0), config.cell, "W_x")
+            ],
+            -1,
+        )
+        x_proj = x_proj + _bias(ops, params, config, 0)
     outputs, state = run_layers(ops, params, x_proj, state, config, dropout)
+    outputs = _drop(dropout, outputs, config, OUTPUT_SITE)
     T, B, H = outputs.shape
-    return ops.reshape(outputs, (T * B, H)) @ params["W_hq"] + params["b_q"], state
+    logits = ops.reshape(outputs, (T * B, H)) @ output_weights(ops, params, config)
+    return logits + params["b_q"], state
+
+
+def output_weights(ops, params: dict, config):
+    """The output layer's ``(H, V)`` matrix: ``W_hq``, or the tied ``W_emb`` transposed."""
+    return ops.transpose(params["W_emb"]) if config.tie_weights else params["W_hq"]
+
+
+def _drop(dropout, x, config, site):
+    """``dropout(x, site)`` where ``site``'s rate is above 0 (and there is a ``dropout``)."""
+    if dropout is None or not dropout_rate(config, site) > 0:
+        return x
+    return dropout(x, site)
 
 
 def input_projection(ops, params: dict, inputs, config, layer: int = 0):
@@ -209,8 +281,8 @@ def run_layers(
         layer_state = state[layer * per_layer : (layer + 1) * per_layer]
         inputs, layer_state = _run_layer(ops, config, params, layer, x_proj, layer_state)
         new_state.extend(layer_state)
-        if dropout is not None and layer < config.num_layers - 1:
-            inputs = dropout(inputs, layer)
+        if layer < config.num_layers - 1:
+            inputs = _drop(dropout, inputs, config, layer)
     return inputs, tuple(new_state)
 
 
@@ -309,11 +381,14 @@ def layer_params(W_x, W_h, b, config, layer: int, order=None) -> dict:
     return params
 
 
-def concise_params(config, layers, W_hq, b_q, order=None) -> dict:
+def concise_params(config, layers, W_hq, b_q, order=None, W_emb=None) -> dict:
     """Canonical parameters (in :meth:`LMConfig.param_shapes` order) from a framework's layers:
     ``layers`` yields each layer's fused ``(W_x, W_h, b)`` with the gates in ``order``,
-    ``W_hq: (H, V)`` and ``b_q: (V,)`` are the output layer's."""
+    ``W_hq: (H, V)`` (ignored when tied) and ``b_q: (V,)`` are the output layer's, ``W_emb:
+    (V, E)`` the embedding table where there is one."""
     params = {"W_hq": np.asarray(W_hq), "b_q": np.asarray(b_q)}
+    if W_emb is not None:
+        params["W_emb"] = np.asarray(W_emb)
     for layer, (W_x, W_h, b) in enumerate(layers):
         params.update(layer_params(W_x, W_h, b, config, layer, order))
     return {name: params[name] for name in config.param_shapes()}

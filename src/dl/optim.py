@@ -20,11 +20,17 @@ Optimizer state travels in checkpoints under canonical names beside the weights:
 :data:`SLOTS` and each parameter's canonical name (``opt.m.W_xi``, ``opt.v.layer2.W_hh``);
 ``m`` is the first moment, ``v`` the running mean of squared gradients. So a run resumes
 exactly on any backend, whatever the optimizer.
+
+Learning-rate schedules (:class:`ScheduleConfig`) are a function of the update count alone:
+the rate of update ``s + 1`` is ``lr * schedule.factor(s)``, set on the framework's optimizer
+before the update (``trainer.set_lr``), so the schedule's position is ``opt.step`` and a
+resumed run continues it exactly.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import numpy as np
 
@@ -33,6 +39,7 @@ from dl.validate import check_positive
 
 # optimizer -> the per-parameter state slots it keeps
 SLOTS = {"sgd": (), "adam": ("m", "v"), "adamw": ("m", "v"), "rmsprop": ("v",)}
+DECAYS = ("constant", "cosine")
 NAMES = tuple(SLOTS)
 PREFIX = "opt."
 STEP = PREFIX + "step"
@@ -114,3 +121,47 @@ def zero_state(config: OptimizerConfig, param_shapes: dict[str, tuple]) -> dict[
     for name in state_names(config, param_shapes)[1:]:
         state[name] = np.zeros(param_shapes[name.split(".", 2)[2]], np.float32)
     return state
+
+
+@dataclasses.dataclass(frozen=True)
+class ScheduleConfig:
+    """How the learning rate moves with the update count (stored in checkpoints): a linear
+    warm-up over ``warmup_steps`` updates, then constant or a cosine decay that reaches
+    ``min_lr_fraction * lr`` at update ``total_steps`` and stays there."""
+
+    decay: str = "constant"  # constant | cosine
+    warmup_steps: int = 0  # updates of linear warm-up: update s + 1 gets (s + 1) / warmup
+    total_steps: int = 0  # cosine: the update where the decay ends
+    min_lr_fraction: float = 0.0  # cosine: the final rate, as a fraction of lr
+
+    def __post_init__(self):
+        if self.decay not in DECAYS:
+            raise InputError(f"decay must be one of {', '.join(DECAYS)}, got {self.decay!r}")
+        check_positive("warmup_steps", self.warmup_steps, allow_zero=True, integer=True)
+        check_positive("total_steps", self.total_steps, allow_zero=True, integer=True)
+        check_positive("min_lr_fraction", self.min_lr_fraction, allow_zero=True)
+        if self.min_lr_fraction > 1:
+            raise InputError(f"min_lr_fraction must be at most 1, got {self.min_lr_fraction!r}")
+        if self.decay == "cosine" and self.total_steps <= self.warmup_steps:
+            raise InputError(
+                f"a cosine decay needs total_steps ({self.total_steps}) beyond the warm-up "
+                f"({self.warmup_steps} steps)"
+            )
+
+    @property
+    def constant(self) -> bool:
+        """Whether every update gets the full rate (nothing to set per step)."""
+        return self.decay == "constant" and not self.warmup_steps
+
+    def factor(self, step: int) -> float:
+        """The fraction of ``lr`` for the update after ``step`` updates (``step`` from 0)."""
+        if step < self.warmup_steps:
+            return (step + 1) / self.warmup_steps
+        if self.decay == "constant":
+            return 1.0
+        progress = min(1.0, (step - self.warmup_steps) / (self.total_steps - self.warmup_steps))
+        low = self.min_lr_fraction
+        return low + (1 - low) * 0.5 * (1 + math.cos(math.pi * progress))
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
