@@ -195,6 +195,11 @@ class TorchTrainer:
             torch.distributed.all_reduce(total)
         return float(total) / self.world_size
 
+    def set_lr(self, lr: float) -> None:
+        """The learning rate of the following updates (a schedule's value, set by the host)."""
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+
     def optimizer_state(self) -> dict[str, np.ndarray]:
         """The optimizer's state under :mod:`dl.optim`'s canonical names, NumPy float32
         copies (``net`` maps its parameters to canonical names: a ``dl.torch.lm`` model)."""
