@@ -196,7 +196,18 @@ class TorchTrainer:
         return float(total) / self.world_size
 
     def set_lr(self, lr: float) -> None:
-        """The learning rate of the following updates (a schedule's value, set by the host)."""
+        """The learning rate of the following updates (a schedule's value, set by the host):
+        the optimizer's ``param_groups``, read by its next ``step`` (nothing recompiles)."""
+        if not isinstance(self.optimizer, torch.optim.Optimizer):
+            raise InputError(
+                "set_lr: the book's updater function holds its own learning rate; "
+                "give the trainer a dl.optim.OptimizerConfig or a torch.optim optimizer"
+            )
+        if isinstance(self._run, GraphedStep):
+            raise InputError(
+                "set_lr: a CUDA-graph step replays the learning rate it captured; "
+                "train with cuda_graph=False to schedule the learning rate"
+            )
         for group in self.optimizer.param_groups:
             group["lr"] = lr
 

@@ -80,11 +80,15 @@ class CanonicalModule(nn.Module):
     def device_name(self) -> str:
         return str(self.device)
 
+    def drop(self, x, site: int):
+        """``x`` with dropout at ``site``'s rate (:func:`dl.lm.dropout_rate`) while training."""
+        rate = lm.dropout_rate(self.config, site)
+        return F.dropout(x, rate, training=True) if self.training and rate > 0 else x
+
     def dropout(self):
-        """``dropout(outputs, layer)`` for :func:`dl.lm.run_layers` while training, else None."""
-        if not (self.training and self.config.dropout > 0):
-            return None
-        return lambda outputs, layer: F.dropout(outputs, self.config.dropout, training=True)
+        """:meth:`drop`, the ``dropout(x, site)`` of :func:`dl.lm.forward` and
+        :func:`dl.lm.run_layers`, while training a model that drops anything; else None."""
+        return self.drop if self.training and lm.any_dropout(self.config) else None
 
     def begin_state(self, batch_size: int, device=None) -> tuple:
         """The flat state of :func:`dl.lm.forward`: ``(B, H)`` zeros per layer and slot, on
@@ -167,7 +171,11 @@ class LanguageModel(CanonicalModule):
 
 class LayersModel(LanguageModel):
     """The concise model: ``nn.RNN`` or ``nn.LSTM`` (stacked, with their own dropout between
-    layers) on one-hot inputs plus ``nn.Linear``, loaded from and saved to canonical names.
+    layers) on one-hot inputs or an ``nn.Embedding``, plus ``nn.Linear``, loaded from and
+    saved to canonical names. Tied weights: ``nn.Linear``'s weight is the embedding's
+    ``nn.Parameter`` (``(V, E)`` both), so one tensor is trained and saved, as ``W_emb``.
+    Dropout on the embeddings and the last layer's outputs is ``F.dropout``, as the scratch
+    model's.
 
     PyTorch's layers keep two bias vectors per gate; the book's cells have one. ``bias_ih``
     holds it and ``bias_hh`` stays 0 (not trained), so the layers train as the scratch model
@@ -189,15 +197,20 @@ class LayersModel(LanguageModel):
         super().__init__(config, params, device, precision)
 
     def _build(self):
-        layer = nn.LSTM if self.config.cell == "lstm" else nn.RNN
+        config = self.config
+        if config.embedding:
+            self.embedding = nn.Embedding(config.vocab_size, config.embedding)
+        layer = nn.LSTM if config.cell == "lstm" else nn.RNN
         self.rnn = layer(
-            self.config.vocab_size,
-            self.config.num_hiddens,
-            num_layers=self.config.num_layers,
-            dropout=self.config.dropout,
+            config.num_inputs,
+            config.num_hiddens,
+            num_layers=config.num_layers,
+            dropout=config.dropout,
         )
-        self.linear = nn.Linear(self.config.num_hiddens, self.config.vocab_size)
-        for layer in range(self.config.num_layers):
+        self.linear = nn.Linear(config.num_hiddens, config.vocab_size)
+        if config.tie_weights:
+            self.linear.weight = self.embedding.weight
+        for layer in range(config.num_layers):
             getattr(self.rnn, f"bias_hh_l{layer}").requires_grad_(False)
         self.to(self.device)
 
@@ -209,23 +222,26 @@ class LayersModel(LanguageModel):
         ]
 
     def parameter_arrays(self, value) -> dict[str, np.ndarray]:
+        config = self.config
         layers = (
             (value(W_x).T, value(W_h).T, value(b))
-            for W_x, W_h, b, _ in map(self._layer, range(self.config.num_layers))
+            for W_x, W_h, b, _ in map(self._layer, range(config.num_layers))
         )
         return lm.concise_params(
-            self.config,
+            config,
             layers,
-            value(self.linear.weight).T,
+            None if config.tie_weights else value(self.linear.weight).T,
             value(self.linear.bias),
-            self.GATE_ORDER[self.config.cell],
+            self.GATE_ORDER[config.cell],
+            W_emb=value(self.embedding.weight) if config.embedding else None,
         )
 
     def parameter_pairs(self, arrays: dict[str, np.ndarray]) -> list:
-        pairs = [
-            (self.linear.weight, np.asarray(arrays["W_hq"]).T),
-            (self.linear.bias, arrays["b_q"]),
-        ]
+        pairs = [(self.linear.bias, arrays["b_q"])]
+        if not self.config.tie_weights:
+            pairs.append((self.linear.weight, np.asarray(arrays["W_hq"]).T))
+        if self.config.embedding:
+            pairs.append((self.embedding.weight, arrays["W_emb"]))
         for layer in range(self.config.num_layers):
             W_x, W_h, b = lm.layer_matrices(
                 arrays, self.config, layer, self.GATE_ORDER[self.config.cell]
@@ -233,10 +249,18 @@ class LayersModel(LanguageModel):
             pairs += zip(self._layer(layer), (W_x.T, W_h.T, b, np.zeros_like(b)))
         return pairs
 
+    def _inputs(self, X):
+        """``X: (B, T)`` int -> the first layer's time-major inputs ``(T, B, E or V)``: the
+        embeddings (dropped out while training; laid out as the scratch model's, batch-major
+        in memory, so the same seed draws the same mask) or one-hot rows."""
+        if self.config.embedding:
+            return self.drop(self.embedding(X).transpose(0, 1), lm.EMBEDDING_SITE)
+        return F.one_hot(X.T, self.config.vocab_size).to(self.linear.weight.dtype)
+
     def forward(self, X, state, ops=None):
         """``X: (B, T)`` int -> ``(logits: (T * B, V), state)`` (``ops``: unused)."""
-        inputs = F.one_hot(X.T.long(), self.config.vocab_size).to(self.linear.weight.dtype)
-        Y, state = self.rnn(inputs, state)
+        Y, state = self.rnn(self._inputs(X.long()), state)
+        Y = self.drop(Y, lm.OUTPUT_SITE)
         return self.linear(Y.reshape(-1, Y.shape[-1])), state
 
     def step(self, token: int, state):
@@ -246,8 +270,7 @@ class LayersModel(LanguageModel):
         lstm = self.config.cell == "lstm"  # lstm_cell, rnn_tanh_cell: what nn.LSTMCell and
         H, C = state if lstm else (state, None)  # nn.RNNCell compute, as torch functions
         with _evaluating(self):
-            x = F.one_hot(torch.tensor([token], device=self.device), self.config.vocab_size)
-            x = x.to(self.linear.weight.dtype)
+            x = self._inputs(torch.tensor([[token]], device=self.device))[0]
             hidden, cells = [], []
             for layer in range(self.config.num_layers):
                 if lstm:
