@@ -9,7 +9,7 @@ import pytest
 
 pytest.importorskip("tensorflow")
 
-from dl import checkpoint, lm  # noqa: E402
+from dl import checkpoint, lm, optim  # noqa: E402
 from dl import reference as ref  # noqa: E402
 from dl.optim import OptimizerConfig, ScheduleConfig  # noqa: E402
 from dl.tensorflow._keras import tf  # noqa: E402
@@ -176,7 +176,8 @@ def test_a_checkpoint_moves_between_the_two_models_under_canonical_names(tmp_pat
 @pytest.mark.parametrize("opt", [OptimizerConfig("adam", 0.05), OptimizerConfig("sgd", 2.0)])
 def test_the_two_models_train_alike_with_tied_embeddings_and_dropout(opt):
     """Three clipped steps through the engine (sparse embedding gradients, the tied matrix's
-    two gradients summed, seeded dropout at every site): the same weights."""
+    two gradients summed, seeded dropout at every site): the same weights and optimizer
+    state under the canonical names."""
     config = text_config("lstm", num_layers=2, tie=True, **DROPOUTS)
     params = lm.init_params(config, 2, scale=0.5)
     results = []
@@ -187,10 +188,14 @@ def test_the_two_models_train_alike_with_tied_embeddings_and_dropout(opt):
         state = trainer.begin_state(B)
         for X, Y in random_batches(3, B, T, V):
             state = trainer.train_step(X, Y, state)
-        results.append(model.numpy_params())
-    for key, value in results[1].items():
-        close(value, results[0][key], key, atol=1e-6)
+        results.append((model.numpy_params(), trainer.optimizer_state()))
+    (scratch, scratch_state), (concise, concise_state) = results
+    for key, value in concise.items():
+        close(value, scratch[key], key, atol=1e-6)
         assert not np.array_equal(value, params[key]), f"{key} did not train"
+    assert list(concise_state) == optim.state_names(opt, config.param_shapes())
+    for key, value in concise_state.items():
+        close(value, scratch_state[key], key, atol=1e-6)
 
 
 SCHEDULE = ScheduleConfig("cosine", warmup_steps=2, total_steps=5, min_lr_fraction=0.1)
