@@ -140,6 +140,12 @@ class Engine:
             self.optimizer.apply_gradients(pairs)
         return loss_sum, outputs
 
+    def set_lr(self, lr: float) -> None:
+        """The learning rate of the following updates (a schedule's value, set by the host):
+        assigned to the Keras optimizer's rate variable, which the compiled step reads, so
+        nothing is traced again."""
+        self.optimizer.learning_rate = lr
+
     def take_loss_sum(self) -> float:
         total = float(self.loss_sum.numpy())
         self.loss_sum.assign(0.0)

@@ -88,14 +88,15 @@ class CanonicalModel:
         self._seed.assign([seed, 0])
 
     def _dropout(self, training: bool):
-        """``dropout(outputs, layer)`` for :func:`dl.lm.run_layers` while training, else None."""
-        if not training or not self.config.dropout:
+        """``dropout(x, site)`` for :func:`dl.lm.forward` (sites: :mod:`dl.lm`'s docstring) while
+        training a model that drops anything out, else None. Each call draws a new mask."""
+        if not training or not lm.any_dropout(self.config):
             return None
 
-        def dropout(outputs, layer):
+        def dropout(x, site):
             self._seed.assign_add([0, 1])
-            seed = self._seed + tf.constant([0, 1 << 32], tf.int64) * layer
-            return tf.nn.experimental.stateless_dropout(outputs, self.config.dropout, seed)
+            seed = self._seed + tf.constant([0, 1 << 32], tf.int64) * site
+            return tf.nn.experimental.stateless_dropout(x, lm.dropout_rate(self.config, site), seed)
 
         return dropout
 
@@ -159,8 +160,10 @@ class LanguageModel(CanonicalModel):
 
 class LayersModel(LanguageModel):
     """The concise model: Keras ``SimpleRNN``, ``GRU(reset_after=False)`` (the book's GRU) or
-    ``LSTM`` layers, stacked with dropout between them, on one-hot inputs plus a dense output
-    layer; loaded from and saved to canonical names. State as the scratch model's."""
+    ``LSTM`` layers on one-hot inputs, or on a Keras ``Embedding`` where the config has one,
+    plus a dense output layer (or the embedding table transposed, when tied); dropout at the
+    scratch model's sites with its masks. Loaded from and saved to canonical names; state as
+    the scratch model's."""
 
     GATE_ORDER = {"rnn": ("h",), "gru": ("z", "r", "h"), "lstm": ("i", "f", "c", "o")}
 
@@ -175,52 +178,92 @@ class LayersModel(LanguageModel):
         super().__init__(config, params, device, precision)
 
     def _variables(self, arrays: list) -> list:
-        """Each layer's ``kernel, recurrent_kernel, bias``, then ``W_hq, b_q``."""
-        config = self.config
+        """The embedding table (if any), each layer's ``kernel, recurrent_kernel, bias``, then
+        ``W_hq`` (unless tied) and ``b_q``."""
+        config, arrays = self.config, list(arrays)
         make = {
             "rnn": tf.keras.layers.SimpleRNN,
             "lstm": tf.keras.layers.LSTM,
             "gru": lambda H, **kw: tf.keras.layers.GRU(H, reset_after=False, **kw),
         }
+        variables = []
+        self.embedding = None
+        if config.embedding:
+            self.embedding = tf.keras.layers.Embedding(config.vocab_size, config.embedding)
+            self.embedding.build((None, None))
+            self.embedding.set_weights([arrays.pop(0)])
+            variables.append(self.embedding.embeddings)
         self.layers = []
         for layer in range(config.num_layers):
             rnn = make[config.cell](config.num_hiddens, return_sequences=True, return_state=True)
-            rnn.build((None, None, config.vocab_size if layer == 0 else config.num_hiddens))
+            rnn.build((None, None, config.num_inputs if layer == 0 else config.num_hiddens))
             rnn.set_weights(arrays[3 * layer : 3 * layer + 3])
             self.layers.append(rnn)
-        self.W_hq, self.b_q = (
-            tf.Variable(arrays[-2], name="W_hq"),
-            tf.Variable(arrays[-1], name="b_q"),
-        )
-        return [w for rnn in self.layers for w in rnn.trainable_weights] + [self.W_hq, self.b_q]
+            variables.extend(rnn.trainable_weights)
+        self.b_q = tf.Variable(arrays.pop(), name="b_q")
+        if config.tie_weights:  # the output layer is the embedding table's transpose
+            return variables + [self.b_q]
+        self.W_hq = tf.Variable(arrays.pop(), name="W_hq")
+        return variables + [self.W_hq, self.b_q]
 
     def per_variable(self, params: dict) -> list[np.ndarray]:
-        order = self.GATE_ORDER[self.config.cell]
+        config, order = self.config, self.GATE_ORDER[self.config.cell]
         fused = [
             m
-            for layer in range(self.config.num_layers)
-            for m in lm.layer_matrices(params, self.config, layer, order)
+            for layer in range(config.num_layers)
+            for m in lm.layer_matrices(params, config, layer, order)
         ]
-        return [np.asarray(a, np.float32) for a in fused + [params["W_hq"], params["b_q"]]]
+        embedding = [params["W_emb"]] if config.embedding else []
+        output = [params["b_q"]] if config.tie_weights else [params["W_hq"], params["b_q"]]
+        return [np.asarray(a, np.float32) for a in embedding + fused + output]
 
     def canonical(self, arrays) -> dict:
-        layers = [arrays[3 * layer : 3 * layer + 3] for layer in range(self.config.num_layers)]
-        return lm.concise_params(
-            self.config, layers, arrays[-2], arrays[-1], self.GATE_ORDER[self.config.cell]
-        )
+        config, arrays = self.config, list(arrays)
+        W_emb = arrays.pop(0) if config.embedding else None
+        b_q = arrays.pop()
+        W_hq = None if config.tie_weights else arrays.pop()
+        layers = [arrays[3 * layer : 3 * layer + 3] for layer in range(config.num_layers)]
+        order = self.GATE_ORDER[config.cell]
+        return lm.concise_params(config, layers, W_hq, b_q, order, W_emb=W_emb)
 
     def __call__(self, X, state, training=False):
         """``X: (B, T)`` int -> ``(logits: (T * B, V), state)``; dropout only when training."""
-        per_layer, new_state, dropout = self.config.state_per_layer, [], self._dropout(training)
-        inputs = tf.one_hot(tf.cast(X, tf.int32), self.config.vocab_size)  # (B, T, V)
+        config, per_layer, new_state = self.config, self.config.state_per_layer, []
+        drop = _dropper(self._dropout(training), config)
+        ids = tf.cast(X, tf.int32)
+        if config.embedding:
+            inputs = drop(self.embedding(ids), lm.EMBEDDING_SITE)  # (B, T, E)
+        else:
+            inputs = tf.one_hot(ids, config.vocab_size)  # (B, T, V)
         for layer, rnn in enumerate(self.layers):
             initial = list(state[layer * per_layer : (layer + 1) * per_layer])
             inputs, *layer_state = rnn(inputs, initial_state=initial)
             new_state.extend(layer_state)
-            if dropout and layer < len(self.layers) - 1:
-                inputs = dropout(inputs, layer)
-        outputs = tf.reshape(tf.transpose(inputs, [1, 0, 2]), [-1, self.config.num_hiddens])
-        return outputs @ self.W_hq + self.b_q, tuple(new_state)
+            if layer < len(self.layers) - 1:
+                inputs = drop(inputs, layer)
+        outputs = drop(tf.transpose(inputs, [1, 0, 2]), lm.OUTPUT_SITE, time_major=True)
+        outputs = tf.reshape(outputs, [-1, config.num_hiddens])
+        if config.tie_weights:
+            logits = tf.matmul(outputs, self.embedding.embeddings, transpose_b=True)
+        else:
+            logits = outputs @ self.W_hq
+        return logits + self.b_q, tuple(new_state)
+
+
+def _dropper(dropout, config):
+    """``drop(x: (B, T, D), site)`` for the Keras layers' batch-major tensors: ``dropout``'s
+    mask of the time-major ``(T, B, D)`` (the scratch model's, so both models train alike),
+    transposed (``time_major=True``: ``x`` is ``(T, B, D)`` already); ``x`` itself where
+    ``site`` drops nothing."""
+
+    def drop(x, site, time_major=False):
+        if dropout is None or not lm.dropout_rate(config, site) > 0:
+            return x
+        if time_major:
+            return dropout(x, site)
+        return tf.transpose(dropout(tf.transpose(x, [1, 0, 2]), site), [1, 0, 2])
+
+    return drop
 
 
 class _Training:
