@@ -74,16 +74,7 @@ def train_dl(
     perplexity, tokens/sec and two continuations. ``compile=False`` runs the book's eager loop.
     The perplexity curve goes to ``animator`` (a new :class:`dl.progress.Animator` if None).
     """
-    optimizer = OptimizerConfig("sgd", lr)
-    strategy = _strategy_of(net, strategy)
-    trainer = TFTrainer(
-        net,
-        tf.nn.sparse_softmax_cross_entropy_with_logits,
-        optimizer,
-        strategy,
-        theta=theta,
-        compile=compile,
-    )
+    trainer = train_dl_trainer(net, lr, strategy, theta=theta, compile=compile)
     predictor = Predictor(net, vocab)
     core.fit(
         trainer,
@@ -94,6 +85,19 @@ def train_dl(
         try_gpu()._device_name,
         use_random_iter,
         animator=animator,
+    )
+
+
+def train_dl_trainer(net, lr, strategy, *, theta=1.0, compile=True) -> TFTrainer:
+    """The trainer whose epochs :func:`train_dl` runs: SGD at ``lr`` and the token
+    cross-entropy in one ``tf.function`` (unless ``compile=False``), clipping at ``theta``."""
+    return TFTrainer(
+        net,
+        tf.nn.sparse_softmax_cross_entropy_with_logits,
+        OptimizerConfig("sgd", lr),
+        _strategy_of(net, strategy),
+        theta=theta,
+        compile=compile,
     )
 
 

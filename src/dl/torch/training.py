@@ -67,15 +67,8 @@ def train_dl(
     """
     check_positive("lr", lr)
     check_positive("num_epochs", num_epochs, allow_zero=True, integer=True)
-    trainer = TorchTrainer(
-        net,
-        nn.CrossEntropyLoss(reduction="none"),
-        float(lr),
-        device,
-        theta=theta,
-        precision=precision,
-        compile=compile,
-        cuda_graph=cuda_graph,
+    trainer = train_dl_trainer(
+        net, lr, device, theta=theta, precision=precision, compile=compile, cuda_graph=cuda_graph
     )
     predict = lambda prefix: predict_dl(prefix, 50, net, vocab, device)
     core.fit(
@@ -87,6 +80,23 @@ def train_dl(
         str(device),
         use_random_iter,
         animator=animator,
+    )
+
+
+def train_dl_trainer(
+    net, lr, device, *, theta=1.0, precision="fp32", compile=False, cuda_graph=False
+) -> TorchTrainer:
+    """The trainer whose epochs :func:`train_dl` runs: SGD at ``lr``, the token-summed
+    cross-entropy, clipping at ``theta``."""
+    return TorchTrainer(
+        net,
+        nn.CrossEntropyLoss(reduction="none"),
+        float(lr),
+        device,
+        theta=theta,
+        precision=precision,
+        compile=compile,
+        cuda_graph=cuda_graph,
     )
 
 
