@@ -335,6 +335,42 @@ def test_untraceable_forward_falls_back_to_eager_with_a_warning_and_trains():
     assert_weights_close(weights(net), expected_weights, 1e-5)
 
 
+class ReadersScratchModel:
+    """The rnn-scratch chapter's own ``RNNModelScratch`` (not dl's): it hands ``forward_fn`` one
+    time-major tensor, whose ``for X in inputs`` loop AutoGraph cannot trace into a list."""
+
+    def __init__(self, vocab_size, num_hiddens, init_state, forward_fn, get_params):
+        self.vocab_size, self.num_hiddens = vocab_size, num_hiddens
+        self.init_state, self.forward_fn = init_state, forward_fn
+        self.trainable_variables = get_params(vocab_size, num_hiddens)
+
+    def __call__(self, X, state):
+        X = tf.cast(tf.one_hot(tf.transpose(X), self.vocab_size), tf.float32)
+        return self.forward_fn(X, state, self.trainable_variables)
+
+    def begin_state(self, batch_size, *args, **kwargs):
+        return self.init_state(batch_size, self.num_hiddens)
+
+
+def test_a_readers_own_untraceable_model_trains_eagerly_with_a_warning():
+    def rnn(inputs, state, params):  # the chapter's, as printed
+        W_xh, W_hh, b_h, W_hq, b_q = params
+        (H,) = state
+        outputs = []
+        for X in inputs:
+            X = tf.reshape(X, [-1, W_xh.shape[0]])
+            H = tf.tanh(tf.matmul(X, W_xh) + tf.matmul(H, W_hh) + b_h)
+            outputs.append(tf.matmul(H, W_hq) + b_q)
+        return tf.concat(outputs, axis=0), (H,)
+
+    net = ReadersScratchModel(V, H, dl.init_rnn_state, rnn, dl.get_rnn_params)
+    before = weights(net)
+    with pytest.warns(RuntimeWarning, match="rnn could not be compiled") as record:
+        losses = train_steps(sgd_trainer(net, compile=True), random_batches(n=2))
+    assert "let ReadersScratchModel hand the forward function a list" in str(record[0].message)
+    assert all(np.isfinite(losses)) and not np.allclose(weights(net)[0], before[0])
+
+
 def test_eager_fallback_warning_says_why():
     net = scratch_model("lstm", numpy_params("lstm"), lstm_with_numpy)
     with pytest.warns(RuntimeWarning, match="could not be compiled") as record:

@@ -241,24 +241,37 @@ class TFTrainer(Engine):
                 args=(X, state),
             )
             self.build(self.net)
-        if not self.compile or not isinstance(self.net, RNNModelScratch):
-            return self.step(self._replica_loss, self.compile)
+        if not self.compile:
+            return self.step(self._replica_loss, compile=False)
         errors = []
-        for kind in GRAPH_INPUT_KINDS:
-            self.net.graph_inputs = kind
+        # dl's scratch model can hand a user's forward_fn its inputs in several ways; any other
+        # model (a reader's own class, a Keras model) is traced as it is
+        kinds = GRAPH_INPUT_KINDS if isinstance(self.net, RNNModelScratch) else (None,)
+        for kind in kinds:
+            if kind is not None:
+                self.net.graph_inputs = kind
             step = self.step(self._replica_loss)
             try:
                 with _variable_scope_kept():
-                    _check_compiled_forward(self.net, X)
+                    if kind is not None:
+                        _check_compiled_forward(self.net, X)
                     step.get_concrete_function(X, Y, state)
                 return step
-            except Exception as err:  # a forward_fn that cannot be traced: try the next way
-                errors.append(f"with inputs as a {kind}: {_last_line(err)}")
+            except Exception as err:  # a forward pass that cannot be traced: try the next way
+                errors.append(
+                    f"with inputs as a {kind}: {_last_line(err)}" if kind else _last_line(err)
+                )
         name = getattr(getattr(self.net, "forward_fn", None), "__name__", type(self.net).__name__)
+        advice = (
+            "Write the forward function with a Python `for X in inputs` loop and TensorFlow "
+            "ops to have it compiled."
+            if kinds is GRAPH_INPUT_KINDS
+            else f"To have it compiled, let {type(self.net).__name__} hand the forward function "
+            "a list of time steps (`tf.unstack(X)`), or use d2l.RNNModelScratch, which does."
+        )
         warnings.warn(
             f"dl: {name} could not be compiled with tf.function ({'; '.join(errors)}); training "
-            "runs eagerly, which is several times slower. Write the forward function with a "
-            "Python `for X in inputs` loop and TensorFlow ops to have it compiled.",
+            f"runs eagerly, which is several times slower. {advice}",
             RuntimeWarning,
             stacklevel=4,
         )
