@@ -78,7 +78,7 @@ def state_arrays(state: State) -> list[np.ndarray]:
     if isinstance(state, (tuple, list)):
         return [array for part in state for array in state_arrays(part)]
     detach = getattr(state, "detach", None)  # a torch tensor: off its graph and device
-    value = detach().cpu() if callable(detach) else state
+    value = detach().cpu().numpy() if callable(detach) else state
     return [np.array(value, np.float32)]
 
 

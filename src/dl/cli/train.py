@@ -590,6 +590,7 @@ class _Session:
                 bar.write(self._sample(self.prefixes[0]))
         elif epoch % print_every == 0:
             self.say(self._sample(self.prefixes[0]))
+        self.record_started = time.perf_counter()  # tokens/s: of the updates, not of samples
 
     def _new_record(self, epoch: int, evaluate: bool) -> dict:
         """The figures since the last record, appended to metrics.jsonl: the epoch's (or its
