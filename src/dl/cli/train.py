@@ -820,9 +820,10 @@ class _Session:
 
     def _summary(self) -> None:
         s, last = self.settings, self.records[-1] if self.records else None
-        if last is not None:
+        if last is not None:  # the speed of the last whole epoch: a part's may be one update
+            speed = next((r for r in reversed(self.records) if "batch" not in r), last)
             self.say(
-                f"perplexity {last['train_perplexity']:.1f}, {last['tokens_per_sec']:.1f} "
+                f"perplexity {last['train_perplexity']:.1f}, {speed['tokens_per_sec']:.1f} "
                 f"tokens/sec on {self.model.device_name}"
             )
             if last["val_perplexity"] is not None:
