@@ -121,19 +121,18 @@ def test_train_writes_a_run(tmp_path, capsys):
     assert (run / "perplexity.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def interrupt_in_epoch(monkeypatch, epoch):
-    """Make training raise KeyboardInterrupt after one batch of ``epoch`` (weights touched)."""
-    real, calls = cli_train.core.train_epoch, []
+def interrupt_in_epoch(monkeypatch, epoch, sig=signal.SIGINT):
+    """Send this process ``sig`` during the first update of ``epoch`` (a user's Ctrl-C)."""
+    real, calls = cli_train.core.train_batches, []
 
-    def train_epoch(trainer, loader, random_iter):
+    def train_batches(*args):
         calls.append(1)
-        if len(calls) == epoch:
-            X, Y = next(iter(loader))
-            trainer.train_step(X, Y, trainer.begin_state(X.shape[0]))
-            raise KeyboardInterrupt
-        return real(trainer, loader, random_iter)
+        for item in real(*args):
+            if len(calls) == epoch:
+                os.kill(os.getpid(), sig)
+            yield item
 
-    monkeypatch.setattr(cli_train.core, "train_epoch", train_epoch)
+    monkeypatch.setattr(cli_train.core, "train_batches", train_batches)
 
 
 @pytest.mark.slow
@@ -153,7 +152,7 @@ def test_interrupted_and_resumed_run_ends_with_the_same_weights(
     tmp_path, monkeypatch, capsys, backend, extra
 ):
     pytest.importorskip(backend)
-    # no checkpoint at epoch 2: the interrupt itself must save it
+    # no checkpoint at epoch 2: the interrupt itself must save epoch 3's first update
     args = [
         *SMALL,
         *extra,
@@ -170,7 +169,7 @@ def test_interrupted_and_resumed_run_ends_with_the_same_weights(
     with monkeypatch.context() as patch:
         interrupt_in_epoch(patch, 3)
         assert dl("train", *args, "--out", tmp_path / "cut") == 130
-    assert "epoch 2 is saved" in capsys.readouterr().err
+    assert "interrupted: epoch 3 step 1 is saved" in capsys.readouterr().err
     assert checkpoint.load(tmp_path / "cut")[1]["epoch"] == 2
     assert (
         dl("train", "--out", tmp_path / "cut", "--resume", "--epochs", 4, "--backend", backend) == 0
@@ -180,8 +179,11 @@ def test_interrupted_and_resumed_run_ends_with_the_same_weights(
         for name in whole:
             np.testing.assert_array_equal(cut[name], whole[name], err_msg=f"{stem} {name}")
     lines = lambda run: [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
-    strip = lambda rs: [{k: r[k] for k in ("epoch", "train_loss", "val_loss")} for r in rs]
+    strip = lambda rs: [{k: r[k] for k in ("epoch", "val_loss")} for r in rs]
     assert strip(lines(tmp_path / "cut")) == strip(lines(tmp_path / "whole"))
+    # the resumed epoch's loss is summed in two parts: equal up to rounding
+    cut_losses = [r["train_loss"] for r in lines(tmp_path / "cut")]
+    assert cut_losses == pytest.approx([r["train_loss"] for r in lines(tmp_path / "whole")])
 
 
 @novel
@@ -386,14 +388,15 @@ def test_damaged_checkpoints_exit_2_naming_the_file(tmp_path, capsys):
 def test_diverging_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch, capsys):
     args = [*SMALL, "--save-every", 10, "--backend", "torch"]
     assert dl("train", *args, "--epochs", 2, "--out", tmp_path / "two") == 0
-    real, calls = cli_train.core.train_epoch, []
+    real, calls = cli_train.core.train_batches, []
 
-    def train_epoch(trainer, loader, random_iter):  # the third epoch's loss turns NaN
+    def train_batches(trainer, *args):  # the third epoch's loss turns NaN
         calls.append(1)
-        loss_sum, num_tokens, speed = real(trainer, loader, random_iter)
-        return (float("nan") if len(calls) == 3 else loss_sum), num_tokens, speed
+        if len(calls) == 3:
+            trainer.take_loss_sum = lambda: float("nan")
+        yield from real(trainer, *args)
 
-    monkeypatch.setattr(cli_train.core, "train_epoch", train_epoch)
+    monkeypatch.setattr(cli_train.core, "train_batches", train_batches)
     run = tmp_path / "run"
     assert dl("train", *args, "--epochs", 5, "--out", run) == 2
     err = capsys.readouterr().err
@@ -646,7 +649,10 @@ def test_a_terminal_gets_a_progress_bar(tmp_path, monkeypatch, capsys):
         == 0
     )
     captured = capsys.readouterr()
-    assert "2/2" in captured.err and "epoch" in captured.err and "val=" in captured.err
+    steps = checkpoint.load(tmp_path / "run")[1]["position"]["step"]
+    assert f"{steps}/" in captured.err and "step" in captured.err  # updates within the run
+    assert "loss=" in captured.err and "val=" in captured.err and "tok/s=" in captured.err
+    assert "lr=" not in captured.err  # not scheduled
     assert (
         captured.out.count("time traveller") == 3
     )  # a sample per epoch above the bar, 1 at the end
@@ -703,10 +709,26 @@ def test_more_user_errors_exit_2(tmp_path, capsys):
 
 
 @novel
-def test_ctrl_c_in_the_first_epoch_says_nothing_was_saved(tmp_path, monkeypatch, capsys):
+def test_ctrl_c_in_the_first_epoch_saves_its_first_update(tmp_path, monkeypatch, capsys):
     interrupt_in_epoch(monkeypatch, 1)
     assert dl("train", *SMALL, "--backend", "torch", "--out", tmp_path / "run") == 130
+    assert "interrupted: epoch 1 step 1 is saved in" in capsys.readouterr().err
+    assert checkpoint.load(tmp_path / "run")[1]["position"]["step"] == 1
+
+
+@novel
+def test_an_interrupt_inside_the_first_update_says_nothing_was_saved(tmp_path, monkeypatch, capsys):
+    real = cli_train.core.train_batches
+
+    def train_batches(*args):  # raised inside the update: its weights may be half-written
+        for _ in real(*args):
+            raise KeyboardInterrupt
+        yield
+
+    monkeypatch.setattr(cli_train.core, "train_batches", train_batches)
+    assert dl("train", *SMALL, "--backend", "torch", "--out", tmp_path / "run") == 130
     assert "nothing was saved; start the run again" in capsys.readouterr().err
+    assert not checkpoint.exists(tmp_path / "run")
 
 
 @novel

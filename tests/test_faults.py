@@ -408,10 +408,10 @@ def test_a_resumed_runs_relative_text_is_found_or_named_as_the_runs(tmp_path, mo
 def no_training(monkeypatch):
     """Fail the test if an epoch starts."""
 
-    def train_epoch(*args):
+    def train_batches(*args):
         raise AssertionError("an epoch trained")
 
-    monkeypatch.setattr(cli_train.core, "train_epoch", train_epoch)
+    monkeypatch.setattr(cli_train.core, "train_batches", train_batches)
 
 
 @pytest.mark.parametrize(
@@ -454,10 +454,10 @@ def test_a_prefix_the_resumed_run_cannot_read_is_refused_before_training(
     run = trained(tmp_path, capsys, val=False)
     before = (run / "metrics.jsonl").read_bytes()
 
-    def train_epoch(*args):
+    def train_batches(*args):
         raise AssertionError("an epoch trained")
 
-    monkeypatch.setattr(cli_train.core, "train_epoch", train_epoch)
+    monkeypatch.setattr(cli_train.core, "train_batches", train_batches)
     assert dl("train", "--epochs", 6, "--out", run, "--resume", "--prefix", "") == 2
     assert (run / "metrics.jsonl").read_bytes() == before
 

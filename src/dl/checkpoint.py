@@ -5,7 +5,9 @@ A checkpoint named ``stem`` in a run directory is two files:
 - ``stem.safetensors``: the parameters under their canonical names (those of the book's scratch
   code, see :mod:`dl.lm`), float32, with the whole description embedded in the file's header,
   and where given the optimizer's state under its canonical ``opt.`` names (:mod:`dl.optim`),
-  so that weights and moments are always of the same step;
+  so that weights and moments are always of the same step, and for a checkpoint taken in the
+  middle of an epoch the recurrent state carried into the next batch (``state.0``,
+  ``state.1``, ... : the backend's state tensors in order, see :func:`dl.train.state_arrays`);
 - ``stem.json``: the same description, readable (format version, model configuration,
   tokenizer and vocabulary, training configuration, data fingerprint, epoch, metrics).
 
@@ -29,6 +31,7 @@ from dl.files import atomic_write
 FORMAT = "dl-checkpoint"
 FORMAT_VERSION = 1
 _META_KEY = "dl"
+STATE_PREFIX = "state."  # the carried recurrent state of a checkpoint taken mid-epoch
 
 
 class CheckpointError(InputError):
@@ -49,9 +52,11 @@ def save(
     meta: dict,
     stem: str = "model",
     optimizer_state: dict[str, np.ndarray] | None = None,
+    carried_state: list[np.ndarray] | None = None,
 ) -> Path:
     """Write ``params`` (name -> array, stored as float32), ``optimizer_state`` (``opt.``
-    names, :mod:`dl.optim`) and ``meta`` (JSON-able) atomically, in one file.
+    names, :mod:`dl.optim`), ``carried_state`` (``state.0``, ...) and ``meta`` (JSON-able)
+    atomically, in one file.
 
     Returns the path of the weights file. ``meta`` gets the keys ``format`` and
     ``format_version``.
@@ -62,7 +67,11 @@ def save(
     text = json.dumps(meta, indent=2, sort_keys=True, allow_nan=True)
     tensors = {
         name: np.array(value, dtype=np.float32, order="C")
-        for name, value in {**params, **(optimizer_state or {})}.items()
+        for name, value in {
+            **params,
+            **(optimizer_state or {}),
+            **{f"{STATE_PREFIX}{i}": a for i, a in enumerate(carried_state or ())},
+        }.items()
     }
     path = weights_path(directory, stem)
     atomic_write(path, to_safetensors(tensors, metadata={_META_KEY: text}))
@@ -82,6 +91,15 @@ def load_with_optimizer(
 ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], dict]:
     """``(params, optimizer_state, meta)``, as :func:`load`; the state is empty where the
     checkpoint holds none."""
+    params, optimizer_state, _, meta = load_run(directory, stem)
+    return params, optimizer_state, meta
+
+
+def load_run(
+    directory: str | os.PathLike, stem: str = "model"
+) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], list[np.ndarray], dict]:
+    """``(params, optimizer_state, carried_state, meta)``, as :func:`load_with_optimizer`;
+    ``carried_state`` is empty unless the checkpoint was taken in the middle of an epoch."""
     from safetensors import SafetensorError
     from safetensors.numpy import load as from_safetensors
 
@@ -102,7 +120,9 @@ def load_with_optimizer(
         ) from None
     meta = _meta_of(path, header.get("__metadata__", {}))
     params, optimizer_state = optim.split(params)
-    return params, optimizer_state, meta
+    count = sum(name.startswith(STATE_PREFIX) for name in params)
+    carried = [params.pop(f"{STATE_PREFIX}{i}") for i in range(count)]
+    return params, optimizer_state, carried, meta
 
 
 def _header(data: bytes) -> dict:

@@ -24,7 +24,8 @@ exactly on any backend, whatever the optimizer.
 Learning-rate schedules (:class:`ScheduleConfig`) are a function of the update count alone:
 the rate of update ``s + 1`` is ``lr * schedule.factor(s)``, set on the framework's optimizer
 before the update (``trainer.set_lr``), so the schedule's position is ``opt.step`` and a
-resumed run continues it exactly.
+resumed run continues it exactly. :class:`Plateau` scales the rate down when the validation loss
+stops improving (the word-language-model example's annealing); its state is three numbers.
 """
 
 from __future__ import annotations
@@ -165,3 +166,31 @@ class ScheduleConfig:
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+
+@dataclasses.dataclass
+class Plateau:
+    """Reduce-on-plateau: after more than ``patience`` evaluations in a row without a lower
+    validation loss than the best so far, ``scale`` (the factor on the rate) is multiplied by
+    ``factor`` and the count starts again. ``factor`` 0: off."""
+
+    factor: float = 0.0  # 0: off; the word-language-model example's 0.25
+    patience: int = 0  # evaluations without improvement tolerated before a cut
+    scale: float = 1.0  # the product of the cuts so far
+    best: float | None = None  # the lowest validation loss seen
+    bad: int = 0  # evaluations since the best, or since the last cut
+
+    def update(self, val_loss: float) -> bool:
+        """Count one evaluation; returns whether the rate was cut."""
+        if self.best is None or val_loss < self.best:
+            self.best, self.bad = val_loss, 0
+            return False
+        self.bad += 1
+        if not self.factor or self.bad <= self.patience:
+            return False
+        self.scale, self.bad = self.scale * self.factor, 0
+        return True
+
+    def state(self) -> dict:
+        """What a checkpoint keeps (the settings hold ``factor`` and ``patience``)."""
+        return {"scale": self.scale, "best": self.best, "bad": self.bad}

@@ -2,7 +2,10 @@
 
 A backend supplies a small adapter (:class:`Trainer`) that knows tensors; this module knows
 epochs, the book's printing, the Animator, perplexity, timing and when to stop. The loop syncs
-with the device once per epoch (``Trainer.take_loss_sum``), never per batch.
+with the device once per epoch (``Trainer.take_loss_sum``), never per batch. Its step level,
+:func:`train_batches`, is what ``dl train`` drives update by update (schedules, checkpoints in
+the middle of an epoch); :func:`state_arrays` and :func:`restore_state` carry a recurrent state
+through a checkpoint.
 """
 
 from __future__ import annotations
@@ -34,27 +37,73 @@ class Trainer(Protocol):
     def take_loss_sum(self) -> float:
         """The summed loss since the last call (one host sync), and reset the sum to 0."""
 
+    def set_lr(self, lr: float) -> None:
+        """The learning rate of the following updates (``dl train``'s schedules only)."""
+
 
 class DivergedError(FloatingPointError):
     """The training loss became NaN or infinite."""
 
 
-def train_epoch(trainer: Trainer, train_iter: Iterable, use_random_iter: bool = False):
-    """Train one epoch; returns ``(loss_sum, num_tokens, tokens_per_second)``.
+def train_batches(trainer: Trainer, batches: Iterable, use_random_iter: bool = False, state=None):
+    """Train on each ``X, Y: (batch_size, num_steps)`` of ``batches``; after every update yield
+    ``(tokens in the batch, state after it)``, nothing synced with the device.
 
-    The state is carried across batches (sequential partitioning) unless ``use_random_iter``,
-    where every batch begins from a fresh state, as in the book.
+    The state is carried across batches (sequential partitioning), from ``state`` where given
+    (a resumed epoch), unless ``use_random_iter``, where every batch begins from a fresh state,
+    as in the book. Code run between two ``next`` calls runs between two updates.
     """
-    state, timer, num_tokens = None, Timer(), 0
-    for X, Y in train_iter:
+    for X, Y in batches:
         if state is None or use_random_iter:
             state = trainer.begin_state(X.shape[0])
         state = trainer.train_step(X, Y, state)
-        num_tokens += math.prod(Y.shape)
+        yield math.prod(Y.shape), state
+
+
+def train_epoch(trainer: Trainer, train_iter: Iterable, use_random_iter: bool = False):
+    """Train one epoch; returns ``(loss_sum, num_tokens, tokens_per_second)``
+    (see :func:`train_batches`)."""
+    timer, num_tokens = Timer(), 0
+    for tokens, _ in train_batches(trainer, train_iter, use_random_iter):
+        num_tokens += tokens
     if num_tokens == 0:
         raise InputError("train_iter yielded no batches; check the corpus length and batch sizes")
     loss_sum = trainer.take_loss_sum()
     return loss_sum, num_tokens, num_tokens / timer.stop()
+
+
+def state_arrays(state: State) -> list[np.ndarray]:
+    """The tensors of a recurrent state (a tensor or nested tuples and lists of them, of any
+    framework) as float32 NumPy copies, in order: one device sync."""
+    if isinstance(state, (tuple, list)):
+        return [array for part in state for array in state_arrays(part)]
+    detach = getattr(state, "detach", None)  # a torch tensor: off its graph and device
+    value = detach().cpu().numpy() if callable(detach) else state
+    return [np.array(value, np.float32)]
+
+
+def restore_state(template: State, arrays: list[np.ndarray]) -> State:
+    """``arrays`` (of :func:`state_arrays`) in the structure of ``template``, a fresh state of
+    the same model (its ``begin_state``); raises InputError when they do not fit it. A leaf
+    becomes a tensor like the template's (torch) or stays NumPy, which TensorFlow's and JAX's
+    compiled steps take as they are."""
+    leaves = iter(arrays)
+    shapes = [a.shape for a in state_arrays(template)]
+    if [tuple(a.shape) for a in arrays] != [tuple(s) for s in shapes]:
+        raise InputError(
+            f"the carried state saved ({[tuple(a.shape) for a in arrays]}) does not fit this "
+            f"model's ({[tuple(s) for s in shapes]}); resume with the backend and --impl "
+            "the run was saved with"
+        )
+
+    def rebuild(part):
+        if isinstance(part, (tuple, list)):
+            return type(part)(rebuild(p) for p in part)
+        array = next(leaves)
+        new_tensor = getattr(part, "new_tensor", None)  # torch: same dtype and device
+        return new_tensor(array) if callable(new_tensor) else array
+
+    return rebuild(template)
 
 
 def epoch_perplexity(loss_sum: float, num_tokens: int, epoch: int, lr: float) -> float:

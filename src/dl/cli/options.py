@@ -10,6 +10,7 @@ from typing import Any
 
 from dl.cli.backends import IMPLS, PREFERENCE
 from dl.errors import InputError
+from dl.optim import DECAYS
 from dl.optim import NAMES as OPTIMIZERS
 
 
@@ -67,6 +68,24 @@ def fraction(text: str) -> float:
     if not 0 <= value < 1:
         raise argparse.ArgumentTypeError(f"{value} must be at least 0 and below 1")
     return value
+
+
+_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def duration(text: str) -> float:
+    """Seconds, from ``90``, ``90s``, ``10m``, ``1.5h`` or ``2d``."""
+    number, unit = (text[:-1], text[-1]) if text[-1:] in _SECONDS else (text, "s")
+    try:
+        seconds = float(number) * _SECONDS[unit]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a duration; give seconds or a number with s, m, h or d "
+            "(e.g. 90s, 10m, 2h)"
+        ) from None
+    if not 0 <= seconds < float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r} must be a finite duration of at least 0")
+    return seconds
 
 
 def choice(*choices: str) -> Callable[[str], str]:
@@ -171,6 +190,56 @@ TRAIN_OPTIONS = (
     ),
     Option("--clip", positive_float, 1.0, "global gradient norm clipping threshold", model=True),
     Option("--epochs", positive_int, 500, "training epochs (in all, counting resumed ones)"),
+    # long runs: schedules, plateau, early stopping, evaluation cadence, a time budget
+    Option(
+        "--schedule",
+        choice(*DECAYS),
+        "constant",
+        "learning-rate decay over the run's updates: constant, or cosine to --min-lr-fraction",
+        model=True,
+    ),
+    Option("--warmup", count, 0, "updates of linear learning-rate warm-up", model=True),
+    Option(
+        "--min-lr-fraction",
+        count_float,
+        0.0,
+        "where the cosine ends, as a fraction of --lr (at most 1)",
+        model=True,
+    ),
+    Option(
+        "--plateau-factor",
+        fraction,
+        0.0,
+        "multiply the rate by F when the validation loss stops improving (0: off; the "
+        "word-language-model example's 0.25)",
+        model=True,
+    ),
+    Option(
+        "--plateau-patience",
+        count,
+        0,
+        "evaluations without improvement tolerated before a plateau cut",
+        model=True,
+    ),
+    Option(
+        "--patience",
+        count,
+        0,
+        "stop after N evaluations without a better validation loss (0: never)",
+    ),
+    Option(
+        "--eval-every",
+        positive_int,
+        None,
+        "updates between validations, also in the middle of an epoch (default: each epoch)",
+    ),
+    Option(
+        "--max-time",
+        duration,
+        None,
+        "end training cleanly after this long (90s, 10m, 2h; this invocation's time): "
+        "save, evaluate, summarise",
+    ),
     Option(
         "--val-fraction",
         fraction,
@@ -185,7 +254,8 @@ TRAIN_OPTIONS = (
 SWEEPABLE = tuple(
     o
     for o in TRAIN_OPTIONS
-    if o.parse is not None and o.flag not in ("--backend", "--text", "--device", "--precision")
+    if o.parse is not None
+    and o.flag not in ("--backend", "--text", "--device", "--precision", "--max-time")
 )
 
 

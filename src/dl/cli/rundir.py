@@ -200,14 +200,16 @@ class RunDir:
             "start the run without --resume"
         )
 
-    def check_best(self, epoch: int) -> bool:
-        """Keep ``best.*`` only if it loads and comes from epoch ``epoch`` or before (a resume
-        trains the later ones again and saves their best anew); a damaged one is moved aside
-        with a note. Returns whether ``best.*`` was damaged."""
+    def check_best(self, epoch: int, step: int | None = None) -> bool:
+        """Keep ``best.*`` only if it loads and comes from epoch ``epoch`` (update ``step``,
+        where both record it) or before (a resume trains the later ones again and saves their
+        best anew); a damaged one is moved aside with a note. Returns whether ``best.*`` was
+        damaged."""
         if not checkpoint.exists(self.path, "best"):
             return False
         try:
-            best_epoch = checkpoint.load(self.path, "best")[1]["epoch"]
+            meta = checkpoint.load(self.path, "best")[1]
+            best_epoch, best_step = meta["epoch"], meta.get("position", {}).get("step")
         except (checkpoint.CheckpointError, KeyError, TypeError) as err:
             damaged = self.path / "best.safetensors.damaged"
             os.replace(checkpoint.weights_path(self.path, "best"), damaged)
@@ -217,7 +219,7 @@ class RunDir:
                 "on is saved as best.safetensors"
             )
             return True
-        if best_epoch > epoch:
+        if best_epoch > epoch if best_step is None or step is None else best_step > step:
             for name in ("best.safetensors", "best.json"):
                 (self.path / name).unlink(missing_ok=True)
         return False
@@ -249,17 +251,25 @@ class RunDir:
             note(f"{self.metrics_path}: skipped damaged line(s) {_numbers(damaged)}")
         return records
 
-    def keep_metrics_until(self, epoch: int) -> list[dict]:
-        """Drop the records after ``epoch`` (those of epochs that a resume trains again) and
-        damaged lines, saying so; the file is rewritten only when one of them is there."""
+    def keep_metrics_until(
+        self, epoch: int, step: int | None = None, where: str | None = None
+    ) -> list[dict]:
+        """Drop the records after ``epoch`` (after update ``step`` where a record has one:
+        those that a resume trains again) and damaged lines, saying so; the file is rewritten
+        only when one of them is there. ``where``: the checkpoint's position, for the note."""
         records, damaged = self._scan()
-        kept = [r for r in records if r["epoch"] <= epoch]
-        later = sorted({r["epoch"] for r in records if r["epoch"] > epoch})
+
+        def after(r):
+            return r["epoch"] > epoch if step is None or "step" not in r else r["step"] > step
+
+        kept = [r for r in records if not after(r)]
+        later = sorted({r["epoch"] for r in records if after(r)})
         if later or damaged:
             atomic_write(self.metrics_path, "".join(json.dumps(r) + "\n" for r in kept))
         if later:
             note(
-                f"resuming after epoch {epoch} (the checkpoint's): removed the records of "
+                f"resuming after {where or f'epoch {epoch}'} (the checkpoint's): removed the "
+                "records of "
                 f"epoch(s) {_numbers(later)} from {self.metrics_path}; they are trained again"
             )
         if damaged:
@@ -291,7 +301,7 @@ class RunDir:
         for r in records:
             points = [r.get("train_perplexity")] + ([r.get("val_perplexity")] if has_val else [])
             animator.add(
-                r["epoch"],
+                r.get("epochs", r["epoch"]),  # a record within an epoch: its fraction
                 [p if isinstance(p, (int, float)) and math.isfinite(p) else None for p in points],
             )
         animator.savefig(self.plot_path)

@@ -2,7 +2,9 @@
 line on stderr and exit status 130 or 143, never a traceback; training saves first.
 
 SIGTERM is raised where the program is as :class:`Terminated`, a ``KeyboardInterrupt``, so
-every ``except KeyboardInterrupt`` that saves work serves both signals.
+every ``except KeyboardInterrupt`` that saves work serves both signals. Inside :func:`polled`
+(the training loop) both are only noted, and raised where the loop asks (:func:`check`, between
+two updates), so the weights, optimizer state and data position saved are of one step.
 """
 
 from __future__ import annotations
@@ -18,6 +20,9 @@ class Terminated(KeyboardInterrupt):
 
 def _terminate(signum, frame):
     raise Terminated
+
+
+_noted: list[KeyboardInterrupt] = []  # a signal received inside polled(), not yet raised
 
 
 def install() -> None:
@@ -54,3 +59,30 @@ def deferred():
         yield
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
+@contextlib.contextmanager
+def polled():
+    """Inside the block SIGINT and SIGTERM are noted, not raised: :func:`check` raises the
+    first where the caller is at a clean point; a second signal raises at once (a user who
+    presses Ctrl-C twice wants out now)."""
+
+    def note(signum, frame):
+        err = Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
+        if _noted:
+            raise err
+        _noted.append(err)
+
+    previous = {sig: signal.signal(sig, note) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        _noted.clear()
+
+
+def check() -> None:
+    """Raise the signal noted inside :func:`polled`, if any."""
+    if _noted:
+        raise _noted.pop()

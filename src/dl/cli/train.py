@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import hashlib
+import itertools
 import random
 import sys
 import time
@@ -23,12 +24,13 @@ import numpy as np
 
 from dl import __version__, checkpoint, lm, optim
 from dl import train as core
-from dl.cli import backends, signals
+from dl.cli import backends, longrun, signals
 from dl.cli.options import (
     TRAIN_OPTIONS,
     UsageError,
     add_train_options,
     given,
+    positive_float,
     positive_int,
     with_defaults,
 )
@@ -83,6 +85,18 @@ def add_parser(subparsers) -> None:
         default=10,
         help="epochs between checkpoints (default: 10)",
     )
+    run.add_argument(
+        "--save-every-steps",
+        type=positive_int,
+        default=None,
+        help="also save every N updates, in the middle of an epoch (a resume continues there)",
+    )
+    run.add_argument(
+        "--save-minutes",
+        type=positive_float,
+        default=None,
+        help="also save every M minutes of training, in the middle of an epoch",
+    )
     parser.set_defaults(command=main)
 
 
@@ -103,6 +117,8 @@ def main(args: argparse.Namespace) -> int:
         prefixes=args.prefix,
         print_every=args.print_every,
         save_every=args.save_every,
+        save_every_steps=args.save_every_steps,
+        save_minutes=args.save_minutes,
     )
 
 
@@ -253,10 +269,10 @@ def sample(model, vocab, prefix: str, token: str, num: int = 50, choose=core.gre
 
 def _resume_settings(
     run: RunDir, asked: dict, stem: str = "model"
-) -> tuple[dict, dict, dict, dict]:
-    """The stored run's ``(settings, params, optimizer state, meta)`` from checkpoint ``stem``;
-    refuse changed model options and weights that are not finite."""
-    params, optimizer_state, meta = checkpoint.load_with_optimizer(run.path, stem)
+) -> tuple[dict, dict, dict, dict, list]:
+    """The stored run's ``(settings, params, optimizer state, meta, carried state)`` from
+    checkpoint ``stem``; refuse changed model options and weights that are not finite."""
+    params, optimizer_state, carried, meta = checkpoint.load_run(run.path, stem)
     check_finite(params, checkpoint.weights_path(run.path, stem), "continue")
     stored = meta["settings"]
     changed = [
@@ -269,14 +285,16 @@ def _resume_settings(
             f"--resume continues {run.path} with its own settings; these differ: "
             f"{'; '.join(changed)}. Start a new run for other settings"
         )
-    settings = dict(stored)
+    settings = {**with_defaults({}), **stored}  # options newer than the run: defaults
     settings.update(
         {
             k: v
             for k, v in asked.items()
             if k in ("epochs", "backend", "device", "precision", "text", "impl")
+            or k in ("patience", "eval_every")
         }
     )
+    settings["max_time"] = asked.get("max_time")  # a budget is this invocation's
     backend = asked.get("backend") or (
         stored["backend"] if stored["backend"] in backends.installed() else None
     )
@@ -294,7 +312,7 @@ def _resume_settings(
             f"{config.name} state, so the run cannot continue exactly; start a "
             "new run"
         )
-    return settings, params, optimizer_state or optim.zero_state(config, {}), meta
+    return settings, params, optimizer_state or optim.zero_state(config, {}), meta, carried
 
 
 def _stored_text(run: RunDir, text: str | None, data: dict) -> str | None:
@@ -325,6 +343,8 @@ def train(
     print_every: int = 10,
     save_every: int = 10,
     quiet: bool = False,
+    save_every_steps: int | None = None,
+    save_minutes: float | None = None,
 ) -> int:
     """Run ``dl train``; returns the exit status (0 done, 130 / 143 interrupted). The run
     directory is locked (:func:`dl.cli.rundir.locked`) except for a dry run; every input is
@@ -346,15 +366,17 @@ def train(
         session, loader = _prepare(run, asked, resume, prefixes, quiet)
         if not resume:  # only now, with every input checked, may --force remove an old run
             run.prepare(force)
-        return session.loop(loader, print_every, save_every)
+        return session.loop(loader, print_every, save_every, save_every_steps, save_minutes)
 
 
 def _prepare(run: RunDir, asked: dict, resume: bool, prefixes, quiet: bool):
     """``(session, loader)`` with every input checked and the model built."""
     if resume:
-        settings, params, optimizer_state, meta = _resume_settings(run, asked, run.resume_stem())
+        settings, params, optimizer_state, meta, carried = _resume_settings(
+            run, asked, run.resume_stem()
+        )
     else:
-        settings, params, optimizer_state, meta = resolve(asked), None, None, {}
+        settings, params, optimizer_state, meta, carried = resolve(asked), None, None, {}, []
     data = load_data(settings)
     if resume and data.sha256 != meta["data"]["sha256"]:
         raise UsageError(
@@ -384,32 +406,54 @@ def _prepare(run: RunDir, asked: dict, resume: bool, prefixes, quiet: bool):
             "or a smaller --val-fraction"
         ) from None
     model = build_model(settings, config, params or lm.init_params(config, settings["seed"]))
+    schedule, plateau = longrun.plan(settings, loader.num_batches, meta)
     session = _Session(run, settings, data, config, model, meta, prefixes, quiet, optimizer_state)
+    session.plan(schedule, plateau, carried)
     return session, loader
 
 
 class _Session:
-    """One invocation of ``dl train``: the epoch loop, its output and its checkpoints."""
+    """One invocation of ``dl train``: the loop over updates and epochs, its output and its
+    checkpoints; :mod:`dl.cli.longrun` holds its position, schedule checks and cadence."""
 
     def __init__(
         self, run, settings, data, config, model, meta, prefixes, quiet, optimizer_state=None
     ):
         self.run, self.settings, self.data, self.config = run, settings, data, config
-        self.optimizer_state = optimizer_state  # to continue from; then the last epoch's
+        self.optimizer_state = optimizer_state  # to continue from; then the last saved one
         self.model, self.prefixes, self.quiet = model, prefixes, quiet
-        self.epoch = meta.get("epoch", 0)
+        self.position = longrun.Position.of(meta)
         self.best_val_loss = meta.get("best_val_loss")
-        self.records, self.saved_epoch = [], self.epoch
+        self.evals_since_best = meta.get("evals_since_best", 0)
+        self.records = []
+        self.saved = dataclasses.replace(self.position) if meta else None  # model.*'s position
+        self.trainer = model.trainer(optimizer_config(settings), settings["clip"])
+        self.state, self.snapshot = None, None  # the carried state; the last epoch's end
+        self.stop = None  # what ends training before --epochs: "max-time" or "patience"
+        self.stepping = self.last_batch = False  # inside an update; before an epoch's end
+        self.evaluated_step, self.val_loss = None, None
+
+    def plan(self, schedule, plateau, carried: list) -> None:
+        """The run's schedule and plateau (:func:`dl.cli.longrun.plan`) and the recurrent
+        state a resumed epoch carries on; refuse a schedule the backend cannot set."""
+        self.schedule, self.plateau, self.carried = schedule, plateau, carried
+        self.scheduled = not schedule.constant or bool(plateau.factor)
+        self.lr_set = self.settings["lr"]  # the rate the optimizer holds
+        if self.scheduled and not hasattr(self.trainer, "set_lr"):
+            raise UsageError(
+                f"--schedule, --warmup and --plateau-factor set the learning rate between "
+                f"updates, which the {self.settings['backend']} backend cannot do yet; use "
+                "--backend torch"
+            )
 
     def say(self, line: str) -> None:
         if not self.quiet:
             print(line, flush=True)
 
     def dry_run(self, loader) -> int:
-        trainer = self.model.trainer(optimizer_config(self.settings), self.settings["clip"])
         X, Y = next(iter(loader))
-        trainer.train_step(X, Y, trainer.begin_state(X.shape[0]))
-        loss = trainer.take_loss_sum() / Y.size
+        self.trainer.train_step(X, Y, self.trainer.begin_state(X.shape[0]))
+        loss = self.trainer.take_loss_sum() / Y.size
         s = self.settings
         self.say(
             f"dry run: {s['cell']} ({s['impl']}, {s['backend']} on "
@@ -421,53 +465,224 @@ class _Session:
         )
         return 0
 
-    def loop(self, loader, print_every: int, save_every: int) -> int:
-        s = self.settings
-        if self.epoch:  # resumed: the epochs after the checkpoint are trained again
-            self.records = self.run.keep_metrics_until(self.epoch)
-            if self.run.check_best(self.epoch):  # damaged: the best from now on replaces it
+    def loop(
+        self, loader, print_every: int, save_every: int, save_every_steps=None, save_minutes=None
+    ) -> int:
+        s, pos = self.settings, self.position
+        if pos.step or pos.epoch:  # resumed: what follows the checkpoint is trained again
+            self.records = self.run.keep_metrics_until(pos.epoch, pos.step, pos.describe())
+            if self.run.check_best(pos.epoch, pos.step):  # damaged: saved anew from now on
                 self.best_val_loss = None
-        trainer = self.model.trainer(optimizer_config(s), s["clip"])
         if self.optimizer_state is not None:
-            trainer.load_optimizer_state(self.optimizer_state)
-        snapshot, bar, speed = None, self._progress_bar(), 0.0
+            self.trainer.load_optimizer_state(self.optimizer_state)
+        if self.carried and not s["random_iter"]:
+            template = self.trainer.begin_state(s["batch_size"])
+            self.state = core.restore_state(template, self.carried)
+        bar = self._progress_bar(loader)
+        cadence = longrun.Cadence(
+            s["eval_every"],
+            save_every_steps,
+            save_minutes,
+            s["max_time"],
+            1.0 if bar is not None else None,
+        )
+        self.record_started, self.record_tokens = time.perf_counter(), pos.num_tokens
         try:
-            for epoch in range(self.epoch + 1, s["epochs"] + 1):
-                seed = epoch_seed(s["seed"], epoch)
-                loader.rng = random.Random(seed)
-                self.model.reseed(seed)
-                started = time.perf_counter()
-                loss_sum, num_tokens, speed = core.train_epoch(trainer, loader, s["random_iter"])
-                train_ppl = core.epoch_perplexity(loss_sum, num_tokens, epoch, s["lr"])
-                record = self._record(epoch, loss_sum / num_tokens, train_ppl, speed, started)
-                self.epoch, snapshot = epoch, self.model.numpy_params()
-                self.optimizer_state = trainer.optimizer_state()
-                self._after_epoch(record, snapshot, bar, print_every, save_every)
+            with signals.polled():  # a signal is raised between two updates (signals.check)
+                self._train(loader, cadence, bar, print_every, save_every)
+                self._finish()
+                signals.check()
         except KeyboardInterrupt as err:  # Ctrl-C or SIGTERM
-            return self._interrupted(snapshot, bar, err)
+            return self._interrupted(bar, err)
         except core.DivergedError as err:
-            if snapshot is not None and self.saved_epoch < self.epoch:
-                self._save(snapshot, "model")
+            self._save_snapshot()
             self._close(bar)
             raise TrainingDiverged(f"{err} {self._kept()}") from None
         except WriteError as err:  # a full disk, a directory made read-only meanwhile
             self._close(bar)
             raise WriteError(f"{err}. {self._kept()}") from None
         self._close(bar)
-        if self.saved_epoch < self.epoch or snapshot is None:
-            self._save(snapshot or self.model.numpy_params(), "model")
-        self._summary(speed)
+        self._summary()
         return 0
 
+    def _train(self, loader, cadence, bar, print_every, save_every) -> None:
+        """Epochs from the position on, update by update, until --epochs or a stop."""
+        s, trainer = self.settings, self.trainer
+        for epoch in range(self.position.epoch + 1, s["epochs"] + 1):
+            seed = epoch_seed(s["seed"], epoch)
+            loader.rng = random.Random(seed)
+            self.model.reseed(seed)
+            batches = self._scheduled(itertools.islice(loader, self.position.batch, None), epoch)
+            for tokens, state in core.train_batches(trainer, batches, s["random_iter"], self.state):
+                self.state, self.stepping = state, False
+                pos = self.position
+                pos.batch, pos.step, pos.num_tokens = (
+                    pos.batch + 1,
+                    pos.step + 1,
+                    pos.num_tokens + tokens,
+                )
+                signals.check()
+                self._after_step(cadence, bar)
+                if self.stop and not self.last_batch:
+                    return
+            self._end_epoch(epoch, cadence, bar, print_every, save_every)
+            if self.stop:
+                return
+
+    def _scheduled(self, batches, epoch: int):
+        """``batches``, each after its update's dropout seed and learning rate are set; says
+        whether the one yielded is the epoch's last (it looks one batch ahead)."""
+        s, pos, stochastic = self.settings, self.position, self.config.dropout > 0
+        batches = iter(batches)
+        batch = next(batches, None)
+        while batch is not None:
+            following = next(batches, None)
+            self.last_batch = following is None
+            if stochastic:  # masks of (seed, epoch, batch) alone: the same after a resume
+                self.model.reseed(longrun.step_seed(s["seed"], epoch, pos.batch))
+            if self.scheduled and (lr := self._lr()) != self.lr_set:
+                self.trainer.set_lr(lr)
+                self.lr_set = lr
+            self.stepping = True
+            yield batch
+            batch = following
+
+    def _lr(self) -> float:
+        """The rate of the next update: --lr, the schedule at the update count, the plateau."""
+        return self.settings["lr"] * self.schedule.factor(self.position.step) * self.plateau.scale
+
+    def _after_step(self, cadence, bar) -> None:
+        """Evaluate, save, stop or refresh the bar as due after an update (the epoch's last
+        update leaves evaluating and saving to the epoch's end)."""
+        now = time.monotonic() if cadence.timed else 0.0
+        if cadence.out_of_time(now):
+            self.stop = "max-time"
+        if self.last_batch:
+            return
+        if cadence.evaluate(self.position.step):
+            self._judge(self._new_record(self.position.epoch + 1, True), None)
+        if cadence.save(self.position.step, now) and not self.stop:  # a stop saves at _finish
+            self._save_current()
+        if bar is not None and cadence.refresh_due(now):
+            self._refresh(bar)
+
+    def _end_epoch(self, epoch, cadence, bar, print_every, save_every) -> None:
+        final = epoch == self.settings["epochs"] or self.stop is not None
+        self.last_batch = True  # (also where a resume found the epoch's batches all trained)
+        evaluate = cadence.eval_every is None or cadence.evaluate(self.position.step) or final
+        record = self._new_record(epoch, evaluate)
+        self.position = longrun.Position(epoch, 0, self.position.step)
+        self.state, self.record_tokens = None, 0  # each epoch begins from a fresh state
+        self.optimizer_state = self.trainer.optimizer_state()
+        self.snapshot = (
+            self.model.numpy_params(),
+            self.optimizer_state,
+            dataclasses.replace(self.position),
+        )
+        self._judge(record, self.snapshot[0])
+        timed = cadence.save(self.position.step, time.monotonic()) if cadence.timed else False
+        if epoch % save_every == 0 or final or timed:
+            self._save(self.snapshot[0], "model")
+            self.run.plot(self.records)
+        if bar is not None:
+            self._refresh(bar, sync=False)
+            if epoch % print_every == 0:
+                bar.write(self._sample(self.prefixes[0]))
+        elif epoch % print_every == 0:
+            self.say(self._sample(self.prefixes[0]))
+        self.record_started = time.perf_counter()  # tokens/s: of the updates, not of samples
+
+    def _new_record(self, epoch: int, evaluate: bool) -> dict:
+        """The figures since the last record, appended to metrics.jsonl: the epoch's (or its
+        part's so far) training loss, and the validation loss where ``evaluate``."""
+        self._sync_loss()
+        pos, now = self.position, time.perf_counter()
+        speed = (pos.num_tokens - self.record_tokens) / max(now - self.record_started, 1e-9)
+        loss_sum, num_tokens = pos.loss_sum, pos.num_tokens
+        train_ppl = core.epoch_perplexity(loss_sum, num_tokens, epoch, self.settings["lr"])
+        record = self._record(
+            epoch, loss_sum / num_tokens, train_ppl, speed, self.record_started, evaluate
+        )
+        record["step"] = pos.step
+        if pos.batch and not self.last_batch:
+            record["batch"] = pos.batch
+            record["epochs"] = pos.epoch + min(pos.batch / self.batches_per_epoch, 1)
+        if self.scheduled:
+            record["lr"] = self.lr_set
+        if evaluate and record["val_loss"] is not None:
+            self.evaluated_step, self.val_loss = pos.step, record["val_loss"]
+        self.records.append(record)
+        self.run.append_metrics(record)
+        self.record_started, self.record_tokens = time.perf_counter(), pos.num_tokens
+        return record
+
+    def _judge(self, record: dict, params) -> None:
+        """After an evaluation: the best checkpoint (``params``, else the current weights), the
+        plateau's cut and early stopping."""
+        val_loss = record["val_loss"]
+        if val_loss is None:
+            return
+        if self.best_val_loss is None or val_loss < self.best_val_loss:
+            self.best_val_loss, self.evals_since_best = val_loss, 0
+            carried = self._carried()
+            self._save(self.model.numpy_params() if params is None else params, "best", carried)
+        else:
+            self.evals_since_best += 1
+        if self.plateau.update(val_loss):
+            self._write(
+                f"validation loss {val_loss:.4f}, not below {self.plateau.best:.4f}: learning "
+                f"rate x{self.plateau.factor:g}, now {self._lr():.4g}"
+            )
+        if self.settings["patience"] and self.evals_since_best >= self.settings["patience"]:
+            self.stop = "patience"
+
+    def _sync_loss(self) -> None:
+        """The device's loss sum into the position (one host sync); DivergedError if it is
+        not finite."""
+        pos = self.position
+        pos.loss_sum += self.trainer.take_loss_sum()
+        if pos.num_tokens:
+            core.epoch_perplexity(pos.loss_sum, pos.num_tokens, pos.epoch + 1, self._lr())
+
+    def _carried(self) -> list | None:
+        """The state the next batch of the epoch continues from, as arrays (mid-epoch)."""
+        if not self.position.batch or self.state is None or self.settings["random_iter"]:
+            return None
+        return core.state_arrays(self.state)
+
+    def _save_current(self) -> None:
+        """Save where training stands now: weights, optimizer, carried state, position."""
+        self._sync_loss()
+        self.optimizer_state = self.trainer.optimizer_state()
+        self._save(self.model.numpy_params(), "model", self._carried())
+
+    def _save_snapshot(self) -> None:
+        """Save the last epoch's end if nothing later is saved (after a divergence, or an
+        interruption inside an update)."""
+        if self.snapshot is None or (self.saved and self.saved.step >= self.snapshot[2].step):
+            return
+        params, self.optimizer_state, self.position = self.snapshot
+        self._save(params, "model")
+
+    def _finish(self) -> None:
+        """At the end: the validation figures where the last update has none, and the
+        checkpoint of the last update (evaluating and saving deferred signals meanwhile)."""
+        pos = self.position
+        if self.data.val and self.evaluated_step != pos.step and pos.batch:
+            self._judge(self._new_record(pos.epoch + 1, True), None)
+        if self.saved is None or self.saved.step < pos.step or not self.records:
+            self._save_current()
+        self.run.plot(self.records)
+
     def _kept(self) -> str:
-        if not self.saved_epoch:
+        if self.saved is None:
             return "Nothing was saved."
         return (
-            f"The checkpoint of epoch {self.saved_epoch} in {self.run.path} is kept; "
+            f"The checkpoint of {self.saved.describe()} in {self.run.path} is kept; "
             f"continue with `dl train --out {self.run.path} --resume`."
         )
 
-    def _record(self, epoch, train_loss, train_ppl, speed, started) -> dict:
+    def _record(self, epoch, train_loss, train_ppl, speed, started, evaluate=True) -> dict:
         record = {
             "epoch": epoch,
             "train_loss": train_loss,
@@ -476,7 +691,7 @@ class _Session:
             "val_perplexity": None,
             "tokens_per_sec": speed,
         }
-        if self.data.val:
+        if self.data.val and evaluate:
             loss_sum, num_tokens = lm.evaluate(
                 self.model, self.data.val, self.settings["batch_size"], self.settings["num_steps"]
             )
@@ -485,35 +700,37 @@ class _Session:
         record["seconds"] = time.perf_counter() - started
         return record
 
-    def _after_epoch(self, record, snapshot, bar, print_every, save_every) -> None:
-        self.records.append(record)
-        self.run.append_metrics(record)
-        val_loss = record["val_loss"]
-        if val_loss is not None and (self.best_val_loss is None or val_loss < self.best_val_loss):
-            self.best_val_loss = val_loss
-            self._save(snapshot, "best")
-        if record["epoch"] % save_every == 0 or record["epoch"] == self.settings["epochs"]:
-            self._save(snapshot, "model")
-            self.run.plot(self.records)
-        if bar is not None:
-            bar.update(1)
-            bar.set_postfix(self._postfix(record), refresh=False)
-            if record["epoch"] % print_every == 0:
-                bar.write(self._sample(self.prefixes[0]))
-        elif record["epoch"] % print_every == 0:
-            self.say(self._sample(self.prefixes[0]))
+    def _refresh(self, bar, sync: bool = True) -> None:
+        """The bar at the update count, with the epoch's running loss (synced here, at most
+        once a second), the last validation loss, the rate where scheduled and tokens/s."""
+        if sync:
+            self._sync_loss()
+        pos = self.position
+        bar.update(pos.step - bar.n)
+        postfix = {}
+        if pos.num_tokens:  # the epoch's so far, else the last epoch's
+            postfix["loss"] = f"{pos.loss_sum / pos.num_tokens:.3f}"
+        elif self.records:
+            postfix["loss"] = f"{self.records[-1]['train_loss']:.3f}"
+        if self.val_loss is not None:
+            postfix["val"] = f"{self.val_loss:.3f}"
+        if self.scheduled:
+            postfix["lr"] = f"{self.lr_set:.3g}"
+        if self.records:
+            postfix["tok/s"] = f"{self.records[-1]['tokens_per_sec']:,.0f}"
+        bar.set_postfix(postfix)
 
-    def _postfix(self, record) -> dict:
-        postfix = {"ppl": f"{record['train_perplexity']:.2f}"}
-        if record["val_perplexity"] is not None:
-            postfix["val"] = f"{record['val_perplexity']:.2f}"
-        postfix["tok/s"] = f"{record['tokens_per_sec']:,.0f}"
-        return postfix
+    def _write(self, line: str) -> None:
+        """A line of output above the progress bar, if there is one."""
+        if self.bar is not None:
+            self.bar.write(line)
+        else:
+            self.say(line)
 
     def _sample(self, prefix: str) -> str:
         return sample(self.model, self.data.vocab, prefix, self.settings["token"])
 
-    def _save(self, params: dict, stem: str) -> None:
+    def _save(self, params: dict, stem: str, carried: list | None = None) -> None:
         last = self.records[-1] if self.records else {}
         meta = {
             "model": self.config.to_dict(),
@@ -526,47 +743,70 @@ class _Session:
                 "train_tokens": len(self.data.train),
                 "val_tokens": len(self.data.val),
             },
-            "epoch": self.epoch,
-            "finished": self.epoch >= self.settings["epochs"],
+            "epoch": self.position.epoch,
+            "position": self.position.to_meta(),
+            "finished": self.position.epoch >= self.settings["epochs"],
+            "ended": self.stop,
             "best_val_loss": self.best_val_loss,
+            "evals_since_best": self.evals_since_best,
+            "schedule": self.schedule.to_dict(),
+            "plateau": self.plateau.state(),
             "train_perplexity": last.get("train_perplexity"),
             "val_perplexity": last.get("val_perplexity"),
             "seconds": sum(r["seconds"] for r in self.records),
             "backend": self.settings["backend"],
             "dl_version": __version__,
-            "rng": "epoch e draws from numpy SeedSequence([seed, e])",
+            "rng": "epoch e draws batches from numpy SeedSequence([seed, e]); with dropout, "
+            "batch b of epoch e its masks from SeedSequence([seed, e, b])",
         }
         with signals.deferred():  # a signal meanwhile is raised once the checkpoint is whole
             checkpoint.save(
-                self.run.path, params, meta, stem, self.optimizer_state if stem == "model" else None
+                self.run.path,
+                params,
+                meta,
+                stem,
+                self.optimizer_state if stem == "model" else None,
+                carried,
             )
             if stem == "model":
-                self.saved_epoch = self.epoch
+                self.saved = dataclasses.replace(self.position)
 
-    def _progress_bar(self):
+    def _progress_bar(self, loader):
+        self.batches_per_epoch = loader.num_batches
+        self.bar = None
         if self.quiet or not sys.stderr.isatty():
             return None
         from tqdm import tqdm
 
-        return tqdm(
-            total=self.settings["epochs"], initial=self.epoch, unit="epoch", dynamic_ncols=True
+        self.bar = tqdm(
+            total=self.settings["epochs"] * loader.num_batches,
+            initial=self.position.step,
+            unit="step",
+            dynamic_ncols=True,
         )
+        return self.bar
 
     @staticmethod
     def _close(bar) -> None:
         if bar is not None:
             bar.close()
 
-    def _interrupted(self, snapshot, bar, err: KeyboardInterrupt) -> int:
-        """Save the last completed epoch; the exit status of the signal (130 or 143)."""
+    def _interrupted(self, bar, err: KeyboardInterrupt) -> int:
+        """Save where training stands (the last epoch's end if the signal came inside an
+        update); the exit status of the signal (130 or 143)."""
         self._close(bar)
-        if snapshot is not None and self.saved_epoch < self.epoch:
-            with signals.deferred():
-                self._save(snapshot, "model")
-                self.run.plot(self.records)
-        if self.saved_epoch:
+        with signals.deferred():
+            try:
+                if self.stepping:
+                    self._save_snapshot()
+                elif self.saved is None or self.saved.step < self.position.step:
+                    self._save_current()
+            except core.DivergedError:
+                self._save_snapshot()
+            self.run.plot(self.records)
+        if self.saved is not None:
             print(
-                f"\ninterrupted: epoch {self.saved_epoch} is saved in {self.run.path}; "
+                f"\ninterrupted: {self.saved.describe()} is saved in {self.run.path}; "
                 f"continue with `dl train --out {self.run.path} --resume`",
                 file=sys.stderr,
             )
@@ -578,15 +818,28 @@ class _Session:
             )
         return signals.exit_status(err)
 
-    def _summary(self, speed: float) -> None:
-        last = self.records[-1] if self.records else None
-        if last is not None:
+    def _summary(self) -> None:
+        s, last = self.settings, self.records[-1] if self.records else None
+        if last is not None:  # the speed of the last whole epoch: a part's may be one update
+            speed = next((r for r in reversed(self.records) if "batch" not in r), last)
             self.say(
-                f"perplexity {last['train_perplexity']:.1f}, {speed:.1f} tokens/sec on "
-                f"{self.model.device_name}"
+                f"perplexity {last['train_perplexity']:.1f}, {speed['tokens_per_sec']:.1f} "
+                f"tokens/sec on {self.model.device_name}"
             )
             if last["val_perplexity"] is not None:
                 self.say(f"validation perplexity {last['val_perplexity']:.1f}")
+        where = self.position.describe()
+        if self.stop == "max-time":
+            self.say(
+                f"--max-time {s['max_time']:g}s spent: stopped at {where} of {s['epochs']} epochs"
+            )
+        elif self.stop == "patience":
+            self.say(
+                f"early stop at {where}: no better validation loss in {s['patience']} "
+                f"evaluations (best {self.best_val_loss:.4f}, kept as best.safetensors)"
+            )
+        elif s["max_time"] is not None:
+            self.say(f"all {s['epochs']} epochs trained within --max-time {s['max_time']:g}s")
         for prefix in self.prefixes:
             self.say(self._sample(prefix))
-        self.say(f"saved {checkpoint.weights_path(self.run.path)} (epoch {self.epoch})")
+        self.say(f"saved {checkpoint.weights_path(self.run.path)} ({where})")

@@ -126,6 +126,13 @@ class SeqDataLoader:
     def __iter__(self) -> Iterator[Batch]:
         return self.data_iter_fn(self.corpus, self.batch_size, self.num_steps, rng=self.rng)
 
+    @property
+    def num_batches(self) -> int:
+        """Batches of an epoch at offset 0, the most: a random offset leaves as many or one
+        fewer."""
+        B, T, usable = self.batch_size, self.num_steps, len(self.corpus) - 1
+        return (usable // T) // B if self.use_random_iter else (usable // B) // T
+
 
 def load_data_time_machine(
     batch_size: int,
