@@ -19,8 +19,9 @@ TOKEN_KINDS = ("word", "char")
 _NOT_LETTERS = re.compile("[^A-Za-z]+")
 
 
-def read_text_file(path: str | os.PathLike) -> str:
-    """The content of a UTF-8 text file; clear errors for missing, empty or non-UTF-8 files."""
+def read_text_file(path: str | os.PathLike, binary: bool = False) -> str | bytes:
+    """The content of a UTF-8 text file (its bytes with ``binary``); clear errors for missing,
+    empty, binary (NUL bytes) or non-UTF-8 files, saying how to train on the bytes instead."""
     path = Path(path)
     if path.is_dir():
         raise IsADirectoryError(errno.EISDIR, "is a directory; pass a text file", str(path))
@@ -32,15 +33,24 @@ def read_text_file(path: str | os.PathLike) -> str:
         raise PermissionError(
             errno.EACCES, "not readable; check its permissions", str(path)
         ) from None
+    if not raw.strip():
+        raise InputError(f"{path}: the file is empty; give a file with some text")
+    if binary:
+        return raw
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as err:
         raise InputError(
             f"{path}: not UTF-8 text (byte 0x{raw[err.start]:02x} at offset {err.start}); "
-            "convert it to UTF-8 first, for example with iconv"
+            "convert it to UTF-8 first, for example with iconv, or train on its raw bytes "
+            "with --token byte"
         ) from None
-    if not text.strip():
-        raise InputError(f"{path}: the file is empty; give a file with some text")
+    nul = raw.find(b"\x00")
+    if nul >= 0:
+        raise InputError(
+            f"{path}: a binary file, not text: it holds NUL bytes, the first at offset {nul}; "
+            "train on its raw bytes with --token byte"
+        )
     return text
 
 
