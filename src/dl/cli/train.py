@@ -65,7 +65,8 @@ def add_parser(subparsers) -> None:
     run.add_argument(
         "--dry-run",
         action="store_true",
-        help="prepare data and model, train one batch, write nothing",
+        help="prepare data and model, train one batch, write no run (the text's ids are "
+        "cached as in any run)",
     )
     run.add_argument(
         "--prefix",

@@ -151,34 +151,3 @@ def load_corpus_time_machine(
 ) -> tuple[list[int], Vocab]:
     """The Time Machine's token ids and vocabulary: 170,580 characters over 28 tokens."""
     return corpus_from_lines(read_time_machine(), token, max_tokens, min_freq)
-
-
-def split_corpus(
-    lines: list[str],
-    token: str = "char",
-    max_tokens: int = -1,
-    min_freq: int = 0,
-    val_fraction: float = 0.0,
-) -> tuple[list[int], list[int], Vocab]:
-    """``(train_ids, val_ids, vocab)``: the first ``max_tokens`` tokens (all if -1), the last
-    ``val_fraction`` of them held out for validation.
-
-    As in the book, the vocabulary counts the whole text, even past ``max_tokens``, except the
-    held-out part: held-out tokens it lacks count as ``<unk>``. With ``val_fraction=0`` this is
-    :func:`corpus_from_lines`.
-    """
-    if not 0 <= val_fraction < 1:
-        raise InputError(f"val_fraction must be in [0, 1), got {val_fraction!r}")
-    tokens = [tok for line in tokenize(lines, token) for tok in line]
-    used = len(tokens) if max_tokens <= 0 else min(max_tokens, len(tokens))
-    num_train = used - int(round(used * val_fraction))
-    vocab = Vocab([tokens[:num_train], tokens[used:]], min_freq=min_freq)
-    return vocab[tokens[:num_train]], vocab[tokens[num_train:used]], vocab
-
-
-def encode(lines: list[str], token: str, vocab: Vocab) -> tuple[list[int], int]:
-    """``(ids, num_unknown)``: the tokens of ``lines`` as ids of ``vocab``, and how many of
-    them are not in it (mapped to ``<unk>``)."""
-    tokens = [tok for line in tokenize(lines, token) for tok in line]
-    unknown = sum(1 for tok in tokens if tok not in vocab.token_to_idx)
-    return vocab[tokens], unknown
