@@ -56,12 +56,12 @@ def parse_args():
     return parser.parse_args()
 
 
-def never_unk(choose, vocab):
+def never_unk(choose, tokenizer):
     """``choose`` restricted to real words: ``<unk>``'s logit set to -inf."""
 
     def choose_word(logits):
         logits = np.array(logits, np.float64)
-        logits[vocab.unk] = -np.inf
+        logits[tokenizer.unk] = -np.inf
         return choose(logits)
 
     return choose_word
@@ -69,7 +69,7 @@ def never_unk(choose, vocab):
 
 def unigram_perplexity(data) -> float:
     """Validation perplexity of word frequencies alone (add-one smoothed training counts)."""
-    counts = np.bincount(data.train, minlength=len(data.vocab)) + 1
+    counts = np.bincount(data.train, minlength=len(data.tokenizer)) + 1
     log_probs = np.log(counts / counts.sum())
     return float(np.exp(-log_probs[data.val].mean()))
 
@@ -78,7 +78,7 @@ def main() -> None:
     args = parse_args()
     settings = {
         "backend": args.backend,
-        "token": "word",
+        "token": "book-word",
         "min_freq": args.min_freq,
         "max_tokens": args.max_tokens,
         "hidden": args.hidden,
@@ -91,9 +91,9 @@ def main() -> None:
     }
     print(f"training {args.epochs} epochs in {args.out} (replacing a run there)", flush=True)
     train(settings, args.out, force=True, quiet=True)
-    model, vocab, meta, _ = open_model(args.out, "best", args.backend)
+    model, tokenizer, meta, _ = open_model(args.out, "best", args.backend)
     print(
-        f"vocabulary: {len(vocab):,} tokens, the {len(vocab) - 1:,} words seen at least "
+        f"vocabulary: {len(tokenizer):,} tokens, the {len(tokenizer) - 1:,} words seen at least "
         f"{args.min_freq} times and <unk>; "
         f"{meta['data']['train_tokens']:,} training and {meta['data']['val_tokens']:,} "
         f"validation words"
@@ -103,9 +103,9 @@ def main() -> None:
         f"(training perplexity {meta['train_perplexity']:.1f}); word frequencies alone "
         f"score {unigram_perplexity(load_data(resolve(settings))):.1f}"
     )
-    print(f"greedy:  {sample(model, vocab, PREFIX, 'word', args.num, never_unk(greedy, vocab))}")
-    choose = never_unk(lm.sampler(args.temperature, seed=args.seed), vocab)
-    print(f"sampled: {sample(model, vocab, PREFIX, 'word', args.num, choose)}")
+    print(f"greedy:  {sample(model, tokenizer, PREFIX, args.num, never_unk(greedy, tokenizer))}")
+    choose = never_unk(lm.sampler(args.temperature, seed=args.seed), tokenizer)
+    print(f"sampled: {sample(model, tokenizer, PREFIX, args.num, choose)}")
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 
 from dl.data.batches import (
     SeqDataLoader,
+    eval_batches,
     load_data_text,
     load_data_time_machine,
     seq_data_iter_random,
@@ -425,3 +426,24 @@ def test_load_data_text_word_level_random_and_options():
 def test_load_data_text_too_short_raises():
     with pytest.raises(ValueError, match="a corpus of 3 tokens"):
         load_data_text(["abc"], 2, 5)
+
+
+@pytest.mark.parametrize("use_random_iter", [False, True])
+def test_a_memory_mapped_corpus_gives_the_lists_batches_and_stays_an_array(
+    tmp_path, use_random_iter
+):
+    ids = np.random.default_rng(0).integers(0, 50, 1000).astype(np.int32)
+    np.save(tmp_path / "ids.npy", ids)
+    mapped = np.load(tmp_path / "ids.npy", mmap_mode="r")
+    from_list = SeqDataLoader(4, 7, use_random_iter, corpus=ids.tolist(), rng=random.Random(3))
+    from_map = SeqDataLoader(4, 7, use_random_iter, corpus=mapped, rng=random.Random(3))
+    assert from_map.corpus is mapped  # read in place, not turned into a list
+    batches, list_batches = list(from_map), list(from_list)
+    assert len(batches) == len(list_batches) > 10
+    for (X, Y), (X_list, Y_list) in zip(batches, list_batches):
+        np.testing.assert_array_equal(X, X_list)
+        np.testing.assert_array_equal(Y, Y_list)
+        assert X.flags.writeable and Y.flags.writeable  # frameworks may take them as their own
+    for X, Y in eval_batches(mapped[:50], 1, 60):  # one row: a view of the map, copied
+        assert X.flags.writeable and X.tolist() == [ids[:49].tolist()]
+        assert Y.flags.writeable and Y.tolist() == [ids[1:50].tolist()]

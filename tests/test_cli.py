@@ -54,6 +54,9 @@ def test_defaults_are_the_seed():
             "token",
             "max_tokens",
             "val_fraction",
+            "test_fraction",
+            "embedding",
+            "optimizer",
         )
     } == {
         "cell": "lstm",
@@ -64,9 +67,12 @@ def test_defaults_are_the_seed():
         "lr": 1.0,
         "clip": 1.0,
         "epochs": 500,
-        "token": "char",
+        "token": "book-char",  # the book's cleaning: letters only, lower case
         "max_tokens": 10000,
         "val_fraction": 0.0,
+        "test_fraction": 0.0,
+        "embedding": 0,  # one-hot inputs
+        "optimizer": "sgd",
     }
 
 
@@ -288,7 +294,7 @@ def test_eval_counts_tokens_outside_the_vocabulary(tmp_path, capsys):
             "--epochs",
             1,
             "--token",
-            "word",
+            "book-word",
             "--num-steps",
             4,
             "--max-tokens",
@@ -310,17 +316,38 @@ def test_eval_counts_tokens_outside_the_vocabulary(tmp_path, capsys):
 
 
 @pytest.mark.parametrize(
-    "content,message",
+    "content,token,message",
     [
-        (None, "no such file"),
-        ("dir", "is a directory"),
-        ("", "the file is empty"),
-        (b"caf\xe9 au lait", "not UTF-8 text (byte 0xe9 at offset 3)"),
-        ("1234 5678 !!!", "no letters left after cleaning"),
-        ("tiny text", "cannot make one batch of batch_size 4 x num_steps 8"),
+        (None, "char", "no such file"),
+        ("dir", "char", "is a directory"),
+        ("", "byte", "the file is empty"),
+        (
+            b"caf\xe9 au lait",
+            "char",
+            "not UTF-8 text (byte 0xe9 at offset 3); convert it to UTF-8 first, for example "
+            "with iconv, or train on its raw bytes with --token byte",
+        ),
+        (
+            b"ELF\x00\x01\x02 binary",
+            "word",
+            "a binary file, not text: it holds NUL bytes, the first at offset 3; train on its "
+            "raw bytes with --token byte",
+        ),
+        ("1234 5678 !!!", "book-char", "no letters left after cleaning"),
+        (
+            "a tiny text, a tiny text, a tiny text!",
+            "char",
+            "--val-fraction 0.1 and --test-fraction 0.05 leave 32 of 38 tokens for training: a "
+            "corpus of 32 tokens cannot make one batch of batch_size 4 x num_steps 8",
+        ),
+        (
+            "tiny text",
+            "char",
+            "--val-fraction 0.1 holds out 1 of 9 tokens, fewer than the 2 one batch needs",
+        ),
     ],
 )
-def test_bad_text_exits_2_with_a_message(tmp_path, capsys, content, message):
+def test_bad_text_exits_2_with_a_message(tmp_path, capsys, content, token, message):
     path = tmp_path / "text.txt"
     if content == "dir":
         path.mkdir()
@@ -328,7 +355,8 @@ def test_bad_text_exits_2_with_a_message(tmp_path, capsys, content, message):
         path.write_bytes(content)
     elif content is not None:
         path.write_text(content)
-    assert dl("train", *SMALL, "--text", path, "--backend", "torch", "--out", tmp_path / "r") == 2
+    args = [*SMALL, "--text", path, "--token", token, "--backend", "torch"]
+    assert dl("train", *args, "--out", tmp_path / "r") == 2
     err = capsys.readouterr().err
     assert err.startswith("dl: error: ") and message in err and len(err.splitlines()) == 1
 

@@ -548,7 +548,7 @@ def test_option_errors_are_one_line_without_the_usage_block(capsys):
 
 def test_eval_counts_unknown_tokens_among_those_it_predicts(tmp_path, capsys):
     run = tmp_path / "run"
-    assert dl("train", *SMALL, "--epochs", 1, "--token", "word", "--out", run) == 0
+    assert dl("train", *SMALL, "--epochs", 1, "--token", "book-word", "--out", run) == 0
     text = tmp_path / "other.txt"
     text.write_text("zebra quokka wombat\n" * 30)  # 90 words, none in the vocabulary
     capsys.readouterr()

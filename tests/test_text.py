@@ -344,29 +344,6 @@ def test_read_text_file_missing_raises_with_path(tmp_path):
     assert str(path) in str(info.value)
 
 
-def test_split_corpus_holds_out_the_tail_and_keeps_the_book_vocabulary():
-    lines = ["the cat sat", "on the mat", "the end zz"]
-    train, val, vocab = text.split_corpus(lines, "word", val_fraction=0.25)
-    tokens = "the cat sat on the mat the end zz".split()
-    assert len(train) == 7 and len(val) == 2
-    assert vocab.to_tokens(train) == tokens[:7]
-    assert vocab.to_tokens(val) == ["<unk>", "<unk>"]
-    assert "zz" not in vocab.token_to_idx and "end" not in vocab.token_to_idx  # held out
-    same, none, book_vocab = text.split_corpus(lines, "char", max_tokens=5)
-    want, want_vocab = text.corpus_from_lines(lines, "char", 5)
-    assert same == want and none == [] and book_vocab.idx_to_token == want_vocab.idx_to_token
-    with pytest.raises(ValueError, match=r"val_fraction must be in \[0, 1\), got 1"):
-        text.split_corpus(lines, val_fraction=1)
-
-
-def test_encode_counts_unknown_tokens():
-    vocab = text.Vocab([list("abc")])
-    assert text.encode(["abz", "zc"], "char", vocab) == (
-        [vocab["a"], vocab["b"], 0, 0, vocab["c"]],
-        2,
-    )
-
-
 def test_vocab_from_tokens_round_trips():
     vocab = text.Vocab([list("hello world")], min_freq=1)
     again = text.Vocab.from_tokens(vocab.idx_to_token)

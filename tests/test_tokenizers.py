@@ -75,7 +75,8 @@ def test_word_vocabulary_limits():
     text = "a a a b b c\n"
     assert tk.fit("word", text, max_vocab=3).idx_to_token == ["<unk>", "<eos>", "a"]
     assert tk.fit("word", text, min_freq=2).idx_to_token == ["<unk>", "<eos>", "a", "b"]
-    assert tk.fit("word", text, min_freq=2).encode("c b").tolist() == [0, 3, 1]
+    assert tk.fit("word", text, min_freq=2).encode("c b\n").tolist() == [0, 3, 1]
+    assert tk.fit("word", text, min_freq=2).encode("c b").tolist() == [0, 3]  # line goes on
     with pytest.raises(
         InputError,
         match=r"--max-vocab 2: the word vocabulary reserves <unk> "
@@ -96,6 +97,46 @@ def test_book_kinds_are_the_books_cleaning():
     assert tokenizer.decode(tokenizer.encode(text)) == "the time machineby h g wells"
     words = tk.fit("book-word", text)
     assert words.decode(words.encode(text)) == "the time machine by h g wells"
+
+
+def test_whitespace_tokens_are_the_word_language_models():
+    text = "Don't stop, Filby.\r\nIt's  late!\n\n\tend"
+    tokenizer = tk.fit("whitespace", text)
+    expected = []
+    for line in text.splitlines(keepends=True):  # line.split() + ['<eos>'] per ended line
+        expected += line.split() + (["<eos>"] if line != line.rstrip("\r\n") else [])
+    assert tk.WhitespaceTokenizer.split(text) == expected
+    assert expected[:4] == ["Don't", "stop,", "Filby.", "<eos>"]
+    assert tokenizer.idx_to_token[:2] == ["<unk>", "<eos>"]
+    assert tokenizer.decode(tokenizer.encode(text)) == "Don't stop, Filby.\nIt's late!\n\nend"
+    assert tk.fit("whitespace", "a a b\n", max_vocab=3).idx_to_token == ["<unk>", "<eos>", "a"]
+
+
+@pytest.mark.parametrize("kind", ["char", "word", "whitespace"])
+def test_chunked_fitting_and_encoding_equal_the_whole_texts(kind, monkeypatch):
+    text = (MIXED + "\n") * 7 + "no line break at the very end, a long-ish line"
+    whole = tk.fit(kind, text)
+    monkeypatch.setattr(tk, "CHUNK", 16)  # pieces cut after line breaks, else spaces
+    pieces = list(tk._chunks(text))
+    assert len(pieces) > 20 and "".join(pieces) == text
+    assert all(piece[-1] in "\n " for piece in pieces[:-1])
+    chunked = tk.fit(kind, text)
+    assert chunked.idx_to_token == whole.idx_to_token
+    np.testing.assert_array_equal(chunked.encode(text), whole.encode(text))
+    tokens = list(text) if kind == "char" else whole.split(text)
+    assert chunked.encode(text).tolist() == [whole.idx_to_token.index(t) for t in tokens]
+
+
+def test_a_vocabulary_past_the_limit_is_refused(monkeypatch):
+    monkeypatch.setattr(tk, "MAX_VOCAB", 4)
+    assert len(tk.fit("char", "abc")) == 4
+    with pytest.raises(
+        InputError,
+        match=r"--token word: the text has 5 distinct tokens, more than the 4 a "
+        r"vocabulary may hold; give --max-vocab N",
+    ):
+        tk.fit("word", "a b c")
+    assert len(tk.fit("word", "a b c", max_vocab=4)) == 4
 
 
 @pytest.mark.parametrize("kind", tk.KINDS)

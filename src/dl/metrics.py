@@ -23,6 +23,17 @@ def perplexity(loss_sum: float, num_tokens: float) -> float:
     return math.exp(mean) if mean < 709 else math.inf
 
 
+def text_figures(loss_sum: float, num_tokens: int, bits_per: str | None = None) -> dict:
+    """A language model's figures over ``num_tokens`` tokens of summed cross-entropy
+    ``loss_sum`` (nats): ``loss`` (nats per token), ``perplexity`` and, where each token is a
+    character or a byte (``bits_per``: ``'char'``, ``'byte'``), ``bits_per_char`` or
+    ``bits_per_byte`` (the loss in base 2)."""
+    figures = {"loss": loss_sum / num_tokens, "perplexity": perplexity(loss_sum, num_tokens)}
+    if bits_per is not None:
+        figures[f"bits_per_{bits_per}"] = figures["loss"] / math.log(2)
+    return figures
+
+
 def bleu(pred_seq: str, label_seq: str, k: int) -> float:
     """The book's BLEU of a space-separated prediction against one label, n-grams up to ``k``:
     ``exp(min(0, 1 - len_label / len_pred)) * prod_n p_n ** (1 / 2 ** n)``, ``p_n`` the share

@@ -163,6 +163,33 @@ def greedy(logits: np.ndarray) -> int:
     return int(logits.argmax())
 
 
+def predict_ids(
+    prefix_ids,
+    num_preds: int,
+    step: Callable[[int, State], tuple[Any, State]],
+    state: State,
+    choose: Callable[[np.ndarray], int] = greedy,
+) -> list[int]:
+    """The ids of ``prefix_ids`` and ``num_preds`` predictions after them: warm up on the
+    prefix, then predict (the book's predict_ch8 on token ids).
+
+    ``step(token_id, state) -> (logits, state)`` runs the model on one token; ``logits`` is
+    any array-like of ``vocab_size`` numbers (``(1, vocab_size)`` or ``(vocab_size,)``).
+    ``choose(logits: (vocab_size,)) -> token_id`` picks the next token (greedy by default).
+    """
+    check_positive("num_preds", num_preds, allow_zero=True, integer=True)
+    if len(prefix_ids) == 0:
+        raise InputError("prefix must hold at least one token, got an empty prefix")
+    outputs = [int(prefix_ids[0])]
+    for token in prefix_ids[1:]:  # warm-up: only the state matters
+        _, state = step(outputs[-1], state)
+        outputs.append(int(token))
+    for _ in range(num_preds):
+        logits, state = step(outputs[-1], state)
+        outputs.append(choose(np.asarray(logits, dtype=np.float64).reshape(-1)))
+    return outputs
+
+
 def predict_tokens(
     prefix,
     num_preds: int,
@@ -171,23 +198,13 @@ def predict_tokens(
     state: State,
     choose: Callable[[np.ndarray], int] = greedy,
 ) -> str:
-    """Warm up on ``prefix``, then append ``num_preds`` predictions (the book's predict_ch8).
+    """Warm up on ``prefix``, then append ``num_preds`` predictions (the book's predict_ch8),
+    as :func:`predict_ids` does on ``vocab``'s ids.
 
-    ``step(token_id, state) -> (logits, state)`` runs the model on one token; ``logits`` is
-    any array-like of ``vocab_size`` numbers (``(1, vocab_size)`` or ``(vocab_size,)``).
-    ``choose(logits: (vocab_size,)) -> token_id`` picks the next token (greedy by default).
     ``prefix`` is a string (characters, joined without separator) or a list of tokens (joined
     with spaces). Tokens outside the vocabulary map to ``<unk>``.
     """
     check_positive("num_preds", num_preds, allow_zero=True, integer=True)
-    if len(prefix) == 0:
-        raise InputError("prefix must hold at least one token, got an empty prefix")
-    outputs = [vocab[prefix[0]]]
-    for token in prefix[1:]:  # warm-up: only the state matters
-        _, state = step(outputs[-1], state)
-        outputs.append(vocab[token])
-    for _ in range(num_preds):
-        logits, state = step(outputs[-1], state)
-        outputs.append(choose(np.asarray(logits, dtype=np.float64).reshape(-1)))
+    outputs = predict_ids([vocab[token] for token in prefix], num_preds, step, state, choose)
     separator = "" if isinstance(prefix, str) else " "
     return separator.join(vocab.to_tokens(outputs))

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 from dl.cli.backends import IMPLS, PREFERENCE
+from dl.data.tokenizers import KINDS as TOKENS
 from dl.errors import InputError
 from dl.optim import DECAYS
 from dl.optim import NAMES as OPTIMIZERS
@@ -134,8 +135,23 @@ TRAIN_OPTIONS = (
         None,
         "tensorflow, torch or jax (default: the fastest installed for the model)",
     ),
-    Option("--text", str, None, "a UTF-8 text file to train on (default: The Time Machine)"),
-    Option("--token", choice("char", "word"), "char", "char or word tokens", model=True),
+    Option(
+        "--text",
+        str,
+        None,
+        "a UTF-8 text file to train on (default: The Time Machine); with --text the "
+        "defaults marked 'with --text' apply",
+    ),
+    Option(
+        "--token",
+        choice(*TOKENS),
+        "book-char",
+        "char: every character as it is; byte: UTF-8 bytes (256 ids, any file); word: words "
+        "and punctuation marks, line breaks as <eos>; whitespace: runs between whitespace, "
+        "line breaks as <eos> (pytorch/examples' word_language_model); book-char, book-word: "
+        "the book's cleaning (letters only, lower case)",
+        model=True,
+    ),
     Option("--min-freq", count, 0, "leave out tokens seen fewer times (as <unk>)", model=True),
     Option(
         "--max-tokens",
@@ -244,18 +260,84 @@ TRAIN_OPTIONS = (
         "--val-fraction",
         fraction,
         0.0,
-        "hold out this tail of the text for validation perplexity",
+        "hold out this tail of the text for validation (in time order: training, then "
+        "validation, then test)",
         model=True,
     ),
+    # a user's text: held-out parts, the vocabulary's size and the text model's layers
+    Option(
+        "--test-fraction",
+        fraction,
+        0.0,
+        "hold out this last tail of the text for the test figures, computed once at the end "
+        "on the best checkpoint",
+        model=True,
+    ),
+    Option(
+        "--val-text",
+        str,
+        None,
+        "validation text in a file of its own (instead of --val-fraction); the vocabulary "
+        "is fitted over every text given",
+    ),
+    Option("--test-text", str, None, "test text in a file of its own (instead of --test-fraction)"),
+    Option(
+        "--max-vocab",
+        positive_int,
+        None,
+        "keep at most the N most frequent tokens, <unk> and <eos> counted (char, word, "
+        "whitespace); the others become <unk>",
+        model=True,
+    ),
+    Option(
+        "--embedding",
+        count,
+        0,
+        "embedding size E of the input tokens; 0: the book's one-hot inputs",
+        model=True,
+    ),
+    Option(
+        "--tie-weights",
+        None,
+        False,
+        "the output layer is the embedding table transposed (needs --embedding equal to --hidden)",
+        model=True,
+    ),
+    Option("--embed-dropout", fraction, 0.0, "dropout on the embeddings", model=True),
+    Option("--output-dropout", fraction, 0.0, "dropout on the last layer's outputs", model=True),
     Option("--seed", count, 0, "seed of the weights, batch offsets and dropout", model=True),
     Option("--device", str, None, "cpu, gpu, cuda:N (default: a GPU if there is one)"),
     Option("--precision", choice("fp32", "bf16"), "fp32", "fp32, or bf16 (torch only)"),
 )
+# option dest -> its default when --text is given and the option is not: a model for a
+# few-megabyte text on a CPU (without --text, `dl train` keeps the seed's defaults)
+TEXT_DEFAULTS = {
+    "token": "char",
+    "embedding": 128,
+    "hidden": 512,
+    "layers": 1,
+    "optimizer": "adam",
+    "lr": 0.002,
+    "batch_size": 64,
+    "num_steps": 128,
+    "clip": 1.0,
+    "val_fraction": 0.1,
+    "test_fraction": 0.05,
+}
 SWEEPABLE = tuple(
     o
     for o in TRAIN_OPTIONS
     if o.parse is not None
-    and o.flag not in ("--backend", "--text", "--device", "--precision", "--max-time")
+    and o.flag
+    not in (
+        "--backend",
+        "--text",
+        "--val-text",
+        "--test-text",
+        "--device",
+        "--precision",
+        "--max-time",
+    )
 )
 
 
@@ -273,12 +355,14 @@ def add_train_options(
         parse = list_of(option.parse) if lists and option in SWEEPABLE else option.parse
         metavar = option.dest.upper() + ("[,...]" if lists and option in SWEEPABLE else "")
         default = defaults.get(option.dest, option.default)
+        text = TEXT_DEFAULTS.get(option.dest)
+        shown = f"{default}; {text} with --text" if text not in (None, default) else default
         group.add_argument(
             option.flag,
             type=parse,
             default=None,
             metavar=metavar,
-            help=f"{option.help} (default: {default})" if default is not None else option.help,
+            help=f"{option.help} (default: {shown})" if default is not None else option.help,
         )
 
 
@@ -292,5 +376,7 @@ def given(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def with_defaults(values: dict[str, Any]) -> dict[str, Any]:
-    """Every training option: ``values`` where given, else the default."""
-    return {o.dest: values.get(o.dest, o.default) for o in TRAIN_OPTIONS}
+    """Every training option: ``values`` where given, else the default (with a ``text``,
+    :data:`TEXT_DEFAULTS`'s)."""
+    defaults = TEXT_DEFAULTS if values.get("text") is not None else {}
+    return {o.dest: values.get(o.dest, defaults.get(o.dest, o.default)) for o in TRAIN_OPTIONS}

@@ -9,9 +9,25 @@ import numpy as np
 from dl import checkpoint, lm
 from dl.cli import backends
 from dl.cli.options import choice
-from dl.data.text import Vocab
+from dl.data import tokenizers
 
 CHECKPOINTS = ("auto", "best", "model")
+LEGACY_TOKENS = {"char": "book-char", "word": "book-word"}  # --token before tokenizers
+
+
+def upgrade(meta: dict) -> dict:
+    """``meta`` of a run saved before tokenizers were saved as it is written now: its settings'
+    token ``'char'`` / ``'word'`` (then the book's cleaning) as ``'book-char'`` /
+    ``'book-word'``, its ``vocab`` list as the ``tokenizer``."""
+    if "tokenizer" in meta or "settings" not in meta:
+        return meta
+    settings = dict(meta["settings"])
+    settings["token"] = LEGACY_TOKENS.get(settings.get("token"), settings.get("token"))
+    return {
+        **meta,
+        "settings": settings,
+        "tokenizer": {"kind": settings["token"], "tokens": meta["vocab"]},
+    }
 
 
 def add_run_arguments(parser) -> None:
@@ -55,7 +71,7 @@ def open_run(args):
 def open_model(
     run: Path, which: str = "auto", backend: str | None = None, device: str | None = None
 ):
-    """``(model, vocab, meta, stem)`` of run directory ``run``.
+    """``(model, tokenizer, meta, stem)`` of run directory ``run``.
 
     ``which``: ``'best'`` (lowest validation loss), ``'model'`` (latest) or ``'auto'`` (best if
     the run kept one, else latest). The weights load into ``backend`` whatever backend trained
@@ -87,17 +103,19 @@ def open_model(
     except checkpoint.CheckpointError as err:
         raise checkpoint.CheckpointError(f"{err}{_other_checkpoint(run, stem)}") from None
     try:
+        meta = upgrade(meta)
         config = lm.LMConfig.from_dict(meta["model"])
-        vocab = Vocab.from_tokens(meta["vocab"])
+        tokenizer = tokenizers.from_dict(meta["tokenizer"])
         lm.check_params(config, params)
-        meta["settings"]["token"]
+        if len(tokenizer) != config.vocab_size:
+            raise ValueError(f"{len(tokenizer)} tokens for {config.vocab_size} outputs")
     except (KeyError, TypeError, ValueError) as err:
         raise checkpoint.CheckpointError(
             f"{checkpoint.weights_path(run, stem)}: its description does not fit its weights "
             f"({err}); the checkpoint is damaged"
         ) from None
     cls = backends.model_class(backend or backends.choose(None))
-    return cls(config, params, device=device), vocab, meta, stem
+    return cls(config, params, device=device), tokenizer, meta, stem
 
 
 def _other_checkpoint(run: Path, stem: str) -> str:

@@ -29,9 +29,10 @@ from dl.cli.options import (
     with_defaults,
 )
 from dl.cli.rundir import RunDir, locked
-from dl.cli.saved import open_model
+from dl.cli.saved import open_model, upgrade
 from dl.cli.train import (
     BOOK_PREFIXES,
+    RUN_TEXTS,
     TrainingDiverged,
     check_prefixes,
     load_data,
@@ -60,7 +61,7 @@ def add_parser(subparsers) -> None:
         "--prefix",
         default=None,
         help="text the samples continue (default: 'time traveller' on The "
-        "Time Machine, else the text's most frequent token)",
+        "Time Machine, else the text's first two words)",
     )
     parser.set_defaults(command=main)
 
@@ -112,13 +113,15 @@ def check_grid(runs: list[dict], names: list[str], out: Path, prefix: str | None
         try:
             resolved = resolve(settings)
             key = tuple(
-                resolved[k] for k in ("text", "token", "max_tokens", "min_freq", "val_fraction")
+                resolved[k]
+                for k in (*RUN_TEXTS, "token", "max_tokens", "min_freq", "max_vocab")
+                + ("val_fraction", "test_fraction")
             )
             if key not in texts:
                 texts[key] = load_data(resolved)
             data = texts[key]
             if prefix is not None:
-                check_prefixes([prefix], data.vocab, resolved["token"])
+                check_prefixes([prefix], data.tokenizer)
         except ValueError as err:
             raise UsageError(f"run {name} of the sweep cannot train: {err}") from None
         _check_existing(out / name, resolved, data)
@@ -128,7 +131,7 @@ def _check_existing(run: Path, wanted: dict, data) -> None:
     """Refuse a run directory holding a run of other model settings or another text."""
     if not checkpoint.exists(run):
         return
-    meta = checkpoint.load(run)[1]
+    meta = upgrade(checkpoint.load(run)[1])
     differ = [
         o.flag
         for o in TRAIN_OPTIONS
@@ -196,18 +199,19 @@ def _diverged(name: str) -> dict:
 
 def _summary(run: Path, name: str, prefix: str | None) -> dict:
     backend = checkpoint.load(run)[1]["backend"]  # the framework that trained it is loaded
-    model, vocab, meta, _ = open_model(run, "model", backend if backend in installed() else None)
+    model, tokenizer, meta, _ = open_model(
+        run, "model", backend if backend in installed() else None
+    )
     records = RunDir(run).read_metrics()
-    settings = meta["settings"]
     if prefix is None:
-        prefix = BOOK_PREFIXES[0] if settings["text"] is None else ""
+        prefix = meta.get("prefixes", BOOK_PREFIXES)[0]
     return {
         "run": name,
         "seconds": meta["seconds"],
         "tokens_per_sec": statistics.median(r["tokens_per_sec"] for r in records),
         "train_perplexity": meta["train_perplexity"],
         "val_perplexity": meta["val_perplexity"],
-        "sample": sample(model, vocab, prefix or vocab.idx_to_token[1], settings["token"]),
+        "sample": sample(model, tokenizer, prefix),
     }
 
 

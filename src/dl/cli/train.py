@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import hashlib
 import itertools
 import random
 import sys
@@ -35,11 +34,12 @@ from dl.cli.options import (
     with_defaults,
 )
 from dl.cli.rundir import RunDir, locked, note
-from dl.cli.saved import check_finite
-from dl.data import text as textdata
+from dl.cli.saved import check_finite, upgrade
+from dl.data import corpus, tokenizers
 from dl.data.batches import SeqDataLoader
+from dl.errors import InputError
 from dl.files import WriteError
-from dl.metrics import perplexity
+from dl.metrics import text_figures
 from dl.optim import OptimizerConfig
 from dl.validate import parse_device
 
@@ -67,7 +67,8 @@ def add_parser(subparsers) -> None:
     run.add_argument(
         "--dry-run",
         action="store_true",
-        help="prepare data and model, train one batch, write nothing",
+        help="prepare data and model, train one batch, write no run (the text's ids are "
+        "cached as in any run)",
     )
     run.add_argument(
         "--prefix",
@@ -124,62 +125,96 @@ def main(args: argparse.Namespace) -> int:
 
 @dataclasses.dataclass
 class Data:
-    """The token ids of a run, its vocabulary and where they came from."""
+    """The token ids of a run (``(N,)`` int32 arrays, memory-mapped: training, validation and
+    test parts in time order), its tokenizer and the texts they came from."""
 
-    train: list[int]
-    val: list[int]
-    vocab: textdata.Vocab
-    source: str
-    sha256: str
-    first_line: str
+    train: np.ndarray
+    val: np.ndarray
+    test: np.ndarray
+    tokenizer: tokenizers.Tokenizer
+    texts: dict[str, corpus.TextFile]  # option dest (text, val_text, test_text) -> its file
+
+    @property
+    def source(self) -> str:
+        return self.texts["text"].source
+
+    @property
+    def sha256(self) -> str:
+        return self.texts["text"].sha256
+
+    def first_words(self) -> str:
+        """The first two words of the training text's first line (a default prefix)."""
+        decoded = self.tokenizer.decode(self.train[:1000])
+        line = next((line for line in decoded.splitlines() if line.strip()), decoded)
+        return " ".join(line.split()[:2]) or line
 
 
-def load_lines(path: str | None) -> tuple[list[str], str, str]:
-    """``(cleaned lines, source, sha256 of the raw text)`` of ``path`` or The Time Machine."""
-    if path is None:
-        from dl.data import hub
+RUN_TEXTS = ("text", "val_text", "test_text")  # the option dests naming a run's text files
+HELD_OUT = (("val_text", "val_fraction", "validation"), ("test_text", "test_fraction", "test"))
 
-        raw = hub.download("time_machine").read_text(encoding="utf-8")
-        source = "The Time Machine"
-    else:
-        raw, source = textdata.read_text_file(path), str(path)
-    lines = textdata.normalize_lines(raw)
-    if not any(lines):
+
+def load_data(settings: dict, tokenizer: tokenizers.Tokenizer | None = None) -> Data:
+    """The run's texts as token ids under ``tokenizer`` (a resumed run's), else under one fitted
+    over every text; split in time order; every part checked to hold a batch."""
+    kind = settings["token"]
+    texts = {
+        dest: corpus.TextFile.open(settings.get(dest), binary=kind == "byte")
+        for dest in RUN_TEXTS
+        if dest == "text" or settings.get(dest)
+    }
+    try:
+        tokenizer, ids = corpus.load(
+            list(texts.values()), kind, settings["min_freq"], settings["max_vocab"], tokenizer
+        )
+    except InputError as err:
+        raise UsageError(str(err)) from None
+    parts = dict(zip(texts, ids))
+    source = texts["text"].source
+    if not len(parts["text"]) and kind.startswith("book-"):
         raise UsageError(
             f"{source}: no letters left after cleaning (the book keeps letters "
-            "only, lower-cased); give a text with words in it"
+            "only, lower-cased); give a text with words in it, or --token char"
         )
-    return lines, source, hashlib.sha256(raw.encode("utf-8")).hexdigest()
+    _check_vocabulary(settings, tokenizer, texts["text"])
+    main = parts["text"] if settings["max_tokens"] <= 0 else parts["text"][: settings["max_tokens"]]
+    try:
+        train, val, test = corpus.split(main, settings["val_fraction"], settings["test_fraction"])
+    except InputError as err:
+        raise UsageError(f"{source}: {err}") from None
+    held = {"val_text": val, "test_text": test}
+    for dest, _, name in HELD_OUT:
+        if dest in parts:
+            if len(parts[dest]) < 2:
+                raise UsageError(
+                    f"--{dest.replace('_', '-')} {texts[dest].source}: {len(parts[dest])} "
+                    f"{tokenizer.unit}s, and {name} needs at least 2; give a longer text"
+                )
+            held[dest] = parts[dest]
+    return Data(train, held["val_text"], held["test_text"], tokenizer, texts)
 
 
-def load_data(settings: dict) -> Data:
-    lines, source, sha = load_lines(settings["text"])
-    train_ids, val_ids, vocab = textdata.split_corpus(
-        lines,
-        settings["token"],
-        settings["max_tokens"],
-        settings["min_freq"],
-        settings["val_fraction"],
+def _check_vocabulary(settings: dict, tokenizer, text: corpus.TextFile) -> None:
+    """Refuse a vocabulary of reserved tokens only (``--min-freq`` above every count)."""
+    if len(tokenizer) > tokenizer.reserved:
+        return
+    content = text.read()
+    unlimited = tokenizers.fit(settings["token"], content)
+    counts = np.bincount(unlimited.encode(content), minlength=len(unlimited))
+    raise UsageError(
+        f"--min-freq {settings['min_freq']}: no token of {text.source} occurs that "
+        f"often (the most frequent, {counts[unlimited.reserved :].max(initial=0)} times), so "
+        f"the vocabulary would be only {', '.join(tokenizer.idx_to_token)}; lower --min-freq"
     )
-    if settings["val_fraction"] and len(val_ids) < 2:
-        raise UsageError(
-            f"{source}: --val-fraction {settings['val_fraction']} holds out "
-            f"{len(val_ids)} tokens of {len(train_ids) + len(val_ids)}; "
-            "raise it or use a longer text"
-        )
-    if len(vocab) < 2:
-        most = max((freq for _, freq in vocab.token_freqs), default=0)
-        raise UsageError(
-            f"--min-freq {settings['min_freq']}: no token of {source} occurs that "
-            f"often (the most frequent, {most} times), so the vocabulary would be "
-            "only <unk>; lower --min-freq"
-        )
-    return Data(train_ids, val_ids, vocab, source, sha, next(line for line in lines if line))
 
 
 def resolve(settings: dict) -> dict:
-    """Every option with its default filled in, the token cap and backend made explicit."""
+    """Every option with its default filled in (with ``--text``, :data:`TEXT_DEFAULTS`'s),
+    the token cap and backend made explicit."""
+    settings_given = settings
     settings = with_defaults(settings)
+    for dest, fraction_dest, _ in HELD_OUT:  # a part in its own file: no tail held out
+        if settings[dest] and fraction_dest not in settings_given:
+            settings[fraction_dest] = 0.0
     if settings["max_tokens"] is None:
         settings["max_tokens"] = 10000 if settings["text"] is None else -1
     if settings["max_tokens"] == 0 or settings["max_tokens"] < -1:
@@ -187,11 +222,7 @@ def resolve(settings: dict) -> dict:
             f"--max-tokens {settings['max_tokens']}: give a positive count, or -1 for all tokens"
         )
     parse_device(settings["device"])  # a malformed name fails before any work
-    if settings["dropout"] and settings["layers"] == 1:
-        raise UsageError(
-            f"--dropout {settings['dropout']} acts between stacked layers; give "
-            "--layers 2 or more, or leave --dropout out"
-        )
+    _check_text_options(settings, settings_given)
     if settings["no_output_tanh"] and settings["cell"] != "lstm":
         raise UsageError(
             f"--no-output-tanh applies to the LSTM only, not --cell {settings['cell']}"
@@ -205,7 +236,42 @@ def resolve(settings: dict) -> dict:
     )
     settings["random_iter"] = bool(settings["random_iter"])
     settings["no_output_tanh"] = bool(settings["no_output_tanh"])
+    settings["tie_weights"] = bool(settings["tie_weights"])
     return settings
+
+
+def _check_text_options(settings: dict, given_settings: dict) -> None:
+    """Refuse options that contradict each other or would do nothing, naming them."""
+    if settings["dropout"] and settings["layers"] == 1:
+        raise UsageError(
+            f"--dropout {settings['dropout']} acts between stacked layers, so with --layers 1 "
+            "it would do nothing; give --layers 2 or more, use --embed-dropout or "
+            "--output-dropout, or leave --dropout out"
+        )
+    if settings["embed_dropout"] and not settings["embedding"]:
+        raise UsageError(
+            f"--embed-dropout {settings['embed_dropout']} drops out embeddings, and the one-hot "
+            "inputs of --embedding 0 have none; give --embedding E, or leave --embed-dropout out"
+        )
+    if settings["tie_weights"] and settings["embedding"] != settings["hidden"]:
+        raise UsageError(
+            f"--tie-weights shares the embedding table with the output layer, so --embedding "
+            f"({settings['embedding']}) must equal --hidden ({settings['hidden']}); give "
+            f"--embedding {settings['hidden']}, or leave --tie-weights out"
+        )
+    for dest, fraction_dest, _ in HELD_OUT:
+        if settings[dest] and fraction_dest in given_settings and settings[fraction_dest]:
+            raise UsageError(
+                f"--{dest.replace('_', '-')} and --{fraction_dest.replace('_', '-')} both give "
+                "the held-out part; give one of them"
+            )
+    if settings["token"] == "byte":
+        for dest in ("max_vocab", "min_freq"):
+            if settings[dest]:
+                raise UsageError(
+                    f"--{dest.replace('_', '-')} with --token byte: the 256 byte values are "
+                    "all kept, none is unknown; leave it out"
+                )
 
 
 def model_config(settings: dict, vocab_size: int) -> lm.LMConfig:
@@ -216,6 +282,10 @@ def model_config(settings: dict, vocab_size: int) -> lm.LMConfig:
         num_layers=settings["layers"],
         dropout=settings["dropout"],
         output_tanh=not settings["no_output_tanh"],
+        embedding=settings["embedding"],
+        tie_weights=bool(settings["tie_weights"]),
+        embed_dropout=settings["embed_dropout"],
+        output_dropout=settings["output_dropout"],
     )
 
 
@@ -223,6 +293,16 @@ def optimizer_config(settings: dict) -> OptimizerConfig:
     """The run's optimizer (runs saved before ``--optimizer`` existed trained with SGD)."""
     return OptimizerConfig(
         settings.get("optimizer", "sgd"), settings["lr"], settings.get("weight_decay", 0.0)
+    )
+
+
+def describe(figures: dict, bits_per: str | None, part: str = "") -> str:
+    """``perplexity 5.20 (loss 1.649 nats/token, 2.379 bits/char)`` from :func:`text_figures`'
+    keys, each prefixed with ``part`` (``'val_'``, ``'test_'``)."""
+    extra = f", {figures[f'{part}bits_per_{bits_per}']:.3f} bits/{bits_per}" if bits_per else ""
+    return (
+        f"perplexity {figures[f'{part}perplexity']:.2f} (loss "
+        f"{figures[f'{part}loss']:.3f} nats/token{extra})"
     )
 
 
@@ -236,35 +316,30 @@ def build_model(settings: dict, config: lm.LMConfig, params: dict):
     return cls(config, params, device=settings["device"], precision=settings["precision"])
 
 
-def prefix_tokens(prefix: str, token: str):
-    """The tokens of ``prefix`` cleaned as the training text: a string of characters, or a
-    list of words."""
-    cleaned = " ".join(textdata.normalize_lines(prefix)).strip() or prefix
-    return cleaned if token == "char" else cleaned.split()
-
-
-def check_prefixes(prefixes, vocab, token: str) -> None:
+def check_prefixes(prefixes, tokenizer: tokenizers.Tokenizer, option: str = "--prefix") -> None:
     """Refuse a prefix with no token, or none the model knows (it would see only <unk>)."""
     for prefix in prefixes:
-        tokens = prefix_tokens(prefix, token)
-        if not tokens:
+        ids = tokenizer.encode(prefix)
+        if not len(ids) and not prefix.strip():
             raise UsageError(
-                f"--prefix {prefix!r} holds nothing to continue; give a few "
-                f"{'characters' if token == 'char' else 'words'} of the text"
+                f"{option} {prefix!r} holds nothing to continue; give a few "
+                f"{tokenizer.unit}s of the text"
             )
-        if all(t not in vocab.token_to_idx for t in tokens):
+        if not len(ids) or (ids == tokenizer.unk).all():
             raise UsageError(
-                f"--prefix {prefix!r}: none of its {token}s is in the model's "
-                f"vocabulary of {len(vocab)} (it would see only <unk>); give a "
+                f"{option} {prefix!r}: none of its {tokenizer.unit}s is in the model's "
+                f"vocabulary of {len(tokenizer)} (it would see only <unk>); give a "
                 "prefix written like the training text"
             )
 
 
-def sample(model, vocab, prefix: str, token: str, num: int = 50, choose=core.greedy) -> str:
-    """``prefix`` (cleaned as the training text) and ``num`` tokens more from ``model``."""
-    return core.predict_tokens(
-        prefix_tokens(prefix, token), num, vocab, model.step, model.begin_state(1), choose
-    )
+def sample(
+    model, tokenizer: tokenizers.Tokenizer, prefix: str, num: int = 50, choose=core.greedy
+) -> str:
+    """``prefix`` (as the run's tokenizer reads and writes it back) and ``num`` tokens more
+    from ``model``."""
+    ids = core.predict_ids(tokenizer.encode(prefix), num, model.step, model.begin_state(1), choose)
+    return tokenizer.decode(ids)
 
 
 def _resume_settings(
@@ -274,7 +349,8 @@ def _resume_settings(
     checkpoint ``stem``; refuse changed model options and weights that are not finite."""
     params, optimizer_state, carried, meta = checkpoint.load_run(run.path, stem)
     check_finite(params, checkpoint.weights_path(run.path, stem), "continue")
-    stored = meta["settings"]
+    meta = upgrade(meta)
+    stored = {**with_defaults({}), **meta["settings"]}  # options newer than the run: defaults
     changed = [
         f"--{name.replace('_', '-')} {asked[name]} (the run has {stored.get(name, o.default)})"
         for o in TRAIN_OPTIONS
@@ -290,7 +366,7 @@ def _resume_settings(
         {
             k: v
             for k, v in asked.items()
-            if k in ("epochs", "backend", "device", "precision", "text", "impl")
+            if k in ("epochs", "backend", "device", "precision", "impl", *RUN_TEXTS)
             or k in ("patience", "eval_every")
         }
     )
@@ -303,8 +379,12 @@ def _resume_settings(
         backend, impl, stored["cell"], not stored["no_output_tanh"]
     )
     parse_device(settings["device"])
-    if "text" not in asked:
-        settings["text"] = _stored_text(run, settings["text"], meta["data"])
+    for dest in RUN_TEXTS:
+        if dest not in asked:
+            stored_path = (meta["data"] if dest == "text" else meta["data"].get(dest) or {}).get(
+                "path"
+            )
+            settings[dest] = _stored_text(run, dest, settings[dest], stored_path)
     config = optimizer_config(settings)
     if not optimizer_state and config.slots:
         raise UsageError(
@@ -315,21 +395,22 @@ def _resume_settings(
     return settings, params, optimizer_state or optim.zero_state(config, {}), meta, carried
 
 
-def _stored_text(run: RunDir, text: str | None, data: dict) -> str | None:
-    """The text a resumed run trained on: as it was given, else (a path relative to where the
-    run started) its absolute path, with a note; refuse, saying where the path came from."""
+def _stored_text(run: RunDir, dest: str, text: str | None, absolute: str | None) -> str | None:
+    """The ``--text`` (``dest``: or ``--val-text``, ``--test-text``) a resumed run read: as it
+    was given, else (a path relative to where the run started) its ``absolute`` path, with a
+    note; refuse, saying where the path came from."""
     if text is None or Path(text).is_file():
         return text
-    absolute = data.get("path")
+    flag = f"--{dest.replace('_', '-')}"
     if absolute and Path(absolute).is_file():
         note(
-            f"the run's --text {text} is not found from {Path.cwd()}; using {absolute}, "
+            f"the run's {flag} {text} is not found from {Path.cwd()}; using {absolute}, "
             "where it was when the run started"
         )
         return absolute
     raise UsageError(
-        f"--resume: {run.path} was trained on --text {text} (stored in the run), "
-        f"which is not found from {Path.cwd()}; give --text PATH to the same text"
+        f"--resume: {run.path} was trained on {flag} {text} (stored in the run), "
+        f"which is not found from {Path.cwd()}; give {flag} PATH to the same text"
     )
 
 
@@ -377,39 +458,51 @@ def _prepare(run: RunDir, asked: dict, resume: bool, prefixes, quiet: bool):
         )
     else:
         settings, params, optimizer_state, meta, carried = resolve(asked), None, None, {}, []
-    data = load_data(settings)
-    if resume and data.sha256 != meta["data"]["sha256"]:
-        raise UsageError(
-            f"--resume: the text {data.source} is not the one {run.path} was "
-            "trained on (its sha256 differs); give the same --text"
-        )
+    data = load_data(settings, tokenizers.from_dict(meta["tokenizer"]) if resume else None)
+    if resume:
+        _check_same_texts(run, data, meta["data"])
     if prefixes is None:
-        prefixes = (
-            BOOK_PREFIXES if settings["text"] is None else (" ".join(data.first_line.split()[:2]),)
-        )
-    check_prefixes(prefixes, data.vocab, settings["token"])
-    config = model_config(settings, len(data.vocab))
+        prefixes = BOOK_PREFIXES if settings["text"] is None else (data.first_words(),)
+    check_prefixes(prefixes, data.tokenizer)
+    config = model_config(settings, len(data.tokenizer))
     try:
         loader = SeqDataLoader(
             settings["batch_size"],
             settings["num_steps"],
             settings["random_iter"],
             corpus=data.train,
-            vocab=data.vocab,
         )
     except ValueError as err:
-        if not settings["val_fraction"]:
+        held = [
+            f"--{f.replace('_', '-')} {settings[f]}"
+            for f in ("val_fraction", "test_fraction")
+            if settings[f]
+        ]
+        if not held:
             raise
+        total = len(data.train) + len(data.val) + len(data.test)
         raise UsageError(
-            f"--val-fraction {settings['val_fraction']} leaves {len(data.train):,} "
-            f"of {len(data.train) + len(data.val):,} tokens for training: {err}, "
-            "or a smaller --val-fraction"
+            f"{' and '.join(held)} {'leaves' if len(held) == 1 else 'leave'} "
+            f"{len(data.train):,} of {total:,} tokens for training: {err}, or a smaller "
+            f"{' or '.join(h.split()[0] for h in held)}"
         ) from None
     model = build_model(settings, config, params or lm.init_params(config, settings["seed"]))
     schedule, plateau = longrun.plan(settings, loader.num_batches, meta)
     session = _Session(run, settings, data, config, model, meta, prefixes, quiet, optimizer_state)
     session.plan(schedule, plateau, carried)
     return session, loader
+
+
+def _check_same_texts(run: RunDir, data: Data, stored: dict) -> None:
+    """Refuse a resume whose texts are not the run's (their SHA-256 differ)."""
+    for dest, text in data.texts.items():
+        sha256 = stored["sha256"] if dest == "text" else (stored.get(dest) or {}).get("sha256")
+        if text.sha256 != sha256:
+            flag = f"--{dest.replace('_', '-')}"
+            raise UsageError(
+                f"--resume: the text {text.source} is not the one {run.path} was "
+                f"trained on (its sha256 differs); give the same {flag}"
+            )
 
 
 class _Session:
@@ -432,6 +525,7 @@ class _Session:
         self.stop = None  # what ends training before --epochs: "max-time" or "patience"
         self.stepping = self.last_batch = False  # inside an update; before an epoch's end
         self.evaluated_step, self.val_loss = None, None
+        self.test = None  # the test figures, once training has ended
 
     def plan(self, schedule, plateau, carried: list) -> None:
         """The run's schedule and plateau (:func:`dl.cli.longrun.plan`) and the recurrent
@@ -458,12 +552,17 @@ class _Session:
         self.say(
             f"dry run: {s['cell']} ({s['impl']}, {s['backend']} on "
             f"{self.model.device_name}) with {self.config.num_params():,} parameters; "
-            f"{len(self.data.train):,} training "
-            f"and {len(self.data.val):,} validation tokens of {self.data.source}, "
-            f"vocabulary {len(self.data.vocab):,}; one batch trained (loss {loss:.3f}); "
+            f"{self._token_counts()} of {self.data.source}, vocabulary "
+            f"{len(self.data.tokenizer):,} ({s['token']}); one batch trained (loss {loss:.3f}); "
             "nothing written"
         )
         return 0
+
+    def _token_counts(self) -> str:
+        train, val, test = (len(part) for part in (self.data.train, self.data.val, self.data.test))
+        if not test:
+            return f"{train:,} training and {val:,} validation tokens"
+        return f"{train:,} training, {val:,} validation and {test:,} test tokens"
 
     def loop(
         self, loader, print_every: int, save_every: int, save_every_steps=None, save_minutes=None
@@ -532,7 +631,7 @@ class _Session:
     def _scheduled(self, batches, epoch: int):
         """``batches``, each after its update's dropout seed and learning rate are set; says
         whether the one yielded is the epoch's last (it looks one batch ahead)."""
-        s, pos, stochastic = self.settings, self.position, self.config.dropout > 0
+        s, pos, stochastic = self.settings, self.position, lm.any_dropout(self.config)
         batches = iter(batches)
         batch = next(batches, None)
         while batch is not None:
@@ -668,9 +767,10 @@ class _Session:
         """At the end: the validation figures where the last update has none, and the
         checkpoint of the last update (evaluating and saving deferred signals meanwhile)."""
         pos = self.position
-        if self.data.val and self.evaluated_step != pos.step and pos.batch:
+        if len(self.data.val) and self.evaluated_step != pos.step and pos.batch:
             self._judge(self._new_record(pos.epoch + 1, True), None)
-        if self.saved is None or self.saved.step < pos.step or not self.records:
+        self._evaluate_test()  # stored in the last checkpoint's meta
+        if self.saved is None or self.saved.step < pos.step or not self.records or self.test:
             self._save_current()
         self.run.plot(self.records)
 
@@ -691,12 +791,8 @@ class _Session:
             "val_perplexity": None,
             "tokens_per_sec": speed,
         }
-        if self.data.val and evaluate:
-            loss_sum, num_tokens = lm.evaluate(
-                self.model, self.data.val, self.settings["batch_size"], self.settings["num_steps"]
-            )
-            record["val_loss"] = loss_sum / num_tokens
-            record["val_perplexity"] = perplexity(loss_sum, num_tokens)
+        if len(self.data.val) and evaluate:
+            record.update(self._figures(self.model, self.data.val, "val"))
         record["seconds"] = time.perf_counter() - started
         return record
 
@@ -727,22 +823,59 @@ class _Session:
         else:
             self.say(line)
 
+    def _figures(self, model, ids, part: str) -> dict:
+        """``{part}_loss`` (nats per token), ``_perplexity`` and, for characters or bytes,
+        ``_bits_per_char`` or ``_bits_per_byte`` of ``model`` on ``ids``."""
+        loss_sum, num_tokens = lm.evaluate(
+            model, ids, self.settings["batch_size"], self.settings["num_steps"]
+        )
+        figures = text_figures(loss_sum, num_tokens, self.data.tokenizer.bits_per)
+        return {f"{part}_{name}": value for name, value in figures.items()}
+
+    def _evaluate_test(self) -> None:
+        """The test figures, once, on the best checkpoint (the last weights without one)."""
+        if not len(self.data.test):
+            return
+        model, position = self.model, self.position
+        if checkpoint.exists(self.run.path, "best"):
+            params, meta = checkpoint.load(self.run.path, "best")
+            model, position = (
+                build_model(self.settings, self.config, params),
+                longrun.Position.of(meta),
+            )
+        self.test = {
+            "checkpoint": "best" if model is not self.model else "model",
+            "epoch": position.epoch,
+            "where": position.describe(),
+        }
+        self.test.update(self._figures(model, self.data.test, "test"))
+
     def _sample(self, prefix: str) -> str:
-        return sample(self.model, self.data.vocab, prefix, self.settings["token"])
+        return sample(self.model, self.data.tokenizer, prefix)
 
     def _save(self, params: dict, stem: str, carried: list | None = None) -> None:
         last = self.records[-1] if self.records else {}
+        texts = {
+            dest: {
+                "source": text.source,
+                "sha256": text.sha256,
+                "path": self.settings[dest] and str(Path(self.settings[dest]).resolve()),
+            }
+            for dest, text in self.data.texts.items()
+        }
         meta = {
             "model": self.config.to_dict(),
             "settings": self.settings,
-            "vocab": self.data.vocab.idx_to_token,
+            "tokenizer": self.data.tokenizer.to_dict(),
             "data": {
-                "source": self.data.source,
-                "sha256": self.data.sha256,
-                "path": self.settings["text"] and str(Path(self.settings["text"]).resolve()),
+                **texts.pop("text"),
+                **texts,
                 "train_tokens": len(self.data.train),
                 "val_tokens": len(self.data.val),
+                "test_tokens": len(self.data.test),
             },
+            "prefixes": list(self.prefixes),
+            "test": self.test,
             "epoch": self.position.epoch,
             "position": self.position.to_meta(),
             "finished": self.position.epoch >= self.settings["epochs"],
@@ -827,7 +960,12 @@ class _Session:
                 f"tokens/sec on {self.model.device_name}"
             )
             if last["val_perplexity"] is not None:
-                self.say(f"validation perplexity {last['val_perplexity']:.1f}")
+                self.say(f"validation {describe(last, self.data.tokenizer.bits_per, 'val_')}")
+        if self.test:
+            self.say(
+                f"test {describe(self.test, self.data.tokenizer.bits_per, 'test_')} on the "
+                f"{self.test['checkpoint']} checkpoint ({self.test['where']})"
+            )
         where = self.position.describe()
         if self.stop == "max-time":
             self.say(

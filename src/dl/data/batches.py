@@ -4,7 +4,8 @@ Both iterators draw from Python's :mod:`random` exactly as the book's library do
 the same ``random.seed(...)`` they yield the same batches; pass ``rng=random.Random(seed)`` to
 draw from a generator of your own instead (the command line does, for exact resumes). Batches
 are NumPy int arrays ``X, Y: (batch_size, num_steps)`` with ``Y`` the next token of ``X``;
-backends convert them.
+backends convert them. A corpus is a list of ids or a NumPy array (a memory-mapped one too),
+read in place: an array is never turned into a list.
 """
 
 from __future__ import annotations
@@ -19,9 +20,10 @@ from dl.data.text import Vocab, corpus_from_lines, load_corpus_time_machine
 from dl.errors import InputError
 
 Batch = tuple[np.ndarray, np.ndarray]
+Corpus = Sequence[int] | np.ndarray  # token ids: a list, or a (N,) int array (memory-mapped)
 
 
-def _check_sizes(corpus: Sequence[int], batch_size: int, num_steps: int, random_iter: bool) -> None:
+def _check_sizes(corpus: Corpus, batch_size: int, num_steps: int, random_iter: bool) -> None:
     """Raise InputError unless every random offset still leaves at least one full batch."""
     for name, value in (("batch_size", batch_size), ("num_steps", num_steps)):
         if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value <= 0:
@@ -42,7 +44,7 @@ def _check_sizes(corpus: Sequence[int], batch_size: int, num_steps: int, random_
 
 
 def seq_data_iter_random(
-    corpus: Sequence[int], batch_size: int, num_steps: int, *, rng=random
+    corpus: Corpus, batch_size: int, num_steps: int, *, rng=random
 ) -> Iterator[Batch]:
     """Batches of subsequences at random positions; each is used at most once per epoch."""
     _check_sizes(corpus, batch_size, num_steps, random_iter=True)
@@ -63,14 +65,14 @@ def _random_batches(corpus, batch_size, num_steps, rng):
 
 
 def seq_data_iter_sequential(
-    corpus: Sequence[int], batch_size: int, num_steps: int, *, rng=random
+    corpus: Corpus, batch_size: int, num_steps: int, *, rng=random
 ) -> Iterator[Batch]:
     """Batches whose rows continue the rows of the previous batch (state can be carried)."""
     _check_sizes(corpus, batch_size, num_steps, random_iter=False)
     return _sequential_batches(corpus, batch_size, num_steps, rng)
 
 
-def eval_batches(corpus: Sequence[int], batch_size: int, num_steps: int) -> Iterator[Batch]:
+def eval_batches(corpus: Corpus, batch_size: int, num_steps: int) -> Iterator[Batch]:
     """Sequential batches from offset 0, for evaluation: the corpus is cut into ``batch_size``
     rows (fewer if rows would be shorter than ``num_steps``) and walked ``num_steps`` at a
     time, the last batch shorter, so every token but a remainder of fewer than ``rows`` is
@@ -85,7 +87,13 @@ def eval_batches(corpus: Sequence[int], batch_size: int, num_steps: int) -> Iter
     Xs = np.asarray(corpus[: rows * columns], dtype=np.int32).reshape(rows, columns)
     Ys = np.asarray(corpus[1 : rows * columns + 1], dtype=np.int32).reshape(rows, columns)
     for i in range(0, columns, num_steps):
-        yield Xs[:, i : i + num_steps], Ys[:, i : i + num_steps]
+        yield _own(Xs[:, i : i + num_steps]), _own(Ys[:, i : i + num_steps])
+
+
+def _own(batch: np.ndarray) -> np.ndarray:
+    """``batch``, copied where it is a view of a read-only corpus (a memory-mapped one), so
+    that frameworks may take it as their own."""
+    return batch if batch.flags.writeable else batch.copy()
 
 
 def _sequential_batches(corpus, batch_size, num_steps, rng):
@@ -97,7 +105,7 @@ def _sequential_batches(corpus, batch_size, num_steps, rng):
     )
     num_batches = Xs.shape[1] // num_steps
     for i in range(0, num_steps * num_batches, num_steps):
-        yield Xs[:, i : i + num_steps], Ys[:, i : i + num_steps]
+        yield _own(Xs[:, i : i + num_steps]), _own(Ys[:, i : i + num_steps])
 
 
 class SeqDataLoader:
@@ -110,7 +118,7 @@ class SeqDataLoader:
         use_random_iter: bool = False,
         max_tokens: int = 10000,
         *,
-        corpus: Sequence[int] | None = None,
+        corpus: Corpus | None = None,
         vocab: Vocab | None = None,
         token: str = "char",
         rng=random,

@@ -1,5 +1,6 @@
 """A text encoded once: its token ids as one int32 NumPy array, cached on disk by the text's
-SHA-256 and the tokenizer, memory-mapped, and split in time order.
+SHA-256 and the tokenizer, memory-mapped, and split in time order; :func:`load` does it for the
+texts of a run (a training text and held-out ones), with one vocabulary fitted over all.
 
 The cache lives in ``<data dir>/corpus`` (:func:`dl.data.hub.cache_dir`); an entry is written
 through a temporary file and one rename, so a killed run leaves none half-written, and a
@@ -8,18 +9,23 @@ resumed run maps the ids without tokenizing again.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
-import io
 import json
 import os
+import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
+from dl.data import hub, tokenizers
 from dl.data.hub import cache_dir as data_dir
+from dl.data.text import read_text_file
 from dl.data.tokenizers import Tokenizer
 from dl.errors import InputError
-from dl.files import atomic_write
+
+TIME_MACHINE = "The Time Machine"
 
 
 def sha256_of(path: str | os.PathLike) -> str:
@@ -38,23 +44,42 @@ def cache_key(text_sha256: str, tokenizer: Tokenizer) -> str:
 
 
 def encoded(
-    text: str, text_sha256: str, tokenizer: Tokenizer, directory: str | os.PathLike | None = None
+    text: str | bytes | Callable[[], str | bytes],
+    text_sha256: str,
+    tokenizer: Tokenizer,
+    directory: str | os.PathLike | None = None,
 ) -> np.ndarray:
     """``(N,)`` int32 ids of ``text``, read-only and memory-mapped from the cache, encoding
-    and caching them first when they are not there. ``directory`` defaults to
-    ``<data dir>/corpus``."""
+    and caching them first when they are not there. ``text`` may be a function returning it,
+    called only then (a resumed run need not read its text). ``directory`` defaults to
+    ``<data dir>/corpus``; where it cannot be written, the ids stay in memory, uncached."""
     path = Path(directory or data_dir() / "corpus") / f"{cache_key(text_sha256, tokenizer)}.npy"
     if path.is_file():
         try:
             return np.load(path, mmap_mode="r")
         except (ValueError, OSError):
             pass  # damaged: encode again and replace it
-    ids = tokenizer.encode(text)
-    buffer = io.BytesIO()
-    np.save(buffer, ids.astype(np.int32, copy=False))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(path, buffer.getvalue())
+    ids = tokenizer.encode(text() if callable(text) else text).astype(np.int32, copy=False)
+    try:
+        _save(path, ids)
+    except OSError:
+        ids.flags.writeable = False
+        return ids
+    del ids
     return np.load(path, mmap_mode="r")
+
+
+def _save(path: Path, ids: np.ndarray) -> None:
+    """``np.save`` through a temporary file and one rename (no copy of ``ids`` in memory)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.save(f, ids)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def split(
@@ -84,3 +109,57 @@ def split(
                 f"{min_tokens} one batch needs; raise it or use a longer text"
             )
     return ids[:train_end], ids[train_end:val_end], ids[val_end:]
+
+
+@dataclasses.dataclass(frozen=True)
+class TextFile:
+    """A text file of a run, not read yet: ``path``, its name for messages (``source``) and the
+    SHA-256 of its bytes; ``binary``: read as bytes (for byte tokens)."""
+
+    path: Path
+    source: str
+    sha256: str
+    binary: bool = False
+
+    @classmethod
+    def open(cls, path: str | os.PathLike | None, binary: bool = False) -> TextFile:
+        """The file at ``path``, or The Time Machine (downloaded on first use) for None."""
+        if path is None:
+            path, source = hub.download("time_machine"), TIME_MACHINE
+        else:
+            source = str(path)
+            if not Path(path).is_file():
+                read_text_file(path)  # raises, saying what is wrong with the path
+        try:
+            sha256 = sha256_of(path)
+        except OSError:
+            read_text_file(path)  # says what is wrong, in the words of every text read
+            raise
+        return cls(Path(path), source, sha256, binary)
+
+    def read(self) -> str | bytes:
+        """The text (bytes if :attr:`binary`); refuses empty, binary or non-UTF-8 files."""
+        return read_text_file(self.path, self.binary)
+
+
+def load(
+    texts: list[TextFile],
+    kind: str,
+    min_freq: int = 0,
+    max_vocab: int | None = None,
+    tokenizer: Tokenizer | None = None,
+    directory: str | os.PathLike | None = None,
+) -> tuple[Tokenizer, list[np.ndarray]]:
+    """``(tokenizer, ids of each text)``: ``tokenizer``, else one of ``kind`` fitted over every
+    text (as nanoGPT and word_language_model do); ids as :func:`encoded` gives them, so a
+    known tokenizer reads a text only when its ids are not cached."""
+    contents = []
+    if tokenizer is None:
+        contents = [text.read() for text in texts]
+        whole = "" if kind == "byte" else contents[0] if len(contents) == 1 else "\n".join(contents)
+        tokenizer = tokenizers.fit(kind, whole, min_freq, max_vocab)
+    ids = [
+        encoded(contents[i] if contents else text.read, text.sha256, tokenizer, directory)
+        for i, text in enumerate(texts)
+    ]
+    return tokenizer, ids

@@ -19,8 +19,9 @@ TOKEN_KINDS = ("word", "char")
 _NOT_LETTERS = re.compile("[^A-Za-z]+")
 
 
-def read_text_file(path: str | os.PathLike) -> str:
-    """The content of a UTF-8 text file; clear errors for missing, empty or non-UTF-8 files."""
+def read_text_file(path: str | os.PathLike, binary: bool = False) -> str | bytes:
+    """The content of a UTF-8 text file (its bytes with ``binary``); clear errors for missing,
+    empty, binary (NUL bytes) or non-UTF-8 files, saying how to train on the bytes instead."""
     path = Path(path)
     if path.is_dir():
         raise IsADirectoryError(errno.EISDIR, "is a directory; pass a text file", str(path))
@@ -32,15 +33,24 @@ def read_text_file(path: str | os.PathLike) -> str:
         raise PermissionError(
             errno.EACCES, "not readable; check its permissions", str(path)
         ) from None
+    if not raw.strip():
+        raise InputError(f"{path}: the file is empty; give a file with some text")
+    if binary:
+        return raw
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as err:
         raise InputError(
             f"{path}: not UTF-8 text (byte 0x{raw[err.start]:02x} at offset {err.start}); "
-            "convert it to UTF-8 first, for example with iconv"
+            "convert it to UTF-8 first, for example with iconv, or train on its raw bytes "
+            "with --token byte"
         ) from None
-    if not text.strip():
-        raise InputError(f"{path}: the file is empty; give a file with some text")
+    nul = raw.find(b"\x00")
+    if nul >= 0:
+        raise InputError(
+            f"{path}: a binary file, not text: it holds NUL bytes, the first at offset {nul}; "
+            "train on its raw bytes with --token byte"
+        )
     return text
 
 
@@ -141,34 +151,3 @@ def load_corpus_time_machine(
 ) -> tuple[list[int], Vocab]:
     """The Time Machine's token ids and vocabulary: 170,580 characters over 28 tokens."""
     return corpus_from_lines(read_time_machine(), token, max_tokens, min_freq)
-
-
-def split_corpus(
-    lines: list[str],
-    token: str = "char",
-    max_tokens: int = -1,
-    min_freq: int = 0,
-    val_fraction: float = 0.0,
-) -> tuple[list[int], list[int], Vocab]:
-    """``(train_ids, val_ids, vocab)``: the first ``max_tokens`` tokens (all if -1), the last
-    ``val_fraction`` of them held out for validation.
-
-    As in the book, the vocabulary counts the whole text, even past ``max_tokens``, except the
-    held-out part: held-out tokens it lacks count as ``<unk>``. With ``val_fraction=0`` this is
-    :func:`corpus_from_lines`.
-    """
-    if not 0 <= val_fraction < 1:
-        raise InputError(f"val_fraction must be in [0, 1), got {val_fraction!r}")
-    tokens = [tok for line in tokenize(lines, token) for tok in line]
-    used = len(tokens) if max_tokens <= 0 else min(max_tokens, len(tokens))
-    num_train = used - int(round(used * val_fraction))
-    vocab = Vocab([tokens[:num_train], tokens[used:]], min_freq=min_freq)
-    return vocab[tokens[:num_train]], vocab[tokens[num_train:used]], vocab
-
-
-def encode(lines: list[str], token: str, vocab: Vocab) -> tuple[list[int], int]:
-    """``(ids, num_unknown)``: the tokens of ``lines`` as ids of ``vocab``, and how many of
-    them are not in it (mapped to ``<unk>``)."""
-    tokens = [tok for line in tokenize(lines, token) for tok in line]
-    unknown = sum(1 for tok in tokens if tok not in vocab.token_to_idx)
-    return vocab[tokens], unknown
