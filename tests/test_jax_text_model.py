@@ -1,6 +1,7 @@
 """The language model for real text on JAX: an embedding table, tied output weights and
 dropout at every site of dl.lm in the scratch model and the framework-layer (concise) model,
-the same numbers as NumPy's float64 ``lm.forward``."""
+the same numbers as NumPy's float64 ``lm.forward``; ``trainer.set_lr`` follows a schedule as
+the NumPy optimizer does, without a new compiled step, and resumes mid-schedule exactly."""
 
 import dataclasses
 
@@ -9,12 +10,12 @@ import pytest
 
 jax = pytest.importorskip("jax")
 
-from dl import lm  # noqa: E402
+from dl import lm, optim  # noqa: E402
 from dl import reference as ref  # noqa: E402
 from dl.errors import InputError  # noqa: E402
 from dl.jax.lm import LanguageModel, LayersModel  # noqa: E402
 from dl.jax.training import token_loss_sum  # noqa: E402
-from dl.optim import OptimizerConfig  # noqa: E402
+from dl.optim import OptimizerConfig, ScheduleConfig  # noqa: E402
 from training_helpers import random_batches  # noqa: E402
 
 V, H, B, T = 9, 6, 3, 4
@@ -169,3 +170,63 @@ def test_dropout_at_one_site_alone_makes_training_seeded(impl, site):
     assert not np.allclose(run(1), run(2))
     plain = dataclasses.replace(config, **{site: 0.0})
     assert not np.allclose(run(1), trained(MODELS[impl], plain, params, sgd, batches)["W_hq"])
+
+
+SCHEDULE = ScheduleConfig("cosine", warmup_steps=2, total_steps=5, min_lr_fraction=0.1)
+SCHEDULED = {"adam": OptimizerConfig("adam", 0.05), "sgd": OptimizerConfig("sgd", 2.0)}
+
+
+def scheduled_steps(trainer, batches, start=0):
+    """One update per batch from a zero state, at the schedule's rate for its step."""
+    for step, (X, Y) in enumerate(batches, start):
+        trainer.set_lr(trainer.config.lr * SCHEDULE.factor(step))
+        trainer.train_step(X, Y, trainer.begin_state(B))
+
+
+@pytest.mark.parametrize("impl", MODELS)
+@pytest.mark.parametrize("opt", SCHEDULED)
+def test_set_lr_follows_a_schedule_as_the_numpy_optimizer(opt, impl):
+    """Six updates, warm-up then cosine, are the float64 reference's with each step's rate,
+    through one compiled step (a reseed between epochs compiles nothing either)."""
+    config = lm.LMConfig("lstm", V, H)
+    params = lm.init_params(config, 3, scale=0.5)
+    batches = random_batches(6, B, T, V)
+    want, opt_state = f64(params), None
+    for step, batch in enumerate(batches):
+        rate = dataclasses.replace(SCHEDULED[opt], lr=SCHEDULED[opt].lr * SCHEDULE.factor(step))
+        want, _, opt_state = ref.optimize_steps("lstm", want, [batch], rate, 0.5, None, opt_state)
+    model = MODELS[impl](config, params, device="cpu")
+    trainer = model.trainer(SCHEDULED[opt], 0.5)
+    scheduled_steps(trainer, batches[:3])
+    model.reseed(1)
+    scheduled_steps(trainer, batches[3:], start=3)
+    assert trainer._step._cache_size() == 1
+    for name, value in model.numpy_params().items():
+        np.testing.assert_allclose(value, want[name], rtol=1e-4, atol=1e-5, err_msg=name)
+
+
+@pytest.mark.parametrize("opt", SCHEDULED)
+def test_a_resume_mid_schedule_continues_exactly(opt):
+    """Three scheduled updates, weights and optimizer state through NumPy into a new trainer
+    (its rate set before the state is loaded, which keeps it), three more: bit for bit the
+    six uninterrupted ones."""
+    config = text_config("lstm", 2, tied=True, dropout=0.2)
+    params = lm.init_params(config, 1, scale=0.5)
+    batches = random_batches(6, B, T, V)
+    whole = LayersModel(config, params, device="cpu")
+    scheduled_steps(whole.trainer(SCHEDULED[opt], 0.5), batches)
+    first = LayersModel(config, params, device="cpu")
+    trainer = first.trainer(SCHEDULED[opt], 0.5)
+    scheduled_steps(trainer, batches[:3])
+    saved = first.numpy_params(), trainer.optimizer_state(), first.key
+    assert saved[1][optim.STEP] == 3
+    second = LayersModel(config, saved[0], device="cpu")
+    second.key = saved[2]
+    resumed = second.trainer(SCHEDULED[opt], 0.5)
+    resumed.set_lr(resumed.config.lr * SCHEDULE.factor(3))
+    resumed.load_optimizer_state(saved[1])
+    X, Y = batches[3]
+    resumed.train_step(X, Y, resumed.begin_state(B))
+    scheduled_steps(resumed, batches[4:], start=4)
+    for name, value in second.numpy_params().items():
+        np.testing.assert_array_equal(value, whole.numpy_params()[name], err_msg=name)
