@@ -4,7 +4,9 @@
 global-norm clipping, an optax update, the loss summed on the device) and owns the optimizer
 state; with several devices each batch is split by rows across them and the parameters are
 replicated (XLA sums the gradients). Optimizers are optax's, built from
-:class:`dl.optim.OptimizerConfig` through :data:`OPTIMIZERS`. Devices are named here too.
+:class:`dl.optim.OptimizerConfig` through :data:`OPTIMIZERS`, with the learning rate in their
+state, so that :meth:`Engine.set_lr` (a host-side schedule) keeps the compiled step. Devices
+are named here too.
 """
 
 from __future__ import annotations
@@ -19,19 +21,19 @@ import optax
 from dl import optim
 from dl.validate import check_gpu, parse_device
 
-# dl.optim's formulas in optax's terms: sgd's weight decay is L2 on the gradient (coupled;
-# none at 0, so that the book's step stays p - lr g), adam's eps is added after the root;
-# rmsprop is uncentred, without momentum, from v = 0
+# dl.optim's formulas in optax's terms, at learning rate lr: sgd's weight decay is L2 on the
+# gradient (coupled; none at 0, so that the book's step stays p - lr g), adam's eps is added
+# after the root; rmsprop is uncentred, without momentum, from v = 0
 OPTIMIZERS = {
-    "sgd": lambda c: (
-        optax.chain(optax.add_decayed_weights(c.weight_decay), optax.sgd(c.lr))
+    "sgd": lambda c, lr: (
+        optax.chain(optax.add_decayed_weights(c.weight_decay), optax.sgd(lr))
         if c.weight_decay
-        else optax.sgd(c.lr)
+        else optax.sgd(lr)
     ),
-    "adam": lambda c: optax.adam(c.lr, c.beta1, c.beta2, c.eps, eps_root=0.0),
-    "adamw": lambda c: optax.adamw(c.lr, c.beta1, c.beta2, c.eps, weight_decay=c.weight_decay),
-    "rmsprop": lambda c: optax.rmsprop(
-        c.lr,
+    "adam": lambda c, lr: optax.adam(lr, c.beta1, c.beta2, c.eps, eps_root=0.0),
+    "adamw": lambda c, lr: optax.adamw(lr, c.beta1, c.beta2, c.eps, weight_decay=c.weight_decay),
+    "rmsprop": lambda c, lr: optax.rmsprop(
+        lr,
         decay=c.rho,
         eps=c.eps,
         eps_in_sqrt=False,
@@ -62,6 +64,16 @@ def device_name(device) -> str:
     return f"{device.platform}:{device.id}"
 
 
+def build_optimizer(config: optim.OptimizerConfig):
+    """``config``'s optax transformation with its learning rate held in its state
+    (``optax.inject_hyperparams``: ``state.hyperparams['learning_rate']``, the rest in
+    ``state.inner_state``), so that a new rate needs no new compiled step."""
+    inject = optax.inject_hyperparams(
+        lambda learning_rate: OPTIMIZERS[config.name](config, learning_rate)
+    )
+    return inject(learning_rate=config.lr)
+
+
 def grad_clipping(grads, theta):
     """``grads`` (any pytree) scaled so that their global L2 norm is at most ``theta``."""
     leaves = jax.tree_util.tree_leaves(grads)
@@ -84,11 +96,12 @@ class Engine:
         mesh, self.num_devices = jax.sharding.Mesh(devices, ("batch",)), len(devices)
         self.rows = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("batch"))
         self.replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
-        self.optimizer = OPTIMIZERS[optimizer.name](optimizer)
+        self.optimizer = build_optimizer(optimizer)
         model.params = jax.device_put(model.params, self.replicated)
         self.opt_state = jax.device_put(self.optimizer.init(model.params), self.replicated)
         self.loss_sum = jax.device_put(jnp.zeros(()), self.replicated)
-        self.unused_key = jax.random.PRNGKey(0)  # for models without dropout
+        self.unused_key = jax.device_put(jax.random.PRNGKey(0), self.replicated)  # no dropout
+        self.last_key = self.unused_key  # the key the last step returned
         self.compile_seconds = None
 
         def pure_step(params, opt_state, loss_sum, key, X, Y, *carry):
@@ -110,13 +123,15 @@ class Engine:
         compiles: it waits for the result and times it."""
         X, Y = jax.device_put((X, Y), self.rows)
         key, start = getattr(self.model, "key", self.unused_key), time.perf_counter()
+        if key is not self.last_key:  # a new key (a reseed), placed as the step returns its
+            key = jax.device_put(key, self.replicated)  # own: the step compiles once
         out = self._step(self.model.params, self.opt_state, self.loss_sum, key, X, Y, *carry)
         if self.compile_seconds is None:
             out = jax.block_until_ready(out)
             self.compile_seconds = time.perf_counter() - start
         self.model.params, self.opt_state, self.loss_sum, key, aux = out
         if hasattr(self.model, "key"):
-            self.model.key = key
+            self.model.key = self.last_key = key
         self.steps += 1
         return aux
 
@@ -125,11 +140,17 @@ class Engine:
         total, self.loss_sum = float(self.loss_sum), jnp.zeros_like(self.loss_sum)
         return total
 
+    def set_lr(self, lr: float) -> None:
+        """The learning rate of the following updates (a schedule's value, set by the host):
+        one small array in the optimizer's state, so the compiled step stays as it is."""
+        rate = jax.device_put(jnp.asarray(lr, jnp.float32), self.replicated)
+        self.opt_state = self.opt_state._replace(hyperparams={"learning_rate": rate})
+
     def optimizer_state(self) -> dict[str, np.ndarray]:
         """The state under :mod:`dl.optim`'s canonical names, as NumPy float32 copies."""
         state = {optim.STEP: np.array(self.steps, np.float32)}
         for slot in self.config.slots:
-            tree = optax.tree_utils.tree_get(self.opt_state, SLOT_FIELDS[slot])
+            tree = optax.tree_utils.tree_get(self.opt_state.inner_state, SLOT_FIELDS[slot])
             state.update(
                 {
                     f"{optim.PREFIX}{slot}.{name}": np.array(value, np.float32)
@@ -139,20 +160,25 @@ class Engine:
         return state
 
     def load_optimizer_state(self, state: dict) -> None:
-        """Continue from ``state`` (canonical names, :func:`dl.optim.check_state` checked)."""
+        """Continue from ``state`` (canonical names, :func:`dl.optim.check_state` checked) at
+        the learning rate set last."""
         names = self.model.to_numpy(self.model.params)
         optim.check_state(self.config, {k: v.shape for k, v in names.items()}, state)
         # .item(): checkpoints hold the 0-d step as shape (1,) (np.ascontiguousarray)
         self.steps = int(np.asarray(state[optim.STEP]).item())
-        opt_state = self.optimizer.init(self.model.params)
+        fresh = self.optimizer.init(self.model.params)
         fields = {
             SLOT_FIELDS[slot]: self.model.from_numpy(
                 {name: state[f"{optim.PREFIX}{slot}.{name}"] for name in names}
             )
             for slot in self.config.slots
         }
-        if optax.tree_utils.tree_get(opt_state, "count") is not None:  # adam's bias correction
-            fields["count"] = jnp.asarray(self.steps, jnp.int32)
-        self.opt_state = jax.device_put(
-            optax.tree_utils.tree_set(opt_state, **fields), self.replicated
+        count = jnp.asarray(self.steps, jnp.int32)
+        if optax.tree_utils.tree_get(fresh.inner_state, "count") is not None:  # adam's bias
+            fields["count"] = count  # correction
+        opt_state = fresh._replace(
+            count=count,
+            hyperparams=self.opt_state.hyperparams,
+            inner_state=optax.tree_utils.tree_set(fresh.inner_state, **fields),
         )
+        self.opt_state = jax.device_put(opt_state, self.replicated)

@@ -24,9 +24,7 @@ class Forecaster(CanonicalModel):
 
     def apply(self, params, X, key=None):
         """``X: (B, W, D)`` -> ``(B, Q)``."""
-        return forecast.forecast_forward(
-            OPS, params, X, self.config, dropout_fn(key, self.config.dropout)
-        )
+        return forecast.forecast_forward(OPS, params, X, self.config, dropout_fn(key, self.config))
 
     def make_step(self, optimizer: OptimizerConfig, clip: float):
         def loss(params, key, X, Y):

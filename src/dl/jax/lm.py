@@ -32,15 +32,21 @@ OPS = SimpleNamespace(
 STEP_OPS = SimpleNamespace(**vars(OPS), per_gate=True)
 
 
-def dropout_fn(key, rate: float):
-    """``dropout(outputs, layer)`` with a mask drawn from ``key`` folded with the layer, or
-    None without a key (not training) or at rate 0."""
+def dropout_fn(key, config):
+    """``dropout(x, site)`` (:mod:`dl.lm`'s sites) at ``lm.dropout_rate(config, site)`` with a
+    mask drawn from ``key`` folded with the site (``x`` as it is where the rate is 0), or None
+    without a key (not training) or where ``config`` drops nothing."""
+    if key is None or not lm.any_dropout(config):
+        return None
 
-    def dropout(outputs, layer):
-        keep = jax.random.bernoulli(jax.random.fold_in(key, layer), 1 - rate, outputs.shape)
-        return jnp.where(keep, outputs / (1 - rate), 0.0)
+    def dropout(x, site):
+        rate = lm.dropout_rate(config, site)
+        if not rate > 0:
+            return x
+        keep = jax.random.bernoulli(jax.random.fold_in(key, site), 1 - rate, x.shape)
+        return jnp.where(keep, x / (1 - rate), 0.0)
 
-    return dropout if key is not None and rate > 0 else None
+    return dropout
 
 
 class CanonicalModel:
@@ -91,15 +97,13 @@ class LanguageModel(CanonicalModel):
     ):
         lm.check_precision(precision, "JAX")
         super().__init__(config, params, device)
-        self.stochastic = config.dropout > 0
+        self.stochastic = lm.any_dropout(config)
         self._eval_step = jax.jit(self._eval_loss)
         self._token_step = jax.jit(functools.partial(self.apply, ops=STEP_OPS))
 
     def apply(self, params, X, state, key=None, ops=OPS):
         """``X: (B, T)`` int -> ``(logits: (T * B, V), state)``."""
-        return lm.forward(
-            ops, params, X, tuple(state), self.config, dropout_fn(key, self.config.dropout)
-        )
+        return lm.forward(ops, params, X, tuple(state), self.config, dropout_fn(key, self.config))
 
     def begin_state(self, batch_size):
         config = self.config
@@ -126,10 +130,12 @@ class LanguageModel(CanonicalModel):
 
 
 class LayersModel(LanguageModel):
-    """The concise model: :class:`dl.jax.RNN`, ``GRU`` or ``LSTM`` layers (fused gates scanned
-    with ``lax.scan``), stacked with dropout between them, plus a dense output layer;
-    ``params = {'layers': [{'W_x', 'W_h', 'b'}, ...], 'W_hq', 'b_q'}``. State as the scratch
-    model's."""
+    """The concise model: an embedding table looked up by token id (or the book's one-hot
+    inputs), :class:`dl.jax.RNN`, ``GRU`` or ``LSTM`` layers (fused gates scanned with
+    ``lax.scan``), dropout at :mod:`dl.lm`'s sites, and a dense output layer (or the tied
+    table transposed); ``params = {'W_emb', 'layers': [{'W_x', 'W_h', 'b'}, ...], 'W_hq',
+    'b_q'}`` (``W_emb`` where there is an embedding, ``W_hq`` unless tied). State as the
+    scratch model's."""
 
     LAYERS = {"rnn": models.RNN, "gru": models.GRU, "lstm": models.LSTM}
 
@@ -143,7 +149,7 @@ class LayersModel(LanguageModel):
         lm.check_concise(config, "JAX", self.LAYERS)
         self.layers = [
             self.LAYERS[config.cell](
-                config.vocab_size if k == 0 else config.num_hiddens, config.num_hiddens
+                config.num_inputs if k == 0 else config.num_hiddens, config.num_hiddens
             )
             for k in range(config.num_layers)
         ]
@@ -158,29 +164,39 @@ class LayersModel(LanguageModel):
             )
             for k in range(self.config.num_layers)
         ]
-        return {
-            "layers": layers,
-            "W_hq": jnp.asarray(params["W_hq"]),
-            "b_q": jnp.asarray(params["b_q"]),
-        }
+        outer = [name for name in self.config.param_shapes() if name in ("W_emb", "W_hq", "b_q")]
+        return {"layers": layers, **{name: jnp.asarray(params[name]) for name in outer}}
 
     def to_numpy(self, tree) -> dict[str, np.ndarray]:
         layers = (
             [np.asarray(layer[name]) for name in ("W_x", "W_h", "b")] for layer in tree["layers"]
         )
-        return lm.concise_params(self.config, layers, tree["W_hq"], tree["b_q"])
+        return lm.concise_params(
+            self.config, layers, tree.get("W_hq"), tree["b_q"], W_emb=tree.get("W_emb")
+        )
 
     def apply(self, params, X, state, key=None, ops=None):
         """``X: (B, T)`` int -> ``(logits: (T * B, V), state)`` (``ops``: unused)."""
-        inputs = jax.nn.one_hot(X.T, self.config.vocab_size, dtype=jnp.float32)
-        per_layer, new_state = self.config.state_per_layer, []
-        dropout = dropout_fn(key, self.config.dropout)
+        config = self.config
+        dropout = dropout_fn(key, config) or _keep
+        if config.embedding:
+            inputs = dropout(OPS.take(params["W_emb"], X.T), lm.EMBEDDING_SITE)  # (T, B, E)
+        else:
+            inputs = jax.nn.one_hot(X.T, config.vocab_size, dtype=jnp.float32)
+        per_layer, new_state = config.state_per_layer, []
         for k, (layer, layer_params) in enumerate(zip(self.layers, params["layers"])):
             inputs, layer_state = layer.apply(
                 layer_params, inputs, state[k * per_layer : (k + 1) * per_layer]
             )
             new_state.extend(layer_state)
-            if dropout is not None and k < len(self.layers) - 1:
+            if k < len(self.layers) - 1:
                 inputs = dropout(inputs, k)
+        inputs = dropout(inputs, lm.OUTPUT_SITE)
         T, B, H = inputs.shape
-        return inputs.reshape(T * B, H) @ params["W_hq"] + params["b_q"], tuple(new_state)
+        logits = inputs.reshape(T * B, H) @ lm.output_weights(OPS, params, config)
+        return logits + params["b_q"], tuple(new_state)
+
+
+def _keep(x, site):
+    """No dropout at any site."""
+    return x
