@@ -536,8 +536,8 @@ class _Session:
         if self.scheduled and not hasattr(self.trainer, "set_lr"):
             raise UsageError(
                 f"--schedule, --warmup and --plateau-factor set the learning rate between "
-                f"updates, which the {self.settings['backend']} backend cannot do yet; use "
-                "--backend torch"
+                f"updates, which the {self.settings['backend']} backend cannot do (its trainer "
+                "has no set_lr)"
             )
 
     def say(self, line: str) -> None:
