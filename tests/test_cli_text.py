@@ -157,6 +157,16 @@ def test_held_out_files_share_the_vocabulary_fitted_over_every_text(tmp_path, ca
     assert (run / "model.safetensors").read_bytes() == before
 
 
+def test_a_held_out_file_drives_the_plateau_and_early_stopping(tmp_path, capsys):
+    train = text_file(tmp_path, "the cat sat on the mat, and looked about.\n" * 30)
+    val = text_file(tmp_path, "a dog ran far.\n" * 6, "val.txt")
+    run = tmp_path / "run"
+    args = [*TINY, "--token", "word", "--val-text", val, "--text", train, "--out", run]
+    validation = ["--plateau-factor", 0.5, "--patience", 5, "--epochs", 3]
+    assert dl("train", *args, *validation) == 0, capsys.readouterr().err
+    assert all(r["val_loss"] is not None for r in map(json.loads, open(run / "metrics.jsonl")))
+
+
 def old_style(run):
     """Rewrite ``run``'s checkpoints as dl wrote them before tokenizers were saved."""
     for stem in ("model", "best"):

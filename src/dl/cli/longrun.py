@@ -49,11 +49,14 @@ def step_seed(seed: int, epoch: int, batch: int) -> int:
     return int(np.random.SeedSequence([seed, epoch, batch]).generate_state(1)[0])
 
 
-def plan(settings: dict, num_batches: int, meta: dict) -> tuple[ScheduleConfig, Plateau]:
+def plan(
+    settings: dict, num_batches: int, meta: dict, has_val: bool
+) -> tuple[ScheduleConfig, Plateau]:
     """The run's learning-rate schedule and plateau, their options checked (one-line
-    :class:`UsageError` naming the option). The cosine spans ``--epochs`` x ``num_batches``
-    updates as the run started (a resume keeps the span its checkpoint records)."""
-    s, has_val = settings, bool(settings["val_fraction"])
+    :class:`UsageError` naming the option; ``has_val``: whether the run holds out validation
+    tokens). The cosine spans ``--epochs`` x ``num_batches`` updates as the run started (a
+    resume keeps the span its checkpoint records)."""
+    s = settings
     for flag, name in (
         ("--patience", "patience"),
         ("--plateau-factor", "plateau_factor"),
@@ -62,7 +65,7 @@ def plan(settings: dict, num_batches: int, meta: dict) -> tuple[ScheduleConfig, 
         if s[name] and not has_val:
             raise UsageError(
                 f"{flag} {s[name]} works on the validation loss, and the run holds out none; "
-                "give --val-fraction (e.g. 0.1)"
+                "give --val-fraction (e.g. 0.1) or --val-text FILE"
             )
     if s["plateau_patience"] and not s["plateau_factor"]:
         raise UsageError(

@@ -487,7 +487,7 @@ def _prepare(run: RunDir, asked: dict, resume: bool, prefixes, quiet: bool):
             f"{' or '.join(h.split()[0] for h in held)}"
         ) from None
     model = build_model(settings, config, params or lm.init_params(config, settings["seed"]))
-    schedule, plateau = longrun.plan(settings, loader.num_batches, meta)
+    schedule, plateau = longrun.plan(settings, loader.num_batches, meta, len(data.val) > 0)
     session = _Session(run, settings, data, config, model, meta, prefixes, quiet, optimizer_state)
     session.plan(schedule, plateau, carried)
     return session, loader
