@@ -167,6 +167,21 @@ def test_a_held_out_file_drives_the_plateau_and_early_stopping(tmp_path, capsys)
     assert all(r["val_loss"] is not None for r in map(json.loads, open(run / "metrics.jsonl")))
 
 
+def test_a_vocabulary_fitted_on_the_training_text_counts_held_out_words_as_unknown(
+    tmp_path, capsys
+):
+    train = text_file(tmp_path, "the cat sat on the mat.\n" * 30)
+    val = text_file(tmp_path, "the dog sat.\n" * 6, "val.txt")
+    run = tmp_path / "run"
+    args = [*TINY, "--token", "whitespace", "--val-text", val, "--fit-vocab", "text"]
+    assert dl("train", *args, "--text", train, "--out", run) == 0
+    tokenizer = tk.from_dict(checkpoint.load(run)[1]["tokenizer"])
+    assert tokenizer.idx_to_token == tk.fit("whitespace", train.read_text()).idx_to_token
+    assert (
+        "dog" not in tokenizer.idx_to_token and tokenizer.count_unknown(val.read_text()) == 12
+    )  # dog, sat.
+
+
 def old_style(run):
     """Rewrite ``run``'s checkpoints as dl wrote them before tokenizers were saved."""
     for stem in ("model", "best"):

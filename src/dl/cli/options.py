@@ -282,6 +282,15 @@ TRAIN_OPTIONS = (
     ),
     Option("--test-text", str, None, "test text in a file of its own (instead of --test-fraction)"),
     Option(
+        "--fit-vocab",
+        choice("all", "text"),
+        "all",
+        "fit the vocabulary over every text given (all, as nanoGPT and word_language_model "
+        "do) or over --text alone (text: tokens seen only in --val-text or --test-text become "
+        "<unk>)",
+        model=True,
+    ),
+    Option(
         "--max-vocab",
         positive_int,
         None,

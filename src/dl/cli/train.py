@@ -155,7 +155,8 @@ HELD_OUT = (("val_text", "val_fraction", "validation"), ("test_text", "test_frac
 
 def load_data(settings: dict, tokenizer: tokenizers.Tokenizer | None = None) -> Data:
     """The run's texts as token ids under ``tokenizer`` (a resumed run's), else under one fitted
-    over every text; split in time order; every part checked to hold a batch."""
+    over every text (or ``--text`` alone: ``--fit-vocab text``); split in time order; every
+    part checked to hold a batch."""
     kind = settings["token"]
     texts = {
         dest: corpus.TextFile.open(settings.get(dest), binary=kind == "byte")
@@ -164,7 +165,12 @@ def load_data(settings: dict, tokenizer: tokenizers.Tokenizer | None = None) -> 
     }
     try:
         tokenizer, ids = corpus.load(
-            list(texts.values()), kind, settings["min_freq"], settings["max_vocab"], tokenizer
+            list(texts.values()),
+            kind,
+            settings["min_freq"],
+            settings["max_vocab"],
+            tokenizer,
+            fit_on=1 if settings["fit_vocab"] == "text" else None,
         )
     except InputError as err:
         raise UsageError(str(err)) from None

@@ -149,14 +149,17 @@ def load(
     max_vocab: int | None = None,
     tokenizer: Tokenizer | None = None,
     directory: str | os.PathLike | None = None,
+    fit_on: int | None = None,
 ) -> tuple[Tokenizer, list[np.ndarray]]:
     """``(tokenizer, ids of each text)``: ``tokenizer``, else one of ``kind`` fitted over every
-    text (as nanoGPT and word_language_model do); ids as :func:`encoded` gives them, so a
-    known tokenizer reads a text only when its ids are not cached."""
+    text (as nanoGPT and word_language_model do) or over the first ``fit_on`` texts; ids as
+    :func:`encoded` gives them, so a known tokenizer reads a text only when its ids are not
+    cached."""
     contents = []
     if tokenizer is None:
         contents = [text.read() for text in texts]
-        whole = "" if kind == "byte" else contents[0] if len(contents) == 1 else "\n".join(contents)
+        fitted = contents[:fit_on]
+        whole = "" if kind == "byte" else fitted[0] if len(fitted) == 1 else "\n".join(fitted)
         tokenizer = tokenizers.fit(kind, whole, min_freq, max_vocab)
     ids = [
         encoded(contents[i] if contents else text.read, text.sha256, tokenizer, directory)
