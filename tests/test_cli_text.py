@@ -59,11 +59,16 @@ def test_text_defaults_apply_with_text_only():
     assert held["val_fraction"] == held["test_fraction"] == 0.0  # the parts come from files
 
 
+def test_a_constant_rate_on_a_text_leaves_the_profiles_cosine_floor_out():
+    settings = cli_train.resolve({"text": "t.txt", "schedule": "constant", "backend": "torch"})
+    assert settings["min_lr_fraction"] == 0.0 and settings["optimizer"] == "adam"
+
+
 def test_help_says_which_defaults_apply_with_text(capsys):
     with pytest.raises(SystemExit):
         dl("train", "--help")
     out = " ".join(capsys.readouterr().out.split())
-    assert "(default: 256; 512 with --text)" in out
+    assert "(default: 35; 64 with --text)" in out
     assert "book-char; char with --text)" in out.replace("book- char", "book-char")
     assert "the vocabulary is fitted over every text given" in out
 

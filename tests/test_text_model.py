@@ -157,3 +157,22 @@ def test_warm_up_then_cosine():
 def test_bad_schedules(settings, message):
     with pytest.raises(InputError, match=message):
         ScheduleConfig(**settings)
+
+
+def test_uniform_initialisation_bounds_and_reproducibility():
+    config = lm.LMConfig(vocab_size=50, num_hiddens=16, num_layers=2, embedding=8)
+    params = lm.init_params(config, seed=4, kind="uniform")
+    assert params.keys() == config.param_shapes().keys()
+    for name, value in params.items():
+        assert value.dtype == np.float32
+        if not name.rpartition(".")[2].startswith("W"):
+            assert not value.any(), name  # biases start at 0
+            continue
+        limit = 0.1 if name in ("W_emb", "W_hq") else 0.25  # 1 / sqrt(16)
+        assert np.abs(value).max() <= limit and np.abs(value).max() > 0.8 * limit, name
+    again = lm.init_params(config, seed=4, kind="uniform")
+    assert all(np.array_equal(params[k], again[k]) for k in params)
+    book = lm.init_params(config, seed=4)
+    assert np.abs(book["W_emb"]).max() < 0.06  # N(0, 0.01)
+    with pytest.raises(InputError, match="init must be one of book, uniform"):
+        lm.init_params(config, seed=4, kind="xavier")

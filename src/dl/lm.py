@@ -180,16 +180,31 @@ def any_dropout(config) -> bool:
     return any(dropout_rate(config, site) > 0 for site in sites)
 
 
-def init_params(config: LMConfig, seed: int, scale: float = 0.01) -> dict[str, np.ndarray]:
-    """The book's initialisation (weights ~ N(0, scale), biases 0), float32, from ``seed``:
-    every framework starts from the same numbers."""
-    rng = np.random.default_rng(seed)
-    return {
-        name: (rng.standard_normal(shape) * scale).astype(np.float32)
-        if name.rpartition(".")[2].startswith("W")
-        else np.zeros(shape, np.float32)
-        for name, shape in config.param_shapes().items()
-    }
+INITS = ("book", "uniform")
+
+
+def init_params(
+    config: LMConfig, seed: int, scale: float = 0.01, kind: str = "book"
+) -> dict[str, np.ndarray]:
+    """Initial parameters, float32, from ``seed``: every framework starts from the same numbers.
+
+    ``book``: weights ~ N(0, scale), biases 0 (the book's). ``uniform``: PyTorch's recurrent
+    layers' U(-1/sqrt(H), 1/sqrt(H)) for the layers' weights and pytorch/examples'
+    word_language_model's U(-0.1, 0.1) for ``W_emb`` and ``W_hq``, biases 0: weights large
+    enough for SGD at a high rate to train an embedding model quickly."""
+    if kind not in INITS:
+        raise InputError(f"init must be one of {', '.join(INITS)}, got {kind!r}")
+    rng, bound = np.random.default_rng(seed), 1 / math.sqrt(config.num_hiddens)
+
+    def draw(name, shape):
+        if not name.rpartition(".")[2].startswith("W"):
+            return np.zeros(shape, np.float32)
+        if kind == "book":
+            return (rng.standard_normal(shape) * scale).astype(np.float32)
+        limit = 0.1 if name in ("W_emb", "W_hq") else bound
+        return rng.uniform(-limit, limit, shape).astype(np.float32)
+
+    return {name: draw(name, shape) for name, shape in config.param_shapes().items()}
 
 
 def check_params(config: LMConfig, params: dict[str, Any]) -> None:

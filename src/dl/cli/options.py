@@ -11,6 +11,7 @@ from typing import Any
 from dl.cli.backends import IMPLS, PREFERENCE
 from dl.data.tokenizers import KINDS as TOKENS
 from dl.errors import InputError
+from dl.lm import INITS
 from dl.optim import DECAYS
 from dl.optim import NAMES as OPTIMIZERS
 
@@ -282,6 +283,14 @@ TRAIN_OPTIONS = (
     ),
     Option("--test-text", str, None, "test text in a file of its own (instead of --test-fraction)"),
     Option(
+        "--init",
+        choice(*INITS),
+        "book",
+        "initial weights: book (N(0, 0.01)) or uniform (PyTorch's recurrent layers' "
+        "U(+-1/sqrt(H)), U(+-0.1) for the embedding and output layer)",
+        model=True,
+    ),
+    Option(
         "--fit-vocab",
         choice("all", "text"),
         "all",
@@ -318,18 +327,22 @@ TRAIN_OPTIONS = (
     Option("--device", str, None, "cpu, gpu, cuda:N (default: a GPU if there is one)"),
     Option("--precision", choice("fp32", "bf16"), "fp32", "fp32, or bf16 (torch only)"),
 )
-# option dest -> its default when --text is given and the option is not: a model for a
-# few-megabyte text on a CPU (without --text, `dl train` keeps the seed's defaults)
+# option dest -> its default when --text is given and the option is not: a character model for
+# a few-megabyte text on a CPU, chosen by measurement (benchmarks/text_quality.py; without
+# --text, `dl train` keeps the seed's defaults)
 TEXT_DEFAULTS = {
     "token": "char",
-    "embedding": 128,
-    "hidden": 512,
+    "embedding": 64,
+    "hidden": 256,
     "layers": 1,
     "optimizer": "adam",
-    "lr": 0.002,
-    "batch_size": 64,
-    "num_steps": 128,
+    "lr": 0.003,
+    "schedule": "cosine",
+    "min_lr_fraction": 0.1,
+    "batch_size": 32,
+    "num_steps": 64,
     "clip": 1.0,
+    "epochs": 40,
     "val_fraction": 0.1,
     "test_fraction": 0.05,
 }

@@ -221,6 +221,8 @@ def resolve(settings: dict) -> dict:
     for dest, fraction_dest, _ in HELD_OUT:  # a part in its own file: no tail held out
         if settings[dest] and fraction_dest not in settings_given:
             settings[fraction_dest] = 0.0
+    if settings["schedule"] != "cosine" and "min_lr_fraction" not in settings_given:
+        settings["min_lr_fraction"] = 0.0  # the text profile's floor is its cosine's
     if settings["max_tokens"] is None:
         settings["max_tokens"] = 10000 if settings["text"] is None else -1
     if settings["max_tokens"] == 0 or settings["max_tokens"] < -1:
@@ -492,7 +494,9 @@ def _prepare(run: RunDir, asked: dict, resume: bool, prefixes, quiet: bool):
             f"{len(data.train):,} of {total:,} tokens for training: {err}, or a smaller "
             f"{' or '.join(h.split()[0] for h in held)}"
         ) from None
-    model = build_model(settings, config, params or lm.init_params(config, settings["seed"]))
+    model = build_model(
+        settings, config, params or lm.init_params(config, settings["seed"], kind=settings["init"])
+    )
     schedule, plateau = longrun.plan(settings, loader.num_batches, meta, len(data.val) > 0)
     session = _Session(run, settings, data, config, model, meta, prefixes, quiet, optimizer_state)
     session.plan(schedule, plateau, carried)
