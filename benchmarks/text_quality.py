@@ -38,7 +38,7 @@ PEERS = {
     "char": ("nanoGPT CPU quick start", 90.0, "validation loss 1.74 nats/char"),
     "word": ("word_language_model defaults", 120.0, "test perplexity 468"),
 }
-START_UP = 12.0  # seconds a run spends outside --max-time: imports, data, evaluation, saving
+START_UP = 15.0  # seconds a run spends outside --max-time: imports, data, evaluation, saving
 
 # (what the row changes, its options); options not given are the text profile's
 # (dl.cli.options.TEXT_DEFAULTS), so the last character row is `dl train --text FILE` as it is
