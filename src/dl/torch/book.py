@@ -5,8 +5,11 @@ binds them (``d2l.zeros`` is ``torch.zeros``, ``d2l.reshape(x, shape)`` is ``x.r
 import torch
 from torch.utils import data
 
+from dl import book
 from dl.data import batches
 from dl.progress import Accumulator
+
+__all__ = [*book.TENSOR_NAMES, "SeqDataLoader", "load_data_time_machine", "to"]
 
 ones = torch.ones
 zeros = torch.zeros
@@ -37,38 +40,25 @@ def numpy(x, *args, **kwargs):
     return x.detach().numpy(*args, **kwargs)
 
 
-def size(x, *args, **kwargs):
-    """The number of elements of ``x``."""
-    return x.numel(*args, **kwargs)
+def _method(name: str, alias: str, doc: str):
+    """The book's ``alias(x, *args, **kwargs)``: ``x.name(*args, **kwargs)``."""
+
+    def call(x, *args, **kwargs):
+        return getattr(x, name)(*args, **kwargs)
+
+    call.__name__ = call.__qualname__ = alias
+    call.__doc__ = doc
+    return call
 
 
-def reshape(x, *args, **kwargs):
-    return x.reshape(*args, **kwargs)
-
-
-def to(x, *args, **kwargs):
-    return x.to(*args, **kwargs)
-
-
-def reduce_sum(x, *args, **kwargs):
-    return x.sum(*args, **kwargs)
-
-
-def argmax(x, *args, **kwargs):
-    return x.argmax(*args, **kwargs)
-
-
-def astype(x, *args, **kwargs):
-    return x.type(*args, **kwargs)
-
-
-def transpose(x, *args, **kwargs):
-    """The transpose of a matrix ``x`` (``x.t()``)."""
-    return x.t(*args, **kwargs)
-
-
-def reduce_mean(x, *args, **kwargs):
-    return x.mean(*args, **kwargs)
+size = _method("numel", "size", "The number of elements of ``x``.")
+reshape = _method("reshape", "reshape", "``x.reshape(*args, **kwargs)``.")
+to = _method("to", "to", "``x.to(*args, **kwargs)``.")
+reduce_sum = _method("sum", "reduce_sum", "``x.sum(*args, **kwargs)``.")
+argmax = _method("argmax", "argmax", "``x.argmax(*args, **kwargs)``.")
+astype = _method("type", "astype", "``x.type(*args, **kwargs)``.")
+transpose = _method("t", "transpose", "The transpose of a matrix ``x`` (``x.t()``).")
+reduce_mean = _method("mean", "reduce_mean", "``x.mean(*args, **kwargs)``.")
 
 
 def load_array(data_arrays, batch_size, is_train=True):
