@@ -40,25 +40,25 @@ def numpy(x, *args, **kwargs):
     return x.detach().numpy(*args, **kwargs)
 
 
-def _method(name: str, alias: str, doc: str):
+def _method(alias: str, name: str, doc: str | None = None):
     """The book's ``alias(x, *args, **kwargs)``: ``x.name(*args, **kwargs)``."""
 
     def call(x, *args, **kwargs):
         return getattr(x, name)(*args, **kwargs)
 
     call.__name__ = call.__qualname__ = alias
-    call.__doc__ = doc
+    call.__doc__ = doc or f"``x.{name}(*args, **kwargs)``."
     return call
 
 
-size = _method("numel", "size", "The number of elements of ``x``.")
-reshape = _method("reshape", "reshape", "``x.reshape(*args, **kwargs)``.")
-to = _method("to", "to", "``x.to(*args, **kwargs)``.")
-reduce_sum = _method("sum", "reduce_sum", "``x.sum(*args, **kwargs)``.")
-argmax = _method("argmax", "argmax", "``x.argmax(*args, **kwargs)``.")
-astype = _method("type", "astype", "``x.type(*args, **kwargs)``.")
-transpose = _method("t", "transpose", "The transpose of a matrix ``x`` (``x.t()``).")
-reduce_mean = _method("mean", "reduce_mean", "``x.mean(*args, **kwargs)``.")
+size = _method("size", "numel", "The number of elements of ``x``.")
+reshape = _method("reshape", "reshape")
+to = _method("to", "to")
+reduce_sum = _method("reduce_sum", "sum")
+argmax = _method("argmax", "argmax")
+astype = _method("astype", "type")
+transpose = _method("transpose", "t", "The transpose of a matrix ``x`` (``x.t()``).")
+reduce_mean = _method("reduce_mean", "mean")
 
 
 def load_array(data_arrays, batch_size, is_train=True):
