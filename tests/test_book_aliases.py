@@ -56,6 +56,19 @@ HELPERS = [
 ]
 
 
+@pytest.mark.parametrize("framework", ["torch", "tensorflow", "jax"])
+def test_every_backend_exports_dl_books_names(framework):
+    pytest.importorskip(framework)
+    from dl import book
+
+    dl = importlib.import_module(f"dl.{framework}")
+    assert [
+        name for name in book.__all__ if getattr(dl, name, None) is not getattr(book, name)
+    ] == []
+    own = book.CELL_NAMES + ((book.SEQ2SEQ_NAMES + book.TENSOR_NAMES) if framework != "jax" else ())
+    assert [name for name in own if not hasattr(dl, name)] == []
+
+
 @pytest.mark.parametrize("framework", ["torch", "tensorflow"])
 def test_every_book_name_is_there(framework):
     pytest.importorskip(framework)

@@ -40,6 +40,7 @@ def test_import_dl_imports_no_framework_and_no_matplotlib():
         "dl.metrics",
         "dl.progress",
         "dl.train",
+        "dl.book",
         "dl.lm",
         "dl.forecast",
         "dl.checkpoint",

@@ -13,6 +13,7 @@ from dl.data.text import Vocab
 from dl.progress import Animator
 from dl.train import (
     DivergedError,
+    EpochTrainer,
     check_positive,
     epoch_perplexity,
     fit,
@@ -422,3 +423,13 @@ def test_check_positive_messages(value, kwargs, message):
     with pytest.raises(ValueError) as info:
         check_positive("lr", value, **kwargs)
     assert str(info.value) == message
+
+
+def test_epoch_trainer_reuses_the_trainer_of_a_key_and_counts_its_epochs():
+    made = []
+    make = lambda: made.append(object()) or made[-1]
+    epochs = EpochTrainer()
+    first = [epochs.next(("net", 1.0), make) for _ in range(3)]
+    assert first == [(made[0], 1), (made[0], 2), (made[0], 3)]
+    assert epochs.next(("net", 0.5), make) == (made[1], 1)  # a new key: a new trainer, epoch 1
+    assert epochs.next(("net", 1.0), make) == (made[2], 1)  # only the last key is kept

@@ -165,6 +165,33 @@ def check_concise(config, backend: str, supported) -> None:
         )
 
 
+class ModelConstructor:
+    """The constructor of every backend's command-line language models, placed before the
+    backend's canonical base (which loads ``params`` on ``device``):
+    ``Model(config, params, device=None, precision='fp32')`` checks ``config`` and
+    ``precision`` first (:meth:`check`; a concise model adds :func:`check_concise`), and after
+    loading prepares what the backend compiles (:meth:`_ready`)."""
+
+    FRAMEWORK = ""  # the framework as error messages name it
+    PRECISIONS: tuple[str, ...] = ("fp32",)  # the precisions its engine trains in
+
+    def __init__(
+        self, config: LMConfig, params: dict[str, np.ndarray], device=None, precision="fp32"
+    ):
+        self.check(config, precision)
+        super().__init__(config, params, device)
+        self.precision = precision
+        self._ready()
+
+    @classmethod
+    def check(cls, config: LMConfig, precision: str) -> None:
+        """Raise InputError unless this model runs ``config`` in ``precision``."""
+        check_precision(precision, cls.FRAMEWORK, cls.PRECISIONS)
+
+    def _ready(self) -> None:
+        """Called once the parameters are loaded: the backend's compiled steps."""
+
+
 def dropout_rate(config, site: int) -> float:
     """The dropout rate of ``site`` (see the module's docstring) under ``config``."""
     if site == EMBEDDING_SITE:
@@ -413,17 +440,24 @@ def _np_sigmoid(x):
     return 1 / (1 + np.exp(-x))
 
 
-NUMPY_OPS = SimpleNamespace(
-    take=lambda W, ids: W[ids],
-    transpose=np.transpose,
-    concat=np.concatenate,
-    stack=np.stack,
-    reshape=np.reshape,
-    split=lambda x, n: np.split(x, n, axis=-1),
-    sigmoid=_np_sigmoid,
-    tanh=np.tanh,
-    unstack=list,
-)
+def array_ops(xp, sigmoid, **extra) -> SimpleNamespace:
+    """The ``ops`` of :func:`forward` for ``xp``, NumPy or a module with its API
+    (``jax.numpy``), with ``sigmoid`` and any ``extra`` ops (``scan``)."""
+    return SimpleNamespace(
+        take=lambda W, ids: W[ids],
+        transpose=xp.transpose,
+        concat=xp.concatenate,
+        stack=xp.stack,
+        reshape=xp.reshape,
+        split=lambda x, n: xp.split(x, n, axis=-1),
+        sigmoid=sigmoid,
+        tanh=xp.tanh,
+        unstack=list,
+        **extra,
+    )
+
+
+NUMPY_OPS = array_ops(np, _np_sigmoid)
 
 
 def zero_state(config: LMConfig, batch_size: int, dtype=np.float32) -> tuple:

@@ -119,6 +119,22 @@ def epoch_perplexity(loss_sum: float, num_tokens: int, epoch: int, lr: float) ->
     return ppl
 
 
+class EpochTrainer:
+    """The book's ``train_epoch_dl``, called once per epoch in a loop: the trainer that
+    ``make()`` gave for the last ``key`` (made again when the key changes, so its step compiles
+    once) and the epochs it has trained, so that a divergence names its epoch."""
+
+    def __init__(self):
+        self.key, self.trainer, self.epochs = None, None, 0
+
+    def next(self, key: tuple, make: Callable[[], Trainer]) -> tuple[Trainer, int]:
+        """``(trainer, epoch)``: ``key``'s trainer and the number of the epoch it trains now."""
+        if self.trainer is None or self.key != key:
+            self.key, self.trainer, self.epochs = key, make(), 0
+        self.epochs += 1
+        return self.trainer, self.epochs
+
+
 def fit(
     trainer: Trainer,
     train_iter: Iterable,

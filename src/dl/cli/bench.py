@@ -48,13 +48,9 @@ from dl.files import atomic_write
 from dl.optim import OptimizerConfig
 
 BOOK_VOCAB_SIZE = 28  # The Time Machine's characters: 26 letters, space, <unk>
+ROW_KEYS = ("backend", "impl", "framework", "device", "cell", "hidden")  # what a row measured
 COLUMNS = (
-    "backend",
-    "impl",
-    "framework",
-    "device",
-    "cell",
-    "hidden",
+    *ROW_KEYS,
     "params",
     "train_flops_per_token",
     "inference_flops_per_token",
@@ -64,17 +60,7 @@ COLUMNS = (
     "generate_gflops_per_sec",
 )
 ERROR = "dl: error: "  # how a worker reports bad input on stderr
-MEASURED = (
-    "backend",
-    "impl",
-    "framework",
-    "device",
-    "cell",
-    "hidden",
-    "vocab_size",
-    "train_tokens_per_sec",
-    "generate_tokens_per_sec",
-)
+MEASURED = (*ROW_KEYS, "vocab_size", "train_tokens_per_sec", "generate_tokens_per_sec")
 
 
 class BenchError(InputError):
@@ -116,34 +102,19 @@ def add_parser(subparsers) -> None:
         help="scratch (the book's cells, as dl train runs them), concise (the "
         "framework's own layers) or both (default: scratch)",
     )
-    parser.add_argument(
-        "--batch-size",
-        type=positive_int,
-        default=32,
-        help="sequences per training batch (default: 32)",
-    )
-    parser.add_argument(
-        "--num-steps", type=positive_int, default=35, help="time steps per sequence (default: 35)"
-    )
-    parser.add_argument(
-        "--batches",
-        type=positive_int,
-        default=8,
-        help="training batches per timed repeat (default: 8, an epoch of the "
-        "book's 10,000 characters)",
-    )
-    parser.add_argument(
-        "--gen-tokens",
-        type=positive_int,
-        default=200,
-        help="tokens generated per timed repeat (default: 200)",
-    )
-    parser.add_argument(
-        "--repeats",
-        type=positive_int,
-        default=3,
-        help="timed repeats after the warm-up; the median counts (default: 3)",
-    )
+    for flag, default, text in (
+        ("--batch-size", 32, "sequences per training batch (default: 32)"),
+        ("--num-steps", 35, "time steps per sequence (default: 35)"),
+        (
+            "--batches",
+            8,
+            "training batches per timed repeat (default: 8, an epoch of the book's "
+            "10,000 characters)",
+        ),
+        ("--gen-tokens", 200, "tokens generated per timed repeat (default: 200)"),
+        ("--repeats", 3, "timed repeats after the warm-up; the median counts (default: 3)"),
+    ):
+        parser.add_argument(flag, type=positive_int, default=default, help=text)
     parser.add_argument(
         "--data",
         type=choice("book", "random"),

@@ -16,6 +16,8 @@ clipping, the optax update, sharding) and owns the optimizer state, for the book
   ``lm.LayersModel.LAYERS``); the command line's scratch model runs :func:`dl.lm.forward`;
 - an optimizer: its name and formula in :mod:`dl.optim`, then one entry of
   ``engine.OPTIMIZERS`` (the optax transformation; ``SLOT_FIELDS`` maps its state's fields);
+- a book name: :mod:`dl.book`'s ``__all__`` where it is framework-free (``cells``' list:
+  ``dl.book.CELL_NAMES``); JAX's own names are imported below;
 - a backend: a package beside this one with the same split (``engine``, ``training``, ``lm``,
   ``forecast``) over :mod:`dl.train`, :mod:`dl.lm` and :mod:`dl.forecast`.
 
@@ -33,30 +35,11 @@ clipping, the optax update, sharding) and owns the optimizer state, for the book
 Sequence to sequence: :mod:`dl.jax.seq2seq` (``build_array_nmt`` gives NumPy arrays).
 """
 
-from dl.data.batches import (
-    SeqDataLoader,
-    load_data_time_machine,
-    seq_data_iter_random,
-    seq_data_iter_sequential,
-)
-
-# machine translation and sequence to sequence (the book's 9.5-9.7)
-from dl.data.hub import DATA_HUB, DATA_URL, download, download_extract
-from dl.data.nmt import build_array_nmt, preprocess_nmt, read_data_nmt, tokenize_nmt, truncate_pad
-from dl.data.text import Vocab, load_corpus_time_machine, read_time_machine, tokenize
+from dl.book import *  # the framework-free names (dl.book.__all__)
+from dl.data.batches import SeqDataLoader, load_data_time_machine
+from dl.data.nmt import build_array_nmt
 from dl.jax.book import ArrayLoader, load_array
-from dl.jax.cells import (
-    CELLS,
-    get_gru_params,
-    get_lstm_params,
-    get_rnn_params,
-    gru,
-    init_gru_state,
-    init_lstm_state,
-    init_rnn_state,
-    lstm,
-    rnn,
-)
+from dl.jax.cells import *  # dl.book.CELL_NAMES
 from dl.jax.models import GRU, LSTM, RNN, RNNModel, RNNModelScratch
 from dl.jax.seq2seq import (
     EncoderDecoder,
@@ -78,17 +61,7 @@ from dl.jax.training import (
     train_epoch_dl,
     try_gpu,
 )
-from dl.metrics import bleu, perplexity
-from dl.plotting import (
-    lazy_plt,
-    plot,
-    set_axes,
-    set_figsize,
-    show_list_len_pair_hist,
-    use_svg_display,
-)
-from dl.progress import Accumulator, Animator, Timer
-from dl.train import DivergedError
+from dl.plotting import lazy_plt
 
 train_ch8, train_epoch_ch8, predict_ch8 = train_dl, train_epoch_dl, predict_dl
 

@@ -10,7 +10,10 @@ user's Python ``for X in inputs`` loop is unrolled by ``jax.jit`` instead. ``inp
 import jax
 import jax.numpy as jnp
 
+from dl import book
 from dl.reference import param_shapes
+
+__all__ = book.CELL_NAMES
 
 
 def _params(cell, vocab_size, num_hiddens, key):

@@ -16,18 +16,7 @@ from dl.jax.engine import device_name, device_of
 from dl.jax.training import JaxTrainer, token_loss_sum
 from dl.optim import OptimizerConfig
 
-OPS = SimpleNamespace(
-    take=lambda W, ids: W[ids],
-    transpose=jnp.transpose,
-    concat=jnp.concatenate,
-    stack=jnp.stack,
-    reshape=jnp.reshape,
-    split=lambda x, n: jnp.split(x, n, axis=-1),
-    sigmoid=jax.nn.sigmoid,
-    tanh=jnp.tanh,
-    unstack=list,
-    scan=jax.lax.scan,
-)
+OPS = lm.array_ops(jnp, jax.nn.sigmoid, scan=jax.lax.scan)
 # one token at a time: a product per gate instead of joining the weights for every token
 STEP_OPS = SimpleNamespace(**vars(OPS), per_gate=True)
 
@@ -83,21 +72,15 @@ class CanonicalModel:
         self.key = jax.random.PRNGKey(seed)
 
 
-class LanguageModel(CanonicalModel):
+class LanguageModel(lm.ModelConstructor, CanonicalModel):
     """:func:`dl.lm.forward` with canonical parameters as a dict pytree (``.params``).
     ``apply(params, X, state, key=None)`` is pure; with a PRNG ``key`` it trains (dropout on).
     """
 
-    def __init__(
-        self,
-        config: lm.LMConfig,
-        params: dict[str, np.ndarray],
-        device=None,
-        precision: str = "fp32",
-    ):
-        lm.check_precision(precision, "JAX")
-        super().__init__(config, params, device)
-        self.stochastic = lm.any_dropout(config)
+    FRAMEWORK = "JAX"
+
+    def _ready(self):
+        self.stochastic = lm.any_dropout(self.config)
         self._eval_step = jax.jit(self._eval_loss)
         self._token_step = jax.jit(functools.partial(self.apply, ops=STEP_OPS))
 
@@ -139,21 +122,20 @@ class LayersModel(LanguageModel):
 
     LAYERS = {"rnn": models.RNN, "gru": models.GRU, "lstm": models.LSTM}
 
-    def __init__(
-        self,
-        config: lm.LMConfig,
-        params: dict[str, np.ndarray],
-        device=None,
-        precision: str = "fp32",
-    ):
-        lm.check_concise(config, "JAX", self.LAYERS)
+    @classmethod
+    def check(cls, config: lm.LMConfig, precision: str) -> None:
+        lm.check_concise(config, cls.FRAMEWORK, cls.LAYERS)
+        super().check(config, precision)
+
+    def _ready(self):
+        config = self.config
         self.layers = [
             self.LAYERS[config.cell](
                 config.num_inputs if k == 0 else config.num_hiddens, config.num_hiddens
             )
             for k in range(config.num_layers)
         ]
-        super().__init__(config, params, device, precision)
+        super()._ready()
 
     def from_numpy(self, params: dict) -> dict:
         layers = [

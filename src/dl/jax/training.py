@@ -64,7 +64,7 @@ class JaxTrainer(Engine):
         return state
 
 
-_last_epoch_trainer: list = []  # [(net, lr, theta, device), JaxTrainer, epochs trained]
+_epoch_trainer = core.EpochTrainer()
 
 
 def train_epoch_dl(net, train_iter, lr, use_random_iter=False, *, theta=1.0, device=None):
@@ -73,14 +73,10 @@ def train_epoch_dl(net, train_iter, lr, use_random_iter=False, *, theta=1.0, dev
     Called once per epoch in a loop, it reuses the step compiled by the first call and counts
     the epochs, so a divergence names its epoch.
     """
-    key = (net, lr, theta, device)
-    if not _last_epoch_trainer or _last_epoch_trainer[0] != key:
-        _last_epoch_trainer[:] = [key, JaxTrainer(net, lr, theta, device), 0]
-    _last_epoch_trainer[2] += 1
-    loss_sum, num_tokens, speed = core.train_epoch(
-        _last_epoch_trainer[1], train_iter, use_random_iter
-    )
-    return core.epoch_perplexity(loss_sum, num_tokens, _last_epoch_trainer[2], lr), speed
+    make = lambda: JaxTrainer(net, lr, theta, device)
+    trainer, epoch = _epoch_trainer.next((net, lr, theta, device), make)
+    loss_sum, num_tokens, speed = core.train_epoch(trainer, train_iter, use_random_iter)
+    return core.epoch_perplexity(loss_sum, num_tokens, epoch, lr), speed
 
 
 def train_dl(

@@ -4,7 +4,10 @@ module binds them (``d2l.normal`` is ``tf.random.normal``, ``d2l.size(x)`` a Pyt
 
 import tensorflow as tf
 
+from dl import book
 from dl.progress import Accumulator
+
+__all__ = [*book.TENSOR_NAMES, "sgd"]
 
 reshape = tf.reshape
 ones = tf.ones

@@ -9,7 +9,10 @@ Parameter names and order are the canonical ones of :mod:`dl.reference`.
 
 import tensorflow as tf
 
+from dl import book
 from dl.reference import param_shapes
+
+__all__ = book.CELL_NAMES
 
 
 def _normal(shape, name):

@@ -101,18 +101,12 @@ class CanonicalModel:
         return dropout
 
 
-class LanguageModel(CanonicalModel):
+class LanguageModel(lm.ModelConstructor, CanonicalModel):
     """:func:`dl.lm.forward` on the canonical parameters."""
 
-    def __init__(
-        self,
-        config: lm.LMConfig,
-        params: dict[str, np.ndarray],
-        device=None,
-        precision: str = "fp32",
-    ):
-        lm.check_precision(precision, "TensorFlow")
-        super().__init__(config, params, device)
+    FRAMEWORK = "TensorFlow"
+
+    def _ready(self):
         self._eval_step = tf.function(self._eval_loss)
         self._token_step = tf.function(lambda X, state: self(X, state))
         self._token_concrete = None  # the traced one-token step, called without dispatch
@@ -167,15 +161,10 @@ class LayersModel(LanguageModel):
 
     GATE_ORDER = {"rnn": ("h",), "gru": ("z", "r", "h"), "lstm": ("i", "f", "c", "o")}
 
-    def __init__(
-        self,
-        config: lm.LMConfig,
-        params: dict[str, np.ndarray],
-        device=None,
-        precision: str = "fp32",
-    ):
-        lm.check_concise(config, "TensorFlow", self.GATE_ORDER)
-        super().__init__(config, params, device, precision)
+    @classmethod
+    def check(cls, config: lm.LMConfig, precision: str) -> None:
+        lm.check_concise(config, cls.FRAMEWORK, cls.GATE_ORDER)
+        super().check(config, precision)
 
     def _variables(self, arrays: list) -> list:
         """The embedding table (if any), each layer's ``kernel, recurrent_kernel, bias``, then

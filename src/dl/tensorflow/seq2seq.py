@@ -11,10 +11,13 @@ from __future__ import annotations
 
 import numpy as np
 
+from dl import book
 from dl import seq2seq as core
 from dl.data import nmt
 from dl.tensorflow._keras import keras, tf
 from dl.tensorflow.engine import Engine
+
+__all__ = book.SEQ2SEQ_NAMES
 
 
 class Encoder(keras.layers.Layer):

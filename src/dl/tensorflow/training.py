@@ -37,7 +37,7 @@ def _strategy_of(net, strategy):
     return tf.distribute.get_strategy()
 
 
-_last_epoch_trainer: list = []  # [(net, loss, updater, strategy, compile), TFTrainer, epochs]
+_epoch_trainer = core.EpochTrainer()
 
 
 def train_epoch_dl(net, train_iter, loss, updater, use_random_iter, *, strategy=None, compile=True):
@@ -47,12 +47,11 @@ def train_epoch_dl(net, train_iter, loss, updater, use_random_iter, *, strategy=
     the epochs (a diverged loss names the epoch and ``updater``'s learning rate).
     """
     key = (net, loss, updater, strategy, compile)
-    if not _last_epoch_trainer or any(a is not b for a, b in zip(_last_epoch_trainer[0], key)):
-        _last_epoch_trainer[:] = [key, TFTrainer(net, loss, updater, strategy, compile=compile), 0]
-    trainer, _last_epoch_trainer[2] = _last_epoch_trainer[1], _last_epoch_trainer[2] + 1
+    make = lambda: TFTrainer(net, loss, updater, strategy, compile=compile)
+    trainer, epoch = _epoch_trainer.next(key, make)
     loss_sum, num_tokens, speed = core.train_epoch(trainer, train_iter, use_random_iter)
     lr = float(np.asarray(updater.learning_rate))
-    return core.epoch_perplexity(loss_sum, num_tokens, _last_epoch_trainer[2], lr), speed
+    return core.epoch_perplexity(loss_sum, num_tokens, epoch, lr), speed
 
 
 def train_dl(

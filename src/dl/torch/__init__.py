@@ -19,96 +19,21 @@ Where things go:
   entry in ``cells.py``; a ``LayersModel.GATE_ORDER`` entry where a torch layer computes it)
   plus its NumPy reference, with backward, in :mod:`dl.reference`, which the tests hold
   every implementation to.
+- A new book name: :mod:`dl.book` (its ``__all__`` where it is framework-free; else the
+  name list of the module that defines it, here ``book``, ``cells`` or ``seq2seq``).
 - A new backend: a sibling package with the same contract, ``model.trainer(OptimizerConfig,
   clip)`` giving a :class:`dl.train.Trainer` with ``optimizer_state`` and
   ``load_optimizer_state``, and ``Forecaster.make_step``; ``tests/test_engine.py`` checks it.
 """
 
-from dl.data.batches import seq_data_iter_random, seq_data_iter_sequential
-
-# machine translation, encoder-decoder, sequence to sequence (the book's 9.5-9.7)
-from dl.data.hub import DATA_HUB, DATA_URL, download, download_extract
-from dl.data.nmt import preprocess_nmt, read_data_nmt, tokenize_nmt, truncate_pad
-from dl.data.text import Vocab, load_corpus_time_machine, read_time_machine, tokenize
-from dl.metrics import bleu, perplexity
-from dl.plotting import (
-    lazy_plt,
-    plot,
-    set_axes,
-    set_figsize,
-    show_list_len_pair_hist,
-    use_svg_display,
-)
-from dl.progress import Accumulator, Animator, Timer
-from dl.torch.book import (
-    SeqDataLoader,
-    abs,
-    arange,
-    argmax,
-    astype,
-    concat,
-    cos,
-    cosh,
-    evaluate_loss,
-    exp,
-    eye,
-    float32,
-    int32,
-    linreg,
-    linspace,
-    load_array,
-    load_data_time_machine,
-    log,
-    matmul,
-    meshgrid,
-    normal,
-    numpy,
-    ones,
-    rand,
-    reduce_mean,
-    reduce_sum,
-    reshape,
-    sin,
-    sinh,
-    size,
-    squared_loss,
-    stack,
-    synthetic_data,
-    tanh,
-    tensor,
-    to,
-    transpose,
-    zeros,
-)
-from dl.torch.cells import (
-    CELLS,
-    get_gru_params,
-    get_lstm_params,
-    get_rnn_params,
-    gru,
-    init_gru_state,
-    init_lstm_state,
-    init_rnn_state,
-    lstm,
-    rnn,
-)
+from dl.book import *  # the framework-free names (dl.book.__all__)
+from dl.plotting import lazy_plt
+from dl.torch.book import *  # dl.book.TENSOR_NAMES
+from dl.torch.cells import *  # dl.book.CELL_NAMES
 from dl.torch.engine import TorchTrainer, grad_clipping
 from dl.torch.models import RNNModel, RNNModelScratch
-from dl.torch.seq2seq import (
-    Decoder,
-    Encoder,
-    EncoderDecoder,
-    MaskedSoftmaxCELoss,
-    Seq2SeqDecoder,
-    Seq2SeqEncoder,
-    build_array_nmt,
-    load_data_nmt,
-    predict_seq2seq,
-    sequence_mask,
-    train_seq2seq,
-)
+from dl.torch.seq2seq import *  # dl.book.SEQ2SEQ_NAMES
 from dl.torch.training import predict_dl, sgd, train_dl, train_epoch_dl, try_gpu
-from dl.train import DivergedError
 
 train_ch8, train_epoch_ch8, predict_ch8 = train_dl, train_epoch_dl, predict_dl
 

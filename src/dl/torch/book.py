@@ -5,8 +5,11 @@ binds them (``d2l.zeros`` is ``torch.zeros``, ``d2l.reshape(x, shape)`` is ``x.r
 import torch
 from torch.utils import data
 
+from dl import book
 from dl.data import batches
 from dl.progress import Accumulator
+
+__all__ = [*book.TENSOR_NAMES, "SeqDataLoader", "load_data_time_machine", "to"]
 
 ones = torch.ones
 zeros = torch.zeros
@@ -37,38 +40,25 @@ def numpy(x, *args, **kwargs):
     return x.detach().numpy(*args, **kwargs)
 
 
-def size(x, *args, **kwargs):
-    """The number of elements of ``x``."""
-    return x.numel(*args, **kwargs)
+def _method(alias: str, name: str, doc: str | None = None):
+    """The book's ``alias(x, *args, **kwargs)``: ``x.name(*args, **kwargs)``."""
+
+    def call(x, *args, **kwargs):
+        return getattr(x, name)(*args, **kwargs)
+
+    call.__name__ = call.__qualname__ = alias
+    call.__doc__ = doc or f"``x.{name}(*args, **kwargs)``."
+    return call
 
 
-def reshape(x, *args, **kwargs):
-    return x.reshape(*args, **kwargs)
-
-
-def to(x, *args, **kwargs):
-    return x.to(*args, **kwargs)
-
-
-def reduce_sum(x, *args, **kwargs):
-    return x.sum(*args, **kwargs)
-
-
-def argmax(x, *args, **kwargs):
-    return x.argmax(*args, **kwargs)
-
-
-def astype(x, *args, **kwargs):
-    return x.type(*args, **kwargs)
-
-
-def transpose(x, *args, **kwargs):
-    """The transpose of a matrix ``x`` (``x.t()``)."""
-    return x.t(*args, **kwargs)
-
-
-def reduce_mean(x, *args, **kwargs):
-    return x.mean(*args, **kwargs)
+size = _method("size", "numel", "The number of elements of ``x``.")
+reshape = _method("reshape", "reshape")
+to = _method("to", "to")
+reduce_sum = _method("reduce_sum", "sum")
+argmax = _method("argmax", "argmax")
+astype = _method("astype", "type")
+transpose = _method("transpose", "t", "The transpose of a matrix ``x`` (``x.t()``).")
+reduce_mean = _method("reduce_mean", "mean")
 
 
 def load_array(data_arrays, batch_size, is_train=True):

@@ -8,7 +8,10 @@ the canonical ones of :mod:`dl.reference`.
 
 import torch
 
+from dl import book
 from dl.reference import param_shapes
+
+__all__ = book.CELL_NAMES
 
 
 def _params(cell, vocab_size, num_hiddens, device):

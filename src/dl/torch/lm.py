@@ -127,19 +127,10 @@ class CanonicalModule(nn.Module):
             torch.default_generator.manual_seed(seed)
 
 
-class LanguageModel(CanonicalModule):
+class LanguageModel(lm.ModelConstructor, CanonicalModule):
     """:func:`dl.lm.forward` with canonical parameters held as ``nn.Parameter``s."""
 
-    def __init__(
-        self,
-        config: lm.LMConfig,
-        params: dict[str, np.ndarray],
-        device=None,
-        precision: str = "fp32",
-    ):
-        lm.check_precision(precision, "PyTorch", tuple(PRECISIONS))
-        super().__init__(config, params, device)
-        self.precision = precision
+    FRAMEWORK, PRECISIONS = "PyTorch", tuple(PRECISIONS)
 
     def forward(self, X, state, ops=OPS):
         """``X: (B, T)`` int -> ``(logits: (T * B, V), state)``."""
@@ -191,15 +182,10 @@ class LayersModel(LanguageModel):
 
     GATE_ORDER = {"rnn": ("h",), "lstm": ("i", "f", "c", "o")}
 
-    def __init__(
-        self,
-        config: lm.LMConfig,
-        params: dict[str, np.ndarray],
-        device=None,
-        precision: str = "fp32",
-    ):
-        lm.check_concise(config, "PyTorch", self.GATE_ORDER)
-        super().__init__(config, params, device, precision)
+    @classmethod
+    def check(cls, config: lm.LMConfig, precision: str) -> None:
+        lm.check_concise(config, cls.FRAMEWORK, cls.GATE_ORDER)
+        super().check(config, precision)
 
     def _build(self):
         config = self.config

@@ -13,9 +13,12 @@ import numpy as np
 import torch
 from torch import nn
 
+from dl import book
 from dl import seq2seq as core
 from dl.data import nmt
 from dl.torch.engine import grad_clipping
+
+__all__ = book.SEQ2SEQ_NAMES
 
 # PyTorch's GRU keeps its gates in the order reset, update, candidate
 TORCH_GATES = ("r", "z", "h")
