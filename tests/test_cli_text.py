@@ -2,6 +2,7 @@
 held-out parts, the figures of every evaluation, the text model's options, runs saved before
 tokenizers, and bad input (one line, exit 2, nothing saved lost)."""
 
+import importlib.util
 import json
 import math
 
@@ -309,3 +310,26 @@ def test_bad_text_options_exit_2_in_one_line_and_lose_nothing(
         message = message.replace(name, str(path))
     assert message in err and err.count("\n") == 1, err
     assert (run / "model.safetensors").read_bytes() == before
+
+
+@pytest.mark.slow
+def test_a_tied_embedding_model_is_the_same_model_on_every_backend(tmp_path, capsys):
+    installed = [b for b in ("torch", "tensorflow", "jax") if importlib.util.find_spec(b)]
+    if len(installed) < 2:
+        pytest.skip(f"needs two backends to compare, installed: {installed}")
+    text, run = text_file(tmp_path), tmp_path / "run"
+    model = ["--embedding", 16, "--tie-weights", "--layers", 2, "--dropout", 0.2]
+    model += ["--embed-dropout", 0.1, "--output-dropout", 0.1, "--optimizer", "adam"]
+    args = [*TINY[:2], "--hidden", 16, *model, "--batch-size", 4, "--num-steps", 8]
+    assert dl("train", *args, "--epochs", 2, "--text", text, "--out", run) == 0
+    assert "W_hq" not in checkpoint.load(run)[0]
+    capsys.readouterr()
+    figures, samples = {}, {}
+    for backend in installed:
+        assert dl("eval", run, "--backend", backend, "--json", "--text", text) == 0
+        figures[backend] = json.loads(capsys.readouterr().out)
+        assert dl("generate", run, "--backend", backend, "--prefix", "Verse", "--num", 30) == 0
+        samples[backend] = capsys.readouterr().out
+    assert len(set(samples.values())) == 1, samples
+    losses = [f["loss"] for f in figures.values()]
+    assert max(losses) - min(losses) <= 1e-5 * min(losses), figures
