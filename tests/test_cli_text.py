@@ -23,7 +23,7 @@ TINY = [
 ]
 VERSE = (
     "Verse:\tOne, two!\n«Ça va?» — she said.\r\nCode: x = 42; # done\n\nÆon 🚀 End.\n"
-    "The Time Traveller (for so it will be convenient to speak of him) was expounding.\n"
+    "The Time Traveller (as we called him) spoke of a machine, and we listened.\n"
 )
 
 

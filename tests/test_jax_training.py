@@ -261,7 +261,7 @@ try:
 except ValueError as err:
     out["odd_batch"] = "ValueError: " + str(err)
 
-TEXT = "the time traveller for so it will be convenient to speak of him " * 3
+TEXT = "the time traveller spoke of a machine that could travel in time " * 3
 vocab = dl.Vocab(list(TEXT))
 corpus = [vocab[c] for c in TEXT]
 printed = io.StringIO()

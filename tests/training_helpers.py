@@ -10,8 +10,8 @@ from dl.data.text import Vocab
 
 V, H, B, T = 10, 16, 4, 6
 TEXT = (
-    "the time traveller for so it will be convenient to speak of him was expounding "
-    "a recondite matter to us "
+    "a recondite matter was expounding to us for him so it will be the time traveller "
+    "of convenient speak "
 ) * 3
 SUMMARY_LINE = r"^perplexity (\d+\.\d), (\d+\.\d) tokens/sec on {}$"
 
