@@ -169,11 +169,13 @@ class ModelConstructor:
     """The constructor of every backend's command-line language models, placed before the
     backend's canonical base (which loads ``params`` on ``device``):
     ``Model(config, params, device=None, precision='fp32')`` checks ``config`` and
-    ``precision`` first (:meth:`check`; a concise model adds :func:`check_concise`), and after
-    loading prepares what the backend compiles (:meth:`_ready`)."""
+    ``precision`` first (:meth:`check`; a concise model's ``CONCISE_CELLS`` go to
+    :func:`check_concise`), and after loading prepares what the backend compiles
+    (:meth:`_ready`)."""
 
     FRAMEWORK = ""  # the framework as error messages name it
     PRECISIONS: tuple[str, ...] = ("fp32",)  # the precisions its engine trains in
+    CONCISE_CELLS: tuple[str, ...] | None = None  # a concise model: the cells its layers compute
 
     def __init__(
         self, config: LMConfig, params: dict[str, np.ndarray], device=None, precision="fp32"
@@ -186,6 +188,8 @@ class ModelConstructor:
     @classmethod
     def check(cls, config: LMConfig, precision: str) -> None:
         """Raise InputError unless this model runs ``config`` in ``precision``."""
+        if cls.CONCISE_CELLS is not None:
+            check_concise(config, cls.FRAMEWORK, cls.CONCISE_CELLS)
         check_precision(precision, cls.FRAMEWORK, cls.PRECISIONS)
 
     def _ready(self) -> None:

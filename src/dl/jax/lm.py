@@ -121,11 +121,7 @@ class LayersModel(LanguageModel):
     scratch model's."""
 
     LAYERS = {"rnn": models.RNN, "gru": models.GRU, "lstm": models.LSTM}
-
-    @classmethod
-    def check(cls, config: lm.LMConfig, precision: str) -> None:
-        lm.check_concise(config, cls.FRAMEWORK, cls.LAYERS)
-        super().check(config, precision)
+    CONCISE_CELLS = tuple(LAYERS)
 
     def _ready(self):
         config = self.config

@@ -160,11 +160,7 @@ class LayersModel(LanguageModel):
     the scratch model's."""
 
     GATE_ORDER = {"rnn": ("h",), "gru": ("z", "r", "h"), "lstm": ("i", "f", "c", "o")}
-
-    @classmethod
-    def check(cls, config: lm.LMConfig, precision: str) -> None:
-        lm.check_concise(config, cls.FRAMEWORK, cls.GATE_ORDER)
-        super().check(config, precision)
+    CONCISE_CELLS = tuple(GATE_ORDER)
 
     def _variables(self, arrays: list) -> list:
         """The embedding table (if any), each layer's ``kernel, recurrent_kernel, bias``, then

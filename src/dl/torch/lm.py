@@ -181,11 +181,7 @@ class LayersModel(LanguageModel):
     """
 
     GATE_ORDER = {"rnn": ("h",), "lstm": ("i", "f", "c", "o")}
-
-    @classmethod
-    def check(cls, config: lm.LMConfig, precision: str) -> None:
-        lm.check_concise(config, cls.FRAMEWORK, cls.GATE_ORDER)
-        super().check(config, precision)
+    CONCISE_CELLS = tuple(GATE_ORDER)
 
     def _build(self):
         config = self.config
