@@ -9,8 +9,9 @@ import math
 import pytest
 
 from dl import checkpoint, lm
-from dl.cli import main
+from dl.cli import backends, main
 from dl.cli import train as cli_train
+from dl.cli.backends import IMPLS
 from dl.cli.options import TEXT_DEFAULTS
 from dl.cli.saved import open_model
 from dl.data import corpus
@@ -333,3 +334,14 @@ def test_a_tied_embedding_model_is_the_same_model_on_every_backend(tmp_path, cap
     assert len(set(samples.values())) == 1, samples
     losses = [f["loss"] for f in figures.values()]
     assert max(losses) - min(losses) <= 1e-5 * min(losses), figures
+    # and both implementations of each backend: the scratch model and the framework's layers
+    params, meta = checkpoint.load(run, "best")
+    config, ids = lm.LMConfig.from_dict(meta["model"]), tk.from_dict(meta["tokenizer"])
+    ids = ids.encode(text.read_text())
+    sums = {
+        (backend, impl): lm.evaluate(backends.model_class(backend, impl)(config, params), ids, 4, 8)
+        for backend in installed
+        for impl in IMPLS
+    }
+    totals = [loss for loss, _ in sums.values()]
+    assert max(totals) - min(totals) <= 1e-5 * min(totals), sums
