@@ -444,21 +444,22 @@ def _np_sigmoid(x):
     return 1 / (1 + np.exp(-x))
 
 
-def array_ops(xp, sigmoid, **extra) -> SimpleNamespace:
-    """The ``ops`` of :func:`forward` for ``xp``, NumPy or a module with its API
-    (``jax.numpy``), with ``sigmoid`` and any ``extra`` ops (``scan``)."""
-    return SimpleNamespace(
+def array_ops(xp, sigmoid, **overrides) -> SimpleNamespace:
+    """The ``ops`` of :func:`forward` for ``xp``, NumPy or a module with much of its API
+    (``jax.numpy``, ``tensorflow``, ``torch``), with ``sigmoid``; ``overrides`` replace the ops
+    ``xp`` spells otherwise or add ones (``scan``, ``per_gate``)."""
+    ops = dict(
         take=lambda W, ids: W[ids],
         transpose=xp.transpose,
-        concat=xp.concatenate,
+        concat=getattr(xp, "concatenate", None),
         stack=xp.stack,
         reshape=xp.reshape,
         split=lambda x, n: xp.split(x, n, axis=-1),
         sigmoid=sigmoid,
         tanh=xp.tanh,
         unstack=list,
-        **extra,
     )
+    return SimpleNamespace(**{**ops, **overrides})
 
 
 NUMPY_OPS = array_ops(np, _np_sigmoid)

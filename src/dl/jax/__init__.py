@@ -12,7 +12,8 @@ Design: models define a pure loss; ``engine.Engine`` alone makes the jitted step
 clipping, the optax update, sharding) and owns the optimizer state, for the book API
 (``training``), ``dl train`` (``lm``) and ``dl forecast`` (``forecast``). Where things go:
 
-- a cell: the book's form in ``cells`` (and ``CELLS``), a fused layer in ``models`` (and
+- a cell: the book's form in :mod:`dl.scratch_cells` (bound to JAX in ``cells``), a fused
+  layer in ``models`` (and
   ``lm.LayersModel.LAYERS``); the command line's scratch model runs :func:`dl.lm.forward`;
 - an optimizer: its name and formula in :mod:`dl.optim`, then one entry of
   ``engine.OPTIMIZERS`` (the optax transformation; ``SLOT_FIELDS`` maps its state's fields);

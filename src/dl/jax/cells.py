@@ -7,10 +7,12 @@ user's Python ``for X in inputs`` loop is unrolled by ``jax.jit`` instead. ``inp
 ``(num_steps, batch, vocab)``; outputs are ``(num_steps * batch, vocab)``, time-major.
 """
 
+import functools
+
 import jax
 import jax.numpy as jnp
 
-from dl import book
+from dl import book, scratch_cells
 from dl.reference import param_shapes
 
 __all__ = book.CELL_NAMES
@@ -26,16 +28,10 @@ def _params(cell, vocab_size, num_hiddens, key):
     ]
 
 
-def get_rnn_params(vocab_size, num_hiddens, key):
-    return _params("rnn", vocab_size, num_hiddens, key)
-
-
-def get_gru_params(vocab_size, num_hiddens, key):
-    return _params("gru", vocab_size, num_hiddens, key)
-
-
-def get_lstm_params(vocab_size, num_hiddens, key):
-    return _params("lstm", vocab_size, num_hiddens, key)
+# the book's signatures: (vocab_size, num_hiddens, key)
+get_rnn_params, get_gru_params, get_lstm_params = (
+    functools.partial(_params, cell) for cell in scratch_cells.STEPS
+)
 
 
 def zero_state(batch_size, num_hiddens, count=1):
@@ -56,57 +52,10 @@ def init_lstm_state(batch_size, num_hiddens):
     return zero_state(batch_size, num_hiddens, 2)
 
 
-def _scan(step, inputs, state, W_hq, b_q):
-    """Run ``step(state, X) -> state`` over time; outputs ``H W_hq + b_q`` time-major."""
+rnn, gru, lstm = scratch_cells.bind(jax.nn.sigmoid, jnp.tanh, jnp.concatenate, scan=jax.lax.scan)
 
-    def body(state, X):
-        state = step(state, X)
-        return state, state[0]
-
-    state, Hs = jax.lax.scan(body, state, inputs)
-    return Hs.reshape(-1, Hs.shape[-1]) @ W_hq + b_q, state
-
-
-def rnn(inputs, state, params):
-    """Vanilla RNN: ``H = tanh(X W_xh + H W_hh + b_h)``."""
-    W_xh, W_hh, b_h, W_hq, b_q = params
-    return _scan(
-        lambda s, X: (jnp.tanh(X @ W_xh + s[0] @ W_hh + b_h),), inputs, tuple(state), W_hq, b_q
-    )
-
-
-def gru(inputs, state, params):
-    """GRU as in the book: the reset gate scales ``H`` before ``W_hh``."""
-    W_xz, W_hz, b_z, W_xr, W_hr, b_r, W_xh, W_hh, b_h, W_hq, b_q = params
-
-    def step(state, X):
-        (H,) = state
-        Z = jax.nn.sigmoid(X @ W_xz + H @ W_hz + b_z)
-        R = jax.nn.sigmoid(X @ W_xr + H @ W_hr + b_r)
-        H_tilda = jnp.tanh(X @ W_xh + (R * H) @ W_hh + b_h)
-        return (Z * H + (1 - Z) * H_tilda,)
-
-    return _scan(step, inputs, tuple(state), W_hq, b_q)
-
-
-def lstm(inputs, state, params):
-    """LSTM as in the seed: input, forget and output gates and a memory cell ``C``."""
-    W_xi, W_hi, b_i, W_xf, W_hf, b_f, W_xo, W_ho, b_o, W_xc, W_hc, b_c, W_hq, b_q = params
-
-    def step(state, X):
-        H, C = state
-        I = jax.nn.sigmoid(X @ W_xi + H @ W_hi + b_i)
-        F = jax.nn.sigmoid(X @ W_xf + H @ W_hf + b_f)
-        O = jax.nn.sigmoid(X @ W_xo + H @ W_ho + b_o)
-        C_tilda = jnp.tanh(X @ W_xc + H @ W_hc + b_c)
-        C = F * C + I * C_tilda
-        return (O * jnp.tanh(C), C)
-
-    return _scan(step, inputs, tuple(state), W_hq, b_q)
-
-
-CELLS = {
-    "rnn": (get_rnn_params, init_rnn_state, rnn),
-    "gru": (get_gru_params, init_gru_state, gru),
-    "lstm": (get_lstm_params, init_lstm_state, lstm),
-}
+CELLS = scratch_cells.table(
+    (get_rnn_params, get_gru_params, get_lstm_params),
+    (init_rnn_state, init_gru_state, init_lstm_state),
+    (rnn, gru, lstm),
+)

@@ -19,7 +19,7 @@ Where things go:
 - ``lm``: ``dl train``'s models on canonical parameters (:mod:`dl.lm`; ``CanonicalModel`` holds
   devices, zero states and dropout once, for them and for ``forecast``'s forecaster). A new cell
   goes into :mod:`dl.lm` (and :mod:`dl.reference`), which every backend computes; the book's
-  scratch version of it into ``cells``.
+  scratch version of it into :mod:`dl.scratch_cells`, which ``cells`` binds to TensorFlow.
 - A new book name: :mod:`dl.book` (its ``__all__`` where it is framework-free; else the
   name list of the module that defines it, here ``book``, ``cells`` or ``seq2seq``).
 - A new backend is a sibling package with the same modules, an engine of its framework's own

@@ -3,39 +3,41 @@ module binds them (``d2l.normal`` is ``tf.random.normal``, ``d2l.size(x)`` a Pyt
 """
 
 import tensorflow as tf
+from tensorflow import (  # the aliases that keep TensorFlow's names (in __all__)
+    abs,
+    argmax,
+    concat,
+    cos,
+    cosh,
+    exp,
+    eye,
+    float32,
+    int32,
+    linspace,
+    matmul,
+    meshgrid,
+    ones,
+    reduce_mean,
+    reduce_sum,
+    reshape,
+    sin,
+    sinh,
+    stack,
+    tanh,
+    transpose,
+    zeros,
+)
 
 from dl import book
 from dl.progress import Accumulator
 
 __all__ = [*book.TENSOR_NAMES, "sgd"]
 
-reshape = tf.reshape
-ones = tf.ones
-zeros = tf.zeros
-meshgrid = tf.meshgrid
-sin = tf.sin
-sinh = tf.sinh
-cos = tf.cos
-cosh = tf.cosh
-tanh = tf.tanh
-linspace = tf.linspace
-exp = tf.exp
 normal = tf.random.normal
 rand = tf.random.uniform
-matmul = tf.matmul
-reduce_sum = tf.reduce_sum
-reduce_mean = tf.reduce_mean
-argmax = tf.argmax
 tensor = tf.constant
 arange = tf.range
 astype = tf.cast
-int32 = tf.int32
-float32 = tf.float32
-transpose = tf.transpose
-concat = tf.concat
-stack = tf.stack
-abs = tf.abs
-eye = tf.eye
 log = tf.math.log
 
 

@@ -7,9 +7,11 @@ Python list of ``(batch_size, vocab_size)`` tensors); ``outputs`` is
 Parameter names and order are the canonical ones of :mod:`dl.reference`.
 """
 
+import functools
+
 import tensorflow as tf
 
-from dl import book
+from dl import book, scratch_cells
 from dl.reference import param_shapes
 
 __all__ = book.CELL_NAMES
@@ -28,16 +30,10 @@ def _params(cell: str, vocab_size: int, num_hiddens: int) -> list:
     ]
 
 
-def get_rnn_params(vocab_size, num_hiddens):
-    return _params("rnn", vocab_size, num_hiddens)
-
-
-def get_gru_params(vocab_size, num_hiddens):
-    return _params("gru", vocab_size, num_hiddens)
-
-
-def get_lstm_params(vocab_size, num_hiddens):
-    return _params("lstm", vocab_size, num_hiddens)
+# the book's signatures: (vocab_size, num_hiddens)
+get_rnn_params, get_gru_params, get_lstm_params = (
+    functools.partial(_params, cell) for cell in scratch_cells.STEPS
+)
 
 
 def init_rnn_state(batch_size, num_hiddens):
@@ -53,49 +49,10 @@ def init_lstm_state(batch_size, num_hiddens):
     return (tf.zeros((batch_size, num_hiddens)), tf.zeros((batch_size, num_hiddens)))
 
 
-def rnn(inputs, state, params):
-    """Vanilla RNN: ``H = tanh(X W_xh + H W_hh + b_h)``."""
-    W_xh, W_hh, b_h, W_hq, b_q = params
-    (H,) = state
-    outputs = []
-    for X in inputs:
-        H = tf.tanh(tf.matmul(X, W_xh) + tf.matmul(H, W_hh) + b_h)
-        outputs.append(tf.matmul(H, W_hq) + b_q)
-    return tf.concat(outputs, axis=0), (H,)
+rnn, gru, lstm = scratch_cells.bind(tf.sigmoid, tf.tanh, tf.concat)
 
-
-def gru(inputs, state, params):
-    """GRU as in the book: the reset gate scales ``H`` before ``W_hh``."""
-    W_xz, W_hz, b_z, W_xr, W_hr, b_r, W_xh, W_hh, b_h, W_hq, b_q = params
-    (H,) = state
-    outputs = []
-    for X in inputs:
-        Z = tf.sigmoid(tf.matmul(X, W_xz) + tf.matmul(H, W_hz) + b_z)
-        R = tf.sigmoid(tf.matmul(X, W_xr) + tf.matmul(H, W_hr) + b_r)
-        H_tilda = tf.tanh(tf.matmul(X, W_xh) + tf.matmul(R * H, W_hh) + b_h)
-        H = Z * H + (1 - Z) * H_tilda
-        outputs.append(tf.matmul(H, W_hq) + b_q)
-    return tf.concat(outputs, axis=0), (H,)
-
-
-def lstm(inputs, state, params):
-    """LSTM as in the seed: input, forget and output gates and a memory cell ``C``."""
-    W_xi, W_hi, b_i, W_xf, W_hf, b_f, W_xo, W_ho, b_o, W_xc, W_hc, b_c, W_hq, b_q = params
-    H, C = state
-    outputs = []
-    for X in inputs:
-        I = tf.sigmoid(tf.matmul(X, W_xi) + tf.matmul(H, W_hi) + b_i)
-        F = tf.sigmoid(tf.matmul(X, W_xf) + tf.matmul(H, W_hf) + b_f)
-        O = tf.sigmoid(tf.matmul(X, W_xo) + tf.matmul(H, W_ho) + b_o)
-        C_tilda = tf.tanh(tf.matmul(X, W_xc) + tf.matmul(H, W_hc) + b_c)
-        C = F * C + I * C_tilda
-        H = O * tf.tanh(C)
-        outputs.append(tf.matmul(H, W_hq) + b_q)
-    return tf.concat(outputs, axis=0), (H, C)
-
-
-CELLS = {
-    "rnn": (get_rnn_params, init_rnn_state, rnn),
-    "gru": (get_gru_params, init_gru_state, gru),
-    "lstm": (get_lstm_params, init_lstm_state, lstm),
-}
+CELLS = scratch_cells.table(
+    (get_rnn_params, get_gru_params, get_lstm_params),
+    (init_rnn_state, init_gru_state, init_lstm_state),
+    (rnn, gru, lstm),
+)

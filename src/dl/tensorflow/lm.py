@@ -13,15 +13,11 @@ from dl.tensorflow._keras import tf  # first: sets up tf-keras
 from dl.tensorflow.engine import TFTrainer
 from dl.validate import check_gpu, parse_device
 
-OPS = SimpleNamespace(
+OPS = lm.array_ops(
+    tf,
+    tf.sigmoid,
     take=tf.gather,
-    transpose=tf.transpose,
     concat=lambda xs, axis: tf.concat(xs, axis),
-    stack=tf.stack,
-    reshape=tf.reshape,
-    split=lambda x, n: tf.split(x, n, axis=-1),
-    sigmoid=tf.sigmoid,
-    tanh=tf.tanh,
     unstack=tf.unstack,
     per_gate=True,
 )

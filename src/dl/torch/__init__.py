@@ -15,8 +15,9 @@ Where things go:
   ``CanonicalModule`` (parameters by canonical name, device, dropout, zero state), which the
   forecaster (``forecast.py``) shares.
 - A new cell: one step function per implementation (its step in :mod:`dl.lm`, written once
-  against ``ops`` for every backend's scratch model; the book-style function and ``CELLS``
-  entry in ``cells.py``; a ``LayersModel.GATE_ORDER`` entry where a torch layer computes it)
+  against ``ops`` for every backend's scratch model; the book-style step in
+  :mod:`dl.scratch_cells`, which ``cells.py`` binds to torch; a ``LayersModel.GATE_ORDER``
+  entry where a torch layer computes it)
   plus its NumPy reference, with backward, in :mod:`dl.reference`, which the tests hold
   every implementation to.
 - A new book name: :mod:`dl.book` (its ``__all__`` where it is framework-free; else the

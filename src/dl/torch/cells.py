@@ -6,9 +6,11 @@ device)``, ``init_*_state(batch, hidden, device)`` and ``f(inputs, state, params
 the canonical ones of :mod:`dl.reference`.
 """
 
+import functools
+
 import torch
 
-from dl import book
+from dl import book, scratch_cells
 from dl.reference import param_shapes
 
 __all__ = book.CELL_NAMES
@@ -26,16 +28,10 @@ def _params(cell, vocab_size, num_hiddens, device):
     return params
 
 
-def get_rnn_params(vocab_size, num_hiddens, device):
-    return _params("rnn", vocab_size, num_hiddens, device)
-
-
-def get_gru_params(vocab_size, num_hiddens, device):
-    return _params("gru", vocab_size, num_hiddens, device)
-
-
-def get_lstm_params(vocab_size, num_hiddens, device):
-    return _params("lstm", vocab_size, num_hiddens, device)
+# the book's signatures: (vocab_size, num_hiddens, device)
+get_rnn_params, get_gru_params, get_lstm_params = (
+    functools.partial(_params, cell) for cell in scratch_cells.STEPS
+)
 
 
 def init_rnn_state(batch_size, num_hiddens, device):
@@ -54,49 +50,10 @@ def init_lstm_state(batch_size, num_hiddens, device):
     )
 
 
-def rnn(inputs, state, params):
-    """Vanilla RNN: ``H = tanh(X W_xh + H W_hh + b_h)``."""
-    W_xh, W_hh, b_h, W_hq, b_q = params
-    (H,) = state
-    outputs = []
-    for X in inputs:
-        H = torch.tanh(X @ W_xh + H @ W_hh + b_h)
-        outputs.append(H @ W_hq + b_q)
-    return torch.cat(outputs, dim=0), (H,)
+rnn, gru, lstm = scratch_cells.bind(torch.sigmoid, torch.tanh, torch.cat)
 
-
-def gru(inputs, state, params):
-    """GRU as in the book: the reset gate scales ``H`` before ``W_hh``."""
-    W_xz, W_hz, b_z, W_xr, W_hr, b_r, W_xh, W_hh, b_h, W_hq, b_q = params
-    (H,) = state
-    outputs = []
-    for X in inputs:
-        Z = torch.sigmoid(X @ W_xz + H @ W_hz + b_z)
-        R = torch.sigmoid(X @ W_xr + H @ W_hr + b_r)
-        H_tilda = torch.tanh(X @ W_xh + (R * H) @ W_hh + b_h)
-        H = Z * H + (1 - Z) * H_tilda
-        outputs.append(H @ W_hq + b_q)
-    return torch.cat(outputs, dim=0), (H,)
-
-
-def lstm(inputs, state, params):
-    """LSTM as in the book: input, forget and output gates and a memory cell ``C``."""
-    W_xi, W_hi, b_i, W_xf, W_hf, b_f, W_xo, W_ho, b_o, W_xc, W_hc, b_c, W_hq, b_q = params
-    H, C = state
-    outputs = []
-    for X in inputs:
-        I = torch.sigmoid(X @ W_xi + H @ W_hi + b_i)
-        F = torch.sigmoid(X @ W_xf + H @ W_hf + b_f)
-        O = torch.sigmoid(X @ W_xo + H @ W_ho + b_o)
-        C_tilda = torch.tanh(X @ W_xc + H @ W_hc + b_c)
-        C = F * C + I * C_tilda
-        H = O * torch.tanh(C)
-        outputs.append(H @ W_hq + b_q)
-    return torch.cat(outputs, dim=0), (H, C)
-
-
-CELLS = {
-    "rnn": (get_rnn_params, init_rnn_state, rnn),
-    "gru": (get_gru_params, init_gru_state, gru),
-    "lstm": (get_lstm_params, init_lstm_state, lstm),
-}
+CELLS = scratch_cells.table(
+    (get_rnn_params, get_gru_params, get_lstm_params),
+    (init_rnn_state, init_gru_state, init_lstm_state),
+    (rnn, gru, lstm),
+)

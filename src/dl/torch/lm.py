@@ -16,15 +16,12 @@ from dl.optim import OptimizerConfig
 from dl.torch.engine import PRECISIONS, TorchTrainer, to_numpy, token_batch, token_loss_sum
 from dl.validate import check_gpu, parse_device
 
-OPS = SimpleNamespace(
-    take=lambda W, ids: W[ids],
+OPS = lm.array_ops(
+    torch,
+    torch.sigmoid,
     transpose=lambda X: X.T,
     concat=torch.cat,
-    stack=torch.stack,
-    reshape=torch.reshape,
     split=lambda x, n: torch.chunk(x, n, dim=-1),
-    sigmoid=torch.sigmoid,
-    tanh=torch.tanh,
     unstack=torch.unbind,
 )
 # one token at a time: a product per gate instead of joining the weights for every token
