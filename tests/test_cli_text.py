@@ -34,8 +34,10 @@ def dl(*args):
 
 @pytest.fixture(autouse=True)
 def data_dir(tmp_path, monkeypatch):
-    """The token cache of these tests: their own (no run here reads The Time Machine)."""
+    """The data directory and token cache of these tests: their own (no run here reads The
+    Time Machine); the cache is the data directory's ``corpus`` when DL_CACHE_DIR is unset."""
     monkeypatch.setenv("DL_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.delenv("DL_CACHE_DIR", raising=False)
     return tmp_path / "data"
 
 

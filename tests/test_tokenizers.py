@@ -168,6 +168,18 @@ def test_encoded_ids_are_cached_memory_mapped_and_not_tokenized_again(tmp_path, 
     assert corpus.cache_key("sha", other) != entry.stem
 
 
+def test_the_cache_is_dl_cache_dir_else_the_data_directory(tmp_path, monkeypatch):
+    tokenizer = tk.fit("byte", "")
+    monkeypatch.setenv("DL_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("DL_CACHE_DIR", str(tmp_path / "cache"))
+    corpus.encoded("abc", "sha", tokenizer)
+    assert [p.parent.name for p in tmp_path.rglob("*.npy")] == ["cache"]
+    monkeypatch.delenv("DL_CACHE_DIR")
+    corpus.encoded("abc", "sha", tokenizer)
+    assert sorted(p.parent.name for p in tmp_path.rglob("*.npy")) == ["cache", "corpus"]
+    assert (tmp_path / "data" / "corpus").is_dir()
+
+
 def test_a_damaged_cache_entry_is_encoded_again(tmp_path):
     tokenizer = tk.fit("byte", "")
     ids = np.array(corpus.encoded("abc", "sha", tokenizer, tmp_path))  # a copy, not the map

@@ -2,9 +2,9 @@
 SHA-256 and the tokenizer, memory-mapped, and split in time order; :func:`load` does it for the
 texts of a run (a training text and held-out ones), with one vocabulary fitted over all.
 
-The cache lives in ``<data dir>/corpus`` (:func:`dl.data.hub.cache_dir`); an entry is written
-through a temporary file and one rename, so a killed run leaves none half-written, and a
-resumed run maps the ids without tokenizing again.
+The cache lives in ``$DL_CACHE_DIR``, else ``<data dir>/corpus`` (:func:`cache_dir`); an entry
+is written through a temporary file and one rename, so a killed run leaves none half-written,
+and a resumed run maps the ids without tokenizing again.
 """
 
 from __future__ import annotations
@@ -37,6 +37,12 @@ def sha256_of(path: str | os.PathLike) -> str:
     return digest.hexdigest()
 
 
+def cache_dir() -> Path:
+    """Directory of the token cache: ``$DL_CACHE_DIR``, else ``<data dir>/corpus``."""
+    override = os.environ.get("DL_CACHE_DIR")
+    return Path(override).expanduser() if override else data_dir() / "corpus"
+
+
 def cache_key(text_sha256: str, tokenizer: Tokenizer) -> str:
     """Names the ids of one text under one tokenizer (kind and vocabulary)."""
     spec = json.dumps(tokenizer.to_dict(), sort_keys=True, ensure_ascii=False)
@@ -52,8 +58,8 @@ def encoded(
     """``(N,)`` int32 ids of ``text``, read-only and memory-mapped from the cache, encoding
     and caching them first when they are not there. ``text`` may be a function returning it,
     called only then (a resumed run need not read its text). ``directory`` defaults to
-    ``<data dir>/corpus``; where it cannot be written, the ids stay in memory, uncached."""
-    path = Path(directory or data_dir() / "corpus") / f"{cache_key(text_sha256, tokenizer)}.npy"
+    :func:`cache_dir`; where it cannot be written, the ids stay in memory, uncached."""
+    path = Path(directory or cache_dir()) / f"{cache_key(text_sha256, tokenizer)}.npy"
     if path.is_file():
         try:
             return np.load(path, mmap_mode="r")
