@@ -16,7 +16,6 @@ import argparse
 import contextlib
 import dataclasses
 import importlib
-import io
 import json
 import math
 import re
@@ -29,6 +28,7 @@ import numpy as np
 from dl import __version__, checkpoint, lm
 from dl import forecast as core
 from dl.cli import backends, signals
+from dl.cli import backtest as backtest_cli
 from dl.cli.options import (
     UsageError,
     choice,
@@ -47,6 +47,7 @@ from dl.data.series import (
     read_csv_series,
 )
 from dl.files import atomic_write, make_directory
+from dl.plotting import save_png
 
 STEM = "forecast"  # forecast.safetensors and forecast.json in the run directory
 # fastest first for forecasting on a CPU (2 cores, the defaults; wall time of `dl forecast`):
@@ -72,6 +73,7 @@ MODEL_OPTIONS = (
     "seed",
     "select",
     "refit",
+    *backtest_cli.OPTIONS,
 )
 DEFAULTS = dict(
     cell="lstm",
@@ -158,6 +160,7 @@ def add_parser(subparsers) -> None:
         "best epoch count of the first, forecast past the end with it and "
         "save it as the run's model",
     )
+    backtest_cli.add_options(parser)
     run = parser.add_argument_group("run")
     run.add_argument(
         "--backend",
@@ -212,17 +215,19 @@ def main(args: argparse.Namespace) -> int:
             opts["test_fraction"],
         )
     check_varies(data)
+    backtest = backtest_cli.check(args, data)
     out = args.out or Path("runs") / time.strftime(
         f"forecast-{args.series or args.csv.stem}-%Y%m%d-%H%M%S"
     )
     backend = choose_backend(args.backend)
     with locked(out, "dl forecast"):
         prepare_out(out, args.force)
-        return train_run(args, out, source, opts, data, backend)
+        return train_run(args, out, source, opts, data, backend, backtest)
 
 
-def train_run(args, out: Path, source: dict, opts: dict, data, backend: str) -> int:
-    """Train (or select), score, refit if asked and save the run in the locked ``out``."""
+def train_run(args, out: Path, source: dict, opts: dict, data, backend: str, backtest) -> int:
+    """Train (or select), score, refit if asked and save the run in the locked ``out``; then
+    the ``backtest`` plan, if any."""
     config = core.ForecastConfig(
         opts["cell"],
         data.series.values.shape[1],
@@ -312,6 +317,10 @@ def train_run(args, out: Path, source: dict, opts: dict, data, backend: str) -> 
             model="refit on the whole series",
         )
     save_run(out, model, meta, data, result, evaluation, future)
+    if backtest is not None:
+        return backtest_cli.run(
+            out, build, data, config, settings, fit.best_epoch, backtest, result
+        )
     return 0
 
 
@@ -723,12 +732,15 @@ def prepare_out(out: Path, force: bool) -> None:
     make_directory(out)
     refuse_other_kind(out, "dl forecast")
     if not force and any(
-        (out / name).exists() for name in (f"{STEM}.safetensors", "metrics.json", "forecast.png")
+        (out / name).exists()
+        for name in (f"{STEM}.safetensors", "metrics.json", "forecast.png", *backtest_cli.FILES)
     ):
         raise UsageError(
             f"--out {out} already holds a forecast; choose another --out, or "
             "overwrite it with --force"
         )
+    for name in backtest_cli.FILES:  # an earlier run's backtest is not this run's
+        (out / name).unlink(missing_ok=True)
 
 
 def time_axis(series, extra: int) -> tuple[np.ndarray, str]:
@@ -790,10 +802,5 @@ def write_plot(
     )
     ax.set_xlabel(xlabel)
     ax.set_ylabel(series.target_name)
-    ax.legend(fontsize="small")
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=100)
-    atomic_write(path, buffer.getvalue())
+    save_png(fig, ax, path)
     return True
