@@ -259,7 +259,7 @@ def test_a_backtest_writes_its_origins_and_summary(tmp_path, capsys, recorder):
         in text
     )
     assert "origin 1/4 (160): refit on 160 steps in " in text
-    assert "origin 2/4 (172): with the models of origin 1; MASE model " in text
+    assert "origin 2/4 (172): with the models of origin 1; MASE lstm " in text
     assert "about" in text.split("origin 1/4")[1].splitlines()[0]  # the time still to go
     table = text[text.index("backtest over 4 origins") :].splitlines()
     assert table[1].split() == ["MASE", "RMSE", "sMAPE", "%"]

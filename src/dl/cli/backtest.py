@@ -88,7 +88,10 @@ def run(out: Path, build, data, config, settings, epochs: int, plan: bt.Plan, re
     try:
         for origin in bt.run(build, data, config, settings, plan, epochs):
             done.append(origin)
-            print(progress(origin, plan, data, done, time.perf_counter() - started), flush=True)
+            print(
+                progress(origin, plan, data, config, done, time.perf_counter() - started),
+                flush=True,
+            )
     except KeyboardInterrupt as err:
         if done:
             write(out, data, plan, epochs, done, time.perf_counter() - started, "interrupted")
@@ -155,14 +158,17 @@ def describe(plan: bt.Plan, data, config, epochs: int) -> str:
     )
 
 
-def progress(origin: bt.Origin, plan: bt.Plan, data, done: list, elapsed: float) -> str:
+def progress(origin: bt.Origin, plan: bt.Plan, data, config, done: list, elapsed: float) -> str:
     start, stop = origin.fitted_on
     how = (
         f"refit on {stop - start} steps in {origin.seconds:.1f} s"
         if origin.refit
         else f"with the models of origin {origin.index - origin.index % plan.refit_every + 1}"
     )
-    mase = ", ".join(f"{name} {s['mase']:.3g}" for name, s in origin.scores.items())
+    mase = ", ".join(
+        f"{config.cell if name == 'model' else name.replace('_', ' ')} {s['mase']:.3f}"
+        for name, s in origin.scores.items()
+    )
     refits_done = sum(o.refit for o in done)
     left = (plan.num_refits - refits_done) * sum(o.seconds for o in done) / refits_done
     return (
@@ -172,11 +178,12 @@ def progress(origin: bt.Origin, plan: bt.Plan, data, done: list, elapsed: float)
     )
 
 
-def figure(stats: dict) -> str:
+def figure(stats: dict, fmt: str) -> str:
+    """``mean ± std [min, max]`` in format ``fmt``."""
     if stats["mean"] is None:
         return "undefined"
-    spread = "" if stats["std"] is None else f" ± {stats['std']:.3g}"
-    return f"{stats['mean']:.3g}{spread} [{stats['min']:.3g}, {stats['max']:.3g}]"
+    spread = "" if stats["std"] is None else f" ± {stats['std']:{fmt}}"
+    return f"{stats['mean']:{fmt}}{spread} [{stats['min']:{fmt}}, {stats['max']:{fmt}}]"
 
 
 def print_summary(summary: dict, data, config, origins: int, seconds: float) -> None:
@@ -184,11 +191,14 @@ def print_summary(summary: dict, data, config, origins: int, seconds: float) -> 
         f"backtest over {origins} origins in {seconds:.1f} s, mean ± std [min, max] over the "
         "origins, original units:"
     )
-    print(f"{'':22}{'MASE':>28}{'RMSE':>28}{'sMAPE %':>28}")
+    print(f"{'':22}{'MASE':>30}{'RMSE':>30}{'sMAPE %':>30}")
     for name, stats in summary.items():
         print(
             f"{label(name, data, config):22}"
-            + "".join(f"{figure(stats[m]):>28}" for m in ("mase", "rmse", "smape"))
+            + "".join(
+                f"{figure(stats[m], fmt):>30}"
+                for m, fmt in (("mase", ".3f"), ("rmse", ".3g"), ("smape", ".3g"))
+            )
         )
 
 
