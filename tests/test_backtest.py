@@ -197,11 +197,13 @@ def recorder(monkeypatch):
 
 def run(capsys, *argv):
     """(exit status, stdout, stderr) of `dl forecast ARGV` in this process; argparse's
-    refusals give their status too."""
+    refusals give their status too, an interruption that escapes fails the test."""
     try:
         status = main(["forecast", *map(str, argv)])
     except SystemExit as exit:
         status = exit.code
+    except KeyboardInterrupt as err:  # a failure of this test, not the end of the test run
+        pytest.fail(f"{type(err).__name__} escaped dl forecast")
     captured = capsys.readouterr()
     return status, captured.out, captured.err
 
