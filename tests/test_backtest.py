@@ -421,3 +421,36 @@ def test_a_covariate_column_with_text_or_gaps_gives_one_line(
     status, _, err = run(capsys, *argv)
     assert status == 2 and err.count("\n") == 1 and message in err, err
     assert recorder.built == []
+
+
+class Offset(Recorder):
+    """A Recorder whose forecasts are (1 + |hidden - 32| / 4) times too large: selection
+    prefers 32."""
+
+    def predict(self, X):
+        return super().predict(X) * (1 + abs(self.config.num_hiddens - 32) / 4)
+
+
+def test_an_interrupted_selection_saves_the_best_trial_so_far_with_its_settings(
+    tmp_path, capsys, recorder, monkeypatch
+):
+    from dl.cli import forecast as cli_forecast
+
+    monkeypatch.setattr(cli_forecast, "builder", lambda backend, device: Offset)
+    monkeypatch.setattr(Recorder, "stop_at", 5)  # trials 1-4: hidden 16, 16, 32, 32
+    monkeypatch.setattr(Recorder, "signal_to_send", signal.SIGINT)
+    out = tmp_path / "run"
+    argv = ["--csv", sine_csv(tmp_path / "s.csv"), *SMALL, "--select", "--backtest", 2]
+    status, text, err = run(capsys, *argv, "--out", out)
+    assert status == 130 and err.count("\n") == 1, err
+    params, meta = checkpoint.load(out, "forecast")
+    assert meta["model"]["num_hiddens"] == 32 and meta["training"]["lr"] == 0.003  # trial 3
+    assert meta["interrupted"] == "in selection trial 5, in its first epoch"
+    assert (
+        "interrupted (Ctrl-C) in selection trial 5, in its first epoch: saved the weights of "
+        "the best epoch of the trials so far (num_hiddens 32, lr 0.003), epoch "
+        f"{meta['best_epoch']} in"
+    ) in err
+    assert params["w"][0] == meta["best_epoch"] * ((140 - 12 - 3 + 1) // 16)  # training part
+    assert "epoch 1:" not in text  # trials print one line each, not their epochs
+    assert not (out / "backtest.json").exists()

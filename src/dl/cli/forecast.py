@@ -332,25 +332,29 @@ def save_run(out: Path, model, meta: dict, data, result: dict, evaluation, futur
 
 
 class BestSoFar:
-    """The weights of the best epoch of the model being trained, for an interrupted run."""
+    """The weights of the best epoch of the models being trained (one, or the trials of a
+    selection, which compete on the same validation part), for an interrupted run."""
 
     def __init__(self, build):
-        self._build, self.model, self.config, self.params, self.record = build, *[None] * 4
-        self.epochs = 0
+        self._build, self.model, self.training, self.config = build, None, None, None
+        self.params, self.record, self.epochs, self.built = None, None, 0, 0
 
     def build(self, config, params):
         """``build(config, params)``, remembered as the model being trained."""
-        self.model, self.config = self._build(config, params), config
-        self.params, self.record, self.epochs = None, None, 0
+        self.model, self.training, self.epochs = self._build(config, params), config, 0
+        self.built += 1
         return self.model
 
     def log(self, record: dict) -> None:
-        """After each epoch (as :func:`print_epoch`): keep the weights if they are the best."""
-        print_epoch(record)
+        """After each epoch (printed as :func:`print_epoch`, unless a selection trial's, with
+        its ``'choice'``): keep the weights if they are the best."""
+        if "choice" not in record:
+            print_epoch(record)
         self.epochs = record["epoch"]
         loss = record["train_loss"] if record["val_loss"] is None else record["val_loss"]
         if self.record is None or loss < self.record["loss"]:
-            self.params, self.record = self.model.numpy_params(), {**record, "loss": loss}
+            self.params, self.config = self.model.numpy_params(), self.training
+            self.record = {**record, "loss": loss}
 
     def save_interrupted(self, out: Path, meta: dict, err: KeyboardInterrupt) -> int:
         """Save the best epoch's weights as the run's checkpoint (unscored); 130 or 143."""
@@ -358,17 +362,31 @@ class BestSoFar:
         if self.params is None:
             print(f"{how} before an epoch's weights were kept: nothing was saved", file=sys.stderr)
             return signals.exit_status(err)
+        where = f"after epoch {self.epochs}" if self.epochs else "in its first epoch"
+        whose = "its best epoch"
+        choice = self.record.get("choice")
+        if choice is not None:  # a selection: the trial's settings go with its weights
+            where = f"in selection trial {self.built}, {where}"
+            whose = f"the best epoch of the trials so far ({describe_choice(choice)}), epoch"
+            settings = {f.name for f in dataclasses.fields(core.FitSettings)}
+            meta = {
+                **meta,
+                "training": {
+                    **meta["training"],
+                    **{k: v for k, v in choice.items() if k in settings},
+                },
+            }
         meta = {
             **meta,
             "model": self.config.to_dict(),
             "best_epoch": self.record["epoch"],
             "best_loss": self.record["loss"],
-            "interrupted": f"after epoch {self.epochs}",
+            "interrupted": where,
         }
         with signals.deferred():
             checkpoint.save(out, self.params, meta, stem=STEM)
         print(
-            f"{how} after epoch {self.epochs}: saved the weights of its best epoch "
+            f"{how} {where}: saved the weights of {whose} "
             f"{self.record['epoch']} in {checkpoint.weights_path(out, STEM)}; score and "
             f"forecast with them by `dl forecast --from {out}`",
             file=sys.stderr,
@@ -376,14 +394,15 @@ class BestSoFar:
         return signals.exit_status(err)
 
 
-def fit_model(build, data, config, settings, select: bool, log=print):
+def fit_model(build, data, config, settings, select: bool, log):
     """``(model, config, settings, FitResult, trials)``: one model trained (``log`` sees each
-    epoch's record), or the best of :data:`dl.forecast.SELECT_GRID` on the validation part
+    epoch's record, with the trial's choice in a selection), or the best of
+    :data:`dl.forecast.SELECT_GRID` on the validation part
     (``trials`` None without select)."""
     if not select:
         model, fit = core.train(build, data, config, settings, log=log)
         return model, config, settings, fit, None
-    picked = core.select(build, data, config, settings, log=print_trial)
+    picked = core.select(build, data, config, settings, log=print_trial, epoch_log=log)
     return picked.model, picked.config, picked.settings, picked.fit, picked.trials
 
 
@@ -630,9 +649,13 @@ def print_epoch(record: dict) -> None:
         )
 
 
+def describe_choice(choice: dict) -> str:
+    return ", ".join(f"{k} {v}" for k, v in choice.items())
+
+
 def print_trial(trial: dict) -> None:
     print(
-        f"{', '.join(f'{k} {v}' for k, v in trial['choice'].items())}: validation MSE "
+        f"{describe_choice(trial['choice'])}: validation MSE "
         f"{trial['val_loss']:.4g} (epoch {trial['best_epoch']})",
         flush=True,
     )
