@@ -94,7 +94,9 @@ def run(out: Path, build, data, config, settings, epochs: int, plan: bt.Plan, re
             )
     except KeyboardInterrupt as err:
         if done:
-            write(out, data, plan, epochs, done, time.perf_counter() - started, "interrupted")
+            write(
+                out, data, config, plan, epochs, done, time.perf_counter() - started, "interrupted"
+            )
             kept = f"kept the {len(done)} origins done in {out / 'backtest.json'} and backtest.csv"
         else:
             kept = "no origin was done"
@@ -107,14 +109,14 @@ def run(out: Path, build, data, config, settings, epochs: int, plan: bt.Plan, re
         return signals.exit_status(err)
     except core.ForecastDivergedError as err:
         if done:
-            write(out, data, plan, epochs, done, time.perf_counter() - started, "diverged")
+            write(out, data, config, plan, epochs, done, time.perf_counter() - started, "diverged")
         raise core.ForecastDivergedError(
             f"the backtest's refit at origin {len(done) + 1} of {len(plan.origins)} failed: "
             f"{err}; {out} holds the run's model and test scores"
             + (f" and the {len(done)} origins before in backtest.json" if done else "")
         ) from None
     seconds = time.perf_counter() - started
-    summary = write(out, data, plan, epochs, done, seconds)
+    summary = write(out, data, config, plan, epochs, done, seconds)
     print_summary(summary, data, config, len(done), seconds)
     result["backtest"] = {"file": "backtest.json", "origins": len(done), "summary": summary}
     atomic_write(out / "metrics.json", json.dumps(result, indent=2, allow_nan=False) + "\n")
@@ -205,7 +207,7 @@ def print_summary(summary: dict, data, config, origins: int, seconds: float) -> 
 # ---------------------------------------------------------------- files
 
 
-def write(out: Path, data, plan, epochs, done, seconds, stopped: str | None = None) -> dict:
+def write(out: Path, data, config, plan, epochs, done, seconds, stopped: str | None = None) -> dict:
     """backtest.json, backtest.csv and backtest.png of the origins ``done``; the summary."""
     summary = bt.summarize(done)
     clean = lambda x: None if isinstance(x, float) and math.isnan(x) else x
@@ -252,11 +254,11 @@ def write(out: Path, data, plan, epochs, done, seconds, stopped: str | None = No
     with signals.deferred():
         atomic_write(out / "backtest.json", json.dumps(record, indent=2, allow_nan=False) + "\n")
         atomic_write(out / "backtest.csv", rows.getvalue())
-        write_plot(out / "backtest.png", data, plan, done)
+        write_plot(out / "backtest.png", data, config, plan, done)
     return summary
 
 
-def write_plot(path: Path, data, plan: bt.Plan, done: list) -> bool:
+def write_plot(path: Path, data, config, plan: bt.Plan, done: list) -> bool:
     """``backtest.png``: each model's MASE by origin, refits marked; False without
     matplotlib."""
     try:
@@ -270,7 +272,14 @@ def write_plot(path: Path, data, plan: bt.Plan, done: list) -> bool:
     fig = Figure(figsize=(8, 3.5))
     ax = fig.subplots()
     for name in done[0].scores:
-        ax.plot(at, [o.scores[name]["mase"] for o in done], "o-", ms=3, lw=1, label=name)
+        ax.plot(
+            at,
+            [o.scores[name]["mase"] for o in done],
+            "o-",
+            ms=3,
+            lw=1,
+            label=label(name, data, config),
+        )
     if plan.refit_every > 1:
         for o in done:
             if o.refit:
