@@ -153,11 +153,11 @@ def test_summary_gives_mean_spread_and_range_over_the_origins():
 
 class Recorder(Slope):
     """A Slope for the command line: remembers the largest |value| it trained or predicted on
-    in each phase (``Recorder.phase``), and the model built as number ``stop_at`` gets
-    ``signal_to_send`` in its first step."""
+    in each phase (``Recorder.phase``); the model built as number ``stop_at`` gets
+    ``signal_to_send`` in its first step, number ``diverge_at`` a NaN loss."""
 
     built, seen, phase = [], {}, "training"
-    stop_at, signal_to_send = None, None
+    stop_at, signal_to_send, diverge_at = None, None, None
 
     def __init__(self, config, params):
         super().__init__(config, params)
@@ -174,6 +174,8 @@ class Recorder(Slope):
             if len(Recorder.built) == Recorder.stop_at:
                 os.kill(os.getpid(), Recorder.signal_to_send)
                 time.sleep(5)  # the signal is raised here
+            if len(Recorder.built) == Recorder.diverge_at:
+                return math.nan
             self.note(X), self.note(Y)
             self.largest_trained = max(self.largest_trained, np.abs(X).max(), np.abs(Y).max())
             return inner(X, Y)
@@ -354,6 +356,25 @@ def test_an_interruption_in_the_first_refit_says_no_origin_was_done(
     assert code == 130 and err.count("\n") == 1
     assert "in the backtest after 0 of 2 origins: no origin was done; the run's model" in err
     assert not (out / "backtest.json").exists() and checkpoint.exists(out, "forecast")
+
+
+def test_a_diverging_refit_keeps_the_origins_before_and_says_so(
+    tmp_path, capsys, recorder, monkeypatch
+):
+    monkeypatch.setattr(Recorder, "diverge_at", 1 + 2)  # the second refit
+    out = tmp_path / "run"
+    argv = ["--csv", sine_csv(tmp_path / "s.csv"), *SMALL, "--backtest", 3, "--out", out]
+    status, _, err = run(capsys, *argv)
+    assert status == 2 and err.count("\n") == 1
+    assert (
+        "the backtest's refit at origin 2 of 3 failed: training diverged in epoch 1: the train "
+        "loss became nan; train again with a smaller learning rate (lr=0.01 now, try 0.001) or "
+        f"a smaller --clip; {out} holds the run's model and test scores and the origin before "
+        "in backtest.json"
+    ) in err
+    record = json.loads((out / "backtest.json").read_text())
+    assert (record["origins_done"], record["stopped"]) == (1, "diverged")
+    assert checkpoint.exists(out, "forecast")
 
 
 @pytest.mark.parametrize(

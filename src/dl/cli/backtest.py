@@ -97,7 +97,7 @@ def run(out: Path, build, data, config, settings, epochs: int, plan: bt.Plan, re
             write(
                 out, data, config, plan, epochs, done, time.perf_counter() - started, "interrupted"
             )
-            kept = f"kept the {len(done)} origins done in {out / 'backtest.json'} and backtest.csv"
+            kept = f"kept {the_origins(len(done))} done in {out / 'backtest.json'} and backtest.csv"
         else:
             kept = "no origin was done"
         print(
@@ -113,7 +113,7 @@ def run(out: Path, build, data, config, settings, epochs: int, plan: bt.Plan, re
         raise core.ForecastDivergedError(
             f"the backtest's refit at origin {len(done) + 1} of {len(plan.origins)} failed: "
             f"{err}; {out} holds the run's model and test scores"
-            + (f" and the {len(done)} origins before in backtest.json" if done else "")
+            + (f" and {the_origins(len(done))} before in backtest.json" if done else "")
         ) from None
     seconds = time.perf_counter() - started
     summary = write(out, data, config, plan, epochs, done, seconds)
@@ -124,6 +124,10 @@ def run(out: Path, build, data, config, settings, epochs: int, plan: bt.Plan, re
 
 
 # ---------------------------------------------------------------- printing
+
+
+def the_origins(n: int) -> str:
+    return "the origin" if n == 1 else f"the {n} origins"
 
 
 def label(name: str, data, config) -> str:
