@@ -101,6 +101,16 @@ def test_each_refit_trains_on_the_steps_before_its_origin_only(kind, monkeypatch
         assert o.scores["model"]["mae"] == pytest.approx(0, abs=1e-3)
 
 
+@pytest.mark.parametrize("mode, columns", [("autoregressive", 1), ("direct", 2)])
+def test_a_backtest_forecasts_in_either_mode_and_with_covariates(mode, columns):
+    t = np.arange(100, dtype=np.float64)
+    series = Series(np.stack([t, np.cos(t)][:columns], axis=1), ("y", "x")[:columns])
+    data = fc.prepare(series, window=5, horizon=3, mode=mode)
+    config = fc.ForecastConfig(num_inputs=columns, num_outputs=data.num_outputs)
+    for o in bt.run(Slope, data, config, fc.FitSettings(), bt.plan(data, 3), epochs=1):
+        np.testing.assert_allclose(o.forecasts["model"], np.arange(o.step, o.step + 3), atol=1e-3)
+
+
 def test_every_baseline_forecasts_from_the_same_origins_fitted_on_the_same_steps():
     t = np.arange(200)
     values = np.sin(2 * np.pi * t / 12) + 0.01 * t

@@ -47,6 +47,7 @@ def add_options(parser) -> None:
         "--backtest-window",
         type=choice(*bt.WINDOW_KINDS),
         default=None,
+        metavar="|".join(bt.WINDOW_KINDS),
         help="the steps each refit trains on: expanding (every step before the origin) or "
         "sliding (as many as precede the first origin) (default: expanding)",
     )

@@ -8,6 +8,7 @@ the last part, forecasts ``--horizon`` values past the end, and writes ``forecas
 With ``--refit`` a fresh model of the same configuration is then trained on the whole series
 and forecasts past the end (the scores stay those of the model of the training part).
 ``dl forecast --from RUN`` scores and forecasts with that checkpoint, without training.
+``--backtest K`` then refits and scores from K origins over the test part (:mod:`dl.cli.backtest`).
 """
 
 from __future__ import annotations
