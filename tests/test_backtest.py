@@ -485,3 +485,19 @@ def test_an_interrupted_selection_saves_the_best_trial_so_far_with_its_settings(
     assert params["w"][0] == meta["best_epoch"] * ((140 - 12 - 3 + 1) // 16)  # training part
     assert "epoch 1:" not in text  # trials print one line each, not their epochs
     assert not (out / "backtest.json").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", ["torch", "jax"])
+def test_a_backtest_on_a_real_backend(tmp_path, capsys, backend):
+    pytest.importorskip(backend)
+    out = tmp_path / "run"
+    argv = ["--csv", sine_csv(tmp_path / "s.csv", n=120), "--column", "y,x", "--window", "8"]
+    argv += ["--hidden", "4", "--epochs", "2", "--backend", backend, "--out", out]
+    status, text, err = run(capsys, *argv, "--backtest", 3, "--backtest-window", "sliding")
+    assert status == 0, err
+    record = json.loads((out / "backtest.json").read_text())
+    assert [o["fitted_on_steps"] for o in record["per_origin"]] == [[0, 96], [10, 106], [20, 116]]
+    for o in record["per_origin"]:
+        assert len(o["forecasts"]["model"]) == 4 and math.isfinite(o["scores"]["model"]["rmse"])
+    assert "origin 3/3 (116): refit on 96 steps" in text
