@@ -406,7 +406,7 @@ def test_a_diverging_refit_keeps_the_origins_before_and_says_so(
             "--backtest 2: there is no test part to put "
             "backtest origins in; hold out a --test-fraction > 0",
         ),
-        (["--refit-every", 2], "--refit-every shape a backtest; add --backtest K"),
+        (["--refit-every", 2], "--refit-every shapes a backtest; add --backtest K"),
         (
             ["--backtest-window", "sliding", "--refit-every", 2],
             "--backtest-window and --refit-every shape a backtest; add --backtest K",

@@ -69,7 +69,8 @@ def check(args, data: core.ForecastData) -> bt.Plan | None:
             f"--{name.replace('_', '-')}" for name in OPTIONS[1:] if getattr(args, name) is not None
         ]
         if given:
-            raise UsageError(f"{' and '.join(given)} shape a backtest; add --backtest K")
+            verb = "shapes" if len(given) == 1 else "shape"
+            raise UsageError(f"{' and '.join(given)} {verb} a backtest; add --backtest K")
         return None
     try:
         return bt.plan(
