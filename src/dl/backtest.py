@@ -142,6 +142,8 @@ def run(
         if refit:
             started = time.perf_counter()
             span = backtest.history(t)
+            # refit() prepares its series anew: only the series, window, horizon, mode and
+            # period of the data it is given count
             history = dataclasses.replace(
                 data,
                 series=dataclasses.replace(
