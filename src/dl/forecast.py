@@ -485,10 +485,12 @@ def select(
     settings: FitSettings = FitSettings(),
     grid: dict | None = None,
     log=None,
+    epoch_log=None,
 ) -> Selection:
     """Train one model per combination of ``grid`` (field name of ForecastConfig or FitSettings
     -> values; default :data:`SELECT_GRID`) and keep the one with the lowest validation loss.
-    The test part is never looked at. ``log(trial)`` sees each finished trial."""
+    The test part is never looked at. ``log(trial)`` sees each finished trial, ``epoch_log``
+    each epoch's record of :func:`fit` with the trial's ``'choice'`` added."""
     if data.val_windows is None:
         raise SeriesError(
             "selection compares models on the validation part, and there is "
@@ -510,7 +512,8 @@ def select(
         trial_settings = dataclasses.replace(
             settings, **{k: v for k, v in choice.items() if k not in model_fields}
         )
-        model, result = train(build, data, trial_config, trial_settings)
+        epochs = None if epoch_log is None else lambda r, c=choice: epoch_log({**r, "choice": c})
+        model, result = train(build, data, trial_config, trial_settings, log=epochs)
         trials.append(
             {"choice": choice, "val_loss": result.best_loss, "best_epoch": result.best_epoch}
         )

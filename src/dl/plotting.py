@@ -129,3 +129,18 @@ def show_list_len_pair_hist(legend, xlabel, ylabel, xlist, ylist) -> None:
     for patch in patches[1].patches:
         patch.set_hatch("/")
     plt.legend(legend)
+
+
+def save_png(fig, ax, path) -> None:
+    """Finish a ``dl`` command's figure (small legend, faint grid, tight layout) and write it
+    to ``path`` as a PNG, atomically."""
+    import io
+
+    from dl.files import atomic_write
+
+    ax.legend(fontsize="small")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=100)
+    atomic_write(path, buffer.getvalue())

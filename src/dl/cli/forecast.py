@@ -8,6 +8,7 @@ the last part, forecasts ``--horizon`` values past the end, and writes ``forecas
 With ``--refit`` a fresh model of the same configuration is then trained on the whole series
 and forecasts past the end (the scores stay those of the model of the training part).
 ``dl forecast --from RUN`` scores and forecasts with that checkpoint, without training.
+``--backtest K`` then refits and scores from K origins over the test part (:mod:`dl.cli.backtest`).
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ import argparse
 import contextlib
 import dataclasses
 import importlib
-import io
 import json
 import math
 import re
@@ -29,6 +29,7 @@ import numpy as np
 from dl import __version__, checkpoint, lm
 from dl import forecast as core
 from dl.cli import backends, signals
+from dl.cli import backtest as backtest_cli
 from dl.cli.options import (
     UsageError,
     choice,
@@ -47,6 +48,7 @@ from dl.data.series import (
     read_csv_series,
 )
 from dl.files import atomic_write, make_directory
+from dl.plotting import save_png
 
 STEM = "forecast"  # forecast.safetensors and forecast.json in the run directory
 # fastest first for forecasting on a CPU (2 cores, the defaults; wall time of `dl forecast`):
@@ -72,6 +74,7 @@ MODEL_OPTIONS = (
     "seed",
     "select",
     "refit",
+    *backtest_cli.OPTIONS,
 )
 DEFAULTS = dict(
     cell="lstm",
@@ -158,6 +161,7 @@ def add_parser(subparsers) -> None:
         "best epoch count of the first, forecast past the end with it and "
         "save it as the run's model",
     )
+    backtest_cli.add_options(parser)
     run = parser.add_argument_group("run")
     run.add_argument(
         "--backend",
@@ -212,17 +216,19 @@ def main(args: argparse.Namespace) -> int:
             opts["test_fraction"],
         )
     check_varies(data)
+    backtest = backtest_cli.check(args, data)
     out = args.out or Path("runs") / time.strftime(
         f"forecast-{args.series or args.csv.stem}-%Y%m%d-%H%M%S"
     )
     backend = choose_backend(args.backend)
     with locked(out, "dl forecast"):
         prepare_out(out, args.force)
-        return train_run(args, out, source, opts, data, backend)
+        return train_run(args, out, source, opts, data, backend, backtest)
 
 
-def train_run(args, out: Path, source: dict, opts: dict, data, backend: str) -> int:
-    """Train (or select), score, refit if asked and save the run in the locked ``out``."""
+def train_run(args, out: Path, source: dict, opts: dict, data, backend: str, backtest) -> int:
+    """Train (or select), score, refit if asked and save the run in the locked ``out``; then
+    the ``backtest`` plan, if any."""
     config = core.ForecastConfig(
         opts["cell"],
         data.series.values.shape[1],
@@ -312,6 +318,10 @@ def train_run(args, out: Path, source: dict, opts: dict, data, backend: str) -> 
             model="refit on the whole series",
         )
     save_run(out, model, meta, data, result, evaluation, future)
+    if backtest is not None:
+        return backtest_cli.run(
+            out, build, data, config, settings, fit.best_epoch, backtest, result
+        )
     return 0
 
 
@@ -323,25 +333,29 @@ def save_run(out: Path, model, meta: dict, data, result: dict, evaluation, futur
 
 
 class BestSoFar:
-    """The weights of the best epoch of the model being trained, for an interrupted run."""
+    """The weights of the best epoch of the models being trained (one, or the trials of a
+    selection, which compete on the same validation part), for an interrupted run."""
 
     def __init__(self, build):
-        self._build, self.model, self.config, self.params, self.record = build, *[None] * 4
-        self.epochs = 0
+        self._build, self.model, self.training, self.config = build, None, None, None
+        self.params, self.record, self.epochs, self.built = None, None, 0, 0
 
     def build(self, config, params):
         """``build(config, params)``, remembered as the model being trained."""
-        self.model, self.config = self._build(config, params), config
-        self.params, self.record, self.epochs = None, None, 0
+        self.model, self.training, self.epochs = self._build(config, params), config, 0
+        self.built += 1
         return self.model
 
     def log(self, record: dict) -> None:
-        """After each epoch (as :func:`print_epoch`): keep the weights if they are the best."""
-        print_epoch(record)
+        """After each epoch (printed as :func:`print_epoch`, unless a selection trial's, with
+        its ``'choice'``): keep the weights if they are the best."""
+        if "choice" not in record:
+            print_epoch(record)
         self.epochs = record["epoch"]
         loss = record["train_loss"] if record["val_loss"] is None else record["val_loss"]
         if self.record is None or loss < self.record["loss"]:
-            self.params, self.record = self.model.numpy_params(), {**record, "loss": loss}
+            self.params, self.config = self.model.numpy_params(), self.training
+            self.record = {**record, "loss": loss}
 
     def save_interrupted(self, out: Path, meta: dict, err: KeyboardInterrupt) -> int:
         """Save the best epoch's weights as the run's checkpoint (unscored); 130 or 143."""
@@ -349,17 +363,31 @@ class BestSoFar:
         if self.params is None:
             print(f"{how} before an epoch's weights were kept: nothing was saved", file=sys.stderr)
             return signals.exit_status(err)
+        where = f"after epoch {self.epochs}" if self.epochs else "in its first epoch"
+        whose = "its best epoch"
+        choice = self.record.get("choice")
+        if choice is not None:  # a selection: the trial's settings go with its weights
+            where = f"in selection trial {self.built}, {where}"
+            whose = f"the best epoch of the trials so far ({describe_choice(choice)}), epoch"
+            settings = {f.name for f in dataclasses.fields(core.FitSettings)}
+            meta = {
+                **meta,
+                "training": {
+                    **meta["training"],
+                    **{k: v for k, v in choice.items() if k in settings},
+                },
+            }
         meta = {
             **meta,
             "model": self.config.to_dict(),
             "best_epoch": self.record["epoch"],
             "best_loss": self.record["loss"],
-            "interrupted": f"after epoch {self.epochs}",
+            "interrupted": where,
         }
         with signals.deferred():
             checkpoint.save(out, self.params, meta, stem=STEM)
         print(
-            f"{how} after epoch {self.epochs}: saved the weights of its best epoch "
+            f"{how} {where}: saved the weights of {whose} "
             f"{self.record['epoch']} in {checkpoint.weights_path(out, STEM)}; score and "
             f"forecast with them by `dl forecast --from {out}`",
             file=sys.stderr,
@@ -367,14 +395,15 @@ class BestSoFar:
         return signals.exit_status(err)
 
 
-def fit_model(build, data, config, settings, select: bool, log=print):
+def fit_model(build, data, config, settings, select: bool, log):
     """``(model, config, settings, FitResult, trials)``: one model trained (``log`` sees each
-    epoch's record), or the best of :data:`dl.forecast.SELECT_GRID` on the validation part
+    epoch's record, with the trial's choice in a selection), or the best of
+    :data:`dl.forecast.SELECT_GRID` on the validation part
     (``trials`` None without select)."""
     if not select:
         model, fit = core.train(build, data, config, settings, log=log)
         return model, config, settings, fit, None
-    picked = core.select(build, data, config, settings, log=print_trial)
+    picked = core.select(build, data, config, settings, log=print_trial, epoch_log=log)
     return picked.model, picked.config, picked.settings, picked.fit, picked.trials
 
 
@@ -621,9 +650,13 @@ def print_epoch(record: dict) -> None:
         )
 
 
+def describe_choice(choice: dict) -> str:
+    return ", ".join(f"{k} {v}" for k, v in choice.items())
+
+
 def print_trial(trial: dict) -> None:
     print(
-        f"{', '.join(f'{k} {v}' for k, v in trial['choice'].items())}: validation MSE "
+        f"{describe_choice(trial['choice'])}: validation MSE "
         f"{trial['val_loss']:.4g} (epoch {trial['best_epoch']})",
         flush=True,
     )
@@ -723,12 +756,15 @@ def prepare_out(out: Path, force: bool) -> None:
     make_directory(out)
     refuse_other_kind(out, "dl forecast")
     if not force and any(
-        (out / name).exists() for name in (f"{STEM}.safetensors", "metrics.json", "forecast.png")
+        (out / name).exists()
+        for name in (f"{STEM}.safetensors", "metrics.json", "forecast.png", *backtest_cli.FILES)
     ):
         raise UsageError(
             f"--out {out} already holds a forecast; choose another --out, or "
             "overwrite it with --force"
         )
+    for name in backtest_cli.FILES:  # an earlier run's backtest is not this run's
+        (out / name).unlink(missing_ok=True)
 
 
 def time_axis(series, extra: int) -> tuple[np.ndarray, str]:
@@ -790,10 +826,5 @@ def write_plot(
     )
     ax.set_xlabel(xlabel)
     ax.set_ylabel(series.target_name)
-    ax.legend(fontsize="small")
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=100)
-    atomic_write(path, buffer.getvalue())
+    save_png(fig, ax, path)
     return True
