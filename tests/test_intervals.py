@@ -317,3 +317,16 @@ def test_a_run_reports_intervals_draws_bands_and_reproduces_from_its_checkpoint(
     reloaded = json.loads((again_out / "metrics.json").read_text())
     assert reloaded["intervals"] == metrics["intervals"]
     assert reloaded["forecast"]["quantiles"] == metrics["forecast"]["quantiles"]
+
+
+@needs_a_framework
+def test_a_backtest_scores_the_median_of_a_quantile_model(tmp_path, capsys):
+    out = tmp_path / "run"
+    argv = ["--series", "sine", "--quantiles", "0.1,0.5,0.9", "--hidden", "4", "--epochs", "2"]
+    status, text, err = run(
+        capsys, *argv, "--backtest", 2, "--backend", INSTALLED[-1], "--out", out
+    )
+    assert status == 0, err
+    record = json.loads((out / "backtest.json").read_text())
+    for origin in record["per_origin"]:
+        assert len(origin["forecasts"]["model"]) == 4  # the horizon's medians, not 3 * 4 outputs
