@@ -27,6 +27,7 @@ from collections.abc import Callable, Iterator
 import numpy as np
 
 from dl import forecast as core
+from dl import intervals
 from dl.baselines import BASELINES, make_baseline
 from dl.data.series import SeriesError
 from dl.errors import InputError
@@ -159,9 +160,8 @@ def run(
             ]
             fitted_on, seconds = (span.start, span.stop), time.perf_counter() - started
         truth = values[t : t + h, target].astype(np.float64)
-        forecasts = {
-            "model": core.forecast(model.predict, whole, values[None, t - data.window : t])[0]
-        }
+        point = intervals.point_predictor(model.predict, config)  # a median or mean, if any
+        forecasts = {"model": core.forecast(point, whole, values[None, t - data.window : t])[0]}
         reach = min(max(data.window, data.period), t)
         for baseline in baselines:
             forecasts[baseline.name] = baseline.predict(values[None, t - reach : t])[0].astype(

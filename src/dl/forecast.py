@@ -25,7 +25,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from dl import lm
+from dl import intervals, lm
 from dl.baselines import MeanForecaster, NaiveForecaster, SeasonalNaiveForecaster, infer_period
 from dl.data.series import Scaler, Series, SeriesError, make_windows, rollout, split
 from dl.errors import InputError
@@ -50,16 +50,26 @@ class ForecastConfig(lm.RecurrentShape):
     dropout: float = 0.0  # on each layer's outputs but the last, while training
     output_tanh: bool = True  # lstm only: False gives H = O * C
     num_outputs: int = 1  # Q: the horizon (direct) or 1 (autoregressive)
+    quantiles: tuple[float, ...] = ()  # levels forecast (dl.intervals); none: a point forecast
+    likelihood: str | None = None  # 'gaussian': a mean and scale per step (dl.intervals)
 
     def __post_init__(self):
         check_positive("num_inputs", self.num_inputs, integer=True)
         check_positive("num_outputs", self.num_outputs, integer=True)
+        levels = intervals.check_quantiles(self.quantiles, self.likelihood)
+        object.__setattr__(self, "quantiles", levels)  # a tuple, also from JSON's list
         self._check()
+
+    @property
+    def output_units(self) -> int:
+        """K * Q: :func:`dl.intervals.values_per_step` values for each of the Q steps."""
+        return self.num_outputs * intervals.values_per_step(self)
 
 
 def forecast_forward(ops, params: dict, X, config: ForecastConfig, dropout=None, state=None):
-    """``X: (B, W, D)`` float windows -> ``(B, Q)`` forecasts: the last step's hidden state of
-    the last layer through the output layer. Every window starts from the zero state:
+    """``X: (B, W, D)`` float windows -> ``(B, K * Q)`` outputs (K values a step, as
+    :mod:`dl.intervals` lays them out; K = 1 for point forecasts): the last step's hidden
+    state of the last layer through the output layer. Every window starts from the zero state:
     ``state`` is that zero state as arrays of ``ops``' framework (a flat tuple of ``(B, H)``;
     default NumPy zeros, which NumPy and JAX accept). ``dropout`` as in :func:`dl.lm.run_layers`.
     """
@@ -82,12 +92,13 @@ class Backend(Protocol):
 
     def make_step(self, optimizer: OptimizerConfig, clip: float) -> Callable[[Any, Any], Any]:
         """A compiled training step with a fresh optimizer: ``step(X: (B, W, D), Y: (B, Q))``
-        NumPy float32 -> the batch's mean squared error as a framework scalar (no host sync);
+        NumPy float32 -> the batch's :func:`dl.intervals.objective` (MSE for point forecasts)
+        as a framework scalar (no host sync);
         gradients clipped to global norm ``clip``, then one update of ``optimizer``
         (the backend's ``engine``)."""
 
     def predict(self, X: np.ndarray) -> np.ndarray:
-        """``X: (B, W, D)`` float32 -> ``(B, Q)`` float32 NumPy forecasts (no dropout)."""
+        """``X: (B, W, D)`` float32 -> ``(B, K * Q)`` float32 NumPy outputs (no dropout)."""
 
     def numpy_params(self) -> dict[str, np.ndarray]:
         """The parameters under their canonical names."""
@@ -125,7 +136,8 @@ class FitSettings:
 
 @dataclasses.dataclass
 class FitResult:
-    """``history``: per epoch ``{'epoch', 'train_loss', 'val_loss'}`` (MSE, scaled units; val
+    """``history``: per epoch ``{'epoch', 'train_loss', 'val_loss'}`` (the model's
+    :func:`dl.intervals.objective`, MSE for point forecasts, scaled units; val
     None without validation windows). ``best_epoch`` and ``best_loss``: the epoch whose weights
     were kept and its validation (else training) loss."""
 
@@ -135,8 +147,10 @@ class FitResult:
     stopped_early: bool
 
 
-def mse(pred, Y) -> float:
-    return float(np.mean((np.asarray(pred, np.float64) - Y) ** 2))
+def validation_loss(model: Backend, val: tuple[np.ndarray, np.ndarray]) -> float:
+    """The training objective (:func:`dl.intervals.objective`) of ``model`` on ``val``."""
+    pred = np.asarray(model.predict(val[0]), np.float64)
+    return float(intervals.objective(lm.NUMPY_OPS, pred, val[1], model.config))
 
 
 def fit(
@@ -176,7 +190,7 @@ def fit(
         record = {
             "epoch": epoch,
             "train_loss": float(total) / num_batches,
-            "val_loss": None if val is None else mse(model.predict(val[0]), val[1]),
+            "val_loss": None if val is None else validation_loss(model, val),
         }
         _check_finite(record, settings)
         history.append(record)
@@ -242,6 +256,13 @@ class ForecastData:
     def history(self) -> np.ndarray:
         """The training and validation parts, ``(T_train + T_val, D)``: what precedes the test."""
         return np.concatenate([self.train, self.val])
+
+    def test_windows(self, window: int) -> tuple[np.ndarray, np.ndarray]:
+        """Raw ``(X: (N, w, D), Y: (N, horizon))`` of every test origin (each test step with a
+        whole horizon after it), ``w = min(window, the steps before the test part)``."""
+        history = self.history()
+        w = min(window, len(history))
+        return make_windows(np.concatenate([history[-w:], self.test]), w, self.horizon, self.target)
 
     def scale_windows(self, X) -> np.ndarray:
         """Raw windows ``(N, W, D)`` -> scaled float32."""
@@ -364,6 +385,7 @@ class Evaluation:
     forecasts: dict[str, np.ndarray]
     period: int
     mase_note: str | None
+    intervals: Any = None  # a dl.intervals.IntervalEvaluation, for a model with quantiles
 
     def beats(self, baseline: str = "seasonal_naive", metric: str = "mase") -> bool | None:
         """Whether the model scores lower than ``baseline``; None when the metric is NaN."""
@@ -381,14 +403,9 @@ def evaluate(predict: Callable[[np.ndarray], np.ndarray], data: ForecastData) ->
     """
     if len(data.test) == 0:
         raise SeriesError("there is no test part to evaluate on; give a test fraction > 0")
-    history, target, h = data.history(), data.target, data.horizon
-
-    def windows(w):
-        w = min(w, len(history))
-        return make_windows(np.concatenate([history[-w:], data.test]), w, h, target)
-
-    X, truth = windows(data.window)
-    X_base, _ = windows(max(data.window, data.period))
+    h, target = data.horizon, data.target
+    X, truth = data.test_windows(data.window)
+    X_base, _ = data.test_windows(max(data.window, data.period))
     forecasts = {"model": forecast(predict, data, X)}
     for baseline in (
         NaiveForecaster(h, target),
@@ -434,6 +451,7 @@ def train(
             f"{config.num_outputs} outputs; this data needs num_inputs="
             f"{data.series.values.shape[1]} and num_outputs={data.num_outputs}"
         )
+    intervals.check_mode(config, data.mode)
     model = build(config, lm.init_params(config, settings.seed))
     return model, fit(model, data.train_windows, data.val_windows, settings, log, restore_best)
 

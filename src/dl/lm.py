@@ -58,6 +58,12 @@ class RecurrentShape:
             raise InputError(f"dropout must be in [0, 1), got {self.dropout!r}")
 
     @property
+    def output_units(self) -> int:
+        """Units of the output layer: ``num_outputs`` unless a subclass gives several values
+        per output."""
+        return self.num_outputs
+
+    @property
     def state_per_layer(self) -> int:
         """Tensors of state per layer: (H, C) for an LSTM, (H,) otherwise."""
         return 2 if self.cell == "lstm" else 1
@@ -67,7 +73,7 @@ class RecurrentShape:
 
     def param_shapes(self) -> dict[str, tuple[int, ...]]:
         """Canonical names -> shapes: ``W_emb: (V, E)`` where there is an embedding, layer by
-        layer, then ``W_hq: (H, Q)`` (unless tied) and ``b_q: (Q,)``."""
+        layer, then ``W_hq: (H, Q)`` (unless tied) and ``b_q: (Q,)``, Q = ``output_units``."""
         H, shapes = self.num_hiddens, {}
         if getattr(self, "embedding", 0):
             shapes["W_emb"] = (self.vocab_size, self.embedding)
@@ -81,8 +87,8 @@ class RecurrentShape:
                 )
                 shapes[self.prefix(layer) + name] = shape
         if not getattr(self, "tie_weights", False):
-            shapes["W_hq"] = (H, self.num_outputs)
-        shapes["b_q"] = (self.num_outputs,)
+            shapes["W_hq"] = (H, self.output_units)
+        shapes["b_q"] = (self.output_units,)
         return shapes
 
     def num_params(self) -> int:
@@ -458,11 +464,15 @@ def array_ops(xp, sigmoid, **overrides) -> SimpleNamespace:
         sigmoid=sigmoid,
         tanh=xp.tanh,
         unstack=list,
+        mean=getattr(xp, "mean", None),  # of every element: a scalar
+        maximum=xp.maximum,
+        log=getattr(xp, "log", None),
+        softplus=getattr(xp, "softplus", None),  # log(1 + exp(x))
     )
     return SimpleNamespace(**{**ops, **overrides})
 
 
-NUMPY_OPS = array_ops(np, _np_sigmoid)
+NUMPY_OPS = array_ops(np, _np_sigmoid, softplus=lambda x: np.logaddexp(0, x))
 
 
 def zero_state(config: LMConfig, batch_size: int, dtype=np.float32) -> tuple:

@@ -26,9 +26,9 @@ from pathlib import Path
 
 import numpy as np
 
-from dl import __version__, checkpoint, lm
+from dl import __version__, checkpoint, intervals, lm
 from dl import forecast as core
-from dl.cli import backends, signals
+from dl.cli import backends, forecast_intervals, signals
 from dl.cli import backtest as backtest_cli
 from dl.cli.options import (
     UsageError,
@@ -75,6 +75,8 @@ MODEL_OPTIONS = (
     "select",
     "refit",
     *backtest_cli.OPTIONS,
+    "quantiles",
+    "likelihood",
 )
 DEFAULTS = dict(
     cell="lstm",
@@ -129,6 +131,7 @@ def add_parser(subparsers) -> None:
         help="past steps the model sees (default: two seasons, at least 16, "
         "at most what the shortest part allows)",
     )
+    forecast_intervals.add_arguments(model)
     add("--horizon", positive_int, "steps to forecast")
     add(
         "--mode",
@@ -237,6 +240,7 @@ def train_run(args, out: Path, source: dict, opts: dict, data, backend: str, bac
         opts["dropout"],
         True,
         data.num_outputs,
+        **forecast_intervals.distribution(args, data.mode),
     )
     settings = core.FitSettings(
         **{f.name: opts[f.name] for f in dataclasses.fields(core.FitSettings)}
@@ -269,7 +273,7 @@ def train_run(args, out: Path, source: dict, opts: dict, data, backend: str, bac
     seconds = time.perf_counter() - started
     print(
         f"trained on {backend} ({model.device_name}) in {seconds:.1f} s: best epoch "
-        f"{fit.best_epoch} of {len(fit.history)}, {loss_name(data)} {fit.best_loss:.4g} "
+        f"{fit.best_epoch} of {len(fit.history)}, {loss_name(data, config)} {fit.best_loss:.4g} "
         "(scaled units)"
     )
     result, evaluation, future = report(
@@ -295,7 +299,7 @@ def train_run(args, out: Path, source: dict, opts: dict, data, backend: str, bac
     )
     if args.refit:
         try:
-            model, future, meta["refit"], scaler = refit_model(
+            model, future, quantiles, meta["refit"], scaler = refit_model(
                 build, data, config, settings, fit.best_epoch
             )
         except (core.ForecastDivergedError, KeyboardInterrupt) as err:
@@ -317,6 +321,10 @@ def train_run(args, out: Path, source: dict, opts: dict, data, backend: str, bac
             values=future.tolist(),
             model="refit on the whole series",
         )
+        if quantiles:
+            result["forecast"].update(
+                quantiles_of_model_of_training_part=result["forecast"]["quantiles"], **quantiles
+            )
     save_run(out, model, meta, data, result, evaluation, future)
     if backtest is not None:
         return backtest_cli.run(
@@ -350,7 +358,7 @@ class BestSoFar:
         """After each epoch (printed as :func:`print_epoch`, unless a selection trial's, with
         its ``'choice'``): keep the weights if they are the best."""
         if "choice" not in record:
-            print_epoch(record)
+            print_epoch(record, intervals.objective_name(self.training))
         self.epochs = record["epoch"]
         loss = record["train_loss"] if record["val_loss"] is None else record["val_loss"]
         if self.record is None or loss < self.record["loss"]:
@@ -403,7 +411,10 @@ def fit_model(build, data, config, settings, select: bool, log):
     if not select:
         model, fit = core.train(build, data, config, settings, log=log)
         return model, config, settings, fit, None
-    picked = core.select(build, data, config, settings, log=print_trial, epoch_log=log)
+    name = intervals.objective_name(config)
+    picked = core.select(
+        build, data, config, settings, log=lambda t: print_trial(t, name), epoch_log=log
+    )
     return picked.model, picked.config, picked.settings, picked.fit, picked.trials
 
 
@@ -413,14 +424,15 @@ def refit_model(build, data, config, settings, epochs: int):
     started = time.perf_counter()
     model, whole, fit = core.refit(build, data, config, settings, epochs)
     seconds = time.perf_counter() - started
-    future = core.forecast_future(model.predict, whole)
+    future = core.forecast_future(intervals.point_predictor(model.predict, config), whole)
     windows = len(whole.train_windows[0])
     print(
         f"refit a fresh model on all {len(data.series)} steps ({windows} windows) for "
-        f"{epochs} epochs in {seconds:.1f} s, training MSE {fit.best_loss:.4g} (scaled "
-        f"units); its forecast of the {data.horizon} steps after {last_step(data)}: "
-        + " ".join(f"{v:.4g}" for v in future)
+        f"{epochs} epochs in {seconds:.1f} s, training {intervals.objective_name(config)} "
+        f"{fit.best_loss:.4g} (scaled units); its forecast of the {data.horizon} steps after "
+        f"{last_step(data)}: " + " ".join(f"{v:.4g}" for v in future)
     )
+    quantiles = forecast_intervals.future(model.predict, whole, config)
     record = {
         "epochs": epochs,
         "steps": len(data.series),
@@ -430,7 +442,7 @@ def refit_model(build, data, config, settings, epochs: int):
         "scaler": "fitted on the whole series",
         "weights": "of the last epoch",
     }
-    return model, future, record, whole.scaler
+    return model, future, quantiles, record, whole.scaler
 
 
 def from_run(args: argparse.Namespace) -> int:
@@ -627,8 +639,9 @@ def open_run(run: Path):
 # ---------------------------------------------------------------- output
 
 
-def loss_name(data) -> str:
-    return "validation MSE" if data.val_windows is not None else "training MSE"
+def loss_name(data, config) -> str:
+    part = "validation" if data.val_windows is not None else "training"
+    return f"{part} {intervals.objective_name(config)}"
 
 
 def describe(data: core.ForecastData) -> str:
@@ -640,12 +653,12 @@ def describe(data: core.ForecastData) -> str:
     )
 
 
-def print_epoch(record: dict) -> None:
+def print_epoch(record: dict, loss: str = "MSE") -> None:
     if record["epoch"] % 10 == 0:
         val = record["val_loss"]
         print(
-            f"epoch {record['epoch']}: training MSE {record['train_loss']:.4g}"
-            + ("" if val is None else f", validation MSE {val:.4g}"),
+            f"epoch {record['epoch']}: training {loss} {record['train_loss']:.4g}"
+            + ("" if val is None else f", validation {loss} {val:.4g}"),
             flush=True,
         )
 
@@ -654,9 +667,9 @@ def describe_choice(choice: dict) -> str:
     return ", ".join(f"{k} {v}" for k, v in choice.items())
 
 
-def print_trial(trial: dict) -> None:
+def print_trial(trial: dict, loss: str = "MSE") -> None:
     print(
-        f"{describe_choice(trial['choice'])}: validation MSE "
+        f"{describe_choice(trial['choice'])}: validation {loss} "
         f"{trial['val_loss']:.4g} (epoch {trial['best_epoch']})",
         flush=True,
     )
@@ -672,8 +685,9 @@ def report(
     """Score on the test part, forecast past the end, print both (the forecast labelled as by
     ``forecast_by``, the verdict as in-sample if so); returns metrics.json's data, the
     :class:`~dl.forecast.Evaluation` and the forecast ``(horizon,)``."""
-    evaluation = core.evaluate(model.predict, data)
-    future = core.forecast_future(model.predict, data)
+    point = intervals.point_predictor(model.predict, config)
+    evaluation = core.evaluate(point, data)
+    future = core.forecast_future(point, data)
     label = f"{config.cell} ({data.mode})"
     names = {
         "model": label,
@@ -692,6 +706,9 @@ def report(
         )
     if evaluation.mase_note:
         print(evaluation.mase_note)
+    if intervals.is_probabilistic(config):
+        evaluation.intervals = intervals.evaluate(model.predict, data, config)
+        forecast_intervals.print_scores(evaluation.intervals, names, config)
     beats = evaluation.beats()
     if beats is not None:
         ours, theirs = (evaluation.scores[n]["mase"] for n in ("model", "seasonal_naive"))
@@ -705,6 +722,7 @@ def report(
         f"forecast{f' by {forecast_by}' if forecast_by else ''} of the {data.horizon} steps "
         f"after {last}: " + " ".join(f"{v:.4g}" for v in future)
     )
+    future_quantiles = forecast_intervals.future(model.predict, data, config)
     clean = lambda x: None if isinstance(x, float) and math.isnan(x) else x
     result = {
         "series": data.series.metadata(),
@@ -723,8 +741,10 @@ def report(
         },
         "mase_note": evaluation.mase_note,
         "beats_seasonal_naive_mase": beats,
-        "forecast": {"after": last, "values": future.tolist()},
+        "forecast": {"after": last, "values": future.tolist(), **future_quantiles},
     }
+    if evaluation.intervals is not None:
+        result["intervals"] = forecast_intervals.to_json(evaluation.intervals, config)
     return result, evaluation, future
 
 
@@ -743,6 +763,7 @@ def write_outputs(out: Path, data, result: dict, evaluation, future, *extra: str
         future,
         result["forecast"].get("model"),
         bool(result.get("in_sample")),
+        result["forecast"].get("quantiles"),
     ):
         written.insert(0, "forecast.png")
     else:
@@ -790,11 +811,17 @@ def time_axis(series, extra: int) -> tuple[np.ndarray, str]:
 
 
 def write_plot(
-    path: Path, data, evaluation, future, future_model: str | None = None, in_sample: bool = False
+    path: Path,
+    data,
+    evaluation,
+    future,
+    future_model: str | None = None,
+    in_sample: bool = False,
+    future_quantiles: dict | None = None,
 ) -> bool:
     """``forecast.png``: history, test truth, the model's test forecasts (marked in-sample if
-    so) and the forecast past the end (by ``future_model``, if not the scored model); False
-    without matplotlib."""
+    so) and the forecast past the end (by ``future_model``, if not the scored model), with
+    the bands of its outer quantiles if it has some; False without matplotlib."""
     try:
         from matplotlib.figure import Figure
     except ImportError:
@@ -816,6 +843,7 @@ def write_plot(
         label=f"model, {h} step{'s' if h > 1 else ''} ahead"
         + (" (in-sample)" if in_sample else ""),
     )
+    forecast_intervals.draw_bands(ax, x, start, evaluation, future_quantiles)
     ax.plot(
         x[len(y) :],
         future,

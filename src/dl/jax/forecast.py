@@ -1,14 +1,13 @@
 """Forecasting (:mod:`dl.forecast`) on JAX: the :class:`dl.forecast.Backend` adapter, its
-mean squared error trained by the backend's :mod:`~dl.jax.engine`.
+loss (:func:`dl.intervals.objective`) trained by the backend's :mod:`~dl.jax.engine`.
 """
 
 from __future__ import annotations
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
-from dl import forecast
+from dl import forecast, intervals
 from dl.jax.engine import Engine
 from dl.jax.lm import OPS, CanonicalModel, dropout_fn
 from dl.optim import OptimizerConfig
@@ -23,13 +22,13 @@ class Forecaster(CanonicalModel):
         self._predict = jax.jit(self.apply)
 
     def apply(self, params, X, key=None):
-        """``X: (B, W, D)`` -> ``(B, Q)``."""
+        """``X: (B, W, D)`` -> ``(B, K * Q)``."""
         return forecast.forecast_forward(OPS, params, X, self.config, dropout_fn(key, self.config))
 
     def make_step(self, optimizer: OptimizerConfig, clip: float):
         def loss(params, key, X, Y):
-            mse = jnp.mean((self.apply(params, X, key) - Y) ** 2)
-            return mse, (mse, mse)  # the batch's loss is the step's result
+            value = intervals.objective(OPS, self.apply(params, X, key), Y, self.config)
+            return value, (value, value)  # the batch's loss is the step's result
 
         return Engine(self, loss, optimizer, clip, self.device).step
 

@@ -16,7 +16,7 @@ from dl.jax.engine import device_name, device_of
 from dl.jax.training import JaxTrainer, token_loss_sum
 from dl.optim import OptimizerConfig
 
-OPS = lm.array_ops(jnp, jax.nn.sigmoid, scan=jax.lax.scan)
+OPS = lm.array_ops(jnp, jax.nn.sigmoid, scan=jax.lax.scan, softplus=jax.nn.softplus)
 # one token at a time: a product per gate instead of joining the weights for every token
 STEP_OPS = SimpleNamespace(**vars(OPS), per_gate=True)
 

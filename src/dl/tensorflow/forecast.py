@@ -1,14 +1,15 @@
 """Forecasting (:mod:`dl.forecast`) on TensorFlow: the :class:`dl.forecast.Backend` adapter.
 
-The training step (forward, MSE, gradients, global-norm clipping, the optimizer's update) is
-:class:`dl.tensorflow.engine.Engine`'s; dropout is stateless, as the language model's.
+The training step (forward, :func:`dl.intervals.objective`, gradients, global-norm clipping,
+the optimizer's update) is :class:`dl.tensorflow.engine.Engine`'s; dropout is stateless, as
+the language model's.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from dl import forecast
+from dl import forecast, intervals
 from dl.optim import OptimizerConfig
 from dl.tensorflow._keras import tf
 from dl.tensorflow.engine import Engine
@@ -23,7 +24,7 @@ class Forecaster(CanonicalModel):
         self._predict = tf.function(self.__call__)
 
     def __call__(self, X, training=False):
-        """``X: (B, W, D)`` -> ``(B, Q)``; dropout only when training."""
+        """``X: (B, W, D)`` -> ``(B, K * Q)``; dropout only when training."""
         return forecast.forecast_forward(
             FUSED_OPS,
             dict(zip(self.names, self.trainable_variables)),
@@ -38,11 +39,11 @@ class Forecaster(CanonicalModel):
             engine = Engine(optimizer, clip)
             engine.build(self)
 
-        def mse(X, Y):
-            loss = tf.reduce_mean(tf.square(self(X, training=True) - Y))
-            return loss, None, loss
+        def loss(X, Y):
+            value = intervals.objective(FUSED_OPS, self(X, training=True), Y, self.config)
+            return value, None, value
 
-        step = engine.step(mse)
+        step = engine.step(loss)
 
         def run(X: np.ndarray, Y: np.ndarray):
             with tf.device(self.device_name):

@@ -19,6 +19,9 @@ OPS = lm.array_ops(
     take=tf.gather,
     concat=lambda xs, axis: tf.concat(xs, axis),
     unstack=tf.unstack,
+    mean=tf.reduce_mean,
+    log=tf.math.log,
+    softplus=tf.math.softplus,
     per_gate=True,
 )
 # one product for all gates: faster for small layers (the forecasters'; README, Speed), where

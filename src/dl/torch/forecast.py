@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from torch import nn
 
-from dl import forecast
+from dl import forecast, intervals
 from dl.optim import OptimizerConfig
 from dl.torch.engine import TorchTrainer
 from dl.torch.lm import OPS, CanonicalModule
@@ -17,7 +16,7 @@ class Forecaster(CanonicalModule):
     ``Forecaster(config: ForecastConfig, params, device=None)``."""
 
     def forward(self, X):
-        """``X: (B, W, D)`` float tensor -> ``(B, Q)``; dropout in training mode."""
+        """``X: (B, W, D)`` float tensor -> ``(B, K * Q)``; dropout in training mode."""
         return forecast.forecast_forward(
             OPS,
             dict(zip(self.names, self.weights)),
@@ -31,11 +30,12 @@ class Forecaster(CanonicalModule):
         return torch.from_numpy(np.ascontiguousarray(array, np.float32)).to(self.device)
 
     def make_step(self, optimizer: OptimizerConfig, clip: float):
-        """``step(X: (B, W, D), Y: (B, Q))`` NumPy -> the batch's mean squared error (a device
-        scalar): one update of the engine's ``optimizer``, gradients clipped to ``clip``."""
+        """``step(X: (B, W, D), Y: (B, Q))`` NumPy -> the batch's
+        :func:`dl.intervals.objective` (a device scalar): one update of the engine's
+        ``optimizer``, gradients clipped to ``clip``."""
         engine = TorchTrainer(
             self,
-            nn.MSELoss(reduction="none"),
+            lambda outputs, Y: intervals.objective(OPS, outputs, Y, self.config),
             optimizer,
             self.device,
             theta=clip,

@@ -23,6 +23,7 @@ OPS = lm.array_ops(
     concat=torch.cat,
     split=lambda x, n: torch.chunk(x, n, dim=-1),
     unstack=torch.unbind,
+    softplus=F.softplus,
 )
 # one token at a time: a product per gate instead of joining the weights for every token
 STEP_OPS = SimpleNamespace(**vars(OPS), per_gate=True)
