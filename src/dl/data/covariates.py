@@ -34,7 +34,6 @@ from dl.data.series import (
     _read_csv_rows,
     _series_from_rows,
     load_series,
-    read_csv_series,
 )
 
 DAY = 86400  # seconds
@@ -176,8 +175,9 @@ def with_future(series: Series, future: np.ndarray, names, horizon: int) -> Seri
 def read_csv_future(
     path, columns, future_columns, horizon, time_column=None, interpolate=False, num_targets=1
 ):
-    """``(series, future)``: the ``columns`` of a CSV file (see :func:`read_csv_series`) up to
-    the last row that holds a value of one of the first ``num_targets`` (the targets), and
+    """``(series, future)``: the ``columns`` of a CSV file (see
+    :func:`~dl.data.series.read_csv_series`) up to the last row that holds a value of one of
+    the first ``num_targets`` (the targets; the rows after it hold the future), and
     the ``future_columns``, ``(T + horizon, F)`` float64. A future column must be known for
     the ``horizon`` rows after the series; its gaps and text are refused as a series
     column's are."""
@@ -206,13 +206,15 @@ def read_csv_future(
                 f"steps needs it for {horizon}; add its values for the next rows, or give "
                 "it as a past covariate"
             )
-    future = np.stack(
-        [
-            _parse_column(path, name, cells(name, end + horizon), lines, interpolate)
-            for name in future_columns
-        ],
-        axis=1,
-    )
+    future = np.empty((end + horizon, len(future_columns)))
+    for j, name in enumerate(future_columns):
+        future[:, j] = _parse_column(path, name, cells(name, end + horizon), lines, interpolate)
+    if end < len(rows):
+        series = dataclasses.replace(
+            series,
+            source=f"{series.source}, the {len(rows) - end} rows after the targets' last "
+            "value left out",
+        )
     return series, _interpolate(future, np.arange(len(future), dtype=np.float64))[0]
 
 
@@ -328,18 +330,15 @@ def load_inputs(source: dict, horizon: int) -> tuple[list[Series], Inputs]:
                 "as a target, a past or a future covariate"
             )
         time_column, interpolate = source.get("time_column"), source.get("interpolate", False)
-        if future_columns:
-            base, future = read_csv_future(
-                source["csv"],
-                columns,
-                future_columns,
-                horizon,
-                time_column,
-                interpolate,
-                len(targets or [None]),
-            )
-        else:
-            base = read_csv_series(source["csv"], columns, time_column, interpolate)
+        base, future = read_csv_future(
+            source["csv"],
+            columns,
+            future_columns,
+            horizon,
+            time_column,
+            interpolate,
+            len(targets or [None]),
+        )
     num_targets = len(targets) if targets else 1
     parts, names, calendar = [], list(future_columns), ()
     if future_columns:
