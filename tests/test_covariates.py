@@ -8,9 +8,8 @@ import re
 import numpy as np
 import pytest
 
-from dl import checkpoint
+from dl import checkpoint, lm
 from dl import forecast as fc
-from dl import lm
 from dl.cli import main
 from dl.data import covariates as cv
 from dl.data.series import Series, SeriesError
