@@ -258,6 +258,10 @@ def test_a_model_without_the_calendar_refuses_data_with_it(tmp_path, capsys, num
             "future covariate 'x' is known for 4 rows after the targets' last value",
         ),
         (["--targets", "all,y"], "--targets all takes every numeric column"),
+        (
+            ["--targets", "all", "--column", "y,p,x", "--time-column", "month"],
+            "no numeric column is left to forecast (besides month, p, x, y)",
+        ),
     ],
 )
 def test_bad_covariates_give_one_line_and_status_2(tmp_path, capsys, argv, message):

@@ -320,6 +320,11 @@ def load_inputs(source: dict, horizon: int) -> tuple[list[Series], Inputs]:
         if targets == ALL:
             used = set(past) | set(future_columns) | {source.get("time_column")}
             targets = numeric_columns(source["csv"], used)
+            if not targets:
+                raise SeriesError(
+                    f"{source['csv']}: no numeric column is left to forecast (besides "
+                    f"{', '.join(sorted(c for c in used if c))}); name the targets"
+                )
         columns = list(targets or []) + past
         twice = sorted(set(columns) & set(future_columns)) or sorted(
             {c for c in columns if columns.count(c) > 1}
