@@ -110,7 +110,17 @@ def test_a_global_refit_trains_on_every_window_of_every_whole_series(tmp_path, c
     csv = write(tmp_path / "t.csv", "t,a,b,note", table())
     out = tmp_path / "run"
     status, text, err = run(
-        capsys, "--csv", csv, "--targets", "a,b", *FAST, "--refit", "--out", out
+        capsys,
+        "--csv",
+        csv,
+        "--targets",
+        "a,b",
+        *FAST,
+        "--refit",
+        "--quantiles",
+        "0.1,0.5,0.9",
+        "--out",
+        out,
     )
     assert status == 0, err
     metrics = json.loads((out / "metrics.json").read_text())
@@ -118,6 +128,9 @@ def test_a_global_refit_trains_on_every_window_of_every_whole_series(tmp_path, c
     for target in "ab":
         forecast = metrics["series"][target]["forecast"]
         assert forecast["model"] == "refit on the whole series" and len(forecast["values"]) == 2
+        assert set(forecast["quantiles"]) == {"0.1", "0.5", "0.9"}
+        assert forecast["quantiles"] != forecast["quantiles_of_model_of_training_part"]
+        assert "coverage" in json.dumps(metrics["series"][target]["intervals"])
     _, meta = checkpoint.load(out, "forecast")
     b = np.array([1000 + 500 * np.cos(t / 5) for t in range(120)])
     assert meta["scalers"][1]["mean"][0] == pytest.approx(b.mean(), rel=1e-6)  # whole series

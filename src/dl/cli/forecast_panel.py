@@ -107,15 +107,15 @@ def train_run(args, out: Path, source: dict, opts: dict, datas, backend: str, in
                 values=future.tolist(),
                 model="refit on the whole series",
             )
+            print(
+                f"refit forecast of {data.series.target_name!r} after {cli.last_step(data)}: "
+                + " ".join(f"{v:.4g}" for v in future)
+            )
             quantiles = forecast_intervals.future(refit.predict, whole_data, config)
             if quantiles:
                 forecast.update(
                     quantiles_of_model_of_training_part=forecast["quantiles"], **quantiles
                 )
-            print(
-                f"refit forecast of {data.series.target_name!r} after {cli.last_step(data)}: "
-                + " ".join(f"{v:.4g}" for v in future)
-            )
     save(out, model, meta, datas, result, evaluations, futures)
     return 0
 
