@@ -171,3 +171,10 @@ def test_every_backend_trains_the_same_global_model():
             np.testing.assert_allclose(
                 trained[backend][name], value, atol=1e-4, err_msg=f"{backend} {name}"
             )
+
+
+def test_a_backtest_of_several_targets_is_refused_in_one_line(tmp_path, capsys):
+    csv = write(tmp_path / "t.csv", "t,a,b,note", table())
+    status, _, err = run(capsys, "--csv", csv, "--targets", "a,b", "--backtest", "3", *FAST)
+    assert status == 2 and err.count("\n") == 1
+    assert "--backtest refits one series at a time; backtest each target alone" in err
