@@ -26,9 +26,9 @@ from pathlib import Path
 
 import numpy as np
 
-from dl import __version__, checkpoint, intervals, lm
+from dl import __version__, checkpoint, intervals, lm, panel
 from dl import forecast as core
-from dl.cli import backends, forecast_intervals, signals
+from dl.cli import backends, forecast_inputs, forecast_intervals, forecast_panel, signals
 from dl.cli import backtest as backtest_cli
 from dl.cli.options import (
     UsageError,
@@ -40,13 +40,8 @@ from dl.cli.options import (
     positive_int,
 )
 from dl.cli.rundir import locked, refuse_other_kind
-from dl.data.series import (
-    SERIES_LOADERS,
-    Scaler,
-    SeriesError,
-    load_series,
-    read_csv_series,
-)
+from dl.data.covariates import load_inputs
+from dl.data.series import SERIES_LOADERS, Scaler, SeriesError
 from dl.files import atomic_write, make_directory
 from dl.plotting import save_png
 
@@ -113,6 +108,7 @@ def add_parser(subparsers) -> None:
     data.add_argument(
         "--interpolate", action="store_true", help="fill missing CSV values by linear interpolation"
     )
+    forecast_inputs.add_arguments(data)
     model = parser.add_argument_group("model and training")
     add = lambda flag, parse, text: model.add_argument(
         flag,
@@ -205,12 +201,13 @@ def main(args: argparse.Namespace) -> int:
         name: DEFAULTS[name] if getattr(args, name) is None else getattr(args, name)
         for name in DEFAULTS
     }
-    series = open_series(source)
+    series, inputs = open_series(source, opts["horizon"])
     with in_flags():
-        window = args.window or core.default_window(
-            series, opts["horizon"], opts["val_fraction"], opts["test_fraction"]
+        window = args.window or min(
+            core.default_window(s, opts["horizon"], opts["val_fraction"], opts["test_fraction"])
+            for s in series
         )
-        data = core.prepare(
+        datas = panel.prepare(
             series,
             window,
             opts["horizon"],
@@ -218,52 +215,34 @@ def main(args: argparse.Namespace) -> int:
             opts["val_fraction"],
             opts["test_fraction"],
         )
-    check_varies(data)
-    backtest = backtest_cli.check(args, data)
+    for data in datas:
+        check_varies(data)
+    backtest = backtest_cli.check(args, datas[0])
+    if backtest is not None and len(datas) > 1:
+        raise UsageError(
+            "--backtest refits one series at a time; backtest each target alone (--targets NAME)"
+        )
     out = args.out or Path("runs") / time.strftime(
         f"forecast-{args.series or args.csv.stem}-%Y%m%d-%H%M%S"
     )
     backend = choose_backend(args.backend)
     with locked(out, "dl forecast"):
         prepare_out(out, args.force)
-        return train_run(args, out, source, opts, data, backend, backtest)
+        if len(datas) > 1:
+            return forecast_panel.train_run(args, out, source, opts, datas, backend, inputs)
+        return train_run(args, out, source, opts, datas[0], backend, inputs, backtest)
 
 
-def train_run(args, out: Path, source: dict, opts: dict, data, backend: str, backtest) -> int:
+def train_run(
+    args, out: Path, source: dict, opts: dict, data, backend: str, inputs, backtest
+) -> int:
     """Train (or select), score, refit if asked and save the run in the locked ``out``; then
     the ``backtest`` plan, if any."""
-    config = core.ForecastConfig(
-        opts["cell"],
-        data.series.values.shape[1],
-        opts["hidden"],
-        opts["layers"],
-        opts["dropout"],
-        True,
-        data.num_outputs,
-        **forecast_intervals.distribution(args, data.mode),
-    )
-    settings = core.FitSettings(
-        **{f.name: opts[f.name] for f in dataclasses.fields(core.FitSettings)}
-    )
+    config, settings = configure(args, opts, data)
     print(describe(data))
     started, build = time.perf_counter(), builder(backend, args.device)
     best = BestSoFar(build)
-    meta = {
-        "model": config.to_dict(),
-        "training": dataclasses.asdict(settings),
-        "scaler": data.scaler.to_dict(),
-        "window": data.window,
-        "horizon": data.horizon,
-        "mode": data.mode,
-        "period": data.period,
-        "val_fraction": opts["val_fraction"],
-        "test_fraction": opts["test_fraction"],
-        "data": source,
-        "series": data.series.metadata(),
-        "refit": None,
-        "backend": backend,
-        "dl_version": __version__,
-    }
+    meta = run_meta(config, settings, data, opts, source, backend, inputs)
     try:
         model, config, settings, fit, trials = fit_model(
             best.build, data, config, settings, args.select, best.log
@@ -331,6 +310,44 @@ def train_run(args, out: Path, source: dict, opts: dict, data, backend: str, bac
             out, build, data, config, settings, fit.best_epoch, backtest, result
         )
     return 0
+
+
+def configure(args, opts: dict, data) -> tuple[core.ForecastConfig, core.FitSettings]:
+    """The model and training settings of the command's options for ``data``."""
+    config = core.ForecastConfig(
+        opts["cell"],
+        data.series.values.shape[1],
+        opts["hidden"],
+        opts["layers"],
+        opts["dropout"],
+        True,
+        data.num_outputs,
+        **forecast_intervals.distribution(args, data.mode),
+    )
+    return config, core.FitSettings(
+        **{f.name: opts[f.name] for f in dataclasses.fields(core.FitSettings)}
+    )
+
+
+def run_meta(config, settings, data, opts: dict, source: dict, backend: str, inputs) -> dict:
+    """The checkpoint's description of a run before training (``model.json``'s data)."""
+    return {
+        "model": config.to_dict(),
+        "training": dataclasses.asdict(settings),
+        "scaler": data.scaler.to_dict(),
+        "window": data.window,
+        "horizon": data.horizon,
+        "mode": data.mode,
+        "period": data.period,
+        "val_fraction": opts["val_fraction"],
+        "test_fraction": opts["test_fraction"],
+        "data": source,
+        "series": data.series.metadata(),
+        "inputs": inputs.to_dict(),
+        "refit": None,
+        "backend": backend,
+        "dl_version": __version__,
+    }
 
 
 def save_run(out: Path, model, meta: dict, data, result: dict, evaluation, future) -> None:
@@ -456,10 +473,15 @@ def from_run(args: argparse.Namespace) -> int:
             f"leave out {', '.join(given)} or train a new run without --from"
         )
     params, meta, config, scaler = open_run(args.from_run)
+    forecast_inputs.fill_from_run(args, meta)
     source = data_source(args) or meta["data"]
+    series, inputs = open_series(source, meta["horizon"])
+    forecast_inputs.check(args.from_run, meta, inputs)
+    if len(series) > 1:
+        return forecast_panel.from_run(args, params, meta, config, series)
     with in_flags():
         data = core.prepare(
-            open_series(source),
+            series[0],
             meta["window"],
             meta["horizon"],
             meta["mode"],
@@ -469,11 +491,6 @@ def from_run(args: argparse.Namespace) -> int:
             scaler,
         )
     data = dataclasses.replace(data, period_source=f"of {args.from_run}")
-    if data.series.values.shape[1] != config.num_inputs:
-        raise UsageError(
-            f"the model of {args.from_run} reads {config.num_inputs} column(s), "
-            f"the series has {data.series.values.shape[1]}; give as many --column"
-        )
     model = builder(choose_backend(args.backend), args.device)(config, params)
     print(describe(data))
     in_sample = refit_in_sample(args.from_run, meta, data)
@@ -518,6 +535,7 @@ def data_source(args) -> dict | None:
             ("--column", args.column),
             ("--time-column", args.time_column),
             ("--interpolate", args.interpolate),
+            ("--future-columns", args.future_columns),
         )
         if value
     ]
@@ -526,19 +544,25 @@ def data_source(args) -> dict | None:
             f"--series {args.series} is a built-in series; leave out "
             f"{', '.join((['--csv'] if args.csv else []) + csv_only)}"
         )
+    inputs = forecast_inputs.options(args, csv=args.csv is not None)
     if args.series is not None:
-        return {"series": args.series}
+        return {"series": args.series, **inputs}
     if args.csv is None:
-        if csv_only:
-            raise UsageError(f"{', '.join(csv_only)} apply to a CSV file; give --csv FILE")
+        if csv_only or inputs:
+            flags = csv_only + [f"--{key.replace('_', '-')}" for key in inputs]
+            raise UsageError(f"{', '.join(flags)} apply to a CSV file; give --csv FILE")
         return None
-    if not args.column:
-        raise UsageError(f"--csv {args.csv}: say which column to forecast with --column NAME")
+    if not args.column and not args.targets:
+        raise UsageError(
+            f"--csv {args.csv}: say which column to forecast with --column NAME (or several "
+            "with --targets A,B)"
+        )
     return {
         "csv": str(args.csv.resolve()),
         "column": args.column,
         "time_column": args.time_column,
         "interpolate": bool(args.interpolate),
+        **inputs,
     }
 
 
@@ -549,6 +573,9 @@ FLAGS = {
     "test_fraction": "--test-fraction",
     "use mode direct": "use --mode direct",
     "a shorter window or horizon": "a shorter --window or --horizon",
+    "give its time column": "give --time-column",
+    "leave out the calendar features": "leave out --calendar",
+    "give it as a past covariate": "give it in --column instead",
 }
 LARGEST = 1e150  # larger values overflow when squared (variances, scores)
 
@@ -566,15 +593,19 @@ def in_flags():
         raise UsageError(message) from None
 
 
-def open_series(source: dict):
-    """The series of ``source`` (:func:`data_source`); refuses values too large to scale."""
+def open_series(source: dict, horizon: int):
+    """``(series, inputs)``: one series per target of ``source`` (:func:`data_source`) with
+    its covariates (:func:`dl.data.covariates.load_inputs`); refuses values too large to
+    scale."""
     with in_flags():
-        if "series" in source:
-            series = load_series(source["series"])
-        else:
-            series = read_csv_series(
-                source["csv"], source["column"], source["time_column"], source["interpolate"]
-            )
+        series, inputs = load_inputs(source, horizon)
+    for one in series:
+        check_magnitude(one)
+    return series, inputs
+
+
+def check_magnitude(series) -> None:
+    """Refuse values too large to scale."""
     too_large = np.argwhere(np.abs(series.values) > LARGEST)
     if len(too_large):
         row, column = too_large[0]
@@ -583,7 +614,6 @@ def open_series(source: dict):
             f"{row}) is too large to compute with (|x| over {LARGEST:g} overflows "
             "when squared); rescale the column, e.g. divide it by a power of 10"
         )
-    return series
 
 
 def check_varies(data: core.ForecastData) -> None:

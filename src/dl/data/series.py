@@ -282,6 +282,11 @@ def read_csv_series(
     if not columns:
         raise SeriesError(f"{path}: no column given; pass the name of the column to forecast")
     header, rows, lines = _read_csv_rows(path)
+    return _series_from_rows(path, header, rows, lines, columns, time_column, interpolate)
+
+
+def _series_from_rows(path, header, rows, lines, columns, time_column, interpolate) -> Series:
+    """:func:`read_csv_series` of the rows read by :func:`_read_csv_rows`."""
     wanted = columns + ([time_column] if time_column is not None else [])
     missing = [name for name in wanted if name not in header]
     if missing:
