@@ -7,8 +7,9 @@ recurrent state (a ``(batch_size, 1)`` array: the mean target id seen by each ro
 rate is the one ``set_lr`` gave.
 
 ``install(monkeypatch)`` makes every backend load this model; ``python fake_backend.py ARGS``
-runs ``dl ARGS`` on it in a subprocess (``FAKE_STEP_SECONDS`` slows each step of training and
-generation, ``FAKE_IMPORT_SECONDS`` loading the backend, as a framework's import does).
+runs ``dl ARGS`` on it in a subprocess (``FAKE_STEP_SECONDS`` slows each step of training,
+evaluation and generation, ``FAKE_IMPORT_SECONDS`` loading the backend, as a framework's
+import does).
 """
 
 import os
@@ -45,6 +46,7 @@ class FakeModel:
 
     def eval_loss(self, X, Y, state):
         """``(summed cross-entropy of Y: (B, T) under softmax(b_q), state)``."""
+        time.sleep(float(os.environ.get("FAKE_STEP_SECONDS", "0")))
         return float(-_log_softmax(self.params["b_q"].astype(np.float64))[Y].sum()), state
 
     def step(self, token, state):

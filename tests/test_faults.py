@@ -129,6 +129,47 @@ def test_a_killed_owners_lock_is_taken_over_with_a_note(tmp_path, capsys):
     assert checkpoint.load(run)[1]["epoch"] == epoch + 1
 
 
+HOLDER = textwrap.dedent("""
+    import fcntl, os, sys
+    fd = os.open(os.path.join(sys.argv[1], ".dl.lock"), os.O_RDWR | os.O_CREAT)
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    os.pwrite(fd, f"{os.getpid()}\\ndl {sys.argv[2]} --out {sys.argv[1]}\\n".encode(), 0)
+    print("ready", flush=True)
+    sys.stdin.read()
+""")
+
+
+@pytest.mark.parametrize(
+    "kind,args",
+    [
+        ("train", ["train", "--epochs", 3, "--resume"]),
+        ("forecast", ["forecast", "--series", "sunspots", "--epochs", 1]),
+        ("sweep", ["sweep", *SIZES, "--hidden", "4,8", "--epochs", 1]),
+    ],
+)
+def test_every_command_refuses_a_directory_another_process_holds(tmp_path, capsys, kind, args):
+    out = tmp_path / "out"
+    if kind == "train":
+        assert dl("train", *SMALL, "--epochs", 1, "--out", out) == 0
+    out.mkdir(exist_ok=True)
+    before = sorted(p.name for p in out.iterdir())
+    holder = subprocess.Popen(  # an OS lock on .dl.lock, held by another process
+        [sys.executable, "-c", HOLDER, str(out), kind],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+    )
+    try:
+        assert holder.stdout.readline() == b"ready\n"
+        capsys.readouterr()
+        assert dl(*args, "--out", out) == 2
+        err = capsys.readouterr().err
+        assert f"is in use by process {holder.pid} (`dl {kind} --out {out}`)" in err, err
+        assert err.count("\n") == 1
+        assert sorted(p.name for p in out.iterdir()) == sorted({*before, ".dl.lock"})
+    finally:
+        holder.communicate(b"")
+
+
 def test_language_model_and_forecast_runs_refuse_each_others_directories(tmp_path, capsys):
     run = tmp_path / "run"
     assert dl("train", *SMALL, "--epochs", 1, "--out", run) == 0
@@ -404,14 +445,13 @@ def test_a_resumed_runs_relative_text_is_found_or_named_as_the_runs(tmp_path, mo
 # ---------------------------------------------------------------- checked before training
 
 
-@pytest.fixture
 def no_training(monkeypatch):
-    """Fail the test if an epoch starts."""
+    """Fail the test if a batch trains."""
 
-    def train_batches(*args):
-        raise AssertionError("an epoch trained")
+    def train_step(*args):
+        raise AssertionError("a batch trained")
 
-    monkeypatch.setattr(cli_train.core, "train_batches", train_batches)
+    monkeypatch.setattr(fake_backend.FakeTrainer, "train_step", train_step)
 
 
 @pytest.mark.parametrize(
@@ -440,12 +480,27 @@ def no_training(monkeypatch):
     ],
 )
 def test_bad_inputs_are_refused_before_anything_trains(
-    tmp_path, capsys, no_training, args, message
+    tmp_path, capsys, monkeypatch, args, message
 ):
+    no_training(monkeypatch)
     run = tmp_path / "run"
     assert dl("train", *SMALL, "--epochs", 5, "--out", run, *args) == 2
     assert message in capsys.readouterr().err
     assert not run.exists()
+
+
+@pytest.mark.parametrize(
+    "prefix,message",
+    [
+        ("", "--prefix '' holds nothing to continue; give a few chars of the text"),
+        ("%%", "--prefix '%%': none of its chars is in the model's vocabulary of 28"),
+    ],
+)
+def test_generate_refuses_a_prefix_the_model_cannot_read(tmp_path, capsys, prefix, message):
+    run = trained(tmp_path, capsys, val=False)
+    assert dl("generate", run, "--prefix", prefix) == 2
+    captured = capsys.readouterr()
+    assert message in captured.err and captured.out == ""
 
 
 def test_a_prefix_the_resumed_run_cannot_read_is_refused_before_training(
@@ -453,11 +508,7 @@ def test_a_prefix_the_resumed_run_cannot_read_is_refused_before_training(
 ):
     run = trained(tmp_path, capsys, val=False)
     before = (run / "metrics.jsonl").read_bytes()
-
-    def train_batches(*args):
-        raise AssertionError("an epoch trained")
-
-    monkeypatch.setattr(cli_train.core, "train_batches", train_batches)
+    no_training(monkeypatch)
     assert dl("train", "--epochs", 6, "--out", run, "--resume", "--prefix", "") == 2
     assert (run / "metrics.jsonl").read_bytes() == before
 
@@ -480,8 +531,9 @@ def test_a_prefix_the_resumed_run_cannot_read_is_refused_before_training(
     ],
 )
 def test_every_sweep_point_is_checked_before_the_first_trains(
-    tmp_path, capsys, no_training, args, message
+    tmp_path, capsys, monkeypatch, args, message
 ):
+    no_training(monkeypatch)
     out = tmp_path / "sweep"
     assert dl("sweep", *SIZES, "--epochs", 2, "--out", out, *args) == 2
     assert message in capsys.readouterr().err
@@ -531,6 +583,63 @@ def test_ctrl_c_while_a_framework_imports_ends_with_one_line_and_no_directory(tm
     assert process.returncode == 130, err
     assert err.strip() == "dl: interrupted (Ctrl-C); stopped, nothing half-written"
     assert not run.exists()
+
+
+def sine_csv(path):
+    path.write_text("y\n" + "".join(f"{np.sin(i / 5):.4f}\n" for i in range(200)))
+    return path
+
+
+def half_written(root):
+    """The temporaries of atomic writes left under ``root``."""
+    return [p for p in root.rglob("*") if p.name.endswith(".tmp")]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig,status", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+@pytest.mark.parametrize("command", ["train", "eval", "sweep", "forecast", "bench"])
+def test_a_signal_in_any_command_ends_it_with_one_line(tmp_path, capsys, command, sig, status):
+    """``command`` signalled while it works (a framework importing, evaluating, a sweep's run
+    training, a forecaster training, a benchmark measuring in its worker)."""
+    if command in ("forecast", "bench"):
+        pytest.importorskip("torch")
+    run = trained(tmp_path, capsys, val=False) if command == "eval" else tmp_path / "run"
+    args, env, ready = {
+        "train": (["train", *SMALL, "--epochs", 2, "--out", run], {"FAKE_IMPORT_SECONDS": 60}, 2),
+        "eval": (["eval", run], {"FAKE_STEP_SECONDS": 0.5}, 2),
+        "sweep": (
+            ["sweep", *SIZES, "--hidden", "4,8", "--epochs", 1000, "--out", run],
+            {"FAKE_STEP_SECONDS": 0.005},
+            5,
+        ),
+        "forecast": (
+            ["forecast", "--csv", sine_csv(tmp_path / "sine.csv"), "--column", "y"]
+            + ["--backend", "torch", "--epochs", 100000, "--out", run],
+            {},
+            10,
+        ),
+        "bench": (
+            ["bench", "--backends", "torch", "--cells", "rnn", "--hidden", 8]
+            + ["--data", "random", "--batches", 100000, "--out", run],
+            {},
+            10,
+        ),
+    }[command]
+    process = spawn(*args, **env)
+    time.sleep(ready)
+    assert process.poll() is None, process.communicate()
+    process.send_signal(sig)
+    out, err = process.communicate(timeout=120)
+    assert process.returncode == status, err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    assert half_written(tmp_path) == []
+    if command == "sweep":
+        assert "sweep interrupted in hidden=4; run it again to resume" in out
+        assert checkpoint.load(run / "hidden=4")[1]["epoch"] >= 1
+    if command == "forecast":
+        assert dl("forecast", "--from", run) == 0
+    if command == "bench":
+        assert run.is_dir() and not list(run.iterdir())  # measuring had begun; no report
 
 
 # ---------------------------------------------------------------- messages
