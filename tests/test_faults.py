@@ -268,6 +268,71 @@ def test_a_full_disk_in_the_first_epoch_says_nothing_was_saved(tmp_path, monkeyp
     assert "metrics.jsonl: the disk is full" in err and err.endswith("Nothing was saved.\n")
 
 
+ON_TMPFS = textwrap.dedent("""
+    import json, subprocess, sys
+    from pathlib import Path
+    from dl import checkpoint
+    disk, fake, free = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3])
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=512k", "tmpfs", disk], check=True)
+    run = disk / "run"
+    dl = [sys.executable, fake, "train", "--save-every", "1", "--out", run]
+    first = subprocess.run([*dl, *sys.argv[4:], "--epochs", "2"], capture_output=True)
+    assert first.returncode == 0, first.stderr
+    metrics = (run / "metrics.jsonl").read_bytes()
+    try:  # fill the disk, then free ``free`` bytes of it
+        with open(disk / "filler", "wb") as f:
+            while True:
+                f.write(bytes(4096))
+                f.flush()
+    except OSError:
+        pass
+    with open(disk / "filler", "r+b") as f:
+        f.truncate(max(0, (disk / "filler").stat().st_size - free))
+    resumed = subprocess.run([*dl, "--epochs", "4", "--resume"], capture_output=True, text=True)
+    print(json.dumps({
+        "status": resumed.returncode,
+        "err": resumed.stderr,
+        "epoch": checkpoint.load(run)[1]["epoch"],
+        "metrics_kept": (run / "metrics.jsonl").read_bytes().startswith(metrics),
+        "temporaries": [p.name for p in run.iterdir() if p.name.endswith(".tmp")],
+    }))
+""")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("free", [0, 8192])
+def test_a_real_full_disk_keeps_the_last_checkpoint(tmp_path, free):
+    """On a 512 KiB tmpfs (in a mount namespace of its own; skipped where the system allows
+    none) filled up to ``free`` bytes, a resumed run fails with one line naming the disk, and
+    its last checkpoint loads."""
+    if subprocess.run(["unshare", "-rm", "true"], capture_output=True).returncode:
+        pytest.skip("no mount namespace here (unshare -rm) for a tmpfs of its own")
+    (tmp_path / "disk").mkdir()
+    args = [*SMALL[:-4], "--hidden", "64"]  # checkpoints of about 40 KB: larger than ``free``
+    done = subprocess.run(
+        [
+            "unshare",
+            "-rm",
+            sys.executable,
+            "-c",
+            ON_TMPFS,
+            *map(str, [tmp_path / "disk", FAKE, free, *args]),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=dict(os.environ, PYTHONPATH=os.pathsep.join([str(SRC), str(FAKE.parent)])),
+    )
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    err = result["err"]
+    assert result["status"] == 2 and err.count("\n") == 1 and "Traceback" not in err, err
+    assert "the disk is full; free some space" in err and "Errno" not in err
+    if free:
+        assert "The checkpoint of epoch 2 in " in err and "is kept" in err
+    assert result["epoch"] == 2 and result["metrics_kept"] and result["temporaries"] == []
+
+
 def test_os_errors_say_what_to_do_with_the_path(tmp_path, capsys):
     (tmp_path / "file").write_text("x")
     assert dl("train", *SMALL, "--epochs", 1, "--out", tmp_path / "file" / "run") == 2

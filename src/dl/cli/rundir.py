@@ -116,8 +116,12 @@ def _acquire(lock: Path, kind: str, option: str) -> int:
             f"letting go (killed?); taking it over"
             + (f" and removing {len(left)} half-written temporary file(s)" if left else "")
         )
-    os.ftruncate(fd, 0)
-    os.pwrite(fd, f"{os.getpid()}\n{_command_line(kind)}\n".encode(), 0)
+    try:
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n{_command_line(kind)}\n".encode(), 0)
+    except OSError as err:  # a full disk: nothing of the run is touched yet
+        os.close(fd)
+        raise explain(err, lock) from None
     return fd
 
 
