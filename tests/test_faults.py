@@ -67,6 +67,11 @@ def epochs_of(run):
     return [json.loads(line)["epoch"] for line in (run / "metrics.jsonl").read_text().splitlines()]
 
 
+def half_written(root):
+    """The temporaries of atomic writes left under ``root``."""
+    return [p for p in root.rglob("*") if p.name.endswith(".tmp")]
+
+
 def wait_for_epoch(run, epoch, process, timeout=60):
     """Wait until ``run``'s checkpoint holds epoch ``epoch`` or later."""
     deadline = time.monotonic() + timeout
@@ -466,13 +471,30 @@ def test_without_checkpoints_resume_says_what_to_do_and_a_new_run_keeps_the_metr
     assert epochs_of(run) == [1, 2]
 
 
-@pytest.mark.parametrize("name", ["model.json", "best.json", "metrics.jsonl", "perplexity.png"])
-def test_a_missing_side_file_leaves_the_run_usable(tmp_path, capsys, name):
+@pytest.mark.parametrize("how", ["missing", "damaged"])
+@pytest.mark.parametrize(
+    "name", ["model.json", "best.json", "metrics.jsonl", "perplexity.png", ".dl.lock"]
+)
+def test_a_missing_or_damaged_side_file_leaves_the_run_usable(tmp_path, capsys, name, how):
     run = trained(tmp_path, capsys)
-    (run / name).unlink()
+    if how == "missing":
+        (run / name).unlink()
+    else:
+        (run / name).write_bytes(b"\x00\xff{not what it was\n")
     assert dl("generate", run, "--num", 3) == 0
     assert dl("train", "--epochs", 4, "--out", run, "--resume") == 0
     assert checkpoint.load(run)[1]["epoch"] == 4
+    if name.endswith("json"):  # the readable descriptions are written anew
+        assert json.loads((run / name).read_text())["epoch"] >= 1
+
+
+def test_a_killed_saves_temporaries_are_removed_by_the_next_owner(tmp_path, capsys):
+    run = trained(tmp_path, capsys, val=False)
+    (run / ".model.safetensors.x1y2.tmp").write_bytes(b"half")  # as a kill mid-save leaves it
+    (run / ".dl.lock").write_text("999999999\ndl train --out run\n")  # its owner never let go
+    assert dl("train", "--epochs", 4, "--out", run, "--resume") == 0
+    assert "and removing 1 half-written temporary file(s)" in capsys.readouterr().err
+    assert half_written(run) == [] and checkpoint.load(run)[1]["epoch"] == 4
 
 
 def test_nan_weights_are_refused_by_name_not_blamed_on_the_learning_rate(tmp_path, capsys):
@@ -653,11 +675,6 @@ def test_ctrl_c_while_a_framework_imports_ends_with_one_line_and_no_directory(tm
 def sine_csv(path):
     path.write_text("y\n" + "".join(f"{np.sin(i / 5):.4f}\n" for i in range(200)))
     return path
-
-
-def half_written(root):
-    """The temporaries of atomic writes left under ``root``."""
-    return [p for p in root.rglob("*") if p.name.endswith(".tmp")]
 
 
 @pytest.mark.slow
