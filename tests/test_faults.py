@@ -784,17 +784,38 @@ def test_forecast_fractions_are_named_by_their_flags(tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_tensorflow_starts_without_log_lines():
+@pytest.mark.parametrize("level", [None, "3"])
+def test_tensorflow_starts_without_log_lines(tmp_path, level):
+    """Importing TensorFlow prints nothing, and its backend's own error is the only line, with
+    or without ``TF_CPP_MIN_LOG_LEVEL`` (its start-up lines come before any level applies)."""
     pytest.importorskip("tensorflow")
-    result = subprocess.run(
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    env.update(
+        PYTHONPATH=str(SRC),
+        CUDA_VISIBLE_DEVICES="",
+        **({"TF_CPP_MIN_LOG_LEVEL": level} if level else {}),
+    )
+    imported = subprocess.run(
         [sys.executable, "-c", "import dl.tensorflow"],
-        check=False,
         capture_output=True,
         text=True,
         timeout=300,
-        env=dict(os.environ, PYTHONPATH=str(SRC)),
+        env=env,
     )
-    assert result.returncode == 0 and result.stderr == ""
+    assert imported.returncode == 0 and imported.stderr == ""
+    refused = subprocess.run(
+        [sys.executable, "-m", "dl", "train", *SIZES[2:], "--backend", "tensorflow"]
+        + ["--device", "gpu", "--out", str(tmp_path / "run")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
+    assert refused.returncode == 2 and not (tmp_path / "run").exists()
+    assert (
+        refused.stderr
+        == "dl: error: device 'gpu': TensorFlow sees 0 GPU(s) here; use --device cpu\n"
+    )
 
 
 class Stopping:
