@@ -727,14 +727,28 @@ def test_a_signal_in_any_command_ends_it_with_one_line(tmp_path, capsys, command
 # ---------------------------------------------------------------- messages
 
 
-def test_option_errors_are_one_line_without_the_usage_block(capsys):
+@pytest.mark.parametrize(
+    "args,line",
+    [
+        (
+            ["train", "--cell", "transformer"],
+            "dl train: error: argument --cell: 'transformer' is not one of rnn, gru, lstm; see "
+            "`dl train --help`",
+        ),
+        (
+            ["eval", "run", "--bogus", "1"],
+            "dl eval: error: unrecognized arguments: --bogus 1; see `dl eval --help`",
+        ),
+        (["sweep", "--hidden", "8,x"], "dl sweep: error: argument --hidden: 'x' is not a whole"),
+        (["trian"], "dl: error: argument COMMAND: invalid choice: 'trian' (choose from 'train',"),
+    ],
+)
+def test_option_errors_are_one_line_without_the_usage_block(capsys, args, line):
     with pytest.raises(SystemExit) as exit:
-        dl("train", "--cell", "transformer")
+        dl(*args)
     assert exit.value.code == 2
-    assert capsys.readouterr().err == (
-        "dl train: error: argument --cell: 'transformer' is not one of rnn, gru, lstm; see "
-        "`dl train --help`\n"
-    )
+    err = capsys.readouterr().err
+    assert err.startswith(line) and err.count("\n") == 1, err
 
 
 def test_eval_counts_unknown_tokens_among_those_it_predicts(tmp_path, capsys):

@@ -39,6 +39,16 @@ class Parser(argparse.ArgumentParser):
     def error(self, message: str):
         self.exit(2, f"{self.prog}: error: {message}; see `{self.prog} --help`\n")
 
+    def parse_args(self, args=None, namespace=None):
+        """As argparse's, but an unknown option is blamed on the command it was given to
+        (``dl train: error: unrecognized arguments: --bogus; see `dl train --help```)."""
+        parsed, extras = self.parse_known_args(args, namespace)
+        if extras:
+            getattr(parsed, "command_parser", self).error(
+                f"unrecognized arguments: {' '.join(extras)}"
+            )
+        return parsed
+
 
 def parser() -> argparse.ArgumentParser:
     import importlib
@@ -53,6 +63,8 @@ def parser() -> argparse.ArgumentParser:
     subparsers = top.add_subparsers(title="commands", metavar="COMMAND", required=True)
     for name in COMMANDS:
         importlib.import_module(f"dl.cli.{name}").add_parser(subparsers)
+    for command in subparsers.choices.values():
+        command.set_defaults(command_parser=command)
     return top
 
 
