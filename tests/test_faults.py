@@ -338,7 +338,8 @@ def test_a_real_full_disk_keeps_the_last_checkpoint(tmp_path, free):
     assert result["epoch"] == 2 and result["metrics_kept"] and result["temporaries"] == []
 
 
-def test_os_errors_say_what_to_do_with_the_path(tmp_path, capsys):
+def test_os_errors_say_what_to_do_with_the_path(tmp_path, monkeypatch, capsys):
+    no_training(monkeypatch)
     (tmp_path / "file").write_text("x")
     assert dl("train", *SMALL, "--epochs", 1, "--out", tmp_path / "file" / "run") == 2
     assert capsys.readouterr().err == (
@@ -348,6 +349,20 @@ def test_os_errors_say_what_to_do_with_the_path(tmp_path, capsys):
     assert str(files.explain(OSError(errno.EACCES, "Permission denied"), "/x")) == (
         "cannot write /x: permission denied; choose a directory you can write to, or change "
         "its permissions"
+    )
+
+
+def test_an_out_the_user_cannot_write_says_what_to_do(tmp_path, monkeypatch, capsys):
+    no_training(monkeypatch)
+
+    def mkdir(path, mode=0o777):  # as in a directory of another user's (tests may run as root)
+        raise PermissionError(errno.EACCES, "Permission denied", str(path))
+
+    monkeypatch.setattr(os, "mkdir", mkdir)
+    assert dl("train", *SMALL, "--epochs", 1, "--out", tmp_path / "theirs" / "run") == 2
+    assert capsys.readouterr().err == (
+        f"dl: error: cannot create the directory {tmp_path / 'theirs' / 'run'}: permission "
+        "denied; choose a directory you can write to, or change its permissions\n"
     )
 
 
