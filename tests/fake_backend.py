@@ -108,6 +108,6 @@ def install(monkeypatch=None):
 if __name__ == "__main__":
     install()
     sys.argv = ["dl", *sys.argv[1:]]
-    from dl.cli import entry_point
+    from dl.__main__ import entry_point
 
     entry_point()

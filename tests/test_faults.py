@@ -687,6 +687,36 @@ def test_ctrl_c_while_a_framework_imports_ends_with_one_line_and_no_directory(tm
     assert not run.exists()
 
 
+SLOW_START = textwrap.dedent("""
+    import sys, time
+    class Slow:  # the command line's first module takes its time to import
+        def find_spec(self, name, path=None, target=None):
+            if name == "argparse":
+                print("importing", flush=True)
+                time.sleep(60)
+    sys.meta_path.insert(0, Slow())
+    from dl.__main__ import entry_point
+    sys.argv = ["dl", "train", "--epochs", "1"]
+    entry_point()
+""")
+
+
+def test_ctrl_c_while_dl_itself_starts_ends_with_one_line():
+    process = subprocess.Popen(
+        [sys.executable, "-c", SLOW_START],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=dict(os.environ, PYTHONPATH=str(SRC)),
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+    assert process.stdout.readline() == "importing\n"
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 130, err
+    assert err.strip() == "dl: interrupted (Ctrl-C); stopped, nothing half-written"
+
+
 def sine_csv(path):
     path.write_text("y\n" + "".join(f"{np.sin(i / 5):.4f}\n" for i in range(200)))
     return path

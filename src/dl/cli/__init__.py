@@ -100,8 +100,4 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
 
-def entry_point() -> None:
-    from dl.cli import signals
-
-    signals.install()
-    sys.exit(signals.run(main))
+from dl.__main__ import entry_point  # noqa: E402  (the target of `dl` scripts installed before)
