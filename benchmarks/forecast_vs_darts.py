@@ -179,6 +179,14 @@ def run_series(name, args, env, quantiles):
                 **score(truth, ours[baseline], y_train, period),
             }
         )
+    setting.update(origins=len(truth), columns=list(series.names))
+
+    def save():  # after every row: an interrupted run keeps what it measured
+        result = {"series": name, **setting, "rows": rows}
+        (out / "result.json").write_text(json.dumps(result, indent=2))
+        return result
+
+    save()
     data_csv = out / "series.csv"
     with open(data_csv, "w", newline="") as f:
         writer = csv.writer(f)
@@ -205,9 +213,15 @@ def run_series(name, args, env, quantiles):
         command = [args.darts_python, HERE / "darts_forecast.py", spec_path, result_path]
         try:
             stdout, seconds = timed(command, args.timeout)
-        except (RuntimeError, subprocess.TimeoutExpired) as err:
+        except subprocess.TimeoutExpired:
+            print(f"{name}: {label}: timed out after {args.timeout} s", flush=True)
+            rows.append({"forecaster": label, "error": f"timed out after {args.timeout} s"})
+            save()
+            continue
+        except RuntimeError as err:
             print(f"{name}: {label}: {err}", file=sys.stderr)
             rows.append({"forecaster": label, "error": str(err).splitlines()[0]})
+            save()
             continue
         theirs = read_forecasts(result_path, h)
         assert theirs["model"].shape == truth.shape, f"{label}: other origins than dl's"
@@ -220,8 +234,8 @@ def run_series(name, args, env, quantiles):
             }
         )
         print(f"{name}: {label}: MASE {rows[-1]['mase']:.3f}, {seconds:.0f} s", flush=True)
-    setting.update(origins=len(truth), columns=list(series.names))
-    return {"series": name, **setting, "rows": rows}
+        save()
+    return save()
 
 
 def table(results):
@@ -275,11 +289,9 @@ def main():
     }
     results = []
     for name in args.series:
-        path = args.out / name / "result.json"
         if not args.report:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(json.dumps(run_series(name, args, env, args.quantiles), indent=2))
-        results.append(json.loads(path.read_text()))
+            run_series(name, args, env, args.quantiles)
+        results.append(json.loads((args.out / name / "result.json").read_text()))
     print(table(results))
 
 
