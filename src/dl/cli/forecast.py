@@ -19,6 +19,7 @@ import contextlib
 import csv
 import dataclasses
 import importlib
+import io
 import json
 import math
 import re
