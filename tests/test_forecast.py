@@ -396,6 +396,7 @@ def test_forecast_trains_writes_a_run_and_reuses_it(tmp_path, capsys):
         "forecast.safetensors",
         "forecast.json",
         "metrics.json",
+        "test_forecasts.csv",
         "forecast.png",
         ".dl.lock",  # the run's owner lock (released; the file stays, as flock's do)
     }
@@ -475,6 +476,54 @@ def test_select_then_refit_retrains_the_picked_model_for_its_best_epochs(
     assert refit.params["w"][0] == best * (186 // 32)  # trained that many epochs, all windows
     params, meta = checkpoint.load(tmp_path / "run", "forecast")
     assert params["w"][0] == refit.params["w"][0] and meta["refit"]["epochs"] == best
+
+
+def test_test_forecasts_csv_holds_every_origin_and_scores_as_metrics_json(
+    tmp_path, capsys, persistence
+):
+    """test_forecasts.csv: one row per test origin and step, the truth, the model's and each
+    baseline's forecast; MASE recomputed from it is metrics.json's."""
+    import csv as csv_module
+
+    from dl.metrics import mase
+
+    path = write_csv(
+        tmp_path / "sine.csv", [f"{1000 + t},{math.sin(t / 3):.6f}" for t in range(200)]
+    )
+    out = tmp_path / "run"
+    argv = ["--csv", path, "--column", "y", "--time-column", "time", "--window", "12"]
+    status, _, err = run(capsys, *argv, "--horizon", "3", "--epochs", "2", "--out", out)
+    assert status == 0, err
+    with open(out / "test_forecasts.csv", newline="") as f:
+        rows = list(csv_module.DictReader(f))
+    assert list(rows[0]) == [
+        "origin",
+        "step",
+        "time",
+        "truth",
+        "model",
+        "naive",
+        "seasonal_naive",
+        "mean",
+    ]
+    values = [float(f"{math.sin(t / 3):.6f}") for t in range(200)]
+    first = 200 - 40  # train 140, validation 20, test 40
+    assert len(rows) == (40 - 3 + 1) * 3 and rows[-1]["origin"] == "37" and rows[-1]["step"] == "3"
+    for row in rows:
+        index = first + int(row["origin"]) + int(row["step"]) - 1
+        assert int(row["time"]) == 1000 + index
+        assert float(row["truth"]) == pytest.approx(values[index], abs=1e-6)
+        last_seen = values[first + int(row["origin"]) - 1]  # persistence and naive: the last value
+        assert float(row["model"]) == pytest.approx(last_seen, abs=1e-5)
+        assert float(row["naive"]) == pytest.approx(last_seen, abs=1e-6)
+    metrics = json.loads((out / "metrics.json").read_text())
+    truth = np.array([float(r["truth"]) for r in rows])
+    train = np.array(values[:140])
+    for name in ("model", "seasonal_naive", "mean"):
+        pred = np.array([float(r[name]) for r in rows])
+        assert mase(truth, pred, train, metrics["period"]) == pytest.approx(
+            metrics["scores"][name]["mase"], rel=1e-9
+        )
 
 
 @pytest.mark.parametrize(

@@ -4,7 +4,8 @@
 It trains on the first part of the series (or picks the best of a small grid by the validation
 part with ``--select``), scores the model and the naive, seasonal naive and mean forecasts on
 the last part, forecasts ``--horizon`` values past the end, and writes ``forecast.png``,
-``metrics.json`` and the checkpoint ``forecast.safetensors`` to ``--out``.
+``metrics.json``, every test forecast (``test_forecasts.csv``) and the checkpoint
+``forecast.safetensors`` to ``--out``.
 With ``--refit`` a fresh model of the same configuration is then trained on the whole series
 and forecasts past the end (the scores stay those of the model of the training part).
 ``dl forecast --from RUN`` scores and forecasts with that checkpoint, without training.
@@ -15,8 +16,10 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import csv
 import dataclasses
 import importlib
+import io
 import json
 import math
 import re
@@ -46,6 +49,7 @@ from dl.files import atomic_write, make_directory
 from dl.plotting import save_png
 
 STEM = "forecast"  # forecast.safetensors and forecast.json in the run directory
+FORECASTS_CSV = "test_forecasts.csv"  # every test forecast, see forecasts_csv
 # fastest first for forecasting on a CPU (2 cores, the defaults; wall time of `dl forecast`):
 # sunspots 5.8 s JAX, 8.5 s TensorFlow, 6.5 s PyTorch; co2 (window 104) 22 s JAX (the window
 # scanned by XLA), 35 s TensorFlow (unrolled in one graph), 53 s PyTorch (op by op)
@@ -785,7 +789,8 @@ def last_step(data) -> str | int:
 
 def write_outputs(out: Path, data, result: dict, evaluation, future, *extra: str) -> None:
     atomic_write(out / "metrics.json", json.dumps(result, indent=2, allow_nan=False) + "\n")
-    written = ["metrics.json", *extra]
+    atomic_write(out / FORECASTS_CSV, forecasts_csv(data, evaluation))
+    written = ["metrics.json", FORECASTS_CSV, *extra]
     if write_plot(
         out / "forecast.png",
         data,
@@ -801,6 +806,26 @@ def write_outputs(out: Path, data, result: dict, evaluation, future, *extra: str
             "matplotlib is not installed, so there is no forecast.png: pip install 'dl-rnn[plot]'"
         )
     print(f"wrote {', '.join(str(out / name) for name in written)}")
+
+
+def forecasts_csv(data, evaluation) -> str:
+    """Every test forecast, one row per origin and step: ``origin`` (the index in the test
+    part of the origin's first forecast step), ``step`` (1..horizon), ``time`` (the forecast
+    step's time label, else its index in the series), ``truth`` and one column per forecaster
+    of :class:`~dl.forecast.Evaluation` (original units), for scoring them elsewhere."""
+    names = list(evaluation.forecasts)
+    start, time = len(data.train) + len(data.val), data.series.time
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["origin", "step", "time", "truth", *names])
+    for origin, row in enumerate(evaluation.truth):
+        for step, truth in enumerate(row):
+            index = start + origin + step
+            values = [float(evaluation.forecasts[name][origin, step]) for name in names]
+            writer.writerow(
+                [origin, step + 1, time[index] if time else index, float(truth), *values]
+            )
+    return buffer.getvalue()
 
 
 def prepare_out(out: Path, force: bool) -> None:
