@@ -181,15 +181,16 @@ class World:
 
     def first(self, fn):
         """``fn()`` run by rank 0, its result on every process (a collective); where it raises
-        an InputError, every process raises it (the others as :class:`Reported`)."""
+        a user's error (an InputError, an OS error about a user's file), every process raises
+        its message (the others as :class:`Reported`)."""
         if not self.active:
             return fn()
         outcome = [None]
         if self.writes:
             try:
                 outcome = [("ok", fn())]
-            except InputError as err:
-                outcome = [("error", str(err))]
+            except Exception as err:
+                outcome = [("error", _user_message(err))]
         self._collect(lambda dist, out: dist.broadcast_object_list(outcome, src=0))
         kind, value = outcome[0]
         if kind == "error":
@@ -205,14 +206,14 @@ class World:
             return fn()
         try:
             result, mine = fn(), None
-        except InputError as err:
-            result, mine = None, err
-        report = ("error", str(mine)) if mine else ("ok", fingerprint(result))
+        except Exception as err:
+            result, mine = None, _user_message(err)
+        report = ("error", mine) if mine else ("ok", fingerprint(result))
         reports = self._collect(lambda dist, out: dist.all_gather_object(out, report))
         message = _disagreement(reports)
         if message is not None:
             if mine is not None and not self.writes:
-                raise Reported(str(mine)) from None
+                raise Reported(mine) from None
             raise (UsageError if self.writes else Reported)(message) from None
         return result
 
@@ -227,6 +228,16 @@ class World:
                 raise
             raise lost(self, err) from None
         return out
+
+
+def _user_message(err: Exception) -> str:
+    """The one line of a user's mistake (:func:`dl.cli.user_message`); a bug is raised."""
+    from dl.cli import user_message
+
+    message = user_message(err)
+    if message is None:
+        raise err
+    return message
 
 
 def _disagreement(reports: list[tuple[str, object]]) -> str | None:
