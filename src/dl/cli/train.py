@@ -537,6 +537,11 @@ def _prepare(run: RunDir, asked: dict, resume: bool, prefixes, quiet: bool, worl
         params or lm.init_params(config, settings["seed"], kind=settings["init"]),
         device,
     )
+    if world.active and world.writes and lm.any_dropout(config):
+        note(
+            "dropout under torchrun: each process draws the masks of its own rows, as DDP "
+            "does, so the run is not the one-process run's (without dropout it is)"
+        )
     schedule, plateau = longrun.plan(settings, loader.num_batches, meta, len(data.val) > 0)
     session = _Session(
         run,
