@@ -287,3 +287,13 @@ def test_the_environment_and_the_backend_are_checked():
         distributed.world({"WORLD_SIZE": "two"})
     with pytest.raises(UsageError, match="--backend torch only, not jax"):
         world.check({"backend": "jax", "batch_size": 4})
+
+
+def test_each_rank_takes_its_own_rows_of_the_global_batch():
+    X = np.arange(24).reshape(6, 4)
+    parts = [distributed.World(rank=r, size=3).rows((X, X + 1)) for r in range(3)]
+    np.testing.assert_array_equal(np.concatenate([p[0] for p in parts]), X)
+    np.testing.assert_array_equal(parts[1][1], X[2:4] + 1)
+    state = [np.arange(2 * 6 * 5).reshape(2, 6, 5)]  # (layers, B, H): rows on axis 1
+    (rows,) = distributed.World(rank=2, size=3).state_rows(state, [1])
+    np.testing.assert_array_equal(rows, state[0][:, 4:6])
