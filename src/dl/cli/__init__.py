@@ -91,6 +91,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"dl: error: {err}", file=sys.stderr)
         return 1
     except Exception as err:
+        if getattr(err, "reported_elsewhere", False):  # by rank 0, for every process
+            return 2
         message = user_message(err)
         if message is None:
             traceback.print_exc()

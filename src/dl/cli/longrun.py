@@ -122,9 +122,16 @@ class Cadence:
 
     def save(self, step: int, now: float) -> bool:
         """Whether a checkpoint is due after update ``step``; a timed one restarts the clock."""
+        return self.timed_save(now) or self.step_save(step)
+
+    def timed_save(self, now: float) -> bool:
+        """Whether ``--save-minutes`` has passed since the last timed save (restarts it)."""
         if now >= self.next_save:
             self.next_save = now + self.save_seconds
             return True
+        return False
+
+    def step_save(self, step: int) -> bool:
         return bool(self.save_every_steps) and step % self.save_every_steps == 0
 
     def out_of_time(self, now: float) -> bool:

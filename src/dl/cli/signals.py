@@ -86,3 +86,9 @@ def check() -> None:
     """Raise the signal noted inside :func:`polled`, if any."""
     if _noted:
         raise _noted.pop()
+
+
+def take() -> KeyboardInterrupt | None:
+    """The signal noted inside :func:`polled`, if any, no longer noted (to be raised later,
+    where every process of a run raises it together)."""
+    return _noted.pop() if _noted else None

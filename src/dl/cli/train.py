@@ -12,6 +12,7 @@ the uninterrupted run would have.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import itertools
 import random
@@ -23,7 +24,7 @@ import numpy as np
 
 from dl import __version__, checkpoint, lm, optim
 from dl import train as core
-from dl.cli import backends, longrun, signals
+from dl.cli import backends, distributed, longrun, signals
 from dl.cli.options import (
     TRAIN_OPTIONS,
     UsageError,
@@ -98,6 +99,13 @@ def add_parser(subparsers) -> None:
         default=None,
         help="also save every M minutes of training, in the middle of an epoch",
     )
+    run.add_argument(
+        "--dist-timeout",
+        type=positive_float,
+        default=300.0,
+        help="under torchrun: seconds to wait for the other processes at the rendezvous and "
+        "in any collective before stopping with a message (default: 300)",
+    )
     parser.set_defaults(command=main)
 
 
@@ -120,6 +128,7 @@ def main(args: argparse.Namespace) -> int:
         save_every=args.save_every,
         save_every_steps=args.save_every_steps,
         save_minutes=args.save_minutes,
+        dist_timeout=args.dist_timeout,
     )
 
 
@@ -319,9 +328,10 @@ def epoch_seed(seed: int, epoch: int) -> int:
     return int(np.random.SeedSequence([seed, epoch]).generate_state(1)[0])
 
 
-def build_model(settings: dict, config: lm.LMConfig, params: dict):
+def build_model(settings: dict, config: lm.LMConfig, params: dict, device: str | None = None):
+    """The run's model; ``device``: this process's under torchrun, else ``--device``."""
     cls = backends.model_class(settings["backend"], settings["impl"])
-    return cls(config, params, device=settings["device"], precision=settings["precision"])
+    return cls(config, params, device=device or settings["device"], precision=settings["precision"])
 
 
 def check_prefixes(prefixes, tokenizer: tokenizers.Tokenizer, option: str = "--prefix") -> None:
@@ -434,16 +444,18 @@ def train(
     quiet: bool = False,
     save_every_steps: int | None = None,
     save_minutes: float | None = None,
+    dist_timeout: float = 300.0,
 ) -> int:
     """Run ``dl train``; returns the exit status (0 done, 130 / 143 interrupted). The run
     directory is locked (:func:`dl.cli.rundir.locked`) except for a dry run; every input is
-    checked before anything in it changes."""
+    checked before anything in it changes. Under torchrun (:mod:`dl.cli.distributed`) rank 0
+    alone locks and writes it, and every process checks its inputs before any trains."""
     if resume and force:
         raise UsageError(
             "--resume continues the run in --out and --force overwrites it; give one of them"
         )
-    run = RunDir(out)
-    if resume and not run.path.is_dir():
+    run, world = RunDir(out), distributed.world()
+    if resume and world.writes and not run.path.is_dir():
         raise UsageError(
             f"--resume: {out} holds no checkpoint (there is no such directory); "
             "start the run without --resume"
@@ -451,21 +463,46 @@ def train(
     if dry_run:
         session, loader = _prepare(run, asked, resume, prefixes, quiet)
         return session.dry_run(loader)
-    with locked(out, "dl train", create=not resume):
-        session, loader = _prepare(run, asked, resume, prefixes, quiet)
-        if not resume:  # only now, with every input checked, may --force remove an old run
-            run.prepare(force)
-        return session.loop(loader, print_every, save_every, save_every_steps, save_minutes)
+    # the process group first, so that rank 0 reports a bad input anywhere for every process
+    device_error = world.start(asked.get("device"), dist_timeout)
+    try:
+        with locked(out, "dl train", create=not resume) if world.writes else _nothing():
+
+            def ready():
+                if device_error:
+                    raise device_error
+                session, loader = _prepare(run, asked, resume, prefixes, quiet, world)
+                if not resume and world.writes:  # every input checked: --force may remove
+                    run.prepare(force)
+                return session, loader
+
+            session, loader = world.agree(
+                ready,
+                lambda prepared: distributed.fingerprint(
+                    prepared[0].settings, prepared[0].data.texts
+                ),
+            )
+            return session.loop(loader, print_every, save_every, save_every_steps, save_minutes)
+    finally:
+        world.stop()
 
 
-def _prepare(run: RunDir, asked: dict, resume: bool, prefixes, quiet: bool):
-    """``(session, loader)`` with every input checked and the model built."""
+@contextlib.contextmanager
+def _nothing():
+    yield
+
+
+def _prepare(run: RunDir, asked: dict, resume: bool, prefixes, quiet: bool, world=distributed.ONE):
+    """``(session, loader)`` with every input checked and the model built (on rank 0's
+    checkpoint where resuming under torchrun: rank 0 reads it for every process)."""
     if resume:
-        settings, params, optimizer_state, meta, carried = _resume_settings(
-            run, asked, run.resume_stem()
+        settings, params, optimizer_state, meta, carried = world.first(
+            lambda: _resume_settings(run, asked, run.resume_stem())
         )
     else:
         settings, params, optimizer_state, meta, carried = resolve(asked), None, None, {}, []
+    world.check(settings)
+    device = world.device(settings["device"])
     data = load_data(settings, tokenizers.from_dict(meta["tokenizer"]) if resume else None)
     if resume:
         _check_same_texts(run, data, meta["data"])
@@ -495,10 +532,29 @@ def _prepare(run: RunDir, asked: dict, resume: bool, prefixes, quiet: bool):
             f"{' or '.join(h.split()[0] for h in held)}"
         ) from None
     model = build_model(
-        settings, config, params or lm.init_params(config, settings["seed"], kind=settings["init"])
+        settings,
+        config,
+        params or lm.init_params(config, settings["seed"], kind=settings["init"]),
+        device,
     )
+    if world.active and world.writes and lm.any_dropout(config):
+        note(
+            "dropout under torchrun: each process draws the masks of its own rows, as DDP "
+            "does, so the run is not the one-process run's (without dropout it is)"
+        )
     schedule, plateau = longrun.plan(settings, loader.num_batches, meta, len(data.val) > 0)
-    session = _Session(run, settings, data, config, model, meta, prefixes, quiet, optimizer_state)
+    session = _Session(
+        run,
+        settings,
+        data,
+        config,
+        model,
+        meta,
+        prefixes,
+        quiet or not world.writes,
+        optimizer_state,
+        world,
+    )
     session.plan(schedule, plateau, carried)
     return session, loader
 
@@ -520,7 +576,17 @@ class _Session:
     checkpoints; :mod:`dl.cli.longrun` holds its position, schedule checks and cadence."""
 
     def __init__(
-        self, run, settings, data, config, model, meta, prefixes, quiet, optimizer_state=None
+        self,
+        run,
+        settings,
+        data,
+        config,
+        model,
+        meta,
+        prefixes,
+        quiet,
+        optimizer_state=None,
+        world=distributed.ONE,
     ):
         self.run, self.settings, self.data, self.config = run, settings, data, config
         self.optimizer_state = optimizer_state  # to continue from; then the last saved one
@@ -531,6 +597,9 @@ class _Session:
         self.records = []
         self.saved = dataclasses.replace(self.position) if meta else None  # model.*'s position
         self.trainer = model.trainer(optimizer_config(settings), settings["clip"])
+        self.world = world  # under torchrun: this process's rows; rank 0 alone writes
+        self.lockstep = distributed.Lockstep(self.trainer) if world.active else None
+        self.flags = set()  # the lockstep flags raised for the last update
         self.state, self.snapshot = None, None  # the carried state; the last epoch's end
         self.stop = None  # what ends training before --epochs: "max-time" or "patience"
         self.stepping = self.last_batch = False  # inside an update; before an epoch's end
@@ -579,20 +648,29 @@ class _Session:
     ) -> int:
         s, pos = self.settings, self.position
         if pos.step or pos.epoch:  # resumed: what follows the checkpoint is trained again
-            self.records = self.run.keep_metrics_until(pos.epoch, pos.step, pos.describe())
-            if self.run.check_best(pos.epoch, pos.step):  # damaged: saved anew from now on
+
+            def reconcile():  # rank 0's files, for every process
+                records = self.run.keep_metrics_until(pos.epoch, pos.step, pos.describe())
+                return records, self.run.check_best(pos.epoch, pos.step)
+
+            self.records, damaged = self.world.first(reconcile)
+            if damaged:  # best.* damaged: saved anew from now on
                 self.best_val_loss = None
         if self.optimizer_state is not None:
             self.trainer.load_optimizer_state(self.optimizer_state)
         if self.carried and not s["random_iter"]:
-            template = self.trainer.begin_state(s["batch_size"])
-            self.state = core.restore_state(template, self.carried)
+            rows = s["batch_size"] // self.world.size
+            carried = self.carried
+            if self.world.active:
+                carried = self.world.state_rows(carried, distributed.batch_axes(self._begin))
+            self.state = core.restore_state(self.trainer.begin_state(rows), carried)
         bar = self._progress_bar(loader)
+        timers = self.world.writes  # under torchrun rank 0's clock decides for every process
         cadence = longrun.Cadence(
             s["eval_every"],
             save_every_steps,
-            save_minutes,
-            s["max_time"],
+            save_minutes if timers else None,
+            s["max_time"] if timers else None,
             1.0 if bar is not None else None,
         )
         self.record_started, self.record_tokens = time.perf_counter(), pos.num_tokens
@@ -606,7 +684,15 @@ class _Session:
         except core.DivergedError as err:
             self._save_snapshot()
             self._close(bar)
-            raise TrainingDiverged(f"{err} {self._kept()}") from None
+            error = TrainingDiverged if self.world.writes else distributed.Reported
+            raise error(f"{err} {self._kept()}") from None
+        except RuntimeError as err:  # a collective failed: a process ended or hangs
+            if not self.world.active or not distributed.collective_failed(err):
+                raise
+            self._save_snapshot()
+            self._close(bar)
+            message = f"{distributed.lost(self.world, err)}. {self._kept()}"
+            raise distributed.PeerLost(message) from None
         except WriteError as err:  # a full disk, a directory made read-only meanwhile
             self._close(bar)
             raise WriteError(f"{err}. {self._kept()}") from None
@@ -628,9 +714,9 @@ class _Session:
                 pos.batch, pos.step, pos.num_tokens = (
                     pos.batch + 1,
                     pos.step + 1,
-                    pos.num_tokens + tokens,
+                    pos.num_tokens + tokens * self.world.size,  # the global batch's
                 )
-                signals.check()
+                self._check()
                 self._after_step(cadence, bar)
                 if self.stop and not self.last_batch:
                     return
@@ -653,8 +739,28 @@ class _Session:
                 self.trainer.set_lr(lr)
                 self.lr_set = lr
             self.stepping = True
-            yield batch
+            yield self.world.rows(batch)
             batch = following
+
+    def _check(self) -> None:
+        """Raise a signal noted meanwhile (Ctrl-C, SIGTERM); under torchrun one that any
+        process noted, after the update that carried its flag, on every process together."""
+        if self.lockstep is None:
+            signals.check()
+            return
+        self.flags = self.lockstep.raised()
+        noted = signals.take()
+        if noted is not None:
+            self.lockstep.raise_flag(
+                "terminate" if isinstance(noted, signals.Terminated) else "interrupt"
+            )
+        if "terminate" in self.flags:
+            raise signals.Terminated
+        if "interrupt" in self.flags:
+            raise KeyboardInterrupt
+
+    def _begin(self, rows: int):
+        return self.trainer.begin_state(rows)
 
     def _lr(self) -> float:
         """The rate of the next update: --lr, the schedule at the update count, the plateau."""
@@ -664,13 +770,20 @@ class _Session:
         """Evaluate, save, stop or refresh the bar as due after an update (the epoch's last
         update leaves evaluating and saving to the epoch's end)."""
         now = time.monotonic() if cadence.timed else 0.0
-        if cadence.out_of_time(now):
+        out_of_time, timed_save = cadence.out_of_time(now), cadence.timed_save(now)
+        if self.lockstep is not None:  # rank 0's clock, for every process one update later
+            for flag, due in (("max_time", out_of_time), ("save", timed_save)):
+                if due:
+                    self.lockstep.raise_flag(flag)
+            out_of_time, timed_save = "max_time" in self.flags, "save" in self.flags
+        if out_of_time:
             self.stop = "max-time"
         if self.last_batch:
             return
         if cadence.evaluate(self.position.step):
             self._judge(self._new_record(self.position.epoch + 1, True), None)
-        if cadence.save(self.position.step, now) and not self.stop:  # a stop saves at _finish
+        due = timed_save or cadence.step_save(self.position.step)
+        if due and not self.stop:  # a stop saves at _finish
             self._save_current()
         if bar is not None and cadence.refresh_due(now):
             self._refresh(bar)
@@ -692,7 +805,7 @@ class _Session:
         timed = cadence.save(self.position.step, time.monotonic()) if cadence.timed else False
         if epoch % save_every == 0 or final or timed:
             self._save(self.snapshot[0], "model")
-            self.run.plot(self.records)
+            self._plot()
         if bar is not None:
             self._refresh(bar, sync=False)
             if epoch % print_every == 0:
@@ -721,7 +834,8 @@ class _Session:
         if evaluate and record["val_loss"] is not None:
             self.evaluated_step, self.val_loss = pos.step, record["val_loss"]
         self.records.append(record)
-        self.run.append_metrics(record)
+        if self.world.writes:
+            self.run.append_metrics(record)
         self.record_started, self.record_tokens = time.perf_counter(), pos.num_tokens
         return record
 
@@ -749,7 +863,7 @@ class _Session:
         """The device's loss sum into the position (one host sync); DivergedError if it is
         not finite."""
         pos = self.position
-        pos.loss_sum += self.trainer.take_loss_sum()
+        pos.loss_sum += self.trainer.take_loss_sum() * self.world.size  # the global batch's
         if pos.num_tokens:
             core.epoch_perplexity(pos.loss_sum, pos.num_tokens, pos.epoch + 1, self._lr())
 
@@ -757,7 +871,10 @@ class _Session:
         """The state the next batch of the epoch continues from, as arrays (mid-epoch)."""
         if not self.position.batch or self.state is None or self.settings["random_iter"]:
             return None
-        return core.state_arrays(self.state)
+        arrays = core.state_arrays(self.state)
+        if self.world.active:  # every process's rows: a resume may run on another count
+            arrays = self.world.gather_state(arrays, distributed.batch_axes(self._begin))
+        return arrays
 
     def _save_current(self) -> None:
         """Save where training stands now: weights, optimizer, carried state, position."""
@@ -780,9 +897,19 @@ class _Session:
         if len(self.data.val) and self.evaluated_step != pos.step and pos.batch:
             self._judge(self._new_record(pos.epoch + 1, True), None)
         self._evaluate_test()  # stored in the last checkpoint's meta
-        if self.saved is None or self.saved.step < pos.step or not self.records or self.test:
+        if (
+            self.world.active  # the same choice on every process (a save gathers the state)
+            or self.saved is None
+            or self.saved.step < pos.step
+            or not self.records
+            or self.test
+        ):
             self._save_current()
-        self.run.plot(self.records)
+        self._plot()
+
+    def _plot(self) -> None:
+        if self.world.writes:
+            self.run.plot(self.records)
 
     def _kept(self) -> str:
         if self.saved is None:
@@ -843,8 +970,9 @@ class _Session:
         return {f"{part}_{name}": value for name, value in figures.items()}
 
     def _evaluate_test(self) -> None:
-        """The test figures, once, on the best checkpoint (the last weights without one)."""
-        if not len(self.data.test):
+        """The test figures, once, on the best checkpoint (the last weights without one); by
+        rank 0 alone, which holds the checkpoint."""
+        if not len(self.data.test) or not self.world.writes:
             return
         model, position = self.model, self.position
         if checkpoint.exists(self.run.path, "best"):
@@ -902,6 +1030,10 @@ class _Session:
             "rng": "epoch e draws batches from numpy SeedSequence([seed, e]); with dropout, "
             "batch b of epoch e its masks from SeedSequence([seed, e, b])",
         }
+        if not self.world.writes:
+            if stem == "model":
+                self.saved = dataclasses.replace(self.position)
+            return
         with signals.deferred():  # a signal meanwhile is raised once the checkpoint is whole
             checkpoint.save(
                 self.run.path,
@@ -942,11 +1074,17 @@ class _Session:
             try:
                 if self.stepping:
                     self._save_snapshot()
-                elif self.saved is None or self.saved.step < self.position.step:
+                elif (
+                    self.world.active  # the same choice on every process (a save gathers)
+                    or self.saved is None
+                    or self.saved.step < self.position.step
+                ):
                     self._save_current()
             except core.DivergedError:
                 self._save_snapshot()
-            self.run.plot(self.records)
+            self._plot()
+        if not self.world.writes:
+            return signals.exit_status(err)
         if self.saved is not None:
             print(
                 f"\ninterrupted: {self.saved.describe()} is saved in {self.run.path}; "

@@ -5,8 +5,10 @@ for the book's models (:func:`train_dl`), ``dl train`` (``LanguageModel.trainer`
 A step keeps everything on the device: the loss is summed into a device tensor, the gradient
 norm is clipped without a host round trip (the book's loop syncs twice per batch), and the
 update is ``torch.optim``'s multi-tensor (``foreach``) kernel. Under ``torch.distributed`` each
-process trains on its own rows of the batch; gradients are summed across processes before
-clipping. An optimizer of :mod:`dl.optim` is one entry of :data:`OPTIMIZERS`.
+process trains on its own rows of the batch; one ``all_reduce`` per update sums the gradients
+(before clipping), the batch's loss and the trainer's :attr:`TorchTrainer.shared` values (a
+caller's stop flags) across processes. An optimizer of :mod:`dl.optim` is one entry of
+:data:`OPTIMIZERS`.
 """
 
 from __future__ import annotations
@@ -136,6 +138,10 @@ class TorchTrainer:
         self.distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
         self.world_size = torch.distributed.get_world_size() if self.distributed else 1
         self.loss_sum = torch.zeros((), dtype=torch.float64, device=self.device)
+        # (K,) values every process adds to the next update's all_reduce; after it, their sum
+        # over processes is in shared_sum (dl train's stop flags; empty for the book)
+        self.shared = torch.zeros(0, device=self.device)
+        self.shared_sum = self.shared
         self.steps = 0  # updates taken: dl.optim's opt.step
         forward = forward or (net if isinstance(net, nn.Module) else net.__call__)
         self.forward = torch.compile(forward, dynamic=False) if compile else forward
@@ -180,20 +186,31 @@ class TorchTrainer:
         loss_sum = token_loss_sum(self.loss, y_hat.float(), y)
         # each process holds its own rows: summed over processes, this is the batch mean
         (loss_sum / (y.numel() * self.world_size)).backward()
+        loss_sum = loss_sum.detach()
         if self.distributed:
-            for p in self.params:
-                torch.distributed.all_reduce(p.grad)
+            loss_sum = self._all_reduce(loss_sum)
         grad_clipping(self.net, self.theta)
         self.update()
-        return state, loss_sum.detach()
+        return state, loss_sum
+
+    def _all_reduce(self, loss_sum):
+        """Sum every gradient, ``loss_sum`` (this process's rows) and :attr:`shared` over the
+        processes in one flat ``all_reduce``; returns the batch's loss summed over them."""
+        grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in self.params]
+        flat = torch.cat([g.reshape(-1) for g in grads] + [loss_sum.reshape(1), self.shared])
+        torch.distributed.all_reduce(flat)
+        sizes = [g.numel() for g in grads]
+        for p, g in zip(self.params, torch.split(flat[: sum(sizes)], sizes)):
+            p.grad = g.view_as(p)
+        self.shared_sum = flat[sum(sizes) + 1 :]
+        return flat[sum(sizes)]
 
     def take_loss_sum(self) -> float:
-        """The epoch's summed loss per process (averaged over processes when distributed)."""
-        total = self.loss_sum.clone()
+        """The summed loss since the last call per process (averaged over processes when
+        distributed: the steps summed it over them already, so no collective here)."""
+        total = float(self.loss_sum)
         self.loss_sum.zero_()
-        if self.distributed:
-            torch.distributed.all_reduce(total)
-        return float(total) / self.world_size
+        return total / self.world_size
 
     def set_lr(self, lr: float) -> None:
         """The learning rate of the following updates (a schedule's value, set by the host):
