@@ -95,7 +95,8 @@ def test_two_devices_train_as_one_and_resume_on_either_count(backend, env, text,
     out = run_fresh(RUNS, backend, text, tmp_path, tiny, env=env)
     assert "cpu:0, cpu:1" in out["said"].lower().replace("/", "")  # the summary names both
     one = out["one"]
-    assert one["devices"] == 1 and out["two"]["devices"] == 2
+    devices = {run: out[run]["devices"] for run in ("one", "two", "two_then_one", "one_then_two")}
+    assert devices == {"one": 1, "two": 2, "two_then_one": 1, "one_then_two": 2}  # as resumed
     for run in ("two", "two_then_one", "one_then_two"):
         assert out[run]["epochs"] == [1, 2], run  # one writer: each epoch's record once
         for name, value in one["params"].items():

@@ -226,7 +226,9 @@ class TFTrainer(Engine):
     ``net.trainable_variables`` (a Keras model may create them on its first call).
 
     ``loss(y, logits)`` per token (or a batch mean); ``updater``: :class:`Engine`'s
-    ``optimizer``; ``theta``: the clipping threshold.
+    ``optimizer``; ``theta``: the clipping threshold. With several replicas each trains on its
+    rows of the batch and of the state, and the state returned is the whole batch's again, so
+    it does not depend on the replica count (a checkpoint's carried state).
     """
 
     def __init__(self, net, loss, updater, strategy=None, theta=1.0, compile=True):
