@@ -174,19 +174,27 @@ def check_concise(config, backend: str, supported) -> None:
 class ModelConstructor:
     """The constructor of every backend's command-line language models, placed before the
     backend's canonical base (which loads ``params`` on ``device``):
-    ``Model(config, params, device=None, precision='fp32')`` checks ``config`` and
+    ``Model(config, params, device=None, precision='fp32', devices=1)`` checks ``config`` and
     ``precision`` first (:meth:`check`; a concise model's ``CONCISE_CELLS`` go to
     :func:`check_concise`), and after loading prepares what the backend compiles
-    (:meth:`_ready`)."""
+    (:meth:`_ready`). ``devices``: how many local devices, from ``device`` on, its trainer
+    splits each batch across (``self.devices``, set before the base loads ``params``; the
+    JAX and TensorFlow bases read it)."""
 
     FRAMEWORK = ""  # the framework as error messages name it
     PRECISIONS: tuple[str, ...] = ("fp32",)  # the precisions its engine trains in
     CONCISE_CELLS: tuple[str, ...] | None = None  # a concise model: the cells its layers compute
 
     def __init__(
-        self, config: LMConfig, params: dict[str, np.ndarray], device=None, precision="fp32"
+        self,
+        config: LMConfig,
+        params: dict[str, np.ndarray],
+        device=None,
+        precision="fp32",
+        devices: int = 1,
     ):
         self.check(config, precision)
+        self.devices = devices
         super().__init__(config, params, device)
         self.precision = precision
         self._ready()

@@ -325,6 +325,13 @@ TRAIN_OPTIONS = (
     Option("--output-dropout", fraction, 0.0, "dropout on the last layer's outputs", model=True),
     Option("--seed", count, 0, "seed of the weights, batch offsets and dropout", model=True),
     Option("--device", str, None, "cpu, gpu, cuda:N (default: a GPU if there is one)"),
+    Option(
+        "--devices",
+        positive_int,
+        1,
+        "train data-parallel on N local devices of --device's kind, from it on (jax, "
+        "tensorflow): each batch split by rows, the weights replicated; torch: use torchrun",
+    ),
     Option("--precision", choice("fp32", "bf16"), "fp32", "fp32, or bf16 (torch only)"),
 )
 # option dest -> its default when --text is given and the option is not: a character model for
@@ -357,6 +364,7 @@ SWEEPABLE = tuple(
         "--val-text",
         "--test-text",
         "--device",
+        "--devices",
         "--precision",
         "--max-time",
     )

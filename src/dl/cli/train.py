@@ -251,6 +251,7 @@ def resolve(settings: dict) -> dict:
     settings["backend"], settings["impl"] = backends.choose_model(
         settings["backend"], settings["impl"], settings["cell"], not settings["no_output_tanh"]
     )
+    check_devices(settings)
     settings["random_iter"] = bool(settings["random_iter"])
     settings["no_output_tanh"] = bool(settings["no_output_tanh"])
     settings["tie_weights"] = bool(settings["tie_weights"])
@@ -289,6 +290,26 @@ def _check_text_options(settings: dict, given_settings: dict) -> None:
                     f"--{dest.replace('_', '-')} with --token byte: the 256 byte values are "
                     "all kept, none is unknown; leave it out"
                 )
+
+
+def check_devices(settings: dict) -> None:
+    """Refuse a ``--devices`` the backend cannot split the batch across (the count of devices
+    there are is checked where the model is built)."""
+    devices, batch_size = settings.get("devices", 1), settings["batch_size"]
+    if devices == 1:
+        return
+    if settings["backend"] == "torch":
+        raise UsageError(
+            f"--devices {devices}: the torch backend trains on one device per process; start "
+            f"one process per device with `torchrun --nproc-per-node {devices} -m dl train ...`, "
+            "or give --backend jax or tensorflow"
+        )
+    if batch_size % devices:
+        raise UsageError(
+            f"--devices {devices} does not divide --batch-size {batch_size}: each device "
+            f"trains on an equal share of the rows; give a --batch-size that is a multiple of "
+            f"{devices}"
+        )
 
 
 def model_config(settings: dict, vocab_size: int) -> lm.LMConfig:
@@ -331,7 +352,13 @@ def epoch_seed(seed: int, epoch: int) -> int:
 def build_model(settings: dict, config: lm.LMConfig, params: dict, device: str | None = None):
     """The run's model; ``device``: this process's under torchrun, else ``--device``."""
     cls = backends.model_class(settings["backend"], settings["impl"])
-    return cls(config, params, device=device or settings["device"], precision=settings["precision"])
+    return cls(
+        config,
+        params,
+        device=device or settings["device"],
+        precision=settings["precision"],
+        devices=settings.get("devices", 1),
+    )
 
 
 def check_prefixes(prefixes, tokenizer: tokenizers.Tokenizer, option: str = "--prefix") -> None:
@@ -384,7 +411,7 @@ def _resume_settings(
         {
             k: v
             for k, v in asked.items()
-            if k in ("epochs", "backend", "device", "precision", "impl", *RUN_TEXTS)
+            if k in ("epochs", "backend", "device", "devices", "precision", "impl", *RUN_TEXTS)
             or k in ("patience", "eval_every")
         }
     )
@@ -397,6 +424,7 @@ def _resume_settings(
         backend, impl, stored["cell"], not stored["no_output_tanh"]
     )
     parse_device(settings["device"])
+    check_devices(settings)
     for dest in RUN_TEXTS:
         if dest not in asked:
             stored_path = (meta["data"] if dest == "text" else meta["data"].get(dest) or {}).get(
@@ -978,7 +1006,7 @@ class _Session:
         if checkpoint.exists(self.run.path, "best"):
             params, meta = checkpoint.load(self.run.path, "best")
             model, position = (
-                build_model(self.settings, self.config, params),
+                build_model({**self.settings, "devices": 1}, self.config, params),
                 longrun.Position.of(meta),
             )
         self.test = {

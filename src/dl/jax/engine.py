@@ -2,8 +2,8 @@
 
 :class:`Engine` turns a model's pure loss into one ``jax.jit`` step (loss and gradients,
 global-norm clipping, an optax update, the loss summed on the device) and owns the optimizer
-state; with several devices each batch is split by rows across them and the parameters are
-replicated (XLA sums the gradients). Optimizers are optax's, built from
+state; with several devices (:func:`local_devices`) each batch is split by rows across them and
+the parameters are replicated (XLA sums the gradients). Optimizers are optax's, built from
 :class:`dl.optim.OptimizerConfig` through :data:`OPTIMIZERS`, with the learning rate in their
 state, so that :meth:`Engine.set_lr` (a host-side schedule) keeps the compiled step. Devices
 are named here too.
@@ -19,6 +19,7 @@ import numpy as np
 import optax
 
 from dl import optim
+from dl.errors import InputError
 from dl.validate import check_gpu, parse_device
 
 # dl.optim's formulas in optax's terms, at learning rate lr: sgd's weight decay is L2 on the
@@ -62,6 +63,26 @@ def device_of(name: str | None):
 
 def device_name(device) -> str:
     return f"{device.platform}:{device.id}"
+
+
+def local_devices(first, count: int) -> list:
+    """``count`` devices of this process of ``first``'s platform, ``first`` the first of them
+    (an :class:`Engine`'s ``devices``); InputError naming how many there are, and on a CPU
+    how to have more."""
+    same = [device for device in jax.local_devices() if device.platform == first.platform]
+    start = same.index(first)
+    if start + count > len(same):
+        more = (
+            f"; for {count} CPU devices start with "
+            f"XLA_FLAGS=--xla_force_host_platform_device_count={count}"
+            if first.platform == "cpu"
+            else ""
+        )
+        raise InputError(
+            f"--devices {count}: JAX sees {len(same)} {first.platform} device(s) here, "
+            f"{len(same) - start} from {device_name(first)} on{more}"
+        )
+    return same[start : start + count]
 
 
 def build_optimizer(config: optim.OptimizerConfig):

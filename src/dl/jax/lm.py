@@ -12,7 +12,7 @@ import numpy as np
 from dl import lm
 from dl.jax import models
 from dl.jax.cells import zero_state
-from dl.jax.engine import device_name, device_of
+from dl.jax.engine import device_name, device_of, local_devices
 from dl.jax.training import JaxTrainer, token_loss_sum
 from dl.optim import OptimizerConfig
 
@@ -44,9 +44,11 @@ class CanonicalModel:
     (set by :meth:`reseed`) that the engine splits at every training step for dropout."""
 
     backend = "jax"
+    devices = 1  # how many local devices from ``device`` on train it (lm.ModelConstructor)
 
     def __init__(self, config, params: dict[str, np.ndarray], device=None):
         self.config, self.device, self.key = config, device_of(device), jax.random.PRNGKey(0)
+        self.trained_on = local_devices(self.device, self.devices)
         self.load(params)
 
     def load(self, params: dict[str, np.ndarray]) -> None:
@@ -66,7 +68,7 @@ class CanonicalModel:
 
     @property
     def device_name(self) -> str:
-        return device_name(self.device)
+        return ", ".join(map(device_name, self.trained_on))
 
     def reseed(self, seed: int) -> None:
         self.key = jax.random.PRNGKey(seed)
@@ -95,7 +97,7 @@ class LanguageModel(lm.ModelConstructor, CanonicalModel):
         )
 
     def trainer(self, optimizer: OptimizerConfig, clip: float) -> JaxTrainer:
-        return JaxTrainer(self, optimizer, clip, self.device)
+        return JaxTrainer(self, optimizer, clip, self.trained_on)
 
     def _eval_loss(self, params, X, Y, state):
         logits, state = self.apply(params, X, state)

@@ -16,6 +16,7 @@ import numpy as np
 import tensorflow as tf
 
 from dl import optim
+from dl.errors import InputError
 from dl.optim import OptimizerConfig
 from dl.tensorflow._keras import LEGACY, keras
 from dl.tensorflow.models import GRAPH_INPUT_KINDS, RNNModelScratch
@@ -70,6 +71,31 @@ OPTIMIZERS = {
 _SLOT_VARIABLES = {"m": "_momentums", "v": "_velocities"}
 
 
+def mirrored(device: str, count: int) -> tf.distribute.MirroredStrategy:
+    """A ``MirroredStrategy`` over ``count`` local devices of ``device``'s kind (``'/CPU:0'``,
+    ``'/GPU:1'``), ``device`` the first; on a CPU, ``count`` logical CPUs are made first where
+    TensorFlow has not started yet. InputError naming how many there are."""
+    kind, index = device.strip("/").split(":")
+    if kind == "CPU":
+        cpu = tf.config.list_physical_devices("CPU")[0]
+        try:
+            configs = [tf.config.LogicalDeviceConfiguration() for _ in range(count)]
+            tf.config.set_logical_device_configuration(cpu, configs)
+        except RuntimeError:  # started already: the devices it started with
+            pass
+    there = tf.config.list_logical_devices(kind)
+    if int(index) + count > len(there):
+        why = (
+            "TensorFlow had started before more could be made; start a new process"
+            if kind == "CPU"
+            else f"from {device} on"
+        )
+        raise InputError(
+            f"--devices {count}: TensorFlow sees {len(there)} {kind} device(s) here ({why})"
+        )
+    return tf.distribute.MirroredStrategy([d.name for d in there[int(index) :][:count]])
+
+
 def grad_clipping(grads, theta):
     """Scale ``grads`` so that their global L2 norm is at most ``theta`` (a list of tensors).
 
@@ -107,11 +133,12 @@ class Engine:
             with self.strategy.scope():
                 self.optimizer.build(self.variables)
 
-    def step(self, replica_loss, compile: bool = True):
+    def step(self, replica_loss, compile: bool = True, join_rows: bool = False):
         """The training step of ``replica_loss(*args) -> (objective, loss_sum, outputs)``,
         which runs on each replica (``objective``: this replica's share of the loss whose
         gradients are taken; ``loss_sum``: added to :meth:`take_loss_sum`'s sum, or None).
-        Returns ``step(*args) -> outputs``, one ``tf.function`` unless ``compile=False``."""
+        Returns ``step(*args) -> outputs``, one ``tf.function`` unless ``compile=False``;
+        ``join_rows``: each output the replicas' rows joined in order (a whole batch's)."""
 
         def distributed(*args):
             loss_sum, outputs = self.strategy.run(
@@ -124,6 +151,8 @@ class Engine:
                         tf.float64,
                     )
                 )
+            if join_rows and self.strategy.num_replicas_in_sync > 1:
+                return tf.nest.map_structure(lambda v: self.strategy.gather(v, 0), outputs)
             return outputs
 
         return tf.function(distributed) if compile else distributed
@@ -197,7 +226,9 @@ class TFTrainer(Engine):
     ``net.trainable_variables`` (a Keras model may create them on its first call).
 
     ``loss(y, logits)`` per token (or a batch mean); ``updater``: :class:`Engine`'s
-    ``optimizer``; ``theta``: the clipping threshold.
+    ``optimizer``; ``theta``: the clipping threshold. With several replicas each trains on its
+    rows of the batch and of the state, and the state returned is the whole batch's again, so
+    it does not depend on the replica count (a checkpoint's carried state).
     """
 
     def __init__(self, net, loss, updater, strategy=None, theta=1.0, compile=True):
@@ -214,8 +245,7 @@ class TFTrainer(Engine):
                 f"batch size {batch_size} must be divisible by the {self.replicas} replicas of "
                 f"{type(self.strategy).__name__}"
             )
-        rows = batch_size // self.replicas
-        return self.strategy.run(lambda: self.net.begin_state(batch_size=rows, dtype=tf.float32))
+        return self.net.begin_state(batch_size=batch_size, dtype=tf.float32)
 
     def train_step(self, X, Y, state):
         X, Y = tf.convert_to_tensor(X), tf.convert_to_tensor(Y)
@@ -224,11 +254,12 @@ class TFTrainer(Engine):
         return self._step(X, Y, state)
 
     def _replica_loss(self, X, Y, state):
-        """This replica's rows of the batch: ``(its token loss over the whole batch's token
-        count, its token loss sum, its next state)``."""
+        """This replica's rows of the batch and its state: ``(its token loss over the whole
+        batch's token count, its token loss sum, its rows of the next state)``."""
         rows = tf.shape(X)[0] // self.replicas
         start = rows * tf.distribute.get_replica_context().replica_id_in_sync_group
         X, Y = X[start : start + rows], Y[start : start + rows]
+        state = tf.nest.map_structure(lambda s: s[start : start + rows], state)
         y_hat, state = self.net(X, state)
         loss_sum = _token_loss_sum(self.loss, tf.reshape(tf.transpose(Y), [-1]), y_hat)
         return loss_sum / tf.cast(tf.size(Y) * self.replicas, tf.float32), loss_sum, state
@@ -242,7 +273,7 @@ class TFTrainer(Engine):
             )
             self.build(self.net)
         if not self.compile:
-            return self.step(self._replica_loss, compile=False)
+            return self.step(self._replica_loss, compile=False, join_rows=True)
         errors = []
         # dl's scratch model can hand a user's forward_fn its inputs in several ways; any other
         # model (a reader's own class, a Keras model) is traced as it is
@@ -250,7 +281,7 @@ class TFTrainer(Engine):
         for kind in kinds:
             if kind is not None:
                 self.net.graph_inputs = kind
-            step = self.step(self._replica_loss)
+            step = self.step(self._replica_loss, join_rows=True)
             try:
                 with _variable_scope_kept():
                     if kind is not None:
@@ -275,7 +306,7 @@ class TFTrainer(Engine):
             RuntimeWarning,
             stacklevel=4,
         )
-        return self.step(self._replica_loss, compile=False)
+        return self.step(self._replica_loss, compile=False, join_rows=True)
 
 
 def _last_line(err: Exception) -> str:

@@ -35,7 +35,7 @@ class Forecaster(CanonicalModel):
         )
 
     def make_step(self, optimizer: OptimizerConfig, clip: float):
-        with tf.device(self.device_name):
+        with tf.device(self.device):
             engine = Engine(optimizer, clip)
             engine.build(self)
 
@@ -46,11 +46,11 @@ class Forecaster(CanonicalModel):
         step = engine.step(loss)
 
         def run(X: np.ndarray, Y: np.ndarray):
-            with tf.device(self.device_name):
+            with tf.device(self.device):
                 return step(tf.constant(X, tf.float32), tf.constant(Y, tf.float32))
 
         return run
 
     def predict(self, X: np.ndarray) -> np.ndarray:
-        with tf.device(self.device_name):
+        with tf.device(self.device):
             return self._predict(tf.constant(X, tf.float32)).numpy()

@@ -8,9 +8,10 @@ from types import SimpleNamespace
 import numpy as np
 
 from dl import lm
+from dl.errors import InputError
 from dl.optim import OptimizerConfig
 from dl.tensorflow._keras import tf  # first: sets up tf-keras
-from dl.tensorflow.engine import TFTrainer
+from dl.tensorflow.engine import TFTrainer, mirrored
 from dl.validate import check_gpu, parse_device
 
 OPS = lm.array_ops(
@@ -50,14 +51,31 @@ class CanonicalModel:
     """
 
     backend = "tensorflow"
+    devices = 1  # how many local devices from ``device`` on train it (lm.ModelConstructor)
 
     def __init__(self, config, params: dict[str, np.ndarray], device=None):
         lm.check_params(config, params)
-        self.config, self.device_name = config, device_of(device)
+        self.config, self.device = config, device_of(device)
         self.names = list(config.param_shapes())
-        with tf.device(self.device_name):
-            self.trainable_variables = self._variables(self.per_variable(params))
+        self.strategy = tf.distribute.get_strategy()  # one device: the default strategy
+        if self.devices > 1:
+            if lm.any_dropout(config):  # one mask counter, assigned from every replica
+                raise InputError(
+                    f"--devices {self.devices} with dropout: the TensorFlow backend draws "
+                    "dropout masks on one device only; use --backend jax, or --devices 1"
+                )
+            self.strategy = mirrored(self.device, self.devices)
+        with tf.device(self.device):
             self._seed = tf.Variable([0, 0], dtype=tf.int64, trainable=False)
+            with self.strategy.scope():  # mirrored variables on every device trained on
+                self.trainable_variables = self._variables(self.per_variable(params))
+
+    @property
+    def device_name(self) -> str:
+        if self.devices == 1:
+            return self.device
+        specs = map(tf.DeviceSpec.from_string, self.strategy.extended.worker_devices)
+        return ", ".join(f"/{spec.device_type}:{spec.device_index}" for spec in specs)
 
     def _variables(self, arrays: list) -> list:
         return [tf.Variable(a, name=name.replace(".", "_")) for name, a in zip(self.names, arrays)]
@@ -119,11 +137,12 @@ class LanguageModel(lm.ModelConstructor, CanonicalModel):
 
     def trainer(self, optimizer: OptimizerConfig, clip: float) -> TFTrainer:
         """The :class:`dl.train.Trainer` of ``optimizer`` with gradients clipped to ``clip``."""
-        with tf.device(self.device_name):
+        with tf.device(self.device):
             return TFTrainer(
                 _Training(self),
                 tf.nn.sparse_softmax_cross_entropy_with_logits,
                 optimizer,
+                self.strategy,
                 theta=clip,
             )
 
@@ -134,14 +153,14 @@ class LanguageModel(lm.ModelConstructor, CanonicalModel):
 
     def eval_loss(self, X: np.ndarray, Y: np.ndarray, state):
         """Summed cross-entropy of a batch ``X, Y: (B, T)`` (no dropout) and the next state."""
-        with tf.device(self.device_name):
+        with tf.device(self.device):
             loss, state = self._eval_step(tf.constant(X), tf.constant(Y), state)
         return float(loss), state
 
     def step(self, token: int, state):
         """One token in -> ``(logits: (V,) NumPy float, state)``."""
         X, state = tf.constant([[token]]), tuple(state)
-        with tf.device(self.device_name):
+        with tf.device(self.device):
             if self._token_concrete is None:
                 self._token_concrete = self._token_step.get_concrete_function(X, state)
             try:  # the traced function itself, without tf.function's dispatch (README, Speed)

@@ -1,0 +1,149 @@
+"""`dl train --devices N` on JAX and TensorFlow: one process, the batch split by rows across N
+local devices (two CPU devices here), equal to one device within 1e-5, one writer, a run
+resumed on another device count, and bad input (one line, exit 2)."""
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+from dl.cli import main
+
+SENTENCE = "A small test sentence of our own, read over and over by two devices.\n" * 40
+TINY = [
+    *("--impl", "scratch", "--hidden", 16, "--embedding", 8, "--schedule", "constant"),
+    *("--batch-size", 4, "--num-steps", 8, "--print-every", 1000, "--device", "cpu"),
+]
+# runs in a fresh interpreter (the devices are set before the framework starts): the same
+# training on one and on two devices, and runs saved on one count resumed on the other; prints
+# each run's weights, its metrics' epochs and what the first summary named as its devices
+RUNS = """
+import io, contextlib, json, sys
+from pathlib import Path
+import numpy as np
+from dl import checkpoint
+from dl.cli import main
+
+backend, text, tmp, tiny = sys.argv[1], sys.argv[2], Path(sys.argv[3]), json.loads(sys.argv[4])
+
+def dl(out, devices, epochs, *extra):
+    said = io.StringIO()
+    with contextlib.redirect_stdout(said):
+        code = main(["train", "--backend", backend, "--text", text, *tiny, "--out", str(tmp / out),
+                     "--devices", str(devices), "--epochs", str(epochs), *extra])
+    assert code == 0, said.getvalue()
+    return said.getvalue()
+
+out = {"said": dl("two", 2, 2)}  # first: TensorFlow's logical devices precede its start
+dl("one", 1, 2)
+dl("two_then_one", 2, 1); dl("two_then_one", 1, 2, "--resume")
+dl("one_then_two", 1, 1); dl("one_then_two", 2, 2, "--resume")
+for run in ("one", "two", "two_then_one", "one_then_two"):
+    params, meta = checkpoint.load(tmp / run)
+    lines = (tmp / run / "metrics.jsonl").read_text().splitlines()
+    out[run] = {"params": {k: v.tolist() for k, v in params.items()},
+                "epochs": [json.loads(line)["epoch"] for line in lines],
+                "devices": meta["settings"]["devices"]}
+print("RESULT:" + json.dumps(out))
+"""
+
+
+def dl(*args):
+    return main([str(a) for a in args])
+
+
+def run_fresh(code, *args, env=None, timeout=300):
+    """``code`` in a fresh interpreter with ``args``; the JSON it prints after 'RESULT:'."""
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "JAX_PLATFORMS": "cpu", **(env or {})}
+    done = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code), *map(str, args)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=timeout,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-5000:]
+    lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT:")]
+    assert lines, done.stdout[-3000:] + done.stderr[-3000:]
+    return json.loads(lines[-1][len("RESULT:") :])
+
+
+@pytest.fixture
+def text(tmp_path, monkeypatch):
+    monkeypatch.setenv("DL_DATA_DIR", str(tmp_path / "data"))
+    path = tmp_path / "sentence.txt"
+    path.write_text(SENTENCE)
+    return path
+
+
+@pytest.mark.parametrize(
+    "backend, env",
+    [
+        ("jax", {"XLA_FLAGS": "--xla_force_host_platform_device_count=2"}),
+        ("tensorflow", {}),
+    ],
+)
+def test_two_devices_train_as_one_and_resume_on_either_count(backend, env, text, tmp_path):
+    if importlib.util.find_spec(backend) is None:
+        pytest.skip(f"{backend} is not installed")
+    tiny = json.dumps([str(a) for a in TINY])
+    out = run_fresh(RUNS, backend, text, tmp_path, tiny, env=env)
+    assert "cpu:0, cpu:1" in out["said"].lower().replace("/", "")  # the summary names both
+    one = out["one"]
+    devices = {run: out[run]["devices"] for run in ("one", "two", "two_then_one", "one_then_two")}
+    assert devices == {"one": 1, "two": 2, "two_then_one": 1, "one_then_two": 2}  # as resumed
+    for run in ("two", "two_then_one", "one_then_two"):
+        assert out[run]["epochs"] == [1, 2], run  # one writer: each epoch's record once
+        for name, value in one["params"].items():
+            np.testing.assert_allclose(
+                out[run]["params"][name], value, rtol=0, atol=1e-5, err_msg=f"{run}: {name}"
+            )
+
+
+def test_devices_the_backend_cannot_split_across_are_refused(text, tmp_path, capsys):
+    run = tmp_path / "run"
+    cases = [
+        (("--backend", "torch", "--devices", 2), "torchrun --nproc-per-node 2"),
+        (("--backend", "jax", "--devices", 3), "does not divide --batch-size 4"),
+    ]
+    for extra, said in cases:
+        assert dl("train", "--text", text, *TINY, "--out", run, *extra) == 2
+        err = capsys.readouterr().err.strip()
+        assert said in err and len(err.splitlines()) == 1, err
+    assert not run.exists()  # nothing written
+    for count in ("0", "-1"):
+        with pytest.raises(SystemExit) as exit_info:
+            dl("train", "--text", text, "--devices", count)
+        assert exit_info.value.code == 2
+
+
+MORE_THAN_THERE_ARE = """
+import sys
+from dl.cli import main
+sys.exit(main(["train", "--backend", sys.argv[1], "--text", sys.argv[2], "--out", sys.argv[3],
+               "--device", "cpu", "--devices", "4", "--batch-size", "4", "--epochs", "1"]))
+"""
+
+
+def test_more_jax_devices_than_there_are_names_them_and_how_to_have_more(text, tmp_path):
+    pytest.importorskip("jax")
+    run = tmp_path / "run"
+    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+    env["XLA_FLAGS"] = "--xla_force_host_platform_device_count=2"
+    done = subprocess.run(
+        [sys.executable, "-c", MORE_THAN_THERE_ARE, "jax", str(text), str(run)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert done.returncode == 2, done.stderr[-3000:]
+    last = done.stderr.strip().splitlines()[-1]
+    assert "JAX sees 2 cpu device(s)" in last, done.stderr[-3000:]
+    assert "XLA_FLAGS=--xla_force_host_platform_device_count=4" in last
+    assert not run.exists()
