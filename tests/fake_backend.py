@@ -30,7 +30,7 @@ class FakeModel:
     backend = "fake"
     device_name = "cpu"
 
-    def __init__(self, config, params, device=None, precision="fp32"):
+    def __init__(self, config, params, device=None, precision="fp32", devices=1):
         self.config = config
         self.params = {k: np.array(v, np.float32) for k, v in params.items()}
         self.rng = np.random.default_rng(0)
