@@ -701,7 +701,11 @@ SLOW_START = textwrap.dedent("""
 """)
 
 
-def test_ctrl_c_while_dl_itself_starts_ends_with_one_line():
+@pytest.mark.parametrize(
+    "sig,status,what",
+    [(signal.SIGINT, 130, "interrupted (Ctrl-C)"), (signal.SIGTERM, 143, "terminated (SIGTERM)")],
+)
+def test_a_signal_while_dl_itself_starts_ends_with_one_line(sig, status, what):
     process = subprocess.Popen(
         [sys.executable, "-c", SLOW_START],
         stdout=subprocess.PIPE,
@@ -711,10 +715,10 @@ def test_ctrl_c_while_dl_itself_starts_ends_with_one_line():
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     assert process.stdout.readline() == "importing\n"
-    process.send_signal(signal.SIGINT)
+    process.send_signal(sig)
     _, err = process.communicate(timeout=60)
-    assert process.returncode == 130, err
-    assert err.strip() == "dl: interrupted (Ctrl-C); stopped, nothing half-written"
+    assert process.returncode == status, err
+    assert err.strip() == f"dl: {what}; stopped, nothing half-written"
 
 
 def sine_csv(path):
