@@ -8,6 +8,7 @@ backends."""
 import json
 import math
 import os
+import re
 import signal
 import sys
 
@@ -243,6 +244,19 @@ def test_the_bar_syncs_the_loss_at_most_once_a_second_never_per_update(
     assert steps / 4 - 2 <= len(syncs) <= steps / 4 + 4  # a refresh a second, the epochs' ends
     err = capsys.readouterr().err
     assert "loss=" in err and "lr=" in err and "val=" in err and "step/s" in err
+
+
+def test_the_bar_shows_the_time_max_time_leaves(tmp_path, fake, monkeypatch, capsys):
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    clock = iter(np.arange(0, 10**6, 0.25))  # four updates a second
+    monkeypatch.setattr(longrun.time, "monotonic", lambda: float(next(clock)))
+    assert dl("train", *SMALL, "--epochs", 1000, "--max-time", 30, "--out", tmp_path / "r") == 0
+    err = capsys.readouterr().err
+    left = [int(m) * 60 + int(s) for m, s in re.findall(r"max-time left=(\d+):(\d+)", err)]
+    assert len(left) > 5 and left == sorted(left, reverse=True)  # counting down
+    assert left[0] <= 30 and left[-1] <= 1  # from the budget to none left
+    assert dl("train", *SMALL, "--epochs", 1, "--out", tmp_path / "r2") == 0
+    assert "max-time left" not in capsys.readouterr().err  # no budget, no count-down
 
 
 @pytest.mark.parametrize(

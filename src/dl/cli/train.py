@@ -15,6 +15,7 @@ import argparse
 import contextlib
 import dataclasses
 import itertools
+import math
 import random
 import sys
 import time
@@ -701,6 +702,7 @@ class _Session:
             s["max_time"] if timers else None,
             1.0 if bar is not None else None,
         )
+        self.deadline = cadence.deadline
         self.record_started, self.record_tokens = time.perf_counter(), pos.num_tokens
         try:
             with signals.polled():  # a signal is raised between two updates (signals.check)
@@ -963,7 +965,8 @@ class _Session:
 
     def _refresh(self, bar, sync: bool = True) -> None:
         """The bar at the update count, with the epoch's running loss (synced here, at most
-        once a second), the last validation loss, the rate where scheduled and tokens/s."""
+        once a second), the last validation loss, the rate where scheduled, tokens/s and the
+        time ``--max-time`` leaves (the bar's own estimate counts every epoch)."""
         if sync:
             self._sync_loss()
         pos = self.position
@@ -979,6 +982,9 @@ class _Session:
             postfix["lr"] = f"{self.lr_set:.3g}"
         if self.records:
             postfix["tok/s"] = f"{self.records[-1]['tokens_per_sec']:,.0f}"
+        if self.deadline < math.inf:
+            left = max(0.0, self.deadline - time.monotonic())
+            postfix["max-time left"] = bar.format_interval(left)
         bar.set_postfix(postfix)
 
     def _write(self, line: str) -> None:
