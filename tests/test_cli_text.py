@@ -116,6 +116,45 @@ def test_a_char_run_keeps_every_character_and_reports_its_figures(tmp_path, caps
     assert result["bits_per_char"] == pytest.approx(result["loss"] / math.log(2))
 
 
+def test_eval_without_text_scores_the_runs_held_out_part(tmp_path, capsys, monkeypatch):
+    text, run = text_file(tmp_path), tmp_path / "run"
+    assert dl("train", *TINY, "--text", text, "--out", run) == 0
+    test = checkpoint.load(run)[1]["test"]  # the figures training ended with, best checkpoint
+    capsys.readouterr()
+    assert dl("eval", run, "--json") == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["text"] == f"the test part of {text}"
+    assert result["loss"] == pytest.approx(test["test_loss"], rel=1e-6)
+    assert dl("eval", run) == 0
+    assert f"tokens of the test part of {text} (0 outside" in capsys.readouterr().out
+    # no test part: the validation part
+    val_run = tmp_path / "val-run"
+    assert dl("train", *TINY, "--text", text, "--test-fraction", 0, "--out", val_run) == 0
+    best = checkpoint.load(val_run, "best")[1]["best_val_loss"]
+    capsys.readouterr()
+    assert dl("eval", val_run, "--checkpoint", "best", "--json") == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["text"] == f"the validation part of {text}"
+    assert result["loss"] == pytest.approx(best, rel=1e-6)
+    # nothing held out, a text changed or moved since: one line saying what to do
+    bare = tmp_path / "bare"
+    args = ["--val-fraction", 0, "--test-fraction", 0, "--out", bare]
+    assert dl("train", *TINY, "--text", text, *args) == 0
+    capsys.readouterr()
+    assert dl("eval", bare) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.endswith(
+        "held out no text (--val-fraction and --test-fraction 0); give --text FILE to evaluate on"
+    )
+    text.write_text(VERSE * 11)
+    assert dl("eval", run) == 2
+    assert "dl eval: the text" in capsys.readouterr().err
+    text.unlink()
+    assert dl("eval", run) == 2
+    err = capsys.readouterr().err
+    assert "dl eval: " in err and "(stored in the run), which is not found" in err
+
+
 def test_a_byte_run_trains_on_any_file_and_continues_its_bytes(tmp_path, capsys):
     blob = bytes(range(256)) * 4 + "é🚀\n".encode() * 30
     data, run = text_file(tmp_path, blob, "blob.bin"), tmp_path / "run"

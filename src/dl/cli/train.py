@@ -428,10 +428,7 @@ def _resume_settings(
     check_devices(settings)
     for dest in RUN_TEXTS:
         if dest not in asked:
-            stored_path = (meta["data"] if dest == "text" else meta["data"].get(dest) or {}).get(
-                "path"
-            )
-            settings[dest] = _stored_text(run, dest, settings[dest], stored_path)
+            settings[dest] = stored_text(run.path, meta, dest, settings[dest])
     config = optimizer_config(settings)
     if not optimizer_state and config.slots:
         raise UsageError(
@@ -442,13 +439,16 @@ def _resume_settings(
     return settings, params, optimizer_state or optim.zero_state(config, {}), meta, carried
 
 
-def _stored_text(run: RunDir, dest: str, text: str | None, absolute: str | None) -> str | None:
-    """The ``--text`` (``dest``: or ``--val-text``, ``--test-text``) a resumed run read: as it
-    was given, else (a path relative to where the run started) its ``absolute`` path, with a
-    note; refuse, saying where the path came from."""
+def stored_text(
+    run: Path, meta: dict, dest: str, text: str | None, command: str = "--resume"
+) -> str | None:
+    """The ``--text`` (``dest``: or ``--val-text``, ``--test-text``) run ``run`` read: as it
+    was given, else (a path relative to where the run started) its absolute path, with a
+    note; refuse, saying where the path came from (``command``: who needs it)."""
     if text is None or Path(text).is_file():
         return text
     flag = f"--{dest.replace('_', '-')}"
+    absolute = (meta["data"] if dest == "text" else meta["data"].get(dest) or {}).get("path")
     if absolute and Path(absolute).is_file():
         note(
             f"the run's {flag} {text} is not found from {Path.cwd()}; using {absolute}, "
@@ -456,7 +456,7 @@ def _stored_text(run: RunDir, dest: str, text: str | None, absolute: str | None)
         )
         return absolute
     raise UsageError(
-        f"--resume: {run.path} was trained on {flag} {text} (stored in the run), "
+        f"{command}: {run} was trained on {flag} {text} (stored in the run), "
         f"which is not found from {Path.cwd()}; give {flag} PATH to the same text"
     )
 
@@ -534,7 +534,7 @@ def _prepare(run: RunDir, asked: dict, resume: bool, prefixes, quiet: bool, worl
     device = world.device(settings["device"])
     data = load_data(settings, tokenizers.from_dict(meta["tokenizer"]) if resume else None)
     if resume:
-        _check_same_texts(run, data, meta["data"])
+        check_same_texts(run.path, data, meta["data"])
     if prefixes is None:
         prefixes = BOOK_PREFIXES if settings["text"] is None else (data.first_words(),)
     check_prefixes(prefixes, data.tokenizer)
@@ -588,14 +588,14 @@ def _prepare(run: RunDir, asked: dict, resume: bool, prefixes, quiet: bool, worl
     return session, loader
 
 
-def _check_same_texts(run: RunDir, data: Data, stored: dict) -> None:
-    """Refuse a resume whose texts are not the run's (their SHA-256 differ)."""
+def check_same_texts(run: Path, data: Data, stored: dict, command: str = "--resume") -> None:
+    """Refuse ``data`` whose texts are not run ``run``'s (their SHA-256 differ)."""
     for dest, text in data.texts.items():
         sha256 = stored["sha256"] if dest == "text" else (stored.get(dest) or {}).get("sha256")
         if text.sha256 != sha256:
             flag = f"--{dest.replace('_', '-')}"
             raise UsageError(
-                f"--resume: the text {text.source} is not the one {run.path} was "
+                f"{command}: the text {text.source} is not the one {run} was "
                 f"trained on (its sha256 differs); give the same {flag}"
             )
 
