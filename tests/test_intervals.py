@@ -49,10 +49,43 @@ def test_pinball_crps_and_coverage_are_the_hand_computations():
     assert got["crps"] == pytest.approx(2 * (0.3 * 0.7 + 0.4 * 2.5 + 0.3 * 3.3))
     (interval,) = got["intervals"]
     assert interval == {"lower": 0.1, "upper": 0.9, "nominal": 0.8, "coverage": 0.5, "width": 5.0}
-    # the training objective is the same mean pinball loss, on the block layout (N, L * Q)
-    outputs = quantiles.transpose(0, 2, 1).reshape(2, 3)
-    loss = intervals.objective(lm.NUMPY_OPS, outputs, truth, config_of(num_outputs=1))
+    # the training objective is the same mean pinball loss, on the block layout (N, L * Q):
+    # the median, then the raw offsets down to 8 and up to 13 (softplus 3 and 2)
+    outputs = np.tile([inverse_softplus(3.0), 11.0, inverse_softplus(2.0)], (2, 1))
+    config = config_of(num_outputs=1)
+    np.testing.assert_allclose(intervals.quantile_forecasts(outputs, config), quantiles)
+    loss = intervals.objective(lm.NUMPY_OPS, outputs, truth, config)
     assert loss == pytest.approx(6.5 / 3)
+
+
+def inverse_softplus(y):
+    return math.log(math.expm1(y))
+
+
+def test_the_offsets_head_never_crosses_and_every_level_moves_the_median():
+    levels = (0.05, 0.25, 0.5, 0.75, 0.95)
+    config = config_of(quantiles=levels, num_outputs=2)
+    outputs = np.random.default_rng(0).normal(0, 5, (50, 5 * 2))  # any raw outputs
+    quantiles = intervals.quantile_forecasts(outputs, config)
+    assert quantiles.shape == (50, 2, 5) and (np.diff(quantiles, axis=-1) > 0).all()
+    np.testing.assert_array_equal(quantiles[..., 2], outputs[:, 4:6])  # block 2: the median
+    np.testing.assert_allclose(
+        quantiles[..., 3] - quantiles[..., 2], np.logaddexp(0, outputs[:, 6:8])
+    )
+    np.testing.assert_allclose(
+        quantiles[..., 1] - quantiles[..., 0], np.logaddexp(0, outputs[:, 0:2])
+    )
+    np.testing.assert_array_equal(intervals.point_forecasts(outputs, config), outputs[:, 4:6])
+    # a truth far above every quantile: the loss falls as the median rises, at the rate of
+    # all five levels (mean 0.5), not of the 0.5 level's alone (0.5 / 5)
+    config1, truth = config_of(quantiles=levels, num_outputs=1), np.array([[100.0]])
+    raw = np.zeros((1, 5))
+    up = raw + np.eye(5)[2] * 1e-3
+    slope = (
+        intervals.objective(lm.NUMPY_OPS, raw, truth, config1)
+        - intervals.objective(lm.NUMPY_OPS, up, truth, config1)
+    ) / 1e-3
+    assert slope == pytest.approx(np.mean(levels))
 
 
 def test_crps_weights_and_the_cases_they_must_get_right():
@@ -93,8 +126,8 @@ def test_the_gaussian_likelihood_and_its_quantiles_by_hand():
     np.testing.assert_allclose(intervals.point_forecasts(outputs, config), [[1.0]])  # the mean
 
 
-def test_crossing_quantiles_are_sorted_and_the_point_is_the_median():
-    config = config_of(num_outputs=2)  # blocks: 0.1 | 0.5 | 0.9, two steps each
+def test_an_independent_head_is_sorted_where_it_crosses_and_the_point_is_the_median():
+    config = config_of(num_outputs=2, quantile_head="independent")  # 0.1 | 0.5 | 0.9 blocks
     outputs = np.array([[5.0, 0.0, 1.0, 1.0, 0.0, 2.0]])  # step 1 crosses: 5, 1, 0
     np.testing.assert_array_equal(
         intervals.quantile_forecasts(outputs, config), [[[0.0, 1.0, 5.0], [0.0, 1.0, 2.0]]]
@@ -123,7 +156,7 @@ def test_evaluate_adds_the_residual_quantiles_to_each_baseline_forecast():
     rng = np.random.default_rng(0)
     values = np.cumsum(rng.standard_normal(120))[:, None]
     data = fc.prepare(Series(values, ("y",)), window=6, horizon=2, period=4)
-    config = config_of(num_inputs=1)
+    config = config_of(num_inputs=1, quantile_head="independent")  # outputs: the quantiles
     exact = lambda X: np.tile(np.zeros((len(X), 2)), 3)  # every quantile 0, scaled
     got = intervals.evaluate(exact, data, config)
     X, truth = data.test_windows(6)
@@ -139,11 +172,19 @@ def test_evaluate_adds_the_residual_quantiles_to_each_baseline_forecast():
 # ---------------------------------------------------------------- bad input
 
 
-def test_config_keeps_its_levels_through_json():
+def test_config_keeps_its_levels_and_head_through_json():
     config = config_of(likelihood="gaussian", quantiles=[0.05, 0.5, 0.95])
     assert config.quantiles == (0.05, 0.5, 0.95) and config.output_units == 2 * 2
     assert fc.ForecastConfig.from_dict(json.loads(json.dumps(config.to_dict()))) == config
     assert config_of().param_shapes()["W_hq"] == (6, 3 * 2)
+    for head in intervals.QUANTILE_HEADS:
+        config = config_of(quantile_head=head)
+        assert fc.ForecastConfig.from_dict(json.loads(json.dumps(config.to_dict()))) == config
+    # a checkpoint written before the offsets head: its outputs are the quantiles themselves
+    old = {k: v for k, v in config_of().to_dict().items() if k != "quantile_head"}
+    assert fc.ForecastConfig.from_dict(old).quantile_head == "independent"
+    with pytest.raises(InputError, match="quantile_head must be one of offsets, independent"):
+        config_of(quantile_head="sorted")
 
 
 @pytest.mark.parametrize(
@@ -218,9 +259,11 @@ def forecaster(backend, config, params):
 
 
 @needs_a_framework
-@pytest.mark.parametrize("likelihood", [None, "gaussian"])
-def test_every_framework_trains_on_the_numpy_objective(likelihood):
-    config = config_of(likelihood=likelihood)
+@pytest.mark.parametrize(
+    "likelihood, head", [(None, "offsets"), (None, "independent"), ("gaussian", "offsets")]
+)
+def test_every_framework_trains_on_the_numpy_objective(likelihood, head):
+    config = config_of(likelihood=likelihood, quantile_head=head)
     params = lm.init_params(config, 2, scale=0.5)
     rng = np.random.default_rng(1)
     X = rng.standard_normal((5, 4, 2)).astype(np.float32)

@@ -52,10 +52,16 @@ class ForecastConfig(lm.RecurrentShape):
     num_outputs: int = 1  # Q: the horizon (direct) or 1 (autoregressive)
     quantiles: tuple[float, ...] = ()  # levels forecast (dl.intervals); none: a point forecast
     likelihood: str | None = None  # 'gaussian': a mean and scale per step (dl.intervals)
+    quantile_head: str = "offsets"  # outputs -> quantiles: dl.intervals.QUANTILE_HEADS
 
     def __post_init__(self):
         check_positive("num_inputs", self.num_inputs, integer=True)
         check_positive("num_outputs", self.num_outputs, integer=True)
+        if self.quantile_head not in intervals.QUANTILE_HEADS:
+            raise InputError(
+                f"quantile_head must be one of {', '.join(intervals.QUANTILE_HEADS)}, got "
+                f"{self.quantile_head!r}"
+            )
         levels = intervals.check_quantiles(self.quantiles, self.likelihood)
         object.__setattr__(self, "quantiles", levels)  # a tuple, also from JSON's list
         self._check()
@@ -64,6 +70,12 @@ class ForecastConfig(lm.RecurrentShape):
     def output_units(self) -> int:
         """K * Q: :func:`dl.intervals.values_per_step` values for each of the Q steps."""
         return self.num_outputs * intervals.values_per_step(self)
+
+    @classmethod
+    def from_dict(cls, values: dict):
+        """A checkpoint's configuration; one written before ``quantile_head`` has the
+        independent head."""
+        return super().from_dict({"quantile_head": "independent", **values})
 
 
 def forecast_forward(ops, params: dict, X, config: ForecastConfig, dropout=None, state=None):

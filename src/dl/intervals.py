@@ -1,7 +1,10 @@
 """Prediction intervals for :mod:`dl.forecast`, written once for every framework.
 
 A forecaster with ``quantiles`` (and no likelihood) outputs one value per quantile level and
-horizon step, trained with the mean pinball loss; one with ``likelihood='gaussian'`` outputs
+horizon step, trained with the mean pinball loss: the median itself and, for each other level,
+the softplus of its distance from its neighbour nearer the median, so the quantiles never
+cross and every level's loss moves the median (:func:`level_values`); one with
+``likelihood='gaussian'`` outputs
 a mean and a scale (softplus) per step, trained with the Gaussian negative log-likelihood, and
 its quantiles are the Gaussian's at ``quantiles`` (:data:`DEFAULT_QUANTILES` when none are
 given). :func:`objective` is the training loss of every forecaster (MSE without either), on
@@ -15,7 +18,8 @@ quantiles of their residuals on the training part, per horizon step
 (:func:`residual_quantiles`).
 
 Output layout: ``(B, K * Q)`` in blocks of Q columns, one per horizon step: block ``k`` the
-``k``-th quantile level's, or for a Gaussian block 0 the mean and block 1 the raw scale.
+``k``-th quantile level's (the median's, or a raw offset, see :func:`level_values`), or for a
+Gaussian block 0 the mean and block 1 the raw scale.
 Shape letters as in :mod:`dl.forecast`; K = values per step, L = quantile levels.
 """
 
@@ -38,6 +42,10 @@ DEFAULT_QUANTILES = (0.1, 0.5, 0.9)  # a Gaussian model's levels when none are g
 MIN_SCALE = 1e-3  # the Gaussian's least standard deviation (scaled units): log σ stays finite
 HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
 BASELINES = ("naive", "seasonal_naive")  # the baselines given intervals
+# how a pinball-trained model's outputs give its quantiles (dl.forecast.ForecastConfig):
+# offsets: the median and softplus offsets from it, level by level, which never cross;
+# independent: one free output per level, sorted where they cross (checkpoints before offsets)
+QUANTILE_HEADS = ("offsets", "independent")
 
 
 def check_levels(quantiles) -> tuple[float, ...]:
@@ -116,13 +124,31 @@ def objective(ops, outputs, Y, config=None):
         z = (Y - mean) / scale
         return ops.mean(0.5 * z * z + ops.log(scale)) + HALF_LOG_2PI
     if is_probabilistic(config):
-        Q = Y.shape[1]
         losses = [
-            ops.mean(pinball(ops, Y - outputs[:, k * Q : (k + 1) * Q], level))
-            for k, level in enumerate(config.quantiles)
+            ops.mean(pinball(ops, Y - values, level))
+            for values, level in zip(level_values(ops, outputs, config), config.quantiles)
         ]
         return sum(losses) / len(losses)
     return ops.mean((outputs - Y) ** 2)
+
+
+def level_values(ops, outputs, config) -> list:
+    """The quantiles of a pinball-trained model's ``outputs: (B, L * Q)``, one ``(B, Q)``
+    array of ``ops``' framework per level. The ``offsets`` head: block ``m`` (level 0.5) is
+    the median; above it each level is the one below plus the softplus of its block, below it
+    the one above minus it, so the levels increase strictly and all of them move the median.
+    The ``independent`` head: the blocks themselves."""
+    Q = config.num_outputs
+    raw = [outputs[:, k * Q : (k + 1) * Q] for k in range(len(config.quantiles))]
+    if config.quantile_head == "independent":
+        return raw
+    median = config.quantiles.index(0.5)
+    values = raw[:]
+    for k in range(median + 1, len(raw)):
+        values[k] = values[k - 1] + ops.softplus(raw[k])
+    for k in range(median - 1, -1, -1):
+        values[k] = values[k + 1] - ops.softplus(raw[k])
+    return values
 
 
 # ---------------------------------------------------------------- forecasts
@@ -130,15 +156,15 @@ def objective(ops, outputs, Y, config=None):
 
 def quantile_forecasts(outputs, config) -> np.ndarray:
     """``outputs: (N, K * Q)`` -> ``(N, Q, L)`` float64, the forecast quantiles at
-    ``config.quantiles`` in the units of ``outputs``, non-decreasing along L: pinball-trained
-    quantiles that cross are sorted, which lowers their summed pinball loss."""
+    ``config.quantiles`` in the units of ``outputs``, non-decreasing along L: the quantiles of
+    an ``independent`` head that cross are sorted, which lowers their summed pinball loss."""
     outputs, Q = np.asarray(outputs, np.float64), config.num_outputs
     if config.likelihood == "gaussian":
         mean, scale = outputs[:, :Q], NUMPY_OPS.softplus(outputs[:, Q:]) + MIN_SCALE
         z = np.array([NormalDist().inv_cdf(level) for level in config.quantiles])
         return mean[..., None] + scale[..., None] * z
-    blocks = outputs.reshape(len(outputs), len(config.quantiles), Q)
-    return np.sort(blocks.transpose(0, 2, 1), axis=-1)
+    quantiles = np.stack(level_values(NUMPY_OPS, outputs, config), axis=-1)
+    return np.sort(quantiles, axis=-1) if config.quantile_head == "independent" else quantiles
 
 
 def point_forecasts(outputs, config) -> np.ndarray:
