@@ -2,6 +2,7 @@
 baselines' residual quantiles), its training on every framework, and `dl forecast
 --quantiles / --likelihood`."""
 
+import csv
 import importlib
 import importlib.util
 import json
@@ -346,6 +347,7 @@ def test_a_run_reports_intervals_draws_bands_and_reproduces_from_its_checkpoint(
     params, _ = checkpoint.load(out, "forecast")
     assert params["W_hq"].shape == (8, 2 * per_step)
     assert (out / "forecast.png").read_bytes()[:4] == b"\x89PNG"
+    check_forecasts_csv(out, metrics, levels)
     test_band, future_band = drawn[-1].axes[0].collections  # fill_between the outer levels
     assert len(test_band.get_paths()[0].vertices) > 2 * 10  # one point per test origin, twice
     band = future_band.get_paths()[0].vertices[:, 1]
@@ -360,6 +362,28 @@ def test_a_run_reports_intervals_draws_bands_and_reproduces_from_its_checkpoint(
     reloaded = json.loads((again_out / "metrics.json").read_text())
     assert reloaded["intervals"] == metrics["intervals"]
     assert reloaded["forecast"]["quantiles"] == metrics["forecast"]["quantiles"]
+
+
+def check_forecasts_csv(out, metrics, levels):
+    """test_forecasts.csv carries ``<name>_q<level>`` columns after the point forecasts, and
+    scored by dl.intervals.scores they give metrics.json's interval scores."""
+    with open(out / "test_forecasts.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    names = ["model", "naive", "seasonal_naive"]
+    quantile_columns = [f"{name}_q{q:g}" for name in names for q in levels]
+    assert list(rows[0]) == ["origin", "step", "time", "truth", *names, "mean", *quantile_columns]
+    horizon = metrics["horizon"]
+    column = lambda name: np.array([float(r[name]) for r in rows]).reshape(-1, horizon)
+    for name in names:
+        quantiles = np.stack([column(f"{name}_q{q:g}") for q in levels], axis=-1)
+        got = intervals.scores(column("truth"), quantiles, levels)
+        want = metrics["intervals"]["scores"][name]
+        assert got["pinball"] == pytest.approx(want["pinball"], rel=1e-9)
+        assert got["crps"] == pytest.approx(want["crps"], rel=1e-9)
+        for mine, theirs in zip(got["intervals"], want["intervals"], strict=True):
+            assert mine == pytest.approx(theirs, rel=1e-9)
+    if metrics["intervals"]["point_forecast"] == "median":
+        np.testing.assert_array_equal(column("model_q0.5"), column("model"))
 
 
 @needs_a_framework

@@ -812,16 +812,22 @@ def forecasts_csv(data, evaluation) -> str:
     """Every test forecast, one row per origin and step: ``origin`` (the index in the test
     part of the origin's first forecast step), ``step`` (1..horizon), ``time`` (the forecast
     step's time label, else its index in the series), ``truth`` and one column per forecaster
-    of :class:`~dl.forecast.Evaluation` (original units), for scoring them elsewhere."""
-    names = list(evaluation.forecasts)
+    of :class:`~dl.forecast.Evaluation` (original units), for scoring them elsewhere; with
+    intervals, then ``<name>_q<level>`` per forecaster given quantiles and level (the model's,
+    then the baselines' residual quantiles, as :func:`dl.intervals.evaluate` scores them)."""
+    columns = dict(evaluation.forecasts)
+    if evaluation.intervals is not None:
+        levels = evaluation.intervals.levels
+        for name, quantiles in evaluation.intervals.quantiles.items():  # (N, horizon, L)
+            columns.update({f"{name}_q{q:g}": quantiles[..., k] for k, q in enumerate(levels)})
     start, time = len(data.train) + len(data.val), data.series.time
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["origin", "step", "time", "truth", *names])
+    writer.writerow(["origin", "step", "time", "truth", *columns])
     for origin, row in enumerate(evaluation.truth):
         for step, truth in enumerate(row):
             index = start + origin + step
-            values = [float(evaluation.forecasts[name][origin, step]) for name in names]
+            values = [float(column[origin, step]) for column in columns.values()]
             writer.writerow(
                 [origin, step + 1, time[index] if time else index, float(truth), *values]
             )
