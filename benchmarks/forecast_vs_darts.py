@@ -22,9 +22,11 @@ function (:func:`score`) scores every forecaster's test forecasts: MASE scaled a
 ``dl.forecast.evaluate`` (the training part's in-sample seasonal naive MAE, dl's season),
 RMSE, sMAPE and, for quantile forecasts, the coverage of the outer central interval and the
 mean pinball loss over the levels. Wall time is the whole command's (imports included), one
-run at a time. ``dl``'s quantile columns are read when its ``dl forecast`` has
-``--quantiles`` (``model_q<level>`` columns of ``test_forecasts.csv``); otherwise the table
-says so.
+run at a time. With ``--quantiles`` every ``dl forecast`` row gets ``--quantiles`` too (a
+pinball-trained model, or with ``--dl-also='--likelihood gaussian'`` a Gaussian one), and its
+``model_q<level>`` columns of ``test_forecasts.csv`` are scored, as are the baselines'
+residual quantiles (``naive_q<level>``, ``seasonal_naive_q<level>``); a ``dl forecast``
+without ``--quantiles`` is said so in the table.
 
 Install darts in its own environment (not ``dl``'s)::
 
@@ -114,9 +116,10 @@ def read_forecasts(path, horizon):
     return {c: np.array([float(r[c]) for r in rows]).reshape(-1, horizon) for c in columns}
 
 
-def quantile_columns(forecasts):
-    """``{level: (N, h)}`` of the ``model_q<level>`` columns, or None."""
-    found = {float(c[len("model_q") :]): v for c, v in forecasts.items() if c.startswith("model_q")}
+def quantile_columns(forecasts, name="model"):
+    """``{level: (N, h)}`` of the ``<name>_q<level>`` columns, or None."""
+    prefix = f"{name}_q"
+    found = {float(c[len(prefix) :]): v for c, v in forecasts.items() if c.startswith(prefix)}
     return found or None
 
 
@@ -137,10 +140,11 @@ def dl_supports_quantiles(env):
 def run_dl(name, options, run_dir, args, env, quantiles):
     """``dl forecast --series NAME OPTIONS`` in ``run_dir``: (its row, metrics.json, forecasts)."""
     command = [sys.executable, "-m", "dl", "forecast", "--series", name, "--out", run_dir]
-    command += ["--force", *args.dl_args, *options]
+    command += ["--force", *args.dl_args]
     dl_quantiles = quantiles and dl_supports_quantiles(env)
     if dl_quantiles:
-        command += ["--quantiles", ",".join(f"{q:g}" for q in quantiles)]
+        options = [*options, "--quantiles", ",".join(f"{q:g}" for q in quantiles)]
+    command += options
     _, seconds = timed(command, args.timeout, env)
     metrics = json.loads((run_dir / "metrics.json").read_text())
     forecasts = read_forecasts(run_dir / "test_forecasts.csv", metrics["horizon"])
@@ -172,11 +176,13 @@ def run_series(name, args, env, quantiles):
         assert setting == {key: metrics[key] for key in keys}, f"{options} changed the split"
         scores = score(truth, ours["model"], y_train, period, row.pop("quantiles"))
         rows.append({"forecaster": row.pop("forecaster"), **scores, **row})
-    for baseline in ("seasonal_naive", "naive"):
+    for baseline in ("seasonal_naive", "naive"):  # with residual quantiles, if dl gave them
+        spread = quantile_columns(ours, baseline)
         rows.append(
             {
-                "forecaster": baseline.replace("_", " "),
-                **score(truth, ours[baseline], y_train, period),
+                "forecaster": baseline.replace("_", " ")
+                + (", residual quantiles" if spread else ""),
+                **score(truth, ours[baseline], y_train, period, spread),
             }
         )
     setting.update(origins=len(truth), columns=list(series.names))
