@@ -1,6 +1,7 @@
 """dl.backtest (NumPy only: scripted backends drive the refits) and `dl forecast --backtest`."""
 
 import csv
+import dataclasses
 import json
 import math
 import os
@@ -12,10 +13,11 @@ import pytest
 from test_forecast import Scripted
 
 from dl import backtest as bt
-from dl import checkpoint
+from dl import checkpoint, panel
 from dl import forecast as fc
 from dl.baselines import BASELINES
 from dl.cli import main, signals
+from dl.data import covariates as cv
 from dl.data.series import Series
 
 # ---------------------------------------------------------------- the plan
@@ -75,19 +77,28 @@ class Slope(Scripted):
         return last[:, None] + slope[:, None] * np.arange(1, self.config.num_outputs + 1)
 
 
+def one_series(steps):
+    """bt.run's origins of a backtest of one series."""
+    origins = []
+    for step in steps:
+        assert len(step) == 1
+        origins.append(step[0])
+    return origins
+
+
 @pytest.mark.parametrize("kind", bt.WINDOW_KINDS)
 def test_each_refit_trains_on_the_steps_before_its_origin_only(kind, monkeypatch):
     data = fc.prepare(line(), window=5, horizon=3)
-    seen, real_refit = [], fc.refit
+    seen, real_refit = [], panel.refit
 
-    def refit(build, history, *args):
-        seen.append(history.series.values[:, 0].copy())
-        return real_refit(build, history, *args)
+    def refit(build, histories, *args):
+        seen.extend(history.series.values[:, 0].copy() for history in histories)
+        return real_refit(build, histories, *args)
 
-    monkeypatch.setattr(fc, "refit", refit)
+    monkeypatch.setattr(panel, "refit", refit)
     plan = bt.plan(data, 4, kind, refit_every=2)
     config = fc.ForecastConfig(num_outputs=3)
-    origins = list(bt.run(Slope, data, config, fc.FitSettings(batch_size=4), plan, epochs=3))
+    origins = one_series(bt.run(Slope, [data], config, fc.FitSettings(batch_size=4), plan, 3))
     start = lambda t: 0 if kind == "expanding" else t - 80
     assert [len(s) for s in seen] == [80, 91 - start(91)]  # refits at origins 1 and 3
     for history, t in zip(seen, (80, 91)):
@@ -107,7 +118,7 @@ def test_a_backtest_forecasts_in_either_mode_and_with_covariates(mode, columns):
     series = Series(np.stack([t, np.cos(t)][:columns], axis=1), ("y", "x")[:columns])
     data = fc.prepare(series, window=5, horizon=3, mode=mode)
     config = fc.ForecastConfig(num_inputs=columns, num_outputs=data.num_outputs)
-    for o in bt.run(Slope, data, config, fc.FitSettings(), bt.plan(data, 3), epochs=1):
+    for o in one_series(bt.run(Slope, [data], config, fc.FitSettings(), bt.plan(data, 3), 1)):
         np.testing.assert_allclose(o.forecasts["model"], np.arange(o.step, o.step + 3), atol=1e-3)
 
 
@@ -117,7 +128,7 @@ def test_every_baseline_forecasts_from_the_same_origins_fitted_on_the_same_steps
     data = fc.prepare(Series(values, ("x",), period=12), window=4, horizon=2)
     plan = bt.plan(data, 5, "expanding", refit_every=2)
     config = fc.ForecastConfig(num_outputs=2)
-    origins = list(bt.run(Slope, data, config, fc.FitSettings(batch_size=8), plan, epochs=1))
+    origins = one_series(bt.run(Slope, [data], config, fc.FitSettings(batch_size=8), plan, 1))
     assert [o.step for o in origins] == list(plan.origins)
     for o in origins:
         assert set(o.forecasts) == {"model", *BASELINES} == set(o.scores)
@@ -140,11 +151,10 @@ def test_every_baseline_forecasts_from_the_same_origins_fitted_on_the_same_steps
 
 def test_summary_gives_mean_spread_and_range_over_the_origins():
     data = fc.prepare(line(), window=5, horizon=3)
-    origins = list(
-        bt.run(Slope, data, fc.ForecastConfig(num_outputs=3), fc.FitSettings(), bt.plan(data, 6), 1)
-    )
+    config = fc.ForecastConfig(num_outputs=3)
+    origins = one_series(bt.run(Slope, [data], config, fc.FitSettings(), bt.plan(data, 6), 1))
     origins[2].scores["naive"]["mase"] = math.nan  # undefined at one origin
-    summary = bt.summarize(origins)
+    summary = bt.summarize([o.scores for o in origins])
     for name in ("model", *BASELINES):
         for metric in bt.METRICS:
             v = np.array([o.scores[name][metric] for o in origins])
@@ -155,7 +165,58 @@ def test_summary_gives_mean_spread_and_range_over_the_origins():
             assert (stats["min"], stats["max"]) == (v.min(), v.max())
             assert stats["origins"] == len(v)
     assert summary["naive"]["mase"]["origins"] == 5
-    assert bt.summarize(origins[:1])["naive"]["rmse"]["std"] is None
+    assert bt.summarize([origins[0].scores])["naive"]["rmse"]["std"] is None
+
+
+def two_series(n=200):
+    """A seasonal series with a trend, and a line in other units, on one time axis."""
+    t = np.arange(n, dtype=np.float64)
+    values = np.stack([np.sin(2 * np.pi * t / 12) + 0.01 * t, 1000 + 3 * t], axis=1)
+    return cv.split_targets(Series(values, ("a", "b"), period=12), 2)
+
+
+def test_a_global_backtest_forecasts_every_series_and_baseline_from_the_same_origins(
+    monkeypatch,
+):
+    series = two_series()
+    datas = panel.prepare(series, 4, 2, "direct", 0.1, 0.2)
+    plan = bt.plan(datas[0], 5, "sliding", refit_every=2)
+    config, settings = fc.ForecastConfig(num_outputs=2), fc.FitSettings(batch_size=8)
+    trained, real_train = [], fc.train
+
+    def train(build, data, *args, **kwargs):
+        trained.append(data.train_windows[0])
+        return real_train(build, data, *args, **kwargs)
+
+    monkeypatch.setattr(fc, "train", train)
+    steps = list(bt.run(Slope, datas, config, settings, plan, 1))
+    assert len(trained) == 3  # one global model per refit, not one per series
+    alone = [one_series(bt.run(Slope, [d], config, settings, plan, 1)) for d in datas]
+    assert len(trained) == 3 + 2 * 3
+    for i, step in enumerate(steps):
+        assert len(step) == 2
+        assert {(o.index, o.step, o.refit, o.fitted_on) for o in step} == {
+            (i, plan.origins[i], plan.refits_at(i), step[0].fitted_on)
+        }
+        for o, single in zip(step, (a[i] for a in alone)):  # each series' own backtest
+            assert set(o.forecasts) == {"model", *BASELINES}
+            for name in o.forecasts:
+                np.testing.assert_allclose(o.forecasts[name], single.forecasts[name], rtol=1e-6)
+                assert o.scores[name] == pytest.approx(single.scores[name], rel=1e-6)
+        overall = bt.overall(step)
+        for name in o.forecasts:
+            assert set(overall[name]) == {"mase", "smape"}
+            for metric in ("mase", "smape"):
+                mean = np.mean([o.scores[name][metric] for o in step])
+                assert overall[name][metric] == pytest.approx(mean)
+    # the pooled windows of both series, cut at the origin: each series' refit windows
+    start = plan.origins[2] - plan.length
+    assert len(trained[1]) == 2 * (plan.length - 4 - 2 + 1)
+    history = series[1].values[start : plan.origins[2]]
+    scaled = fc.prepare(
+        dataclasses.replace(series[1], values=history, time=None), 4, 2, "direct", 0, 0
+    ).train_windows[0]
+    np.testing.assert_allclose(trained[1][len(scaled) :], scaled)
 
 
 # ---------------------------------------------------------------- the command line
@@ -281,6 +342,58 @@ def test_a_backtest_writes_its_origins_and_summary(tmp_path, capsys, recorder):
 
     status, _, err = run(capsys, "--csv", csv_path, *SMALL, "--out", out, "--force")
     assert status == 0 and not (out / "backtest.json").exists()  # not this run's any more
+
+
+def test_a_global_backtest_reports_each_series_and_their_mean(tmp_path, capsys, recorder):
+    """Two targets, the first jumping to 1000 and more in the test part: the first refit's
+    model trains on neither series' test part, later refits do."""
+    csv_path = sine_csv(tmp_path / "s.csv", test_values=lambda t: 1000.0 + t)
+    out = tmp_path / "run"
+    argv = ["--csv", csv_path, "--targets", "y,x", *SMALL[2:], "--time-column", "t"]
+    status, text, err = run(capsys, *argv, "--backtest", 3, "--out", out)
+    assert status == 0, err
+    record = json.loads((out / "backtest.json").read_text())
+    assert record["targets"] == ["y", "x"]
+    per = record["per_origin"]
+    assert [o["step"] for o in per] == [160, 179, 197]
+    assert len(recorder.built) == 1 + 3  # the run's global model, then one per refit
+    best = json.loads((out / "metrics.json").read_text())["training"]["best_epoch"]
+    first, second, _ = recorder.built[1:]
+    assert first.params["w"][0] == best * (2 * (160 - 12 - 3 + 1) // 16)  # both series' windows
+    assert first.largest_trained < 2 < second.largest_trained  # |scaled sine, cosine| < 1.5
+    rows = list(csv.DictReader((out / "backtest.csv").open()))
+    assert len(rows) == 3 * (2 + 1) * 4  # origins x (series and their mean) x models
+    for origin in per:
+        for name in ("model", *BASELINES):
+            by_series = [origin["series"][t]["scores"][name] for t in ("y", "x")]
+            for metric in ("mase", "smape"):
+                mean = np.mean([s[metric] for s in by_series])
+                assert origin["scores"][name][metric] == pytest.approx(mean)
+                (row,) = [
+                    r
+                    for r in rows
+                    if r["origin"] == str(origin["origin"])
+                    and r["series"] == "(mean)"
+                    and r["model"] == name
+                ]
+                assert float(row[metric]) == pytest.approx(mean, rel=1e-5)
+            assert row["rmse"] == ""  # not averaged over series in other units
+    summary, by_series = record["summary"], record["summary_by_series"]
+    assert set(by_series) == {"y", "x"}
+    for name in ("model", *BASELINES):
+        mase = [o["scores"][name]["mase"] for o in per]
+        assert summary[name]["mase"]["mean"] == pytest.approx(np.mean(mase))
+        assert summary[name]["mase"]["std"] == pytest.approx(np.std(mase, ddof=1))
+        assert summary[name]["mase"]["mean"] == pytest.approx(
+            np.mean([by_series[t][name]["mase"]["mean"] for t in ("y", "x")])
+        )
+        assert "rmse" not in summary[name] and "rmse" in by_series["y"][name]
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["backtest"]["summary_by_series"] == by_series
+    assert "a fresh global lstm on 2 series refit at every origin" in text
+    assert "origin 2/3 (179): refit on 179 steps in" in text and "MASE (mean over 2 series)" in text
+    assert "mean over the 2 series at each origin:" in text
+    assert (out / "backtest.png").read_bytes()[:4] == b"\x89PNG"
 
 
 def test_selection_sees_nothing_at_or_after_the_first_origin(

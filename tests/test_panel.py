@@ -50,7 +50,7 @@ def test_each_series_is_scaled_by_its_own_training_part_and_the_windows_are_pool
 def test_overall_scores_are_the_means_of_the_scale_free_scores():
     datas = panel.prepare(two_series(), 8, 2, "direct", 0.1, 0.2)
     evaluations = [fc.evaluate(lambda X: X[:, -1, :1].repeat(2, axis=1), d) for d in datas]
-    overall = panel.overall(evaluations)
+    overall = panel.overall([e.scores for e in evaluations])
     assert set(overall["model"]) == {"mase", "smape"}
     for name in ("model", "naive", "seasonal_naive", "mean"):
         expected = np.mean([e.scores[name]["mase"] for e in evaluations])
@@ -171,10 +171,3 @@ def test_every_backend_trains_the_same_global_model():
             np.testing.assert_allclose(
                 trained[backend][name], value, atol=1e-4, err_msg=f"{backend} {name}"
             )
-
-
-def test_a_backtest_of_several_targets_is_refused_in_one_line(tmp_path, capsys):
-    csv = write(tmp_path / "t.csv", "t,a,b,note", table())
-    status, _, err = run(capsys, "--csv", csv, "--targets", "a,b", "--backtest", "3", *FAST)
-    assert status == 2 and err.count("\n") == 1
-    assert "--backtest refits one series at a time; backtest each target alone" in err

@@ -12,9 +12,16 @@ with its scaling fitted on those steps (:func:`dl.forecast.refit`), and the base
 fitted on the same steps; the origins between refits forecast with the models of the last.
 Nothing at or after the first origin is used to choose the configuration or the epochs.
 
-Per origin: MAE, RMSE, MASE (scaled by the in-sample seasonal-naive error of the steps the
-models in use were fitted on) and sMAPE of the ``(horizon,)`` forecast, in original units;
-:func:`summarize` gives their mean, spread, min and max over the origins.
+A global model over several series (:mod:`dl.panel`) is backtested the same way: every
+refit trains one model on the steps before the origin of every series, and every series and
+its baselines forecast from the same origins.
+
+Per origin and series: MAE, RMSE, MASE (scaled by the in-sample seasonal-naive error of the
+steps the models in use were fitted on) and sMAPE of the ``(horizon,)`` forecast, in original
+units; with quantiles, the interval scores of :func:`dl.intervals.figures` for the model and
+the baselines given intervals (their residual quantiles on the same steps). :func:`overall`
+averages the scale-free scores over the series; :func:`summarize` gives their mean, spread,
+min and max over the origins.
 """
 
 from __future__ import annotations
@@ -27,7 +34,7 @@ from collections.abc import Callable, Iterator
 import numpy as np
 
 from dl import forecast as core
-from dl import intervals
+from dl import intervals, panel
 from dl.baselines import BASELINES, make_baseline
 from dl.data.series import SeriesError
 from dl.errors import InputError
@@ -110,10 +117,13 @@ def plan(
 
 @dataclasses.dataclass
 class Origin:
-    """One origin's forecasts: ``truth`` and ``forecasts[name]`` ``(horizon,)`` float64 for
-    ``'model'`` and each baseline, ``scores[name][metric]`` (``mase`` NaN when undefined);
-    ``fitted_on``: the steps ``[start, stop)`` the models in use were fitted on; ``refit``:
-    whether they were fitted at this origin, in ``seconds`` (0 when not)."""
+    """One origin's forecasts of one series: ``truth`` and ``forecasts[name]`` ``(horizon,)``
+    float64 for ``'model'`` and each baseline, ``scores[name][metric]`` (``mase`` NaN when
+    undefined; with quantiles, :func:`dl.intervals.figures` too); ``fitted_on``: the steps
+    ``[start, stop)`` the models in use were fitted on; ``refit``: whether they were fitted
+    at this origin, in ``seconds`` (0 when not). With quantiles, ``quantiles[name]``:
+    ``(horizon, L)`` for the model and the baselines given intervals, and ``intervals[name]``
+    their :func:`dl.intervals.scores`."""
 
     index: int
     step: int
@@ -123,53 +133,96 @@ class Origin:
     truth: np.ndarray
     forecasts: dict[str, np.ndarray]
     scores: dict[str, dict[str, float]]
+    quantiles: dict[str, np.ndarray] | None = None
+    intervals: dict[str, dict] | None = None
 
 
 def run(
     build: Callable,
-    data: core.ForecastData,
+    datas: list[core.ForecastData],
     config: core.ForecastConfig,
     settings: core.FitSettings,
     backtest: Plan,
     epochs: int,
-) -> Iterator[Origin]:
+) -> Iterator[list[Origin]]:
     """Yield each origin of ``backtest`` as it is done (so an interrupted backtest keeps the
-    origins before); refits train ``epochs`` epochs of ``settings`` with ``build``."""
-    values, target, h = data.series.values, data.target, data.horizon
-    model = whole = baselines = fitted_on = None
+    origins before), one :class:`Origin` per series of ``datas`` (one series, or the series
+    of a global model, cut alike: :mod:`dl.panel`); refits train ``epochs`` epochs of
+    ``settings`` with ``build``, one model on every series (:func:`dl.panel.refit`)."""
+    model = wholes = baselines = fitted_on = None
     for i, t in enumerate(backtest.origins):
         refit = backtest.refits_at(i)
         seconds = 0.0
         if refit:
             started = time.perf_counter()
             span = backtest.history(t)
-            # refit() prepares its series anew: only the series, window, horizon, mode and
-            # period of the data it is given count
-            history = dataclasses.replace(
-                data,
-                series=dataclasses.replace(
-                    data.series,
-                    values=values[span],
-                    time=None if data.series.time is None else data.series.time[span],
-                ),
+            model, wholes, _ = panel.refit(
+                build, [before(data, span) for data in datas], config, settings, epochs
             )
-            model, whole, _ = core.refit(build, history, config, settings, epochs)
             baselines = [
-                make_baseline(name, h, target, **period_of(name, data.period)).fit(values[span])
-                for name in BASELINES
+                [
+                    make_baseline(name, d.horizon, d.target, **period_of(name, d.period)).fit(
+                        d.series.values[span]
+                    )
+                    for name in BASELINES
+                ]
+                for d in datas
             ]
             fitted_on, seconds = (span.start, span.stop), time.perf_counter() - started
-        truth = values[t : t + h, target].astype(np.float64)
-        point = intervals.point_predictor(model.predict, config)  # a median or mean, if any
-        forecasts = {"model": core.forecast(point, whole, values[None, t - data.window : t])[0]}
-        reach = min(max(data.window, data.period), t)
-        for baseline in baselines:
-            forecasts[baseline.name] = baseline.predict(values[None, t - reach : t])[0].astype(
-                np.float64
+        yield [
+            Origin(
+                i, t, refit, fitted_on, seconds, *forecast_at(t, d, whole, fitted, model, config)
             )
-        y_fit = values[fitted_on[0] : fitted_on[1], target]
-        scores = {name: score(truth, pred, y_fit, data.period) for name, pred in forecasts.items()}
-        yield Origin(i, t, refit, fitted_on, seconds, truth, forecasts, scores)
+            for d, whole, fitted in zip(datas, wholes, baselines)
+        ]
+
+
+def before(data: core.ForecastData, span: slice) -> core.ForecastData:
+    """``data`` with its series cut to ``span`` (a refit prepares its series anew: only the
+    series, window, horizon, mode and period of what it is given count)."""
+    series = data.series
+    return dataclasses.replace(
+        data,
+        series=dataclasses.replace(
+            series,
+            values=series.values[span],
+            time=None if series.time is None else series.time[span],
+        ),
+    )
+
+
+def forecast_at(t: int, data, whole, baselines, model, config) -> tuple:
+    """``(truth, forecasts, scores, quantiles, intervals)`` of :class:`Origin` at step ``t``
+    of ``data``'s series, by ``model`` (scaled as ``whole``) and the fitted ``baselines``;
+    MASE and the scaled interval scores are scaled by the steps the baselines were fitted on.
+    """
+    values, target, h = data.series.values, data.target, data.horizon
+    truth = values[t : t + h, target].astype(np.float64)
+    X = values[None, t - data.window : t]
+    point = intervals.point_predictor(model.predict, config)  # a median or mean, if any
+    forecasts = {"model": core.forecast(point, whole, X)[0]}
+    reach = min(max(data.window, data.period), t)
+    X_base = values[None, t - reach : t]
+    for baseline in baselines:
+        forecasts[baseline.name] = baseline.predict(X_base)[0].astype(np.float64)
+    y_fit = whole.series.values[:, target]
+    scores = {name: score(truth, pred, y_fit, data.period) for name, pred in forecasts.items()}
+    if not intervals.is_probabilistic(config):
+        return truth, forecasts, scores, None, None
+    levels = config.quantiles
+    quantiles = {
+        "model": intervals.model_quantiles(model.predict, whole, X, config)[0],
+        **{
+            name: q[0]
+            for name, q in intervals.baseline_quantiles(
+                whole.series.values, X_base, h, target, data.period, levels
+            ).items()
+        },
+    }
+    scored = {name: intervals.scores(truth[None], q[None], levels) for name, q in quantiles.items()}
+    for name, each in scored.items():
+        scores[name].update(intervals.figures(each, y_fit, data.period))
+    return truth, forecasts, scores, quantiles, scored
 
 
 def period_of(name: str, period: int) -> dict:
@@ -187,17 +240,24 @@ def score(truth, pred, y_fit, period: int) -> dict[str, float]:
     }
 
 
-def summarize(origins: list[Origin]) -> dict[str, dict[str, dict]]:
-    """name -> metric -> ``{'mean', 'std', 'min', 'max', 'origins'}`` over the origins where
-    the metric is defined (``std``: sample standard deviation, None for one origin; every
-    figure None where it is defined at none)."""
-    if not origins:
+def overall(origins: list[Origin]) -> dict[str, dict[str, float]]:
+    """The series' origins at one step -> name -> the mean over the series of each
+    scale-free score (:func:`dl.panel.overall`)."""
+    return panel.overall([o.scores for o in origins])
+
+
+def summarize(scores: list[dict[str, dict[str, float]]]) -> dict[str, dict[str, dict]]:
+    """One ``name -> metric -> score`` per origin (an :class:`Origin`'s ``scores``, or
+    :func:`overall`'s) -> name -> metric -> ``{'mean', 'std', 'min', 'max', 'origins'}`` over
+    the origins where the metric is defined (``std``: sample standard deviation, None for one
+    origin; every figure None where it is defined at none)."""
+    if not scores:
         raise SeriesError("no backtest origin is done yet: there is nothing to summarize")
     summary = {}
-    for name in origins[0].scores:
+    for name, metrics in scores[0].items():
         summary[name] = {}
-        for metric in METRICS:
-            v = np.array([o.scores[name][metric] for o in origins], np.float64)
+        for metric in metrics:
+            v = np.array([each[name][metric] for each in scores], np.float64)
             v = v[np.isfinite(v)]
             summary[name][metric] = {
                 "mean": float(v.mean()) if len(v) else None,

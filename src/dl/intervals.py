@@ -36,6 +36,7 @@ from dl.baselines import NaiveForecaster, SeasonalNaiveForecaster
 from dl.data.series import SeriesError, make_windows
 from dl.errors import InputError
 from dl.lm import NUMPY_OPS
+from dl.metrics import mase_scale
 
 LIKELIHOODS = ("gaussian",)
 DEFAULT_QUANTILES = (0.1, 0.5, 0.9)  # a Gaussian model's levels when none are given
@@ -188,8 +189,13 @@ def point_predictor(predict, config):
 def future_quantiles(predict, data, config) -> np.ndarray:
     """The quantiles of the ``horizon`` values after the end of the series, ``(Q, L)``
     float64 in original units."""
-    X = data.scale_windows(data.series.values[None, -data.window :])
-    outputs = quantile_forecasts(predict(X), config)[0]
+    return model_quantiles(predict, data, data.series.values[None, -data.window :], config)[0]
+
+
+def model_quantiles(predict, data, X, config) -> np.ndarray:
+    """Raw windows ``X: (N, W, D)`` -> the quantiles ``predict`` forecasts from them,
+    ``(N, Q, L)`` float64 in original units (``data``'s scaling)."""
+    outputs = quantile_forecasts(predict(data.scale_windows(X)), config)
     return data.scaler.inverse_transform(outputs, column=data.target)
 
 
@@ -261,6 +267,41 @@ def residual_quantiles(baseline, train: np.ndarray, history: int, levels) -> np.
     return np.quantile(residuals, levels, axis=0).T
 
 
+def baseline_quantiles(train, X, horizon: int, target: int, period: int, levels) -> dict:
+    """The naive and seasonal naive baselines fitted on ``train: (T, D)``, forecasting from
+    raw windows ``X: (N, w, D)``: name -> their point forecasts plus their residual quantiles
+    per step (:func:`residual_quantiles`), ``(N, Q, L)`` float64."""
+    quantiles = {}
+    for baseline, history in (
+        (NaiveForecaster(horizon, target), 1),
+        (SeasonalNaiveForecaster(horizon, target, period), period),
+    ):
+        baseline.fit(train)
+        spread = residual_quantiles(baseline, train, history, levels)
+        quantiles[baseline.name] = baseline.predict(X)[..., None] + spread[None]
+    return quantiles
+
+
+def figures(scored: dict, y_train, period: int) -> dict[str, float]:
+    """:func:`scores`' figures, flat: ``pinball`` and ``crps`` (original units), the same
+    divided by MASE's scale on ``y_train: (T,)`` (:func:`dl.metrics.mase_scale`; NaN where it
+    is undefined): ``scaled_pinball`` (the M5 competition's scaled pinball loss, with the
+    seasonal period) and ``scaled_crps``, which average across series; and
+    ``coverage_<nominal %>`` and ``width_<nominal %>`` of each central interval."""
+    scale = mase_scale(y_train, period)
+    flat = {
+        "pinball": scored["pinball"],
+        "crps": scored["crps"],
+        "scaled_pinball": scored["pinball"] / scale,
+        "scaled_crps": scored["crps"] / scale,
+    }
+    for interval in scored["intervals"]:
+        nominal = f"{100 * interval['nominal']:.3g}"
+        flat[f"coverage_{nominal}"] = interval["coverage"]
+        flat[f"width_{nominal}"] = interval["width"]
+    return flat
+
+
 @dataclasses.dataclass
 class IntervalEvaluation:
     """Interval scores on the test origins, original units: ``scores[name]`` as
@@ -281,15 +322,10 @@ def evaluate(predict, data, config) -> IntervalEvaluation:
     levels, h, target = config.quantiles, data.horizon, data.target
     X, truth = data.test_windows(data.window)
     X_base, _ = data.test_windows(max(data.window, data.period))
-    outputs = quantile_forecasts(predict(data.scale_windows(X)), config)
-    quantiles = {"model": data.scaler.inverse_transform(outputs, column=target)}
-    for baseline, history in (
-        (NaiveForecaster(h, target), 1),
-        (SeasonalNaiveForecaster(h, target, data.period), data.period),
-    ):
-        baseline.fit(data.train)
-        spread = residual_quantiles(baseline, data.train, history, levels)
-        quantiles[baseline.name] = baseline.predict(X_base)[..., None] + spread[None]
+    quantiles = {
+        "model": model_quantiles(predict, data, X, config),
+        **baseline_quantiles(data.train, X_base, h, target, data.period, levels),
+    }
     truth = truth.astype(np.float64)
     return IntervalEvaluation(
         levels,

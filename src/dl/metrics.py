@@ -109,10 +109,14 @@ def mase(y_true, y_pred, y_train, period: int = 1) -> float:
     ``math.nan`` (never a ZeroDivisionError) and :func:`mase_undefined_reason` says why.
     """
     y_true, y_pred = _pair("mase", y_true, y_pred)
+    return float(np.mean(np.abs(y_true - y_pred))) / mase_scale(y_train, period)
+
+
+def mase_scale(y_train, period: int = 1) -> float:
+    """MASE's denominator: the in-sample MAE of the seasonal naive forecast on ``y_train``
+    (T,); NaN where MASE is undefined (0, or not finite)."""
     scale = _naive_scale(y_train, period)
-    if scale == 0 or not math.isfinite(scale):
-        return math.nan
-    return float(np.mean(np.abs(y_true - y_pred))) / scale
+    return scale if scale > 0 and math.isfinite(scale) else math.nan
 
 
 def mase_undefined_reason(y_train, period: int = 1) -> str | None:

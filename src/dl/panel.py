@@ -4,9 +4,10 @@ Each series is cut and scaled on its own (:func:`dl.forecast.prepare`: its own t
 fixes its own :class:`~dl.data.series.Scaler`), and the windows of every series are pooled
 into one training set (:func:`pool`), so one set of weights learns from all of them; the
 model is then scored on each series' test part beside that series' baselines
-(:func:`dl.forecast.evaluate`), and the scale-free scores (MASE, sMAPE) are averaged over
-the series (:func:`overall`). The series share a time axis and their inputs' layout
-(:func:`dl.data.covariates.split_targets`): ``[target, shared past columns, leads]``.
+(:func:`dl.forecast.evaluate`), and the scale-free scores (MASE, sMAPE, interval coverage,
+scaled pinball and CRPS) are averaged over the series (:func:`overall`). The series share a
+time axis and their inputs' layout (:func:`dl.data.covariates.split_targets`):
+``[target, shared past columns, leads]``.
 """
 
 from __future__ import annotations
@@ -18,6 +19,13 @@ import numpy as np
 from dl import forecast as core
 
 SCALE_FREE = ("mase", "smape")  # scores that average across series in different units
+SCALE_FREE_PREFIXES = ("scaled_", "coverage_")  # dl.intervals.figures' that do too
+
+
+def scale_free(metric: str) -> bool:
+    """Whether a score named ``metric`` is free of the series' units (it averages across
+    series): MASE, sMAPE, interval coverages and scaled pinball and CRPS."""
+    return metric in SCALE_FREE or metric.startswith(SCALE_FREE_PREFIXES)
 
 
 def prepare(series, window, horizon, mode, val_fraction, test_fraction, periods=None, scalers=None):
@@ -51,16 +59,17 @@ def pool(datas: list[core.ForecastData]) -> core.ForecastData:
     )
 
 
-def overall(evaluations: list[core.Evaluation]) -> dict[str, dict[str, float]]:
-    """Model and baseline name -> the mean of each scale-free score over the series (NaN when
-    a series' score is undefined)."""
-    names = evaluations[0].scores
+def overall(scores: list[dict[str, dict[str, float]]]) -> dict[str, dict[str, float]]:
+    """One ``name -> metric -> score`` dict per series (an Evaluation's ``scores``, an
+    origin's) -> the mean over the series of each scale-free score (:func:`scale_free`),
+    NaN when a series' score is undefined."""
     return {
         name: {
-            metric: float(np.mean([e.scores[name][metric] for e in evaluations]))
-            for metric in SCALE_FREE
+            metric: float(np.mean([each[name][metric] for each in scores]))
+            for metric in figures
+            if scale_free(metric)
         }
-        for name in names
+        for name, figures in scores[0].items()
     }
 
 

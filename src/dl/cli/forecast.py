@@ -221,11 +221,7 @@ def main(args: argparse.Namespace) -> int:
         )
     for data in datas:
         check_varies(data)
-    backtest = backtest_cli.check(args, datas[0])
-    if backtest is not None and len(datas) > 1:
-        raise UsageError(
-            "--backtest refits one series at a time; backtest each target alone (--targets NAME)"
-        )
+    backtest = backtest_cli.check(args, datas[0])  # the series of a global model: cut alike
     out = args.out or Path("runs") / time.strftime(
         f"forecast-{args.series or args.csv.stem}-%Y%m%d-%H%M%S"
     )
@@ -233,7 +229,9 @@ def main(args: argparse.Namespace) -> int:
     with locked(out, "dl forecast"):
         prepare_out(out, args.force)
         if len(datas) > 1:
-            return forecast_panel.train_run(args, out, source, opts, datas, backend, inputs)
+            return forecast_panel.train_run(
+                args, out, source, opts, datas, backend, inputs, backtest
+            )
         return train_run(args, out, source, opts, datas[0], backend, inputs, backtest)
 
 
@@ -311,7 +309,7 @@ def train_run(
     save_run(out, model, meta, data, result, evaluation, future)
     if backtest is not None:
         return backtest_cli.run(
-            out, build, data, config, settings, fit.best_epoch, backtest, result
+            out, build, [data], config, settings, fit.best_epoch, backtest, result
         )
     return 0
 

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from dl import checkpoint, intervals, panel
 from dl import forecast as core
+from dl.cli import backtest as backtest_cli
 from dl.cli import forecast as cli
 from dl.cli import forecast_intervals, signals
 from dl.cli.rundir import locked
@@ -31,8 +32,11 @@ def scaling(datas) -> dict:
     }
 
 
-def train_run(args, out: Path, source: dict, opts: dict, datas, backend: str, inputs) -> int:
-    """:func:`dl.cli.forecast.train_run` of a global model on ``datas`` (one per target)."""
+def train_run(
+    args, out: Path, source: dict, opts: dict, datas, backend: str, inputs, backtest
+) -> int:
+    """:func:`dl.cli.forecast.train_run` of a global model on ``datas`` (one per target),
+    then the ``backtest`` plan, if any."""
     pooled = panel.pool(datas)
     config, settings = cli.configure(args, opts, pooled)
     for data in datas:
@@ -117,6 +121,10 @@ def train_run(args, out: Path, source: dict, opts: dict, datas, backend: str, in
                     quantiles_of_model_of_training_part=forecast["quantiles"], **quantiles
                 )
     save(out, model, meta, datas, result, evaluations, futures)
+    if backtest is not None:
+        return backtest_cli.run(
+            out, build, datas, config, settings, fit.best_epoch, backtest, result
+        )
     return 0
 
 
@@ -178,7 +186,7 @@ def report(model, datas, config, forecast_by: str | None = None):
         results[data.series.target_name] = result
         evaluations.append(evaluation)
         futures.append(future)
-    overall = panel.overall(evaluations)
+    overall = panel.overall([e.scores for e in evaluations])
     names = {"model": f"{config.cell} (global)", "seasonal_naive": "seasonal naive"}
     print(f"mean over the {len(datas)} series:{'MASE':>10}{'sMAPE %':>10}")
     for name, scores in overall.items():
