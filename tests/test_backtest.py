@@ -13,12 +13,12 @@ import pytest
 from test_forecast import Scripted
 
 from dl import backtest as bt
-from dl import checkpoint, panel
+from dl import checkpoint, intervals, panel
 from dl import forecast as fc
-from dl.baselines import BASELINES
+from dl.baselines import BASELINES, SeasonalNaiveForecaster
 from dl.cli import main, signals
 from dl.data import covariates as cv
-from dl.data.series import Series
+from dl.data.series import Scaler, Series
 
 # ---------------------------------------------------------------- the plan
 
@@ -219,6 +219,66 @@ def test_a_global_backtest_forecasts_every_series_and_baseline_from_the_same_ori
     np.testing.assert_allclose(trained[1][len(scaled) :], scaled)
 
 
+class Spread(Slope):
+    """A Slope with quantiles (the slope's forecast, 0.8 scaled units apart per 0.5 of
+    level) or a Gaussian (mean the slope's forecast, raw scale 0: softplus 0.69)."""
+
+    def predict(self, X):
+        point = super().predict(X)
+        if self.config.likelihood == "gaussian":
+            return np.concatenate([point, np.zeros_like(point)], axis=1)
+        return np.concatenate([point + 1.6 * (q - 0.5) for q in self.config.quantiles], axis=1)
+
+
+@pytest.mark.parametrize("likelihood", [None, "gaussian"])
+def test_interval_scores_at_each_origin_are_the_intervals_modules(likelihood):
+    t = np.arange(200)
+    values = (np.sin(2 * np.pi * t / 12) + 0.01 * t + 0.3 * np.cos(t * 1.7))[:, None]
+    data = fc.prepare(Series(values, ("x",), period=12), window=4, horizon=2)
+    levels = (0.05, 0.1, 0.5, 0.9, 0.95)
+    config = fc.ForecastConfig(num_outputs=2, quantiles=levels, likelihood=likelihood)
+    plan = bt.plan(data, 5, "sliding", refit_every=2)
+    origins = one_series(bt.run(Spread, [data], config, fc.FitSettings(batch_size=8), plan, 1))
+    for o in origins:
+        train = values[slice(*o.fitted_on)]
+        scaler = Scaler.fit(train)
+        outputs = Spread(config, None).predict(scaler.transform(values[o.step - 4 : o.step])[None])
+        model = scaler.inverse_transform(intervals.quantile_forecasts(outputs, config), column=0)
+        np.testing.assert_allclose(o.quantiles["model"], model[0], atol=1e-5)
+        np.testing.assert_allclose(o.forecasts["model"], model[0, :, 2], atol=1e-5)  # median
+        residuals = np.stack([train[1:-1, 0], train[2:, 0]], axis=1) - train[:-2]  # naive's
+        spread = np.quantile(residuals, levels, axis=0).T
+        np.testing.assert_allclose(o.quantiles["naive"], values[o.step - 1] + spread, atol=1e-6)
+        seasonal = intervals.residual_quantiles(
+            SeasonalNaiveForecaster(2, 0, 12).fit(train), train, 12, levels
+        )
+        np.testing.assert_allclose(
+            o.quantiles["seasonal_naive"], o.forecasts["seasonal_naive"][:, None] + seasonal
+        )
+        assert set(o.quantiles) == set(o.intervals) == {"model", "naive", "seasonal_naive"}
+        scale = np.abs(train[12:, 0] - train[:-12, 0]).mean()  # MASE's, on the same steps
+        for name, q in o.quantiles.items():
+            expected = intervals.scores(o.truth[None], q[None], levels)
+            assert o.intervals[name] == expected
+            figures = o.scores[name]
+            assert figures["pinball"] == expected["pinball"]
+            assert figures["crps"] == expected["crps"]
+            assert figures["scaled_crps"] == pytest.approx(expected["crps"] / scale)
+            assert figures["scaled_pinball"] == pytest.approx(expected["pinball"] / scale)
+            for key, interval in zip(("90", "80"), expected["intervals"]):
+                assert figures[f"coverage_{key}"] == interval["coverage"]
+                assert figures[f"width_{key}"] == interval["width"]
+        assert "pinball" not in o.scores["mean"]  # no intervals for the mean baseline
+    summary = bt.summarize([o.scores for o in origins])
+    for name in ("model", "naive", "seasonal_naive"):
+        for metric in ("pinball", "crps", "coverage_80", "scaled_crps"):
+            v = [o.scores[name][metric] for o in origins]
+            assert summary[name][metric]["mean"] == pytest.approx(np.mean(v))
+            assert summary[name][metric]["std"] == pytest.approx(np.std(v, ddof=1))
+    coverage = [o.scores["model"]["coverage_80"] for o in origins]
+    assert len(set(coverage)) > 1  # origins differ: the test can tell them apart
+
+
 # ---------------------------------------------------------------- the command line
 
 
@@ -394,6 +454,68 @@ def test_a_global_backtest_reports_each_series_and_their_mean(tmp_path, capsys, 
     assert "origin 2/3 (179): refit on 179 steps in" in text and "MASE (mean over 2 series)" in text
     assert "mean over the 2 series at each origin:" in text
     assert (out / "backtest.png").read_bytes()[:4] == b"\x89PNG"
+
+
+class SpreadRecorder(Recorder, Spread):
+    """A Recorder whose forecasts have quantiles (Spread's)."""
+
+
+@pytest.mark.parametrize(
+    "targets, flags",
+    [
+        (["--column", "y"], ["--likelihood", "gaussian"]),
+        (["--targets", "y,x"], ["--quantiles", "0.1,0.5,0.9"]),
+    ],
+)
+def test_a_backtest_with_quantiles_scores_the_intervals_at_each_origin(
+    tmp_path, capsys, recorder, monkeypatch, targets, flags
+):
+    from dl.cli import forecast as cli_forecast
+
+    monkeypatch.setattr(cli_forecast, "builder", lambda backend, device: SpreadRecorder)
+    out = tmp_path / "run"
+    argv = ["--csv", sine_csv(tmp_path / "s.csv"), *targets, *SMALL[2:], *flags]
+    status, text, err = run(capsys, *argv, "--backtest", 3, "--out", out)
+    assert status == 0, err
+    record = json.loads((out / "backtest.json").read_text())
+    assert record["quantiles"] == [0.1, 0.5, 0.9]
+    rows = list(csv.DictReader((out / "backtest.csv").open()))
+    names = ("model", "naive", "seasonal_naive")
+    for origin in record["per_origin"]:
+        for target, each in origin.get("series", {"y": origin}).items():
+            for name in names:
+                q = np.array(each["quantiles"][name])
+                expected = intervals.scores(np.array([each["truth"]]), q[None], (0.1, 0.5, 0.9))
+                assert each["intervals"][name] == expected  # JSON keeps every digit
+                assert each["scores"][name]["coverage_80"] == expected["intervals"][0]["coverage"]
+                (row,) = [
+                    r
+                    for r in rows
+                    if (r["origin"], r["series"], r["model"])
+                    == (str(origin["origin"]), target, name)
+                ]
+                assert float(row["crps"]) == pytest.approx(expected["crps"], rel=1e-5)
+                assert float(row["width_80"]) == pytest.approx(
+                    expected["intervals"][0]["width"], rel=1e-5
+                )
+            assert "pinball" not in each["scores"]["mean"]
+    summary = record["summary"]
+    for name in names:
+        per = [o["scores"][name]["coverage_80"] for o in record["per_origin"]]
+        assert summary[name]["coverage_80"]["mean"] == pytest.approx(np.mean(per))
+        assert summary[name]["coverage_80"]["std"] == pytest.approx(np.std(per, ddof=1))
+    if "series" in record["per_origin"][0]:  # the mean over the series: scale-free figures
+        for origin in record["per_origin"]:
+            for metric in ("coverage_80", "scaled_pinball", "scaled_crps"):
+                mean = np.mean([origin["series"][t]["scores"]["model"][metric] for t in "yx"])
+                assert origin["scores"]["model"][metric] == pytest.approx(mean)
+            assert "pinball" not in origin["scores"]["model"]
+        heading = text[text.index("mean over the 2 series at each origin") :].splitlines()
+        assert heading[6].split() == ["80%", "cover", "scaled", "pinball", "scaled", "CRPS"]
+    else:
+        heading = text[text.index("backtest over 3 origins") :].splitlines()
+        assert heading[6].split() == ["80%", "cover", "pinball", "CRPS"]
+    assert [line.split()[0] for line in heading[7:10]] == ["lstm", "naive", "seasonal"]
 
 
 def test_selection_sees_nothing_at_or_after_the_first_origin(
