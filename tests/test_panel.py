@@ -131,8 +131,26 @@ def test_a_global_refit_trains_on_every_window_of_every_whole_series(tmp_path, c
         assert set(forecast["quantiles"]) == {"0.1", "0.5", "0.9"}
         assert forecast["quantiles"] != forecast["quantiles_of_model_of_training_part"]
         assert "coverage" in json.dumps(metrics["series"][target]["intervals"])
+    values = {"a": np.sin(np.arange(120) / 3), "b": 1000 + 500 * np.cos(np.arange(120) / 5)}
+    mean = metrics["overall_intervals"]
+    assert set(mean) == {"model", "naive", "seasonal_naive"}
+    for name in mean:
+        assert set(mean[name]) == {"coverage_80", "scaled_pinball", "scaled_crps"}
+        for metric, value in mean[name].items():
+            per = [metrics["series"][t]["intervals"]["scale_free"][name][metric] for t in "ab"]
+            assert value == pytest.approx(np.mean(per))
+        for target in "ab":  # each series' own: its test scores over MASE's scale
+            series = metrics["series"][target]
+            scored = series["intervals"]["scores"][name]
+            y, m = values[target][: series["parts"]["train"]], series["period"]
+            scale = np.abs(y[m:] - y[:-m]).mean()
+            figures = series["intervals"]["scale_free"][name]
+            assert figures["scaled_crps"] == pytest.approx(scored["crps"] / scale, rel=1e-4)
+            assert figures["scaled_pinball"] == pytest.approx(scored["pinball"] / scale, rel=1e-4)
+            assert figures["coverage_80"] == scored["intervals"][0]["coverage"]
+    assert "mean, intervals:" in text and "scaled CRPS" in text
     _, meta = checkpoint.load(out, "forecast")
-    b = np.array([1000 + 500 * np.cos(t / 5) for t in range(120)])
+    b = values["b"]
     assert meta["scalers"][1]["mean"][0] == pytest.approx(b.mean(), rel=1e-6)  # whole series
 
 

@@ -283,23 +283,24 @@ def baseline_quantiles(train, X, horizon: int, target: int, period: int, levels)
 
 
 def figures(scored: dict, y_train, period: int) -> dict[str, float]:
-    """:func:`scores`' figures, flat: ``pinball`` and ``crps`` (original units), the same
-    divided by MASE's scale on ``y_train: (T,)`` (:func:`dl.metrics.mase_scale`; NaN where it
-    is undefined): ``scaled_pinball`` (the M5 competition's scaled pinball loss, with the
-    seasonal period) and ``scaled_crps``, which average across series; and
-    ``coverage_<nominal %>`` and ``width_<nominal %>`` of each central interval."""
+    """:func:`scores`' figures, flat: ``coverage_<nominal %>`` and ``width_<nominal %>`` of
+    each central interval, ``pinball`` and ``crps`` (original units), and the same divided by
+    MASE's scale on ``y_train: (T,)`` (:func:`dl.metrics.mase_scale`; NaN where it is
+    undefined): ``scaled_pinball`` (the M5 competition's scaled pinball loss, with the
+    seasonal period) and ``scaled_crps``, which average across series."""
+    flat = {}
+    for interval in scored["intervals"]:
+        nominal = f"{100 * interval['nominal']:.3g}"
+        flat[f"coverage_{nominal}"] = interval["coverage"]
+        flat[f"width_{nominal}"] = interval["width"]
     scale = mase_scale(y_train, period)
-    flat = {
+    return {
+        **flat,
         "pinball": scored["pinball"],
         "crps": scored["crps"],
         "scaled_pinball": scored["pinball"] / scale,
         "scaled_crps": scored["crps"] / scale,
     }
-    for interval in scored["intervals"]:
-        nominal = f"{100 * interval['nominal']:.3g}"
-        flat[f"coverage_{nominal}"] = interval["coverage"]
-        flat[f"width_{nominal}"] = interval["width"]
-    return flat
 
 
 @dataclasses.dataclass

@@ -189,24 +189,59 @@ def report(model, datas, config, forecast_by: str | None = None):
     overall = panel.overall([e.scores for e in evaluations])
     names = {"model": f"{config.cell} (global)", "seasonal_naive": "seasonal naive"}
     print(f"mean over the {len(datas)} series:{'MASE':>10}{'sMAPE %':>10}")
-    for name, scores in overall.items():
+    print_rows(overall, names)
+    clean = lambda x: None if math.isnan(x) else x
+    result = {
+        "targets": list(results),
+        "series": results,
+        "overall": {n: {k: clean(v) for k, v in s.items()} for n, s in overall.items()},
+        "model": config.to_dict(),
+    }
+    if intervals.is_probabilistic(config):
+        scale_free = [interval_figures(d, e) for d, e in zip(datas, evaluations)]
+        for data, figures in zip(datas, scale_free):
+            results[data.series.target_name]["intervals"]["scale_free"] = figures
+        mean = panel.overall(scale_free)
+        print(
+            f"{'mean, intervals:':22}"
+            + "".join(f"{heading(metric):>16}" for metric in mean["model"])
+        )
+        print_rows(mean, names, 16)
+        result["overall_intervals"] = {
+            n: {k: clean(v) for k, v in s.items()} for n, s in mean.items()
+        }
+    return result, evaluations, futures
+
+
+def interval_figures(data, evaluation) -> dict:
+    """The scale-free interval figures (:func:`dl.intervals.figures`: coverages, scaled
+    pinball and CRPS) of the model and the baselines on one series' test part."""
+    y_train = data.train[:, data.target]
+    return {
+        name: {
+            k: v
+            for k, v in intervals.figures(scored, y_train, data.period).items()
+            if panel.scale_free(k)
+        }
+        for name, scored in evaluation.intervals.scores.items()
+    }
+
+
+def heading(metric: str) -> str:
+    """``coverage_80`` -> ``80% cover``, ``scaled_crps`` -> ``scaled CRPS``."""
+    if metric.startswith("coverage_"):
+        return f"{metric[9:]}% cover"
+    return metric.replace("_", " ").replace("crps", "CRPS")
+
+
+def print_rows(scores: dict, names: dict, width: int = 10) -> None:
+    for name, row in scores.items():
         print(
             f"{names.get(name, name):22}"
             + "".join(
-                f"{'undefined' if math.isnan(v) else f'{v:.4g}':>10}" for v in scores.values()
+                f"{'undefined' if math.isnan(v) else f'{v:.4g}':>{width}}" for v in row.values()
             )
         )
-    clean = lambda x: None if math.isnan(x) else x
-    return (
-        {
-            "targets": list(results),
-            "series": results,
-            "overall": {n: {k: clean(v) for k, v in s.items()} for n, s in overall.items()},
-            "model": config.to_dict(),
-        },
-        evaluations,
-        futures,
-    )
 
 
 def plot_name(target: str) -> str:
