@@ -51,7 +51,11 @@ def test_the_frequency_chooses_the_season(labels, names, first, extra_first):
     "labels, message",
     [
         (None, "has none; give its time column"),
-        ((1700, 1701), "need dates as time labels"),
+        (
+            (1700, 1701),
+            "need dates as time labels (such as 2001-12-29, 2001-12 or 1959Q1); its labels are "
+            "numbers (1700, ...): leave out the calendar features",
+        ),
         (("2001-01-01", "soon"), "time label 'soon' (step 1) is not a date"),
         (("2001-02", "2001-01"), "must increase, but '2001-02' (step 0) is followed by"),
         (("2001", "2002"), "365 days apart, which is none of hourly"),

@@ -189,3 +189,19 @@ def test_every_backend_trains_the_same_global_model():
             np.testing.assert_allclose(
                 trained[backend][name], value, atol=1e-4, err_msg=f"{backend} {name}"
             )
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--series", "macrodata", "--targets", "realgdp,realcons,realgdp"],
+        ["--csv", "t.csv", "--targets", "a,b,a"],
+    ],
+)
+def test_a_target_named_twice_is_refused_in_one_line(tmp_path, capsys, monkeypatch, argv):
+    pytest.importorskip("statsmodels")
+    monkeypatch.chdir(tmp_path)
+    write(tmp_path / "t.csv", "t,a,b,note", table())
+    status, _, err = run(capsys, *argv, *FAST, "--out", tmp_path / "r")
+    assert status == 2 and err.count("\n") == 1, err
+    assert "is given twice; name each column once" in err and not (tmp_path / "r").exists()

@@ -62,7 +62,8 @@ def parse_times(time, source: str = "the series") -> np.ndarray:
     if any(not isinstance(label, str) for label in time):
         raise SeriesError(
             f"{source}: calendar features need dates as time labels (such as 2001-12-29, "
-            f"2001-12 or 1959Q1); its labels are numbers ({time[0]}, ...)"
+            f"2001-12 or 1959Q1); its labels are numbers ({time[0]}, ...): leave out the "
+            "calendar features, or give a time column of dates"
         )
     out = np.empty(len(time), "datetime64[s]")
     for i, label in enumerate(time):
@@ -296,6 +297,19 @@ class Inputs:
         return None
 
 
+def refuse_twice(columns: list, future_columns: list) -> None:
+    """Refuse a column named twice among targets and past columns, or both there and among
+    the future columns."""
+    twice = sorted(set(columns) & set(future_columns)) or sorted(
+        {c for c in columns if columns.count(c) > 1}
+    )
+    if twice:
+        raise SeriesError(
+            f"column {', '.join(map(repr, twice))} is given twice; name each column once, "
+            "as a target, a past or a future covariate"
+        )
+
+
 def load_inputs(source: dict, horizon: int) -> tuple[list[Series], Inputs]:
     """``(series, inputs)``: one series per target of ``source`` (settings as kept in
     checkpoints: ``series`` or ``csv`` with ``column``, ``time_column``, ``interpolate``, and
@@ -314,6 +328,7 @@ def load_inputs(source: dict, horizon: int) -> tuple[list[Series], Inputs]:
                 f"series {source['series']!r} has one column; several targets come from "
                 "macrodata or a CSV file"
             )
+        refuse_twice(list(targets or []), [])
         base = load_series(source["series"], **({"columns": targets} if targets else {}))
     else:
         past = list(source.get("column") or ())
@@ -326,14 +341,7 @@ def load_inputs(source: dict, horizon: int) -> tuple[list[Series], Inputs]:
                     f"{', '.join(sorted(c for c in used if c))}); name the targets"
                 )
         columns = list(targets or []) + past
-        twice = sorted(set(columns) & set(future_columns)) or sorted(
-            {c for c in columns if columns.count(c) > 1}
-        )
-        if twice:
-            raise SeriesError(
-                f"column {', '.join(map(repr, twice))} is given twice; name each column once, "
-                "as a target, a past or a future covariate"
-            )
+        refuse_twice(columns, future_columns)
         time_column, interpolate = source.get("time_column"), source.get("interpolate", False)
         base, future = read_csv_future(
             source["csv"],
