@@ -230,6 +230,18 @@ def test_a_run_records_its_inputs_and_refuses_new_data_that_lacks_them(
             "the data lacks the past covariate column 'p', which the model reads",
         ),
         ("day,y,p,x", (), "no column 'month'"),
+        (
+            "month,y,p,x",
+            ("--future-columns", "p"),
+            f"--from {out}: its model reads column 'p' as a past covariate; leave it out of "
+            "--future-columns (the run's inputs are taken by default)",
+        ),
+        (
+            "month,y,p,x",
+            ("--column", "y,p,x"),
+            f"--from {out}: its model reads column 'x' as a future covariate; leave it out of "
+            "--column and --targets",
+        ),
     ]:
         bad = write(tmp_path / "new.csv", header, table(120, seed=1))
         status, _, err = run(capsys, "--from", out, "--csv", bad, *extra)

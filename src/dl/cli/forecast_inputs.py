@@ -75,6 +75,27 @@ def fill_from_run(args, meta: dict) -> None:
         args.future_columns = list(run.future)
     if args.time_column is None:
         args.time_column = meta["data"].get("time_column")
+    refuse_moved(args, run)
+
+
+def refuse_moved(args, run: Inputs) -> None:
+    """Refuse a column given as a future covariate that the run's model reads as a target or
+    past covariate, or the other way round (one of the two taken from the run), naming it;
+    the data layer refuses other columns given twice."""
+    future = set(args.future_columns or ())
+    known = {*run.targets, *run.past, *run.future}
+    moved = [c for c in [*(args.targets or ()), *(args.column or ())] if c in future & known]
+    if moved:
+        name = moved[0]
+        if name in run.future:
+            read, flags = "a future covariate", "--column and --targets"
+        else:
+            read = "a target" if name in run.targets else "a past covariate"
+            flags = "--future-columns"
+        raise UsageError(
+            f"--from {args.from_run}: its model reads column {name!r} as {read}; leave it out "
+            f"of {flags} (the run's inputs are taken by default)"
+        )
 
 
 def check(run, meta: dict, inputs: Inputs) -> None:
