@@ -1,6 +1,8 @@
 """``dl forecast --targets A,B,...``: one global model for several series (:mod:`dl.panel`),
 trained on the pooled windows of all, each series scaled by its own training part; scored
-per series beside its baselines, and over all series (mean MASE and sMAPE)."""
+per series beside its baselines, and over all series (mean MASE and sMAPE; with quantiles,
+mean coverage and scaled pinball loss and CRPS); ``--backtest`` then refits it at each origin
+(:mod:`dl.cli.backtest`)."""
 
 from __future__ import annotations
 
