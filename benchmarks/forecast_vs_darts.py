@@ -22,7 +22,8 @@ function (:func:`score`) scores every forecaster's test forecasts: MASE scaled a
 ``dl.forecast.evaluate`` (the training part's in-sample seasonal naive MAE, dl's season),
 RMSE, sMAPE and, for quantile forecasts, the coverage of the outer central interval and the
 mean pinball loss over the levels. Wall time is the whole command's (imports included), one
-run at a time. With ``--quantiles`` every ``dl forecast`` row gets ``--quantiles`` too (a
+run at a time. With ``--quantiles`` the default ``dl forecast`` (point forecasts, the MSE
+model) comes first, then every ``dl forecast`` row with ``--quantiles`` too (a
 pinball-trained model, or with ``--dl-also='--likelihood gaussian'`` a Gaussian one), and its
 ``model_q<level>`` columns of ``test_forecasts.csv`` are scored, as are the baselines'
 residual quantiles (``naive_q<level>``, ``seasonal_naive_q<level>``); a ``dl forecast``
@@ -164,8 +165,11 @@ def run_series(name, args, env, quantiles):
     series = load_series(name)
     digest = hashlib.sha256(np.ascontiguousarray(series.values).tobytes()).hexdigest()
     rows, setting = [], None
-    for i, options in enumerate([[], *(extra.split() for extra in args.dl_also)]):
-        row, metrics, ours = run_dl(name, options, out / f"dl{i or ''}", args, env, quantiles)
+    runs = [([], quantiles), *((extra.split(), quantiles) for extra in args.dl_also)]
+    if quantiles:  # the default point forecast (the MSE model) too
+        runs.insert(0, ([], None))
+    for i, (options, levels) in enumerate(runs):
+        row, metrics, ours = run_dl(name, options, out / f"dl{i or ''}", args, env, levels)
         assert digest == metrics["series"]["sha256"], "dl forecast read other values"
         keys = ("parts", "horizon", "window", "period")
         if setting is None:
