@@ -104,8 +104,8 @@ def add_parser(subparsers) -> None:
         "--dist-timeout",
         type=positive_float,
         default=300.0,
-        help="under torchrun: seconds to wait for the other processes at the rendezvous and "
-        "in any collective before stopping with a message (default: 300)",
+        help="with several processes (torchrun) or --devices: seconds to wait for the others "
+        "at the rendezvous and in any collective before stopping (default: 300)",
     )
     parser.set_defaults(command=main)
 
@@ -490,7 +490,7 @@ def train(
             "start the run without --resume"
         )
     if dry_run:
-        session, loader = _prepare(run, asked, resume, prefixes, quiet)
+        session, loader = _prepare(run, asked, resume, prefixes, quiet, timeout=dist_timeout)
         return session.dry_run(loader)
     # the process group first, so that rank 0 reports a bad input anywhere for every process
     device_error = world.start(asked.get("device"), dist_timeout)
@@ -500,7 +500,7 @@ def train(
             def ready():
                 if device_error:
                     raise device_error
-                session, loader = _prepare(run, asked, resume, prefixes, quiet, world)
+                session, loader = _prepare(run, asked, resume, prefixes, quiet, world, dist_timeout)
                 if not resume and world.writes:  # every input checked: --force may remove
                     run.prepare(force)
                 return session, loader
@@ -521,9 +521,18 @@ def _nothing():
     yield
 
 
-def _prepare(run: RunDir, asked: dict, resume: bool, prefixes, quiet: bool, world=distributed.ONE):
+def _prepare(
+    run: RunDir,
+    asked: dict,
+    resume: bool,
+    prefixes,
+    quiet: bool,
+    world=distributed.ONE,
+    timeout: float = 300.0,
+):
     """``(session, loader)`` with every input checked and the model built (on rank 0's
-    checkpoint where resuming under torchrun: rank 0 reads it for every process)."""
+    checkpoint where resuming under torchrun: rank 0 reads it for every process); JAX's
+    collectives wait ``timeout`` seconds (--dist-timeout) before they give up."""
     if resume:
         settings, params, optimizer_state, meta, carried = world.first(
             lambda: _resume_settings(run, asked, run.resume_stem())
@@ -531,6 +540,8 @@ def _prepare(run: RunDir, asked: dict, resume: bool, prefixes, quiet: bool, worl
     else:
         settings, params, optimizer_state, meta, carried = resolve(asked), None, None, {}, []
     world.check(settings)
+    if settings["backend"] == "jax":  # before JAX starts, which reads its flags once
+        backends.collective_timeout(timeout)
     device = world.device(settings["device"])
     data = load_data(settings, tokenizers.from_dict(meta["tokenizer"]) if resume else None)
     if resume:

@@ -6,11 +6,14 @@ state; with several devices (:func:`local_devices`) each batch is split by rows 
 the parameters are replicated (XLA sums the gradients). Optimizers are optax's, built from
 :class:`dl.optim.OptimizerConfig` through :data:`OPTIMIZERS`, with the learning rate in their
 state, so that :meth:`Engine.set_lr` (a host-side schedule) keeps the compiled step. Devices
-are named here too.
+are named here too, and :func:`collective_timeout` gives XLA:CPU's collectives a timeout longer
+than its own (before JAX starts).
 """
 
 from __future__ import annotations
 
+import math
+import os
 import time
 
 import jax
@@ -44,6 +47,36 @@ OPTIMIZERS = {
     ),
 }
 SLOT_FIELDS = {"m": "mu", "v": "nu"}  # dl.optim's state slots as optax's state fields
+
+
+# XLA:CPU's collectives wait for every device's thread (and, across processes, for every
+# process); past `terminate` seconds (XLA's default 40) it aborts the process (SIGABRT), which
+# a loaded machine reaches when one device's thread runs late. Each flag: its share of the
+# timeout. jaxlib 0.9 knows them (an unknown flag in XLA_FLAGS would abort JAX's start).
+COLLECTIVE_FLAGS = {
+    "xla_cpu_collective_call_warn_stuck_timeout_seconds": 0.5,  # XLA's "may be stuck" line
+    "xla_cpu_collective_call_terminate_timeout_seconds": 1.0,  # threads of one process
+    "xla_cpu_collective_timeout_seconds": 1.0,  # gloo between processes
+}
+COLLECTIVE_FLAGS_SINCE = (0, 9)
+
+
+def collective_timeout(seconds: float, environ=os.environ) -> bool:
+    """Give XLA:CPU's collectives ``seconds`` before they abort (instead of XLA's 40), through
+    ``XLA_FLAGS``, where this jaxlib knows the flags; flags the user set stay as they are.
+    Must come before JAX starts its backend (the first device or computation), which reads the
+    flags once. Returns whether the flags were set."""
+    import jaxlib
+
+    version = tuple(int(part) for part in jaxlib.__version__.split(".")[:2])
+    if version < COLLECTIVE_FLAGS_SINCE:
+        return False
+    flags = environ.get("XLA_FLAGS", "").split()
+    for name, share in COLLECTIVE_FLAGS.items():
+        if not any(flag.lstrip("-").startswith(f"{name}=") for flag in flags):
+            flags.append(f"--{name}={max(1, math.ceil(seconds * share))}")
+    environ["XLA_FLAGS"] = " ".join(flags)
+    return True
 
 
 def try_gpu(i=0):
