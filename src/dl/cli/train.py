@@ -493,7 +493,7 @@ def train(
         session, loader = _prepare(run, asked, resume, prefixes, quiet, timeout=dist_timeout)
         return session.dry_run(loader)
     # the process group first, so that rank 0 reports a bad input anywhere for every process
-    device_error = world.start(asked.get("device"), dist_timeout)
+    device_error = world.start(asked.get("device"), dist_timeout, asked.get("backend"))
     try:
         with locked(out, "dl train", create=not resume) if world.writes else _nothing():
 
@@ -577,7 +577,7 @@ def _prepare(
         params or lm.init_params(config, settings["seed"], kind=settings["init"]),
         device,
     )
-    if world.active and world.writes and lm.any_dropout(config):
+    if world.active and world.writes and lm.any_dropout(config) and world.framework == "torch":
         note(
             "dropout under torchrun: each process draws the masks of its own rows, as DDP "
             "does, so the run is not the one-process run's (without dropout it is)"
@@ -727,7 +727,7 @@ class _Session:
             self._close(bar)
             error = TrainingDiverged if self.world.writes else distributed.Reported
             raise error(f"{err} {self._kept()}") from None
-        except RuntimeError as err:  # a collective failed: a process ended or hangs
+        except (RuntimeError, ValueError) as err:  # a collective failed: a process ended or hangs
             if not self.world.active or not distributed.collective_failed(err):
                 raise
             self._save_snapshot()
