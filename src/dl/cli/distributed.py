@@ -7,12 +7,12 @@ over every process's devices).
 
 :func:`world` reads the launcher's environment; :meth:`World.start` starts the process group
 (gloo on CPUs, NCCL on GPUs, one GPU per process; JAX: gloo on CPUs) within a timeout. Every
-process draws the same global batch and trains on its own rows of it (:meth:`World.rows`),
-so ``--batch-size`` means the same optimisation on any number of processes. Rank 0 alone writes (checkpoints,
-metrics, plots, output); :meth:`World.agree` makes every process stop together with rank 0's
-one message on a bad input anywhere, and :class:`Lockstep` carries the stop flags (Ctrl-C,
-SIGTERM, ``--max-time``, a timed save) with each update's gradients, so every process acts on
-them after the same update and none waits in a collective for one that left.
+process draws the same global batch and trains on its own rows of it (:meth:`World.rows`), so
+``--batch-size`` means the same optimisation on any number of processes. Rank 0 alone writes
+(checkpoints, metrics, plots, output); :meth:`World.agree` makes every process stop together
+with rank 0's one message on a bad input anywhere, and :class:`Lockstep` carries the stop flags
+(Ctrl-C, SIGTERM, ``--max-time``, a timed save) with each update's gradients, so every process
+acts on them after the same update and none waits in a collective for one that left.
 """
 
 from __future__ import annotations
