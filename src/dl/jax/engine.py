@@ -199,9 +199,14 @@ class Engine:
 
     def _put(self, tree):
         """A tree of host values (the same on every process) on every device of the mesh."""
-        if self.processes > 1:  # from NumPy: a local array cannot be placed on other hosts
-            tree = jax.tree_util.tree_map(np.asarray, tree)
-        return jax.device_put(tree, self.replicated)
+        if self.processes == 1:
+            return jax.device_put(tree, self.replicated)
+
+        def put(leaf):  # each process places its own copies: no collective (device_put checks
+            leaf = np.asarray(leaf)  # that the processes agree, which a failed peer never does)
+            return jax.make_array_from_callback(leaf.shape, self.replicated, lambda i: leaf[i])
+
+        return jax.tree_util.tree_map(put, tree)
 
     def _global(self, tree, spec):
         """This process's part of a mesh-wide tree (``spec``: rows or replicated) as the
