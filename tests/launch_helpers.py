@@ -6,8 +6,12 @@ import os
 import socket
 import subprocess
 import sys
+import time
 
 import numpy as np
+import pytest
+
+from dl import checkpoint
 
 LIMIT = 180  # seconds before a hung process fails the test
 
@@ -70,3 +74,19 @@ def assert_close(a, b, tol=1e-5):
     assert a.keys() == b.keys()
     worst = max(float(np.abs(a[k] - b[k]).max()) for k in a)
     assert worst < tol, worst
+
+
+def signal_after_first_save(procs, out, rank, signum):
+    """Send ``signum`` to ``procs[rank]`` once ``out`` holds a checkpoint; every process's
+    ``(status, stdout, stderr)``, which must all have ended within 30 s of it (skips where
+    the run finished first, as on a loaded machine)."""
+    deadline = time.monotonic() + LIMIT
+    while not checkpoint.exists(out) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    procs[rank].send_signal(signum)
+    sent = time.monotonic()
+    results = finish(procs, timeout=60)
+    assert time.monotonic() - sent < 30
+    if all(r[0] == 0 for r in results):
+        pytest.skip("the run ended before the signal arrived (a loaded machine)")
+    return results

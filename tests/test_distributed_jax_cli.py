@@ -11,7 +11,7 @@ import sys
 import time
 
 import pytest
-from launch_helpers import LIMIT, assert_close, environment, finish, spawn
+from launch_helpers import LIMIT, assert_close, environment, finish, signal_after_first_save, spawn
 
 from dl import checkpoint
 
@@ -97,15 +97,7 @@ def test_torchrun_starts_jax_processes_and_a_one_process_run_resumes_on_two(work
 def test_sigterm_on_rank_1_stops_both_and_the_run_resumes_on_one(work, single):
     out = work / "interrupted"
     procs = spawn(work, [args(work, out, "--epochs", 3, "--save-every-steps", 3)] * 2, **JAX_ENV)
-    deadline = time.monotonic() + LIMIT
-    while not checkpoint.exists(out) and time.monotonic() < deadline:
-        time.sleep(0.02)
-    procs[1].send_signal(signal.SIGTERM)
-    sent = time.monotonic()
-    results = finish(procs, timeout=60)
-    assert time.monotonic() - sent < 30
-    if [r[0] for r in results] == [0, 0]:
-        pytest.skip("the run ended before the signal arrived (a loaded machine)")
+    results = signal_after_first_save(procs, out, 1, signal.SIGTERM)
     assert [r[0] for r in results] == [143, 143], results
     assert quiet(results[1]), results[1]
     assert results[0][2].count("interrupted: ") == 1 and "--resume" in results[0][2]
@@ -113,6 +105,21 @@ def test_sigterm_on_rank_1_stops_both_and_the_run_resumes_on_one(work, single):
     status, output = run(work, ["-m", "dl", *args(work, out, "--epochs", 3, "--resume")])
     assert status == 0, output
     assert_close(checkpoint.load(out)[0], single[0])
+
+
+def test_a_killed_rank_1_ends_rank_0_with_one_message_and_its_checkpoint_kept(work):
+    out = work / "killed"
+    procs = spawn(work, [args(work, out, "--epochs", 50, "--save-every-steps", 3)] * 2, **JAX_ENV)
+    results = signal_after_first_save(procs, out, 1, signal.SIGKILL)
+    assert results[0][0] == 2, results[0]
+    lines = [line for line in results[0][2].splitlines() if line.startswith("dl: error:")]
+    assert len(lines) == 1 and "rank 0: lost contact with the other processes" in lines[0]
+    assert "--resume" in lines[0]
+    params, meta = checkpoint.load(out)  # whole, and it resumes
+    status, output = run(
+        work, ["-m", "dl", *args(work, out, "--epochs", meta["epoch"] + 1, "--resume")]
+    )
+    assert status == 0, output
 
 
 def test_bad_input_on_either_rank_is_one_message_from_rank_0(work):

@@ -169,14 +169,14 @@ class World:
             ) from None
         return error
 
-    def stop(self) -> None:
-        """Leave the process group (after the last collective)."""
+    def stop(self, lost: PeerLost | None = None) -> None:
+        """Leave the process group (after the last collective; ``lost``: a process is gone)."""
         if not self.active:
             return
         if self.framework == "jax":
             from dl.cli import distributed_jax
 
-            distributed_jax.stop()
+            distributed_jax.stop(lost)
             return
         import torch.distributed as dist
 

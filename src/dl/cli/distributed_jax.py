@@ -16,6 +16,7 @@ import math
 import os
 import pickle
 import socket
+import sys
 import time
 
 import numpy as np
@@ -144,9 +145,15 @@ def gather(value) -> list:
     return [pickle.loads(rows[rank, :size].tobytes()) for rank, size in enumerate(sizes)]
 
 
-def stop() -> None:
-    """Leave ``jax.distributed`` (every process waits for the others, up to the timeout)."""
+def stop(lost: Exception | None = None) -> None:
+    """Leave ``jax.distributed``: every process waits for the others, up to the timeout. With
+    a process ``lost`` that wait would fail, and jax aborts the process (as it does at exit):
+    ``lost``'s one line is printed and the process ends at once, with status 2."""
     import jax
 
+    if lost is not None:
+        print(f"dl: error: {lost}", file=sys.stderr, flush=True)
+        sys.stdout.flush()
+        os._exit(2)
     if jax.distributed.is_initialized():
         jax.distributed.shutdown()

@@ -512,6 +512,9 @@ def train(
                 ),
             )
             return session.loop(loader, print_every, save_every, save_every_steps, save_minutes)
+    except distributed.PeerLost as err:
+        world.stop(err)  # JAX: the message, and no wait for the lost process (it would abort)
+        raise
     finally:
         world.stop()
 

@@ -151,7 +151,6 @@ class TorchTrainer:
                 )
             self._run = GraphedStep(self._device_step)
 
-    @property
     def share(self, count: int) -> None:
         """``count`` values (:attr:`shared`) every process adds to the next update's
         all_reduce; after it, their sum over processes is in :attr:`shared_sum` (dl train's
@@ -159,6 +158,7 @@ class TorchTrainer:
         self.shared = torch.zeros(count, device=self.device)
         self.shared_sum = self.shared.clone()
 
+    @property
     def lr(self):
         """The learning rate, where the updater says it (not the book's function)."""
         if isinstance(self.optimizer, torch.optim.Optimizer):
