@@ -21,6 +21,7 @@ TINY = [
     *("--backend", "jax", "--impl", "scratch", "--device", "cpu", "--hidden", 16),
     *("--embedding", 8, "--batch-size", 4, "--num-steps", 10, "--max-tokens", 400),
     *("--print-every", 1000, "--schedule", "constant"),
+    *("--embed-dropout", 0.3),  # JAX draws the global batch's masks: the same on any count
 ]
 SENTENCE = "A blue kite climbs over the dunes while two dogs chase its long tail.\n"
 JAX_ENV = {"JAX_PLATFORMS": "cpu"}
@@ -135,6 +136,22 @@ def test_bad_input_on_either_rank_is_one_message_from_rank_0(work):
         assert said in results[0][2], results[0][2]
         assert quiet(results[1]), results[1]
     assert not checkpoint.exists(work / "b")
+
+
+def test_gpus_and_other_backends_under_a_launcher_are_refused():
+    from dl.cli import distributed, distributed_jax
+    from dl.cli.options import UsageError
+
+    assert distributed_jax.device(None) == distributed_jax.device("cpu") == "cpu"
+    with pytest.raises(UsageError, match="--device gpu: dl train runs JAX across processes on"):
+        distributed_jax.device("gpu")
+    world = distributed.World(rank=0, size=2, framework="jax")
+    world.check({"backend": "jax", "batch_size": 4})
+    with pytest.raises(UsageError, match="started jax's process group .* give --backend torch"):
+        world.check({"backend": "torch", "batch_size": 4})
+    with pytest.raises(UsageError, match="MASTER_PORT='x'"):
+        distributed_jax.coordinator({"MASTER_PORT": "x"})
+    assert distributed_jax.coordinator({"MASTER_ADDR": "h", "MASTER_PORT": "29500"}) == ("h", 29501)
 
 
 def test_an_absent_peer_or_coordinator_is_a_message_within_the_timeout(work):
