@@ -96,13 +96,15 @@ def test_torchrun_starts_jax_processes_and_a_one_process_run_resumes_on_two(work
 
 
 def test_sigterm_on_rank_1_stops_both_and_the_run_resumes_on_one(work, single):
-    out = work / "interrupted"
-    procs = spawn(work, [args(work, out, "--epochs", 3, "--save-every-steps", 3)] * 2, **JAX_ENV)
-    results = signal_after_first_save(procs, out, 1, signal.SIGTERM)
+    out = work / "interrupted"  # 50 epochs: far from done when the signal comes
+    procs = spawn(work, [args(work, out, "--epochs", 50, "--save-every-steps", 3)] * 2, **JAX_ENV)
+    results = signal_after_first_save(procs, out, 1, signal.SIGTERM, skip_if_done=False)
     assert [r[0] for r in results] == [143, 143], results
     assert quiet(results[1]), results[1]
     assert results[0][2].count("interrupted: ") == 1 and "--resume" in results[0][2]
-    assert not checkpoint.load(out)[1]["finished"]
+    meta = checkpoint.load(out)[1]
+    assert not meta["finished"] and meta["epoch"] < 3, meta["position"]
+    # a constant rate: the run of 3 epochs, continued on one process
     status, output = run(work, ["-m", "dl", *args(work, out, "--epochs", 3, "--resume")])
     assert status == 0, output
     assert_close(checkpoint.load(out)[0], single[0])
