@@ -1,5 +1,6 @@
-"""`dl train` on 1 and on N processes (torchrun, DDP over gloo on CPUs, NCCL on GPUs), side by
-side: training tokens/s of the global batch and the scaling efficiency.
+"""`dl train` on 1 and on N processes (torchrun, DDP over gloo on CPUs, NCCL on GPUs; or
+``--backend jax``: jax.distributed over gloo on CPUs), side by side: training tokens/s of the
+global batch and the scaling efficiency.
 
 The same command runs once as one process and once under ``torchrun --standalone
 --nproc-per-node N``; each process trains on ``batch / N`` rows of every batch, so both runs
@@ -7,10 +8,10 @@ take the same updates. The speed is the median over the epochs after the first (
 ``tokens_per_sec`` in the run's ``metrics.jsonl`` (tokens of the global batch per second of
 updates, evaluation excluded). Efficiency: N-process speed / (N x one-process speed).
 
-Usage: ``python benchmarks/distributed_scaling.py [--processes 2] [--device cpu|gpu]
-[--hidden 256] [--batch-size 64] [--epochs 4] [--text FILE]``; on a GPU machine
-``--device gpu`` runs one process per GPU. On a machine with fewer cores than processes x
-threads the processes share cores and the gain is small.
+Usage: ``python benchmarks/distributed_scaling.py [--backend torch|jax] [--processes 2]
+[--device cpu|gpu] [--hidden 256] [--batch-size 64] [--epochs 4] [--text FILE]``; on a GPU
+machine ``--device gpu`` runs one process per GPU (torch). On a machine with fewer cores
+than processes x threads the processes share cores and the gain is small.
 """
 
 import argparse
@@ -41,6 +42,7 @@ def train(launcher: list, options: list, out: Path, env: dict) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--backend", choices=("torch", "jax"), default="torch")
     parser.add_argument("--processes", type=positive_int, default=2)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--hidden", type=positive_int, default=256)
@@ -51,7 +53,7 @@ def main() -> None:
     parser.add_argument("--threads", type=positive_int, default=1, help="per process")
     args = parser.parse_args()
     options = [
-        *("--backend", "torch", "--device", args.device, "--hidden", str(args.hidden)),
+        *("--backend", args.backend, "--device", args.device, "--hidden", str(args.hidden)),
         *("--batch-size", str(args.batch_size), "--epochs", str(args.epochs)),
         *("--max-tokens", str(args.max_tokens), "--print-every", "1000"),
         *("--val-fraction", "0", "--test-fraction", "0"),
@@ -67,7 +69,8 @@ def main() -> None:
         )
     n = args.processes
     print(
-        f"dl train --hidden {args.hidden} --batch-size {args.batch_size} (global) on "
+        f"dl train --backend {args.backend} --hidden {args.hidden} --batch-size "
+        f"{args.batch_size} (global) on "
         f"{args.device}, {args.threads} thread(s) per process, {os.cpu_count()} cores here\n"
     )
     print("| processes | tokens/s | speed-up | scaling efficiency |")

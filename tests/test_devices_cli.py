@@ -5,6 +5,7 @@ resumed on another device count, and bad input (one line, exit 2)."""
 import importlib.util
 import json
 import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -23,7 +24,7 @@ TINY = [
 # training on one and on two devices, and runs saved on one count resumed on the other; prints
 # each run's weights, its metrics' epochs and what the first summary named as its devices
 RUNS = """
-import io, contextlib, json, sys
+import io, contextlib, json, os, sys
 from pathlib import Path
 import numpy as np
 from dl import checkpoint
@@ -40,6 +41,7 @@ def dl(out, devices, epochs, *extra):
     return said.getvalue()
 
 out = {"said": dl("two", 2, 2)}  # first: TensorFlow's logical devices precede its start
+out["xla_flags"] = os.environ.get("XLA_FLAGS", "")
 dl("one", 1, 2)
 dl("two_then_one", 2, 1); dl("two_then_one", 1, 2, "--resume")
 dl("one_then_two", 1, 1); dl("one_then_two", 2, 2, "--resume")
@@ -94,6 +96,8 @@ def test_two_devices_train_as_one_and_resume_on_either_count(backend, env, text,
     tiny = json.dumps([str(a) for a in TINY])
     out = run_fresh(RUNS, backend, text, tmp_path, tiny, env=env)
     assert "cpu:0, cpu:1" in out["said"].lower().replace("/", "")  # the summary names both
+    if backend == "jax":  # a late device waits --dist-timeout (300 s), not XLA's 40 s
+        assert "--xla_cpu_collective_call_terminate_timeout_seconds=300" in out["xla_flags"]
     one = out["one"]
     devices = {run: out[run]["devices"] for run in ("one", "two", "two_then_one", "one_then_two")}
     assert devices == {"one": 1, "two": 2, "two_then_one": 1, "one_then_two": 2}  # as resumed
@@ -103,6 +107,72 @@ def test_two_devices_train_as_one_and_resume_on_either_count(backend, env, text,
             np.testing.assert_allclose(
                 out[run]["params"][name], value, rtol=0, atol=1e-5, err_msg=f"{run}: {name}"
             )
+
+
+# one device's thread reaches the batch's all-reduce `lag` seconds after the other's, as on a
+# loaded machine; XLA:CPU aborts the process past its collective timeout (40 s of its own)
+LATE_DEVICE = """
+import sys, time
+from dl.jax.engine import collective_timeout
+collective_timeout(float(sys.argv[1]))
+import jax, jax.numpy as jnp
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+mesh, lag = Mesh(jax.devices()[:2], ("batch",)), float(sys.argv[2])
+
+def late(x):
+    if x[0] == 0:
+        time.sleep(lag)
+    return x
+
+def total(x):
+    x = jax.pure_callback(late, jax.ShapeDtypeStruct(x.shape, x.dtype), x)
+    return jax.lax.psum(x, "batch")
+
+step = jax.jit(jax.shard_map(total, mesh=mesh, in_specs=P("batch"), out_specs=P()))
+x = jax.device_put(jnp.arange(2.0), NamedSharding(mesh, P("batch")))
+print("RESULT:" + str(float(step(x).block_until_ready()[0])))
+"""
+
+
+@pytest.mark.slow
+def test_a_late_device_waits_for_the_collective_timeout_instead_of_aborting():
+    """``collective_timeout`` (dl train's --dist-timeout) reaches XLA: a device 3 s late
+    passes with a 20 s timeout and aborts the process with 1 s (XLA's own is 40 s)."""
+    pytest.importorskip("jax")
+    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+    env["XLA_FLAGS"] = "--xla_force_host_platform_device_count=2"
+    runs = {
+        seconds: subprocess.run(
+            [sys.executable, "-c", LATE_DEVICE, str(seconds), "3"],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=120,
+        )
+        for seconds in (20, 1)
+    }
+    assert runs[20].returncode == 0 and "RESULT:1.0" in runs[20].stdout, runs[20].stderr[-3000:]
+    assert runs[1].returncode == -signal.SIGABRT, runs[1].stderr[-3000:]
+    assert "Termination timeout" in runs[1].stderr
+
+
+def test_collective_timeout_keeps_the_flags_a_user_set():
+    pytest.importorskip("jax")
+    from dl.jax.engine import collective_timeout
+
+    environ = {
+        "XLA_FLAGS": "--xla_force_host_platform_device_count=2 "
+        "--xla_cpu_collective_timeout_seconds=7"
+    }
+    assert collective_timeout(300, environ)
+    flags = environ["XLA_FLAGS"].split()
+    assert flags[:2] == [
+        "--xla_force_host_platform_device_count=2",
+        "--xla_cpu_collective_timeout_seconds=7",
+    ]  # the user's, kept
+    assert "--xla_cpu_collective_call_terminate_timeout_seconds=300" in flags
+    assert "--xla_cpu_collective_call_warn_stuck_timeout_seconds=150" in flags
+    assert len(flags) == 4
 
 
 def test_devices_the_backend_cannot_split_across_are_refused(text, tmp_path, capsys):

@@ -3,15 +3,14 @@
 on the whole batch; rank 0 alone writes; a signal or a bad input on any rank stops every rank
 with one message; runs resume on another process count; the rendezvous times out."""
 
-import os
 import signal
-import socket
 import subprocess
 import sys
 import time
 
 import numpy as np
 import pytest
+from launch_helpers import LIMIT, assert_close, environment, finish, signal_after_first_save, spawn
 
 from dl import checkpoint
 from dl.cli import distributed
@@ -25,7 +24,6 @@ TINY = [
     *("--print-every", 1000, "--schedule", "constant"),  # a cosine spans the first --epochs
 ]
 SENTENCE = "A small red boat drifts past the quiet harbour wall, and gulls follow it home.\n"
-LIMIT = 180  # seconds before a hung process fails the test
 
 
 @pytest.fixture(scope="module")
@@ -33,16 +31,6 @@ def work(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("ddp")
     (tmp / "text.txt").write_text(SENTENCE * 40)
     return tmp
-
-
-def environment(work):
-    src = os.path.join(os.path.dirname(__file__), "..", "src")
-    return dict(
-        os.environ,
-        DL_DATA_DIR=str(work / "data"),
-        OMP_NUM_THREADS="1",
-        PYTHONPATH=os.path.abspath(src),
-    )
 
 
 def args(work, out, *extra):
@@ -90,57 +78,8 @@ def torchrun(work, out, *extra, nproc=2):
     return proc.returncode, proc.stdout + proc.stderr
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def spawn(work, commands, world_size=None):
-    """One process per rank with torchrun's environment variables, each running its own
-    ``dl`` arguments (``commands[rank]``), in a world of ``world_size`` (default: one rank
-    per command)."""
-    size = str(world_size or len(commands))
-    env = dict(
-        environment(work),
-        MASTER_ADDR="127.0.0.1",
-        MASTER_PORT=str(free_port()),
-        WORLD_SIZE=size,
-        LOCAL_WORLD_SIZE=size,
-    )
-    return [
-        subprocess.Popen(
-            [sys.executable, "-m", "dl", *command],
-            env=dict(env, RANK=str(rank), LOCAL_RANK=str(rank)),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for rank, command in enumerate(commands)
-    ]
-
-
-def finish(procs, timeout=LIMIT):
-    """``[(status, stdout, stderr)]`` of each process; every one is killed on a timeout."""
-    results = []
-    try:
-        for proc in procs:
-            out, err = proc.communicate(timeout=timeout)
-            results.append((proc.returncode, out, err))
-    finally:
-        for proc in procs:
-            proc.kill()
-    return results
-
-
 def params(out):
     return checkpoint.load(out)[0]
-
-
-def assert_close(a, b, tol=1e-5):
-    assert a.keys() == b.keys()
-    worst = max(float(np.abs(a[k] - b[k]).max()) for k in a)
-    assert worst < tol, worst
 
 
 @pytest.fixture(scope="module")
@@ -185,15 +124,7 @@ def test_one_process_run_resumes_on_two(work, single):
 def test_sigterm_on_rank_1_stops_both_and_the_run_resumes_on_one(work, single):
     out = work / "interrupted"
     procs = spawn(work, [args(work, out, "--epochs", 3, "--save-every-steps", 5)] * 2)
-    deadline = time.monotonic() + LIMIT
-    while not checkpoint.exists(out) and time.monotonic() < deadline:
-        time.sleep(0.02)
-    procs[1].send_signal(signal.SIGTERM)
-    sent = time.monotonic()
-    results = finish(procs, timeout=60)
-    assert time.monotonic() - sent < 30
-    if [r[0] for r in results] == [0, 0]:
-        pytest.skip("the run ended before the signal arrived (a loaded machine)")
+    results = signal_after_first_save(procs, out, 1, signal.SIGTERM)
     assert [r[0] for r in results] == [143, 143], results
     assert results[1][1:] == ("", "")  # one message: rank 0's
     assert results[0][2].count("interrupted: ") == 1 and "--resume" in results[0][2]
@@ -285,8 +216,10 @@ def test_the_environment_and_the_backend_are_checked():
         distributed.world({"RANK": "2", "WORLD_SIZE": "2"})
     with pytest.raises(UsageError, match="WORLD_SIZE='two'"):
         distributed.world({"WORLD_SIZE": "two"})
-    with pytest.raises(UsageError, match="--backend torch only, not jax"):
+    with pytest.raises(UsageError, match="started torch's process group .* give --backend jax"):
         world.check({"backend": "jax", "batch_size": 4})
+    with pytest.raises(UsageError, match="--backend torch or jax, not tensorflow"):
+        world.check({"backend": "tensorflow", "batch_size": 4})
 
 
 def test_each_rank_takes_its_own_rows_of_the_global_batch():

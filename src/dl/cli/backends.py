@@ -92,3 +92,11 @@ def model_class(name: str, impl: str = "scratch"):
     scratch implementation, ``LayersModel`` (the framework's own layers) for ``'concise'``."""
     module = importlib.import_module(f"dl.{choose(name)}.lm")
     return {"scratch": module.LanguageModel, "concise": module.LayersModel}[impl]
+
+
+def collective_timeout(seconds: float) -> None:
+    """JAX's collectives (several devices or processes) wait ``seconds`` before they give up
+    (:func:`dl.jax.engine.collective_timeout`); call before JAX starts."""
+    from dl.jax.engine import collective_timeout as set_timeout
+
+    set_timeout(seconds)

@@ -1,16 +1,18 @@
 """``dl train`` on several processes: ``torchrun --nproc-per-node N -m dl train ...`` (or any
 launcher that sets torch.distributed's ``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``,
 ``MASTER_ADDR`` and ``MASTER_PORT``) trains data-parallel on the PyTorch engine
-(:class:`dl.torch.engine.TorchTrainer` sums gradients over the processes).
+(:class:`dl.torch.engine.TorchTrainer` sums gradients over the processes), or, with
+``--backend jax``, on JAX's (:mod:`dl.cli.distributed_jax`: ``jax.distributed``, one mesh
+over every process's devices).
 
 :func:`world` reads the launcher's environment; :meth:`World.start` starts the process group
-(gloo on CPUs, NCCL on GPUs, one GPU per process) within a timeout. Every process draws the
-same global batch and trains on its own rows of it (:meth:`World.rows`), so ``--batch-size``
-means the same optimisation on any number of processes. Rank 0 alone writes (checkpoints,
-metrics, plots, output); :meth:`World.agree` makes every process stop together with rank 0's
-one message on a bad input anywhere, and :class:`Lockstep` carries the stop flags (Ctrl-C,
-SIGTERM, ``--max-time``, a timed save) with each update's gradients, so every process acts on
-them after the same update and none waits in a collective for one that left.
+(gloo on CPUs, NCCL on GPUs, one GPU per process; JAX: gloo on CPUs) within a timeout. Every
+process draws the same global batch and trains on its own rows of it (:meth:`World.rows`), so
+``--batch-size`` means the same optimisation on any number of processes. Rank 0 alone writes
+(checkpoints, metrics, plots, output); :meth:`World.agree` makes every process stop together
+with rank 0's one message on a bad input anywhere, and :class:`Lockstep` carries the stop flags
+(Ctrl-C, SIGTERM, ``--max-time``, a timed save) with each update's gradients, so every process
+acts on them after the same update and none waits in a collective for one that left.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import dataclasses
 import datetime
 import json
 import os
+import sys
 
 import numpy as np
 
@@ -27,6 +30,7 @@ from dl.errors import InputError
 from dl.validate import parse_device
 
 LAUNCHER = "torchrun"
+FRAMEWORKS = ("torch", "jax")  # the backends dl train trains across processes on
 
 
 class Reported(UsageError):
@@ -49,6 +53,7 @@ class World:
     local_rank: int = 0
     local_size: int = 1
     gpu: bool = False  # the process group's: NCCL on GPUs, else gloo
+    framework: str = "torch"  # whose collectives: torch.distributed's or jax.distributed's
 
     @property
     def active(self) -> bool:
@@ -63,11 +68,18 @@ class World:
         """Refuse settings this world cannot train (before the process group starts)."""
         if not self.active:
             return
-        if settings["backend"] != "torch":
+        backend = settings["backend"]
+        if backend not in FRAMEWORKS:
             raise UsageError(
                 f"{self.size} processes ({LAUNCHER}): dl train trains across processes on "
-                f"--backend torch only, not {settings['backend']}; give --backend torch, or "
-                "start one process"
+                f"--backend torch or jax, not {backend}; give one of them, or start one "
+                "process (with --devices N for several devices)"
+            )
+        if backend != self.framework:
+            raise UsageError(
+                f"{self.size} processes ({LAUNCHER}): they started {self.framework}'s process "
+                f"group (from the command's --backend, torch where none is given) and the run "
+                f"trains on {backend}; give --backend {backend}"
             )
         if settings["batch_size"] % self.size:
             raise UsageError(
@@ -82,6 +94,10 @@ class World:
         started) a device of another kind than the process group's."""
         if not self.active:
             return name
+        if self.framework == "jax":
+            from dl.cli import distributed_jax
+
+            return distributed_jax.device(name)
         import torch
 
         device = self._device(name, torch.cuda.device_count())
@@ -111,13 +127,21 @@ class World:
             )
         return f"cuda:{self.local_rank}"
 
-    def start(self, device: str | None, timeout: float) -> UsageError | None:
-        """Join the process group (NCCL for a GPU, :meth:`device` of ``device``, else gloo)
-        within ``timeout`` seconds, which also bounds every collective; UsageError naming the
-        rendezvous when the others cannot be reached. Returns the device's error (on gloo),
-        for :meth:`agree` to report once."""
+    def start(
+        self, device: str | None, timeout: float, backend: str | None = None
+    ) -> UsageError | None:
+        """Join the process group (NCCL for a GPU, :meth:`device` of ``device``, else gloo;
+        ``backend`` jax: :func:`dl.cli.distributed_jax.start`) within ``timeout`` seconds,
+        which also bounds every collective; UsageError naming the rendezvous when the others
+        cannot be reached. Returns the device's error (on gloo), for :meth:`agree` to report
+        once."""
         if not self.active:
             return None
+        if backend == "jax":
+            from dl.cli import distributed_jax
+
+            self.framework = "jax"
+            return distributed_jax.start(self, device, timeout)
         import torch
         import torch.distributed as dist
 
@@ -145,13 +169,19 @@ class World:
             ) from None
         return error
 
-    def stop(self) -> None:
-        """Leave the process group (after the last collective)."""
-        if self.active:
-            import torch.distributed as dist
+    def stop(self, lost: PeerLost | None = None) -> None:
+        """Leave the process group (after the last collective; ``lost``: a process is gone)."""
+        if not self.active:
+            return
+        if self.framework == "jax":
+            from dl.cli import distributed_jax
 
-            if dist.is_initialized():
-                dist.destroy_process_group()
+            distributed_jax.stop(lost)
+            return
+        import torch.distributed as dist
+
+        if dist.is_initialized():
+            dist.destroy_process_group()
 
     def rows(self, batch: tuple) -> tuple:
         """This process's rows of a global batch ``X, Y: (B, T)`` -> ``(B / size, T)``."""
@@ -176,7 +206,7 @@ class World:
         """Every process's rows of a recurrent state, joined: the global state (a collective)."""
         if not self.active:
             return arrays
-        parts = self._collect(lambda dist, out: dist.all_gather_object(out, arrays))
+        parts = self._gather(arrays)
         return [np.concatenate([p[i] for p in parts], axis=ax) for i, ax in enumerate(axes)]
 
     def first(self, fn):
@@ -185,14 +215,13 @@ class World:
         its message (the others as :class:`Reported`)."""
         if not self.active:
             return fn()
-        outcome = [None]
+        outcome = None
         if self.writes:
             try:
-                outcome = [("ok", fn())]
+                outcome = ("ok", fn())
             except Exception as err:
-                outcome = [("error", _user_message(err))]
-        self._collect(lambda dist, out: dist.broadcast_object_list(outcome, src=0))
-        kind, value = outcome[0]
+                outcome = ("error", _user_message(err))
+        kind, value = self._gather(outcome)[0]
         if kind == "error":
             raise (UsageError if self.writes else Reported)(value)
         return value
@@ -209,7 +238,7 @@ class World:
         except Exception as err:
             result, mine = None, _user_message(err)
         report = ("error", mine) if mine else ("ok", fingerprint(result))
-        reports = self._collect(lambda dist, out: dist.all_gather_object(out, report))
+        reports = self._gather(report)
         message = _disagreement(reports)
         if message is not None:
             if mine is not None and not self.writes:
@@ -217,13 +246,20 @@ class World:
             raise (UsageError if self.writes else Reported)(message) from None
         return result
 
-    def _collect(self, call) -> list:
-        import torch.distributed as dist
-
+    def _gather(self, value) -> list:
+        """Every process's ``value`` (picklable), by rank (a collective); PeerLost where one
+        of them ended or hangs."""
         out = [None] * self.size
         try:
-            call(dist, out)
-        except RuntimeError as err:
+            if self.framework == "jax":
+                from dl.cli import distributed_jax
+
+                out = distributed_jax.gather(value)
+            else:
+                import torch.distributed as dist
+
+                dist.all_gather_object(out, value)
+        except (RuntimeError, ValueError) as err:  # jax reports gloo's failures as either
             if not collective_failed(err):
                 raise
             raise lost(self, err) from None
@@ -274,10 +310,13 @@ def fingerprint(settings: dict, texts: dict) -> dict:
 
 def collective_failed(err: BaseException) -> bool:
     """Whether ``err`` is a collective's failure (a peer gone, a timeout), not a bug."""
+    if any(w in str(err) for w in ("gloo", "Gloo", "NCCL", "Timed out")):
+        return True
+    if "torch" not in sys.modules:
+        return False
     import torch.distributed as dist
 
-    text = str(err)
-    return isinstance(err, dist.DistError) or any(w in text for w in ("gloo", "NCCL", "Timed out"))
+    return isinstance(err, dist.DistError)
 
 
 def lost(world: World, err: BaseException) -> PeerLost:
@@ -325,17 +364,14 @@ def batch_axes(begin_state) -> list[int]:
 
 class Lockstep:
     """Flags each process raises and every process acts on together: they travel with the
-    next update's gradient ``all_reduce`` (:attr:`TorchTrainer.shared`) and are read after
-    it, so all processes see them after the same update."""
+    next update's gradients (``trainer.share``: torch's ``all_reduce``, JAX's compiled step)
+    and are read after it, so all processes see them after the same update."""
 
     FLAGS = ("interrupt", "terminate", "max_time", "save")
 
     def __init__(self, trainer):
-        import torch
-
         self.trainer = trainer
-        trainer.shared = torch.zeros(len(self.FLAGS), device=trainer.device)
-        trainer.shared_sum = trainer.shared.clone()
+        trainer.share(len(self.FLAGS))
 
     def raise_flag(self, flag: str) -> None:
         self.trainer.shared[self.FLAGS.index(flag)] = 1.0
@@ -344,5 +380,5 @@ class Lockstep:
         """The flags any process raised for the update just taken (one host sync); this
         process's are cleared, having been sent."""
         values = self.trainer.shared_sum.tolist()
-        self.trainer.shared.zero_()
+        self.trainer.shared[:] = 0
         return {flag for flag, value in zip(self.FLAGS, values) if value > 0}

@@ -104,8 +104,8 @@ def add_parser(subparsers) -> None:
         "--dist-timeout",
         type=positive_float,
         default=300.0,
-        help="under torchrun: seconds to wait for the other processes at the rendezvous and "
-        "in any collective before stopping with a message (default: 300)",
+        help="with several processes (torchrun) or --devices: seconds to wait for the others "
+        "at the rendezvous and in any collective before stopping (default: 300)",
     )
     parser.set_defaults(command=main)
 
@@ -490,17 +490,17 @@ def train(
             "start the run without --resume"
         )
     if dry_run:
-        session, loader = _prepare(run, asked, resume, prefixes, quiet)
+        session, loader = _prepare(run, asked, resume, prefixes, quiet, timeout=dist_timeout)
         return session.dry_run(loader)
     # the process group first, so that rank 0 reports a bad input anywhere for every process
-    device_error = world.start(asked.get("device"), dist_timeout)
+    device_error = world.start(asked.get("device"), dist_timeout, asked.get("backend"))
     try:
         with locked(out, "dl train", create=not resume) if world.writes else _nothing():
 
             def ready():
                 if device_error:
                     raise device_error
-                session, loader = _prepare(run, asked, resume, prefixes, quiet, world)
+                session, loader = _prepare(run, asked, resume, prefixes, quiet, world, dist_timeout)
                 if not resume and world.writes:  # every input checked: --force may remove
                     run.prepare(force)
                 return session, loader
@@ -512,6 +512,9 @@ def train(
                 ),
             )
             return session.loop(loader, print_every, save_every, save_every_steps, save_minutes)
+    except distributed.PeerLost as err:
+        world.stop(err)  # JAX: the message, and no wait for the lost process (it would abort)
+        raise
     finally:
         world.stop()
 
@@ -521,9 +524,18 @@ def _nothing():
     yield
 
 
-def _prepare(run: RunDir, asked: dict, resume: bool, prefixes, quiet: bool, world=distributed.ONE):
+def _prepare(
+    run: RunDir,
+    asked: dict,
+    resume: bool,
+    prefixes,
+    quiet: bool,
+    world=distributed.ONE,
+    timeout: float = 300.0,
+):
     """``(session, loader)`` with every input checked and the model built (on rank 0's
-    checkpoint where resuming under torchrun: rank 0 reads it for every process)."""
+    checkpoint where resuming under torchrun: rank 0 reads it for every process); JAX's
+    collectives wait ``timeout`` seconds (--dist-timeout) before they give up."""
     if resume:
         settings, params, optimizer_state, meta, carried = world.first(
             lambda: _resume_settings(run, asked, run.resume_stem())
@@ -531,6 +543,8 @@ def _prepare(run: RunDir, asked: dict, resume: bool, prefixes, quiet: bool, worl
     else:
         settings, params, optimizer_state, meta, carried = resolve(asked), None, None, {}, []
     world.check(settings)
+    if settings["backend"] == "jax":  # before JAX starts, which reads its flags once
+        backends.collective_timeout(timeout)
     device = world.device(settings["device"])
     data = load_data(settings, tokenizers.from_dict(meta["tokenizer"]) if resume else None)
     if resume:
@@ -566,7 +580,7 @@ def _prepare(run: RunDir, asked: dict, resume: bool, prefixes, quiet: bool, worl
         params or lm.init_params(config, settings["seed"], kind=settings["init"]),
         device,
     )
-    if world.active and world.writes and lm.any_dropout(config):
+    if world.active and world.writes and lm.any_dropout(config) and world.framework == "torch":
         note(
             "dropout under torchrun: each process draws the masks of its own rows, as DDP "
             "does, so the run is not the one-process run's (without dropout it is)"
@@ -716,7 +730,7 @@ class _Session:
             self._close(bar)
             error = TrainingDiverged if self.world.writes else distributed.Reported
             raise error(f"{err} {self._kept()}") from None
-        except RuntimeError as err:  # a collective failed: a process ended or hangs
+        except (RuntimeError, ValueError) as err:  # a collective failed: a process ended or hangs
             if not self.world.active or not distributed.collective_failed(err):
                 raise
             self._save_snapshot()

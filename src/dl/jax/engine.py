@@ -6,17 +6,21 @@ state; with several devices (:func:`local_devices`) each batch is split by rows 
 the parameters are replicated (XLA sums the gradients). Optimizers are optax's, built from
 :class:`dl.optim.OptimizerConfig` through :data:`OPTIMIZERS`, with the learning rate in their
 state, so that :meth:`Engine.set_lr` (a host-side schedule) keeps the compiled step. Devices
-are named here too.
+are named here too, and :func:`collective_timeout` gives XLA:CPU's collectives a timeout longer
+than its own (before JAX starts).
 """
 
 from __future__ import annotations
 
+import math
+import os
 import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from jax.experimental import multihost_utils
 
 from dl import optim
 from dl.errors import InputError
@@ -44,12 +48,43 @@ OPTIMIZERS = {
     ),
 }
 SLOT_FIELDS = {"m": "mu", "v": "nu"}  # dl.optim's state slots as optax's state fields
+ROWS, REPLICATED = jax.sharding.PartitionSpec("batch"), jax.sharding.PartitionSpec()
+
+
+# XLA:CPU's collectives wait for every device's thread (and, across processes, for every
+# process); past `terminate` seconds (XLA's default 40) it aborts the process (SIGABRT), which
+# a loaded machine reaches when one device's thread runs late. Each flag: its share of the
+# timeout. jaxlib 0.9 knows them (an unknown flag in XLA_FLAGS would abort JAX's start).
+COLLECTIVE_FLAGS = {
+    "xla_cpu_collective_call_warn_stuck_timeout_seconds": 0.5,  # XLA's "may be stuck" line
+    "xla_cpu_collective_call_terminate_timeout_seconds": 1.0,  # threads of one process
+    "xla_cpu_collective_timeout_seconds": 1.0,  # gloo between processes
+}
+COLLECTIVE_FLAGS_SINCE = (0, 9)
+
+
+def collective_timeout(seconds: float, environ=os.environ) -> bool:
+    """Give XLA:CPU's collectives ``seconds`` before they abort (instead of XLA's 40), through
+    ``XLA_FLAGS``, where this jaxlib knows the flags; flags the user set stay as they are.
+    Must come before JAX starts its backend (the first device or computation), which reads the
+    flags once. Returns whether the flags were set."""
+    import jaxlib
+
+    version = tuple(int(part) for part in jaxlib.__version__.split(".")[:2])
+    if version < COLLECTIVE_FLAGS_SINCE:
+        return False
+    flags = environ.get("XLA_FLAGS", "").split()
+    for name, share in COLLECTIVE_FLAGS.items():
+        if not any(flag.lstrip("-").startswith(f"{name}=") for flag in flags):
+            flags.append(f"--{name}={max(1, math.ceil(seconds * share))}")
+    environ["XLA_FLAGS"] = " ".join(flags)
+    return True
 
 
 def try_gpu(i=0):
     """The ``i``-th GPU as a ``jax.Device`` if there is one, else the first CPU device."""
-    gpus = [device for device in jax.devices() if device.platform == "gpu"]
-    return gpus[i] if len(gpus) > i else jax.devices("cpu")[0]
+    gpus = [device for device in jax.local_devices() if device.platform == "gpu"]
+    return gpus[i] if len(gpus) > i else jax.local_devices(backend="cpu")[0]
 
 
 def device_of(name: str | None):
@@ -57,8 +92,8 @@ def device_of(name: str | None):
     first GPU if JAX sees one, else the CPU."""
     kind, index = parse_device(name)
     if kind == "gpu" and index is not None:
-        check_gpu(name, index, sum(d.platform == "gpu" for d in jax.devices()), "JAX")
-    return try_gpu(index or 0) if kind == "gpu" else jax.devices("cpu")[0]
+        check_gpu(name, index, sum(d.platform == "gpu" for d in jax.local_devices()), "JAX")
+    return try_gpu(index or 0) if kind == "gpu" else jax.local_devices(backend="cpu")[0]
 
 
 def device_name(device) -> str:
@@ -83,6 +118,25 @@ def local_devices(first, count: int) -> list:
             f"{len(same) - start} from {device_name(first)} on{more}"
         )
     return same[start : start + count]
+
+
+def global_devices(local: list) -> list:
+    """The devices of every process that a run on this process's ``local`` devices spans:
+    each process's first ``len(local)`` devices of their platform, in process order (one
+    process: ``local``); InputError where ``local`` are not this process's first."""
+    if jax.process_count() == 1:
+        return list(local)
+    per_process = {}
+    for device in jax.devices():
+        if device.platform == local[0].platform:
+            per_process.setdefault(device.process_index, []).append(device)
+    devices = [d for p in sorted(per_process) for d in per_process[p][: len(local)]]
+    if [d for d in devices if d.process_index == jax.process_index()] != list(local):
+        raise InputError(
+            f"{device_name(local[0])}: with several processes each trains on its first "
+            f"{len(local)} device(s); leave out the device index"
+        )
+    return devices
 
 
 def build_optimizer(config: optim.OptimizerConfig):
@@ -113,19 +167,24 @@ class Engine:
 
     def __init__(self, model, loss, optimizer: optim.OptimizerConfig, clip: float, devices):
         self.model, self.config, self.steps = model, optimizer, 0
-        devices = list(devices) if isinstance(devices, (list, tuple)) else [devices]
-        mesh, self.num_devices = jax.sharding.Mesh(devices, ("batch",)), len(devices)
-        self.rows = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("batch"))
-        self.replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+        local = list(devices) if isinstance(devices, (list, tuple)) else [devices]
+        self.processes, self.num_devices = jax.process_count(), len(local)
+        self.mesh = jax.sharding.Mesh(global_devices(local), ("batch",))
+        self.rows = jax.sharding.NamedSharding(self.mesh, ROWS)
+        self.replicated = jax.sharding.NamedSharding(self.mesh, jax.sharding.PartitionSpec())
+        local_mesh = jax.sharding.Mesh(local, ("batch",))
+        self.local_rows = jax.sharding.NamedSharding(local_mesh, ROWS)  # a process's rows
         self.optimizer = build_optimizer(optimizer)
-        model.params = jax.device_put(model.params, self.replicated)
-        self.opt_state = jax.device_put(self.optimizer.init(model.params), self.replicated)
-        self.loss_sum = jax.device_put(jnp.zeros(()), self.replicated)
-        self.unused_key = jax.device_put(jax.random.PRNGKey(0), self.replicated)  # no dropout
+        self.params = self._put(model.params)  # on every device; model.params: the local copy
+        model.params = self.local_params = self._local(self.params, REPLICATED)
+        self.opt_state = self._put(self.optimizer.init(model.params))
+        self.loss_sum = self._put(np.zeros((), np.float32))
+        self.unused_key = self._put(jax.random.PRNGKey(0))  # no dropout
         self.last_key = self.unused_key  # the key the last step returned
+        self.share(0)
         self.compile_seconds = None
 
-        def pure_step(params, opt_state, loss_sum, key, X, Y, *carry):
+        def pure_step(params, opt_state, loss_sum, key, flags, X, Y, *carry):
             key, step_key = jax.random.split(key)
             (_, (total, aux)), grads = jax.value_and_grad(loss, has_aux=True)(
                 params, step_key, X, Y, *carry
@@ -133,38 +192,78 @@ class Engine:
             updates, opt_state = self.optimizer.update(
                 grad_clipping(grads, clip), opt_state, params
             )
-            return optax.apply_updates(params, updates), opt_state, loss_sum + total, key, aux
+            params = optax.apply_updates(params, updates)
+            return params, opt_state, loss_sum + total, key, flags.sum(0), aux
 
         self._step = jax.jit(pure_step)
 
+    def _put(self, tree):
+        """A tree of host values (the same on every process) on every device of the mesh."""
+        if self.processes == 1:
+            return jax.device_put(tree, self.replicated)
+
+        def put(leaf):  # each process places its own copies: no collective (device_put checks
+            leaf = np.asarray(leaf)  # that the processes agree, which a failed peer never does)
+            return jax.make_array_from_callback(leaf.shape, self.replicated, lambda i: leaf[i])
+
+        return jax.tree_util.tree_map(put, tree)
+
+    def _global(self, tree, spec):
+        """This process's part of a mesh-wide tree (``spec``: rows or replicated) as the
+        mesh-wide tree; on one process, placed by ``spec``."""
+        if self.processes == 1:
+            return jax.device_put(tree, jax.sharding.NamedSharding(self.mesh, spec))
+        return multihost_utils.host_local_array_to_global_array(tree, self.mesh, spec)
+
+    def _local(self, tree, spec):
+        """This process's part of a mesh-wide tree (the inverse of :meth:`_global`)."""
+        if self.processes == 1:
+            return tree
+        return multihost_utils.global_array_to_host_local_array(tree, self.mesh, spec)
+
+    def share(self, count: int) -> None:
+        """Carry ``count`` values (:attr:`shared`, this process's) with every step, summed over
+        the processes into :attr:`shared_sum` (``dl train``'s stop flags)."""
+        self.shared = np.zeros(count, np.float32)
+        self.shared_sum = np.zeros(count, np.float32)
+
     def step(self, X, Y, *carry):
         """One update on the batch ``X, Y`` (split by rows across the devices; ``carry``, such
-        as the recurrent state, passed on as it is) -> ``aux`` on the device (the mean loss is
-        not returned: that output slows the compiled step by a tenth on a CPU). The first call
-        compiles: it waits for the result and times it."""
-        X, Y = jax.device_put((X, Y), self.rows)
+        as the recurrent state, split the same way) -> ``aux`` on the device (the mean loss is
+        not returned: that output slows the compiled step by a tenth on a CPU). With several
+        processes each gives and gets back its own rows. The first call compiles: it waits
+        for the result and times it."""
+        flags = np.zeros((self.num_devices, self.shared.size), np.float32)
+        flags[0] = self.shared
+        X, Y, flags = self._global((X, Y, flags), ROWS)
+        if self.processes > 1:
+            carry = self._global(carry, ROWS)
+        params = self.params if self.model.params is self.local_params else None
+        if params is None:  # the model's weights were replaced (or this is the first step)
+            params = self._global(self.model.params, REPLICATED)
         key, start = getattr(self.model, "key", self.unused_key), time.perf_counter()
         if key is not self.last_key:  # a new key (a reseed), placed as the step returns its
-            key = jax.device_put(key, self.replicated)  # own: the step compiles once
-        out = self._step(self.model.params, self.opt_state, self.loss_sum, key, X, Y, *carry)
+            key = self._put(key)  # own: the step compiles once
+        out = self._step(params, self.opt_state, self.loss_sum, key, flags, X, Y, *carry)
         if self.compile_seconds is None:
             out = jax.block_until_ready(out)
             self.compile_seconds = time.perf_counter() - start
-        self.model.params, self.opt_state, self.loss_sum, key, aux = out
+        self.params, self.opt_state, self.loss_sum, key, self.shared_sum, aux = out
+        self.model.params = self.local_params = self._local(self.params, REPLICATED)
         if hasattr(self.model, "key"):
             self.model.key = self.last_key = key
         self.steps += 1
-        return aux
+        return self._local(aux, ROWS)
 
     def take_loss_sum(self) -> float:
         """The summed loss since the last call (one host sync); the sum restarts at 0."""
-        total, self.loss_sum = float(self.loss_sum), jnp.zeros_like(self.loss_sum)
-        return total
+        total, self.loss_sum = float(self.loss_sum), self._put(np.zeros((), np.float32))
+        return total / self.processes  # each process's share, as torch's (dl train sums them)
 
     def set_lr(self, lr: float) -> None:
         """The learning rate of the following updates (a schedule's value, set by the host):
         one small array in the optimizer's state, so the compiled step stays as it is."""
-        rate = jax.device_put(jnp.asarray(lr, jnp.float32), self.replicated)
+        rate = self._put(np.asarray(lr, np.float32))
         self.opt_state = self.opt_state._replace(hyperparams={"learning_rate": rate})
 
     def optimizer_state(self) -> dict[str, np.ndarray]:
@@ -202,4 +301,4 @@ class Engine:
             hyperparams=self.opt_state.hyperparams,
             inner_state=optax.tree_utils.tree_set(fresh.inner_state, **fields),
         )
-        self.opt_state = jax.device_put(opt_state, self.replicated)
+        self.opt_state = self._put(opt_state)

@@ -54,12 +54,12 @@ class JaxTrainer(Engine):
                 f"batch size {batch_size} must be divisible by the "
                 f"{self.num_devices} devices it is split across"
             )
-        return jax.device_put(self.model.begin_state(batch_size), self.rows)
+        return jax.device_put(self.model.begin_state(batch_size), self.local_rows)
 
     def train_step(self, X, Y, state):
         compiled = self.compile_seconds is not None
         state = self.step(X, Y, state)
-        if not compiled:
+        if not compiled and jax.process_index() == 0:  # with several processes: rank 0's
             print(f"compiled the training step in {self.compile_seconds:.1f} s", file=sys.stderr)
         return state
 

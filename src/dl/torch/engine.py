@@ -138,10 +138,7 @@ class TorchTrainer:
         self.distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
         self.world_size = torch.distributed.get_world_size() if self.distributed else 1
         self.loss_sum = torch.zeros((), dtype=torch.float64, device=self.device)
-        # (K,) values every process adds to the next update's all_reduce; after it, their sum
-        # over processes is in shared_sum (dl train's stop flags; empty for the book)
-        self.shared = torch.zeros(0, device=self.device)
-        self.shared_sum = self.shared
+        self.share(0)
         self.steps = 0  # updates taken: dl.optim's opt.step
         forward = forward or (net if isinstance(net, nn.Module) else net.__call__)
         self.forward = torch.compile(forward, dynamic=False) if compile else forward
@@ -153,6 +150,13 @@ class TorchTrainer:
                     f"device {self.device} (distributed: {self.distributed})"
                 )
             self._run = GraphedStep(self._device_step)
+
+    def share(self, count: int) -> None:
+        """``count`` values (:attr:`shared`) every process adds to the next update's
+        all_reduce; after it, their sum over processes is in :attr:`shared_sum` (dl train's
+        stop flags; none for the book)."""
+        self.shared = torch.zeros(count, device=self.device)
+        self.shared_sum = self.shared.clone()
 
     @property
     def lr(self):
