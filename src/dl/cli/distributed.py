@@ -323,7 +323,7 @@ def lost(world: World, err: BaseException) -> PeerLost:
     reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
     return PeerLost(
         f"rank {world.rank}: lost contact with the other processes ({reason}); one of them "
-        "ended or hangs. Rank 0 keeps the last checkpoint it saved"
+        "ended or hangs"
     )
 
 

@@ -956,6 +956,8 @@ class _Session:
             self.run.plot(self.records)
 
     def _kept(self) -> str:
+        if not self.world.writes:
+            return "Rank 0 keeps the last checkpoint it saved."
         if self.saved is None:
             return "Nothing was saved."
         return (
