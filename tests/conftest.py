@@ -1,6 +1,7 @@
 """Shared fixtures: where The Time Machine lives, and skipping cleanly when it is absent."""
 
 import os
+import signal
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,19 @@ def _dl_data_dir(tmp_path_factory):
         os.environ["DL_DATA_DIR"] = str(SHARED_DATA_DIR)
     os.environ.setdefault("DL_CACHE_DIR", str(tmp_path_factory.mktemp("token-cache")))
     yield
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _ctrl_c_raises():
+    """Tests that press Ctrl-C in this process (``os.kill(os.getpid(), SIGINT)``) need
+    Python's handler; a test run started with SIGINT ignored (CI, ``pytest &`` in a script)
+    has none, and ``dl`` rightly leaves an inherited ignore alone."""
+    ignored = signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    if ignored:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    if ignored:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 @pytest.fixture(scope="session")

@@ -41,12 +41,14 @@ def dl(*args):
     return main([str(a) for a in args])
 
 
-def spawn(*args, **env):
+def spawn(*args, ignore_sigint=False, **env):
     """``dl ARGS`` on the fake backend in a subprocess (text pipes), as a user's shell starts it.
 
     A test run started with SIGINT ignored (CI, ``pytest &`` in a script) passes the ignore on,
-    and Python then never raises KeyboardInterrupt: the child gets SIGINT's default back.
+    and Python then never raises KeyboardInterrupt: the child gets SIGINT's default back,
+    unless ``ignore_sigint`` (as ``nohup`` or a background job of a script starts it).
     """
+    sigint = signal.SIG_IGN if ignore_sigint else signal.SIG_DFL
     environment = dict(
         os.environ,
         PYTHONUNBUFFERED="1",
@@ -59,7 +61,7 @@ def spawn(*args, **env):
         stderr=subprocess.PIPE,
         text=True,
         env=environment,
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        preexec_fn=lambda: signal.signal(signal.SIGINT, sigint),
     )
 
 
@@ -737,7 +739,7 @@ def test_a_signal_in_any_command_ends_it_with_one_line(tmp_path, capsys, command
     run = trained(tmp_path, capsys, val=False) if command == "eval" else tmp_path / "run"
     args, env, ready = {
         "train": (["train", *SMALL, "--epochs", 2, "--out", run], {"FAKE_IMPORT_SECONDS": 60}, 2),
-        "eval": (["eval", run], {"FAKE_STEP_SECONDS": 0.5}, 2),
+        "eval": (["eval", run, "--text", FAKE], {"FAKE_STEP_SECONDS": 0.5}, 2),
         "sweep": (
             ["sweep", *SIZES, "--hidden", "4,8", "--epochs", 1000, "--out", run],
             {"FAKE_STEP_SECONDS": 0.005},
@@ -771,6 +773,24 @@ def test_a_signal_in_any_command_ends_it_with_one_line(tmp_path, capsys, command
         assert dl("forecast", "--from", run) == 0
     if command == "bench":
         assert run.is_dir() and not list(run.iterdir())  # measuring had begun; no report
+
+
+@pytest.mark.slow
+def test_a_run_started_with_sigint_ignored_keeps_training_through_it(tmp_path):
+    """``nohup dl train ... &``: Ctrl-C in the terminal is not for it; SIGTERM still is."""
+    run = tmp_path / "run"
+    args = ["train", *SMALL, "--epochs", 1000, "--save-every", 1, "--out", run]
+    process = spawn(*args, ignore_sigint=True, FAKE_STEP_SECONDS=0.005)
+    try:
+        wait_for_epoch(run, 1, process)
+        process.send_signal(signal.SIGINT)
+        reached = checkpoint.load(run)[1]["epoch"]
+        wait_for_epoch(run, reached + 2, process)  # still training, two epochs later
+    finally:
+        process.send_signal(signal.SIGTERM)
+        _, err = process.communicate(timeout=60)
+    assert process.returncode == 143, err  # SIGTERM's status: SIGINT had done nothing
+    assert "is saved in" in err
 
 
 # ---------------------------------------------------------------- messages

@@ -25,9 +25,16 @@ def _terminate(signum, frame):
 _noted: list[KeyboardInterrupt] = []  # a signal received inside polled(), not yet raised
 
 
+def _ignored(sig) -> bool:
+    """Whether ``sig`` was ignored when ``dl`` started (``nohup``, a job started in the
+    background by a script): such a signal stays ignored, as the user's shell meant."""
+    return signal.getsignal(sig) is signal.SIG_IGN
+
+
 def install() -> None:
     """Make SIGTERM raise :class:`Terminated` (SIGINT raises ``KeyboardInterrupt`` already)."""
-    signal.signal(signal.SIGTERM, _terminate)
+    if not _ignored(signal.SIGTERM):
+        signal.signal(signal.SIGTERM, _terminate)
 
 
 def exit_status(err: KeyboardInterrupt) -> int:
@@ -63,9 +70,9 @@ def deferred():
 
 @contextlib.contextmanager
 def polled():
-    """Inside the block SIGINT and SIGTERM are noted, not raised: :func:`check` raises the
-    first where the caller is at a clean point; a second signal raises at once (a user who
-    presses Ctrl-C twice wants out now)."""
+    """Inside the block SIGINT and SIGTERM (unless ignored) are noted, not raised: :func:`check`
+    raises the first where the caller is at a clean point; a second signal raises at once (a
+    user who presses Ctrl-C twice wants out now)."""
 
     def note(signum, frame):
         err = Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
@@ -73,7 +80,11 @@ def polled():
             raise err
         _noted.append(err)
 
-    previous = {sig: signal.signal(sig, note) for sig in (signal.SIGINT, signal.SIGTERM)}
+    previous = {
+        sig: signal.signal(sig, note)
+        for sig in (signal.SIGINT, signal.SIGTERM)
+        if not _ignored(sig)
+    }
     try:
         yield
     finally:

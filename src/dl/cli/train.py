@@ -730,6 +730,9 @@ class _Session:
             self._close(bar)
             error = TrainingDiverged if self.world.writes else distributed.Reported
             raise error(f"{err} {self._kept()}") from None
+        except WriteError as err:  # a full disk, a read-only directory (before: a ValueError)
+            self._close(bar)
+            raise WriteError(f"{err}. {self._kept()}") from None
         except (RuntimeError, ValueError) as err:  # a collective failed: a process ended or hangs
             if not self.world.active or not distributed.collective_failed(err):
                 raise
@@ -737,9 +740,6 @@ class _Session:
             self._close(bar)
             message = f"{distributed.lost(self.world, err)}. {self._kept()}"
             raise distributed.PeerLost(message) from None
-        except WriteError as err:  # a full disk, a directory made read-only meanwhile
-            self._close(bar)
-            raise WriteError(f"{err}. {self._kept()}") from None
         self._close(bar)
         self._summary()
         return 0
