@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dl import checkpoint, lm, reference
+from dl import checkpoint, intervals, lm, reference
 from dl import forecast as fc
 from dl.baselines import SeasonalNaiveForecaster
 from dl.cli import main
@@ -52,6 +52,72 @@ def test_every_window_starts_from_the_zero_state():
         [fc.forecast_forward(lm.NUMPY_OPS, params, X[i : i + 1], config) for i in range(5)]
     )
     np.testing.assert_allclose(together, alone, rtol=1e-6)
+
+
+def relative_pair(relative, num_leads=0, **levels):
+    """A model with ``relative`` and its ``none`` twin of the same weights, 3 inputs (the
+    target second, ``num_leads`` leads last)."""
+    config = fc.ForecastConfig(
+        num_inputs=3, num_hiddens=5, num_outputs=2, target=1, num_leads=num_leads, **levels
+    )
+    params = {k: v.astype(np.float64) for k, v in lm.init_params(config, 2, scale=0.5).items()}
+    return dataclasses.replace(config, relative=relative), config, params
+
+
+HEADS = [
+    {},
+    {"quantiles": (0.1, 0.5, 0.9)},
+    {"quantiles": (0.1, 0.5, 0.9), "quantile_head": "independent"},
+    {"likelihood": "gaussian"},
+]
+
+
+def quantiles_of(outputs, config):
+    if config.quantiles:
+        return intervals.quantile_forecasts(outputs, config)
+    return outputs[..., None]
+
+
+@pytest.mark.parametrize("head", HEADS, ids=["point", "offsets", "independent", "gaussian"])
+def test_a_target_relative_model_adds_the_windows_last_target_value(head):
+    config, twin, params = relative_pair("target", **head)
+    X = np.random.default_rng(3).standard_normal((4, 6, 3))
+    level = X[:, -1, 1][:, None, None]
+    ours = quantiles_of(fc.forecast_forward(lm.NUMPY_OPS, params, X, config), config)
+    theirs = quantiles_of(fc.forecast_forward(lm.NUMPY_OPS, params, X, twin), twin)
+    np.testing.assert_allclose(ours, theirs + level, rtol=1e-12, atol=1e-12)
+    untrained = {**params, "W_hq": 0 * params["W_hq"], "b_q": 0 * params["b_q"]}
+    if not config.quantiles:  # zero output weights: the naive forecast
+        naive = fc.forecast_forward(lm.NUMPY_OPS, untrained, X, config)
+        np.testing.assert_allclose(naive, np.repeat(X[:, -1, 1:2], 2, axis=1))
+
+
+@pytest.mark.parametrize("head", HEADS, ids=["point", "offsets", "independent", "gaussian"])
+def test_a_window_relative_model_sees_the_shape_of_the_past_and_every_lead(head):
+    config, twin, params = relative_pair("window", num_leads=1, **head)
+    X = np.random.default_rng(4).standard_normal((4, 6, 3))
+    shift = np.array([5.0, -3.0, 0.0])  # the past inputs move, the lead does not
+    forecast = lambda X: quantiles_of(fc.forecast_forward(lm.NUMPY_OPS, params, X, config), config)
+    np.testing.assert_allclose(forecast(X + shift), forecast(X) - 3.0, rtol=1e-9, atol=1e-9)
+    lead_moved = X + np.array([0.0, 0.0, 1.0])
+    assert not np.allclose(forecast(lead_moved), forecast(X))
+    relative = X.copy()
+    relative[:, :, :2] -= X[:, -1:, :2]
+    expected = quantiles_of(fc.forecast_forward(lm.NUMPY_OPS, params, relative, twin), twin)
+    np.testing.assert_allclose(forecast(X), expected + X[:, -1, 1][:, None, None], atol=1e-12)
+
+
+def test_relative_settings_are_checked_and_old_checkpoints_read_as_none():
+    with pytest.raises(ValueError, match="relative must be one of none, target, window"):
+        fc.ForecastConfig(relative="last")
+    with pytest.raises(ValueError, match="target must be a past input column, 0..1 of 3"):
+        fc.ForecastConfig(num_inputs=3, num_leads=1, target=2)
+    with pytest.raises(ValueError, match="num_leads"):
+        fc.ForecastConfig(num_leads=-1)
+    written_before = {k: v for k, v in fc.ForecastConfig().to_dict().items()}
+    for name in ("relative", "target", "num_leads"):
+        del written_before[name]
+    assert fc.ForecastConfig.from_dict(written_before).relative == "none"
 
 
 # ---------------------------------------------------------------- the training loop
@@ -414,6 +480,30 @@ def test_forecast_trains_writes_a_run_and_reuses_it(tmp_path, capsys):
 
     status, _, err = run(capsys, "--csv", csv, "--column", "y", "--window", "12", "--out", out)
     assert status == 2 and "already holds a forecast" in err
+
+
+def test_a_window_relative_model_forecasts_a_trend_past_its_training_range(tmp_path, capsys):
+    pytest.importorskip("jax")
+    rng = np.random.default_rng(0)
+    rows = [f"{t},{t + 3 * math.sin(t / 2) + rng.normal():.4f}" for t in range(160)]
+    csv = write_csv(tmp_path / "trend.csv", rows)
+    small = ["--csv", csv, "--column", "y", "--window", "8", "--hidden", "8", "--epochs", "5"]
+    scores = {}
+    for relative in ("none", "window"):
+        out = tmp_path / relative
+        status, text, err = run(capsys, *small, "--relative", relative, "--out", out)
+        assert status == 0, err
+        _, meta = checkpoint.load(out, "forecast")
+        assert meta["model"]["relative"] == relative
+        scores[relative] = json.loads((out / "metrics.json").read_text())["scores"]["model"]
+    # the test part (values 128-160) lies above the training part's (0-112): a model of the
+    # scaled values cannot reach it, one of the window's shape forecasts from where it is
+    assert scores["window"]["mase"] < 1 < 4 < scores["none"]["mase"]
+    status, again, err = run(capsys, "--from", out)
+    assert status == 0, err
+    assert again[again.index("test scores") :].split("wrote")[0] in text
+    status, _, err = run(capsys, "--from", out, "--relative", "none")
+    assert status == 2 and "--relative" in err
 
 
 class Persistence(Scripted):

@@ -2,6 +2,7 @@
 numbers of :func:`dl.forecast.forecast_forward` on NumPy, and :func:`dl.forecast.fit` moves
 their parameters alike."""
 
+import dataclasses
 import importlib
 import importlib.util
 
@@ -48,6 +49,25 @@ def data(n=B, seed=0):
 def test_predictions_are_the_numpy_forward(backend, cell):
     config = config_of(cell, dropout=0.5)  # no dropout when predicting
     params = lm.init_params(config, 3, scale=0.4)
+    X, _ = data()
+    expected = fc.forecast_forward(lm.NUMPY_OPS, params, X, config)
+    np.testing.assert_allclose(
+        forecaster(backend, config, params).predict(X), expected, atol=1e-5, rtol=1e-5
+    )
+
+
+@pytest.mark.parametrize("backend", INSTALLED)
+@pytest.mark.parametrize(
+    "relative, levels",
+    [("target", {"quantiles": (0.1, 0.5, 0.9)}), ("window", {"likelihood": "gaussian"})],
+)
+def test_relative_models_predict_the_numpy_forward(backend, relative, levels):
+    config = fc.ForecastConfig(
+        "lstm", D, H, num_outputs=Q, relative=relative, target=1, num_leads=0, **levels
+    )
+    if relative == "window":  # the second input a lead, the first the target
+        config = dataclasses.replace(config, target=0, num_leads=1)
+    params = lm.init_params(config, 4, scale=0.4)
     X, _ = data()
     expected = fc.forecast_forward(lm.NUMPY_OPS, params, X, config)
     np.testing.assert_allclose(
@@ -115,3 +135,17 @@ def test_a_checkpoint_loads_in_every_framework(tmp_path):
         )
         model.load({name: value * 0 for name, value in params.items()})
         assert np.all(model.predict(X) == 0)
+
+
+@pytest.mark.skipif("jax" not in INSTALLED, reason="JAX is not installed")
+def test_jax_predicts_any_number_of_windows_with_one_compiled_shape():
+    config = config_of("lstm", layers=1)
+    params = lm.init_params(config, 5, scale=0.4)
+    model = forecaster("jax", config, params)
+    for n in (1, 300, 7):  # one window, two chunks (the second padded), a few
+        X, _ = data(n, seed=n)
+        expected = fc.forecast_forward(lm.NUMPY_OPS, params, X, config)
+        np.testing.assert_allclose(model.predict(X), expected, atol=1e-5, rtol=1e-5)
+    fc.fit(model, data(12), data(4, seed=1), fc.FitSettings(epochs=2, batch_size=4))
+    model.predict(X)  # after the engine's parameters and load()'s: still the same program
+    assert model._predict._cache_size() == 1

@@ -8,6 +8,14 @@ per-backend adapter (:class:`Backend`) that knows tensors only. :func:`prepare` 
 scores a fitted model beside the baselines on the test part in original units, and
 :func:`select` picks hyperparameters by the validation part alone.
 
+Levels (``ForecastConfig.relative``, :data:`RELATIVE`): a ``none`` model forecasts the scaled
+values themselves; a ``target`` model forecasts their distance from the window's last value of
+the target (its untrained forecast is the naive one, and a series that leaves its training
+range is forecast from where it is); a ``window`` model also reads its past inputs as distances
+from each column's last value in the window, so it sees the window's shape and not its level
+(trending series). The level is added inside :func:`forecast_forward`, so every framework,
+loss and forecast sees values on the scaled axis.
+
 Two modes: ``direct`` models output the whole horizon at once (``num_outputs = horizon``);
 ``autoregressive`` models predict one step and are rolled out (:func:`dl.data.series.rollout`).
 
@@ -36,6 +44,7 @@ from dl.train import DivergedError
 from dl.validate import check_positive
 
 MODES = ("direct", "autoregressive")
+RELATIVE = ("none", "target", "window")  # what a model's outputs and inputs are relative to
 SELECT_GRID = {"num_hiddens": (16, 32, 64), "lr": (0.003, 0.01)}  # what --select tries
 
 
@@ -53,10 +62,24 @@ class ForecastConfig(lm.RecurrentShape):
     quantiles: tuple[float, ...] = ()  # levels forecast (dl.intervals); none: a point forecast
     likelihood: str | None = None  # 'gaussian': a mean and scale per step (dl.intervals)
     quantile_head: str = "offsets"  # outputs -> quantiles: dl.intervals.QUANTILE_HEADS
+    relative: str = "none"  # none | target | window: see RELATIVE and the module's docstring
+    target: int = 0  # the input column forecast (whose last value relative models add back)
+    num_leads: int = 0  # the last inputs are future covariates' leads ('window' keeps them)
 
     def __post_init__(self):
         check_positive("num_inputs", self.num_inputs, integer=True)
         check_positive("num_outputs", self.num_outputs, integer=True)
+        if self.relative not in RELATIVE:
+            raise InputError(
+                f"relative must be one of {', '.join(RELATIVE)}, got {self.relative!r}"
+            )
+        check_positive("num_leads", self.num_leads, allow_zero=True, integer=True)
+        check_positive("target", self.target, allow_zero=True, integer=True)
+        if self.target >= self.past_inputs:
+            raise InputError(
+                f"target must be a past input column, 0..{self.past_inputs - 1} of "
+                f"{self.num_inputs} inputs with {self.num_leads} leads; got {self.target}"
+            )
         if self.quantile_head not in intervals.QUANTILE_HEADS:
             raise InputError(
                 f"quantile_head must be one of {', '.join(intervals.QUANTILE_HEADS)}, got "
@@ -65,6 +88,11 @@ class ForecastConfig(lm.RecurrentShape):
         levels = intervals.check_quantiles(self.quantiles, self.likelihood)
         object.__setattr__(self, "quantiles", levels)  # a tuple, also from JSON's list
         self._check()
+
+    @property
+    def past_inputs(self) -> int:
+        """The inputs before the leads: the target and the past covariates."""
+        return self.num_inputs - self.num_leads
 
     @property
     def output_units(self) -> int:
@@ -84,13 +112,31 @@ def forecast_forward(ops, params: dict, X, config: ForecastConfig, dropout=None,
     state of the last layer through the output layer. Every window starts from the zero state:
     ``state`` is that zero state as arrays of ``ops``' framework (a flat tuple of ``(B, H)``;
     default NumPy zeros, which NumPy and JAX accept). ``dropout`` as in :func:`dl.lm.run_layers`.
+    ``config.relative`` (:data:`RELATIVE`): the window's last target value, ``(B, 1)``, is
+    added to the outputs that are values (:func:`dl.intervals.add_level`); ``window`` reads
+    the past inputs less each column's last value.
     """
     if state is None:
         state = lm.zero_state(config, X.shape[0])
+    level = X[:, -1, config.target : config.target + 1]  # (B, 1)
+    if config.relative == "window":
+        X = shape_of_window(ops, X, config)
     inputs = ops.stack([X[:, t] for t in range(X.shape[1])])  # (W, B, D), time-major
     x_proj = lm.input_projection(ops, params, inputs, config)
     outputs, _ = lm.run_layers(ops, params, x_proj, tuple(state), config, dropout)
-    return outputs[-1] @ params["W_hq"] + params["b_q"]
+    outputs = outputs[-1] @ params["W_hq"] + params["b_q"]
+    if config.relative == "none":
+        return outputs
+    return intervals.add_level(ops, outputs, level, config)
+
+
+def shape_of_window(ops, X, config: ForecastConfig):
+    """``X: (B, W, D)`` -> the same with each past input (the first
+    ``config.past_inputs`` columns) less its value at the window's last step; leads as
+    they are."""
+    P = config.past_inputs
+    past = X[:, :, :P] - X[:, -1:, :P]
+    return past if P == X.shape[2] else ops.concat([past, X[:, :, P:]], -1)
 
 
 class ForecastDivergedError(DivergedError, InputError):

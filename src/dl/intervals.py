@@ -152,6 +152,28 @@ def level_values(ops, outputs, config) -> list:
     return values
 
 
+def value_blocks(config) -> tuple[int, ...]:
+    """The blocks of Q outputs that are values on the target's axis (the others are raw
+    offsets or scales): the point forecast, a Gaussian's mean, the median of an ``offsets``
+    head, every level of an ``independent`` one."""
+    if config.likelihood == "gaussian" or not is_probabilistic(config):
+        return (0,)
+    if config.quantile_head == "offsets":
+        return (config.quantiles.index(0.5),)
+    return tuple(range(len(config.quantiles)))
+
+
+def add_level(ops, outputs, level, config):
+    """``outputs: (B, K * Q)`` with ``level: (B, 1)`` added to the :func:`value_blocks`, as
+    arrays of ``ops``' framework: a model's forecast relative to ``level`` made absolute."""
+    K, Q = values_per_step(config), config.num_outputs
+    shifted = value_blocks(config)
+    if len(shifted) == K:
+        return outputs + level
+    blocks = [outputs[:, k * Q : (k + 1) * Q] for k in range(K)]
+    return ops.concat([b + level if k in shifted else b for k, b in enumerate(blocks)], -1)
+
+
 # ---------------------------------------------------------------- forecasts
 
 

@@ -62,6 +62,7 @@ MODEL_OPTIONS = (
     "window",
     "horizon",
     "mode",
+    "relative",
     "epochs",
     "lr",
     "batch_size",
@@ -84,6 +85,7 @@ DEFAULTS = dict(
     dropout=0.0,
     horizon=4,
     mode="direct",
+    relative="none",
     val_fraction=0.1,
     test_fraction=0.2,
     **{f.name: f.default for f in dataclasses.fields(core.FitSettings)},
@@ -137,6 +139,13 @@ def add_parser(subparsers) -> None:
         "--mode",
         choice(*core.MODES),
         "direct: the model outputs the whole horizon; autoregressive: one step, fed back",
+    )
+    add(
+        "--relative",
+        choice(*core.RELATIVE),
+        "none: forecast the scaled values; target: their distance from the window's last "
+        "target value; window: that, also reading the past inputs as distances from their "
+        "last values (trending series)",
     )
     add("--epochs", positive_int, "most training epochs (early stopping ends sooner)")
     add("--patience", positive_int, "stop after this many epochs without a better validation loss")
@@ -240,7 +249,7 @@ def train_run(
 ) -> int:
     """Train (or select), score, refit if asked and save the run in the locked ``out``; then
     the ``backtest`` plan, if any."""
-    config, settings = configure(args, opts, data)
+    config, settings = configure(args, opts, data, inputs)
     print(describe(data))
     started, build = time.perf_counter(), builder(backend, args.device)
     best = BestSoFar(build)
@@ -314,8 +323,9 @@ def train_run(
     return 0
 
 
-def configure(args, opts: dict, data) -> tuple[core.ForecastConfig, core.FitSettings]:
-    """The model and training settings of the command's options for ``data``."""
+def configure(args, opts: dict, data, inputs) -> tuple[core.ForecastConfig, core.FitSettings]:
+    """The model and training settings of the command's options for ``data``, whose last
+    columns are the leads of ``inputs`` (:class:`dl.data.covariates.Inputs`)."""
     config = core.ForecastConfig(
         opts["cell"],
         data.series.values.shape[1],
@@ -325,6 +335,9 @@ def configure(args, opts: dict, data) -> tuple[core.ForecastConfig, core.FitSett
         True,
         data.num_outputs,
         **forecast_intervals.distribution(args, data.mode),
+        relative=opts["relative"],
+        target=data.target,
+        num_leads=inputs.lead_columns(data.horizon),
     )
     return config, core.FitSettings(
         **{f.name: opts[f.name] for f in dataclasses.fields(core.FitSettings)}

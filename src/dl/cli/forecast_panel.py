@@ -40,7 +40,7 @@ def train_run(
     """:func:`dl.cli.forecast.train_run` of a global model on ``datas`` (one per target),
     then the ``backtest`` plan, if any."""
     pooled = panel.pool(datas)
-    config, settings = cli.configure(args, opts, pooled)
+    config, settings = cli.configure(args, opts, pooled, inputs)
     for data in datas:
         print(cli.describe(data))
     print(

@@ -267,6 +267,11 @@ class Inputs:
     def to_dict(self) -> dict:
         return {name: list(value) for name, value in dataclasses.asdict(self).items()}
 
+    def lead_columns(self, horizon: int) -> int:
+        """How many of the last input columns are leads (:func:`with_future`): ``horizon``
+        for each future covariate and calendar feature."""
+        return horizon * (len(self.future) + len(self.calendar))
+
     @classmethod
     def from_dict(cls, data: dict) -> Inputs:
         return cls(

@@ -12,6 +12,8 @@ from dl.jax.engine import Engine
 from dl.jax.lm import OPS, CanonicalModel, dropout_fn
 from dl.optim import OptimizerConfig
 
+PREDICT_ROWS = 256  # windows per compiled prediction
+
 
 class Forecaster(CanonicalModel):
     """:func:`dl.forecast.forecast_forward` with canonical parameters as a dict pytree
@@ -33,4 +35,14 @@ class Forecaster(CanonicalModel):
         return Engine(self, loss, optimizer, clip, self.device).step
 
     def predict(self, X: np.ndarray) -> np.ndarray:
-        return np.asarray(self._predict(self.params, jax.device_put(X, self.device)))
+        """In chunks of :data:`PREDICT_ROWS` windows, the last padded with zeros: one compiled
+        shape for the validation, test and future windows (XLA compiles each shape, and each
+        placement of the parameters, anew: the engine's and :meth:`load`'s differ)."""
+        n, params = len(X), jax.device_put(self.params, self.device)  # as load() places them
+        padded = np.zeros((-(-n // PREDICT_ROWS) * PREDICT_ROWS, *X.shape[1:]), np.float32)
+        padded[:n] = X
+        chunks = [
+            self._predict(params, jax.device_put(padded[i : i + PREDICT_ROWS], self.device))
+            for i in range(0, len(padded), PREDICT_ROWS)
+        ]
+        return np.concatenate([np.asarray(chunk) for chunk in chunks])[:n]
