@@ -506,6 +506,18 @@ def test_a_window_relative_model_forecasts_a_trend_past_its_training_range(tmp_p
     assert status == 2 and "--relative" in err
 
 
+def test_a_device_the_backend_lacks_is_refused_before_anything_is_printed(tmp_path, capsys):
+    jax = pytest.importorskip("jax")
+    if any(d.platform == "gpu" for d in jax.devices()):
+        pytest.skip("JAX sees a GPU here")
+    csv = write_csv(tmp_path / "sine.csv", sine_rows(100))
+    out = tmp_path / "run"
+    argv = ["--csv", csv, "--column", "y", "--backend", "jax", "--device", "gpu", "--out", out]
+    status, text, err = run(capsys, *argv)
+    assert status == 2 and text == "" and not out.exists()
+    assert err == "dl: error: device 'gpu': JAX sees 0 GPU(s) here; use --device cpu\n"
+
+
 class Persistence(Scripted):
     """A NumPy forecaster for the command line's flow: the last input value, offset by
     |hidden - 32| / 100 (so --select picks 32); its weight counts steps. The model built as

@@ -235,6 +235,7 @@ def main(args: argparse.Namespace) -> int:
         f"forecast-{args.series or args.csv.stem}-%Y%m%d-%H%M%S"
     )
     backend = choose_backend(args.backend)
+    check_device(backend, args.device)
     with locked(out, "dl forecast"):
         prepare_out(out, args.force)
         if len(datas) > 1:
@@ -647,6 +648,12 @@ def choose_backend(name: str | None) -> str:
     """``name`` if installed, else the first installed of :data:`FASTEST`."""
     installed = backends.installed()
     return backends.choose(name or next((b for b in FASTEST if b in installed), None))
+
+
+def check_device(backend: str, device: str | None) -> None:
+    """Refuse a ``--device`` that ``backend`` cannot use (InputError naming it), before the
+    run prints or writes anything (imports the framework)."""
+    importlib.import_module(f"dl.{backend}.lm").device_of(device)
 
 
 def builder(backend: str, device: str | None):
