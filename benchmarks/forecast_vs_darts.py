@@ -23,8 +23,9 @@ function (:func:`score`) scores every forecaster's test forecasts: MASE scaled a
 RMSE, sMAPE and, for quantile forecasts, the coverage of the outer central interval and the
 mean pinball loss over the levels. Wall time is the whole command's (imports included), one
 run at a time. With ``--quantiles`` the default ``dl forecast`` (point forecasts, the MSE
-model) comes first, then every ``dl forecast`` row with ``--quantiles`` too (a
-pinball-trained model, or with ``--dl-also='--likelihood gaussian'`` a Gaussian one), and its
+model) comes first, then the point forecasts of each ``--dl-point-also`` (e.g.
+``--dl-point-also='--relative window'``), then every ``dl forecast`` row with ``--quantiles``
+too (a pinball-trained model, or with ``--dl-also='--likelihood gaussian'`` a Gaussian one), and its
 ``model_q<level>`` columns of ``test_forecasts.csv`` are scored, as are the baselines'
 residual quantiles (``naive_q<level>``, ``seasonal_naive_q<level>``); a ``dl forecast``
 without ``--quantiles`` is said so in the table.
@@ -36,7 +37,8 @@ Install darts in its own environment (not ``dl``'s)::
     ~/darts-venv/bin/pip install darts pytorch-lightning
 
 Usage: ``python benchmarks/forecast_vs_darts.py --darts-python ~/darts-venv/bin/python
-[--series sunspots,co2,macrodata] [--quantiles 0.1,0.5,0.9] [--dl-also=--select] [--timeout 1800]
+[--series sunspots,co2,macrodata] [--quantiles 0.1,0.5,0.9] [--dl-also=--select]
+[--dl-point-also='--relative window'] [--timeout 1800]
 [--out DIR]``;
 writes ``--out/SERIES/result.json`` and prints a Markdown table; ``--report`` prints the table
 of the series' earlier results in ``--out`` without running anything (to run the series one
@@ -168,6 +170,7 @@ def run_series(name, args, env, quantiles):
     runs = [([], quantiles), *((extra.split(), quantiles) for extra in args.dl_also)]
     if quantiles:  # the default point forecast (the MSE model) too
         runs.insert(0, ([], None))
+    runs[1:1] = [(extra.split(), None) for extra in args.dl_point_also]
     for i, (options, levels) in enumerate(runs):
         row, metrics, ours = run_dl(name, options, out / f"dl{i or ''}", args, env, levels)
         assert digest == metrics["series"]["sha256"], "dl forecast read other values"
@@ -285,6 +288,13 @@ def main():
         default=[],
         metavar="OPTIONS",
         help="one more dl row with these `dl forecast` options, e.g. --dl-also=--select",
+    )
+    parser.add_argument(
+        "--dl-point-also",
+        action="append",
+        default=[],
+        metavar="OPTIONS",
+        help="one more dl row of point forecasts (without --quantiles) with these options",
     )
     parser.add_argument(
         "--report",
