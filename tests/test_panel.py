@@ -2,6 +2,7 @@
 pooled windows, per-series and overall scores beside the same baselines, checkpoints, and
 the backends agreeing on it."""
 
+import csv as csv_module
 import importlib
 import importlib.util
 import json
@@ -68,6 +69,11 @@ FAST = ("--window", "8", "--horizon", "2", "--hidden", "4", "--epochs", "2")
 
 
 @pytest.mark.usefixtures("numpy_model")
+def read_rows(path):
+    with open(path, newline="") as f:
+        return list(csv_module.DictReader(f))
+
+
 def test_a_global_run_scores_each_series_beside_its_own_baselines(tmp_path, capsys):
     csv = write(tmp_path / "t.csv", "t,a,b,note", table())
     out = tmp_path / "run"
@@ -83,6 +89,8 @@ def test_a_global_run_scores_each_series_beside_its_own_baselines(tmp_path, caps
     assert meta["inputs"]["targets"] == ["a", "b"] and len(meta["scalers"]) == 2
     assert meta["scalers"][1]["mean"][0] > 900  # b's own scaler
 
+    rows = read_rows(out / "test_forecasts.csv")
+    assert [r["series"] for r in rows] == ["a"] * (len(rows) // 2) + ["b"] * (len(rows) // 2)
     for target in ("a", "b"):  # the baselines of a one-series run on the same column
         alone = tmp_path / f"alone-{target}"
         status, _, err = run(capsys, "--csv", csv, "--column", target, *FAST, "--out", alone)
@@ -90,6 +98,9 @@ def test_a_global_run_scores_each_series_beside_its_own_baselines(tmp_path, caps
         single = json.loads((alone / "metrics.json").read_text())["scores"]
         for baseline in ("naive", "seasonal_naive", "mean"):
             assert metrics["series"][target]["scores"][baseline] == single[baseline]
+        ours = [{k: v for k, v in r.items() if k != "model"} for r in rows if r["series"] == target]
+        theirs = read_rows(alone / "test_forecasts.csv")
+        assert ours == [{"series": target, **r} for r in theirs if r.pop("model")]
     overall = metrics["overall"]["naive"]["mase"]
     assert overall == pytest.approx(
         np.mean([metrics["series"][t]["scores"]["naive"]["mase"] for t in "ab"])
@@ -149,6 +160,18 @@ def test_a_global_refit_trains_on_every_window_of_every_whole_series(tmp_path, c
             assert figures["scaled_pinball"] == pytest.approx(scored["pinball"] / scale, rel=1e-4)
             assert figures["coverage_80"] == scored["intervals"][0]["coverage"]
     assert "mean, intervals:" in text and "scaled CRPS" in text
+    rows = read_rows(out / "test_forecasts.csv")
+    for target in "ab":  # the pinball loss test_forecasts.csv gives is the scored one
+        mine = [r for r in rows if r["series"] == target]
+        truth = np.array([float(r["truth"]) for r in mine])
+        for name in ("model", "naive"):
+            losses = [
+                np.mean(np.maximum(q * e, (q - 1) * e))
+                for q in (0.1, 0.5, 0.9)
+                for e in [truth - np.array([float(r[f"{name}_q{q:g}"]) for r in mine])]
+            ]
+            scored = metrics["series"][target]["intervals"]["scores"][name]["pinball"]
+            assert np.mean(losses) == pytest.approx(scored, rel=1e-6)
     _, meta = checkpoint.load(out, "forecast")
     b = values["b"]
     assert meta["scalers"][1]["mean"][0] == pytest.approx(b.mean(), rel=1e-6)  # whole series

@@ -6,7 +6,9 @@ mean coverage and scaled pinball loss and CRPS); ``--backtest`` then refits it a
 
 from __future__ import annotations
 
+import csv
 import dataclasses
+import io
 import json
 import math
 import re
@@ -250,10 +252,25 @@ def plot_name(target: str) -> str:
     return f"forecast-{re.sub(r'[^A-Za-z0-9._-]', '_', target)}.png"
 
 
+def forecasts_csv(datas, evaluations) -> str:
+    """:func:`dl.cli.forecast.forecasts_csv` of every series, one after the other, each row
+    led by its series' target name (column ``series``)."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    for i, (data, evaluation) in enumerate(zip(datas, evaluations)):
+        header, *rows = csv.reader(io.StringIO(cli.forecasts_csv(data, evaluation)))
+        if i == 0:
+            writer.writerow(["series", *header])
+        writer.writerows([data.series.target_name, *row] for row in rows)
+    return buffer.getvalue()
+
+
 def write_outputs(out: Path, datas, result, evaluations, futures, *extra: str) -> None:
-    """metrics.json and a forecast plot per series."""
+    """metrics.json, test_forecasts.csv (:func:`forecasts_csv`) and a forecast plot per
+    series."""
     atomic_write(out / "metrics.json", json.dumps(result, indent=2, allow_nan=False) + "\n")
-    written = ["metrics.json", *extra]
+    atomic_write(out / cli.FORECASTS_CSV, forecasts_csv(datas, evaluations))
+    written = ["metrics.json", cli.FORECASTS_CSV, *extra]
     for data, evaluation, future in zip(datas, evaluations, futures):
         name = plot_name(data.series.target_name)
         forecast = result["series"][data.series.target_name]["forecast"]
