@@ -3,6 +3,7 @@
 import hashlib
 import json
 import math
+import subprocess
 import sys
 
 import numpy as np
@@ -154,6 +155,31 @@ def test_macrodata_bad_columns_name_the_available_ones(statsmodels_datasets):
         load_series("macrodata", target="unemp")
     with pytest.raises(SeriesError, match="at least one column"):
         load_series("macrodata", columns=[])
+
+
+def test_the_bundled_series_are_statsmodels_own_values_read_without_it(statsmodels_datasets):
+    import importlib
+
+    for name in ("sunspots", "co2", "macrodata"):
+        series = load_series(name)
+        data = importlib.import_module(f"statsmodels.datasets.{name}").load_pandas().data
+        if name == "co2":  # statsmodels' weekly index; its gaps are ours interpolated
+            assert series.time == tuple(str(d.date()) for d in data.index)
+            known = ~data["co2"].isna().to_numpy()
+            assert series.values[known, 0].tolist() == data["co2"].to_numpy()[known].tolist()
+            continue
+        assert series.values.tolist() == data[list(series.names)].to_numpy(float).tolist()
+    everything = load_series("macrodata", columns=["realgdp", "infl", "realint"])
+    assert everything.values[-1].tolist() == data[["realgdp", "infl", "realint"]].iloc[-1].tolist()
+
+
+def test_reading_a_bundled_series_does_not_import_statsmodels_or_pandas(statsmodels_datasets):
+    code = (
+        "import sys; from dl.data.series import load_series; load_series('co2'); "
+        "print(sorted({'statsmodels', 'pandas'} & set(sys.modules)))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0 and done.stdout.strip() == "[]", done.stderr
 
 
 def test_load_series_unknown_name_lists_the_known_ones():
