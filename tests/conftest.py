@@ -13,11 +13,13 @@ TIME_MACHINE_FILE = "timemachine.txt"
 @pytest.fixture(scope="session", autouse=True)
 def _dl_data_dir(tmp_path_factory):
     """Point DL_DATA_DIR at the shared data directory (offline) unless the caller set it, and
-    the token cache (DL_CACHE_DIR) at the session's temporary directory, so that tests write
-    nothing into the data directory."""
+    the token cache (DL_CACHE_DIR) and the JAX compilation cache (DL_JAX_CACHE_DIR) at the
+    session's temporary directory, so that tests write nothing into the data directory or the
+    user's cache."""
     if not os.environ.get("DL_DATA_DIR") and (SHARED_DATA_DIR / TIME_MACHINE_FILE).is_file():
         os.environ["DL_DATA_DIR"] = str(SHARED_DATA_DIR)
     os.environ.setdefault("DL_CACHE_DIR", str(tmp_path_factory.mktemp("token-cache")))
+    os.environ.setdefault("DL_JAX_CACHE_DIR", str(tmp_path_factory.mktemp("jax-cache")))
     yield
 
 

@@ -5,6 +5,9 @@ their parameters alike."""
 import dataclasses
 import importlib
 import importlib.util
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -149,3 +152,54 @@ def test_jax_predicts_any_number_of_windows_with_one_compiled_shape():
     fc.fit(model, data(12), data(4, seed=1), fc.FitSettings(epochs=2, batch_size=4))
     model.predict(X)  # after the engine's parameters and load()'s: still the same program
     assert model._predict._cache_size() == 1
+
+
+@pytest.fixture
+def jax_cache_settings():
+    """JAX's compilation cache settings, put back after the test."""
+    jax = pytest.importorskip("jax")
+    names = ("jax_compilation_cache_dir", "jax_persistent_cache_min_compile_time_secs")
+    before = {name: getattr(jax.config, name) for name in names}
+    yield jax
+    for name, value in before.items():
+        jax.config.update(name, value)
+
+
+def test_the_compilation_cache_goes_where_it_is_told(tmp_path, monkeypatch, jax_cache_settings):
+    from dl.jax import engine
+
+    jax = jax_cache_settings
+    monkeypatch.setenv("DL_JAX_CACHE_DIR", "off")
+    before = jax.config.jax_compilation_cache_dir
+    assert engine.use_compilation_cache() is None
+    assert jax.config.jax_compilation_cache_dir == before
+    monkeypatch.setenv("DL_JAX_CACHE_DIR", str(tmp_path / "mine"))
+    assert engine.use_compilation_cache() == tmp_path / "mine" and (tmp_path / "mine").is_dir()
+    assert jax.config.jax_compilation_cache_dir == str(tmp_path / "mine")
+    monkeypatch.delenv("DL_JAX_CACHE_DIR")
+    monkeypatch.setenv("JAX_COMPILATION_CACHE_DIR", str(tmp_path / "jax's"))  # JAX reads it
+    assert engine.use_compilation_cache() == tmp_path / "jax's"
+    monkeypatch.delenv("JAX_COMPILATION_CACHE_DIR")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert engine.use_compilation_cache() == tmp_path / "xdg" / "dl" / "jax"
+    (tmp_path / "file").write_text("")
+    monkeypatch.setenv("DL_JAX_CACHE_DIR", str(tmp_path / "file" / "below"))
+    assert engine.use_compilation_cache() is None  # cannot be made: JAX as it was
+
+
+@pytest.mark.skipif("jax" not in INSTALLED, reason="JAX is not installed")
+def test_dl_forecast_keeps_its_compiled_programs_for_the_next_run(tmp_path):
+    csv = tmp_path / "sine.csv"
+    csv.write_text("y\n" + "".join(f"{np.sin(t / 3):.5f}\n" for t in range(80)))
+    argv = ["forecast", "--csv", str(csv), "--column", "y", "--epochs", "2", "--backend", "jax"]
+    cached = {}
+    for setting in ("off", str(tmp_path / "cache")):
+        env = {**os.environ, "DL_JAX_CACHE_DIR": setting, "JAX_PLATFORMS": "cpu"}
+        out = ["--out", str(tmp_path / f"run-{len(cached)}")]
+        done = subprocess.run(
+            [sys.executable, "-m", "dl", *argv, *out], capture_output=True, text=True, env=env
+        )
+        assert done.returncode == 0, done.stderr[-3000:]
+        cached[setting] = sorted(p.name for p in (tmp_path / "cache").glob("*"))
+    assert cached["off"] == []
+    assert any("pure_step" in name for name in cached[str(tmp_path / "cache")])

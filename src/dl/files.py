@@ -132,3 +132,13 @@ def _mode_for(path: Path) -> int:
         umask = os.umask(0)
         os.umask(umask)
         return 0o666 & ~umask
+
+
+def user_cache_dir() -> Path:
+    """The per-user cache directory of dl: ``$XDG_CACHE_HOME/dl`` (``~/.cache/dl``), on
+    Windows ``%LOCALAPPDATA%/dl``."""
+    if os.name == "nt":
+        base = os.environ.get("LOCALAPPDATA") or Path.home() / "AppData" / "Local"
+    else:
+        base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "dl"

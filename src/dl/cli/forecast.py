@@ -235,7 +235,7 @@ def main(args: argparse.Namespace) -> int:
         f"forecast-{args.series or args.csv.stem}-%Y%m%d-%H%M%S"
     )
     backend = choose_backend(args.backend)
-    check_device(backend, args.device)
+    start_backend(backend, args.device)
     with locked(out, "dl forecast"):
         prepare_out(out, args.force)
         if len(datas) > 1:
@@ -493,6 +493,7 @@ def from_run(args: argparse.Namespace) -> int:
     source = data_source(args) or meta["data"]
     series, inputs = open_series(source, meta["horizon"])
     forecast_inputs.check(args.from_run, meta, inputs)
+    start_backend(choose_backend(args.backend), args.device)
     if len(series) > 1:
         return forecast_panel.from_run(args, params, meta, config, series)
     with in_flags():
@@ -650,10 +651,13 @@ def choose_backend(name: str | None) -> str:
     return backends.choose(name or next((b for b in FASTEST if b in installed), None))
 
 
-def check_device(backend: str, device: str | None) -> None:
-    """Refuse a ``--device`` that ``backend`` cannot use (InputError naming it), before the
-    run prints or writes anything (imports the framework)."""
+def start_backend(backend: str, device: str | None) -> None:
+    """Import ``backend`` and refuse a ``--device`` it cannot use (InputError naming it),
+    before the run prints or writes anything; JAX keeps its compiled programs for the next
+    run (:func:`dl.jax.engine.use_compilation_cache`)."""
     importlib.import_module(f"dl.{backend}.lm").device_of(device)
+    if backend == "jax":
+        importlib.import_module("dl.jax.engine").use_compilation_cache()
 
 
 def builder(backend: str, device: str | None):

@@ -32,6 +32,7 @@ import zlib
 from pathlib import Path
 
 from dl.errors import InputError
+from dl.files import user_cache_dir
 
 DATA_URL = "http://d2l-data.s3-accelerate.amazonaws.com/"
 
@@ -59,13 +60,7 @@ class ArchiveError(DownloadError):
 def cache_dir() -> Path:
     """Directory for hub files: ``$DL_DATA_DIR``, else the per-user cache directory."""
     override = os.environ.get("DL_DATA_DIR")
-    if override:
-        return Path(override).expanduser()
-    if os.name == "nt":
-        base = os.environ.get("LOCALAPPDATA") or Path.home() / "AppData" / "Local"
-    else:
-        base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "dl"
+    return Path(override).expanduser() if override else user_cache_dir()
 
 
 _default_cache_dir = cache_dir  # `download` has a parameter of the same name

@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 import os
 import time
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -24,6 +25,7 @@ from jax.experimental import multihost_utils
 
 from dl import optim
 from dl.errors import InputError
+from dl.files import user_cache_dir
 from dl.validate import check_gpu, parse_device
 
 # dl.optim's formulas in optax's terms, at learning rate lr: sgd's weight decay is L2 on the
@@ -137,6 +139,32 @@ def global_devices(local: list) -> list:
             f"{len(local)} device(s); leave out the device index"
         )
     return devices
+
+
+CACHE_ENV = "DL_JAX_CACHE_DIR"  # where compiled programs are kept; 'off': nowhere
+CACHE_MIN_COMPILE_SECONDS = 0.2  # programs that compile faster are not worth a file
+
+
+def use_compilation_cache() -> Path | None:
+    """Keep the XLA programs this process compiles on disk and reuse them in later runs (JAX's
+    persistent compilation cache: a run of the same shapes starts without compiling), in
+    ``$DL_JAX_CACHE_DIR``, else JAX's own ``JAX_COMPILATION_CACHE_DIR`` where set, else
+    :func:`dl.files.user_cache_dir`'s ``jax``. ``DL_JAX_CACHE_DIR=off``, or a directory that
+    cannot be made, leaves JAX as it is. Returns the directory in use, or None. Call before
+    the first compilation."""
+    given = os.environ.get(CACHE_ENV)
+    if given == "off":
+        return None
+    if not given and os.environ.get("JAX_COMPILATION_CACHE_DIR"):
+        return Path(os.environ["JAX_COMPILATION_CACHE_DIR"])
+    path = Path(given).expanduser() if given else user_cache_dir() / "jax"
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return None
+    jax.config.update("jax_compilation_cache_dir", str(path))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", CACHE_MIN_COMPILE_SECONDS)
+    return path
 
 
 def build_optimizer(config: optim.OptimizerConfig):
