@@ -8,12 +8,12 @@ import os
 import signal
 import subprocess
 import sys
-import textwrap
 
 import numpy as np
 import pytest
 
 from dl.cli import main
+from training_helpers import run_fresh
 
 SENTENCE = "A small test sentence of our own, read over and over by two devices.\n" * 40
 TINY = [
@@ -57,22 +57,6 @@ print("RESULT:" + json.dumps(out))
 
 def dl(*args):
     return main([str(a) for a in args])
-
-
-def run_fresh(code, *args, env=None, timeout=300):
-    """``code`` in a fresh interpreter with ``args``; the JSON it prints after 'RESULT:'."""
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "JAX_PLATFORMS": "cpu", **(env or {})}
-    done = subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(code), *map(str, args)],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=timeout,
-    )
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-5000:]
-    lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT:")]
-    assert lines, done.stdout[-3000:] + done.stderr[-3000:]
-    return json.loads(lines[-1][len("RESULT:") :])
 
 
 @pytest.fixture

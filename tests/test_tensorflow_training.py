@@ -7,12 +7,7 @@ Sizes are tiny (vocab ~7-25, hidden 8-16, a few steps); anything that starts a f
 process is marked slow.
 """
 
-import json
-import os
 import random
-import subprocess
-import sys
-import textwrap
 import warnings
 
 import numpy as np
@@ -31,6 +26,7 @@ from training_helpers import (
     global_norm,
     numpy_params,
     random_batches,
+    run_fresh,
     summary_line,
     tiny_loader,
     train_steps,
@@ -156,21 +152,9 @@ def test_grad_clipping_of_indexed_slices():
 # (c) MirroredStrategy over two logical CPUs equals one device
 
 
-def run_python(code, legacy_keras_env=False, timeout=240):
-    """Run ``code`` in a fresh interpreter; returns the JSON it prints after 'RESULT:'."""
-    env = {k: v for k, v in os.environ.items() if k != "TF_USE_LEGACY_KERAS"}
-    env["TF_CPP_MIN_LOG_LEVEL"] = "2"
-    done = subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(code)],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=timeout,
-    )
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-5000:]
-    lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT:")]
-    assert lines, done.stdout[-3000:] + done.stderr[-3000:]
-    return json.loads(lines[-1][len("RESULT:") :]), done
+def run_python(code):
+    """``code`` in a fresh interpreter without TF_USE_LEGACY_KERAS; the JSON after 'RESULT:'."""
+    return run_fresh(code, unset=("TF_USE_LEGACY_KERAS",), timeout=240)
 
 
 MIRRORED = """
@@ -233,7 +217,7 @@ print("RESULT:" + json.dumps(out))
 
 @pytest.mark.slow
 def test_mirrored_strategy_on_two_cpus_matches_one_device():
-    out, _ = run_python(MIRRORED)
+    out = run_python(MIRRORED)
     assert out["replicas"] == 2
     assert "divisible" in out["odd_batch_error"]  # batch 3 over 2 replicas is refused
     for name in ("scratch", "concise"):
@@ -513,7 +497,7 @@ def test_try_gpu():
 
 @pytest.mark.slow
 def test_importing_dl_tensorflow_makes_tf_keras_the_keras_2_line():
-    out, _ = run_python("""
+    out = run_python("""
         import json
         import tensorflow as tf
         from dl import tensorflow as dl
@@ -593,7 +577,7 @@ print("RESULT:" + json.dumps(out))
 
 @pytest.fixture(scope="module")
 def keras3_run():
-    return run_python(KERAS3)[0]
+    return run_python(KERAS3)
 
 
 @pytest.mark.slow

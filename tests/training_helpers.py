@@ -1,6 +1,12 @@
-"""Data, parameters and checks shared by the training tests (NumPy only)."""
+"""Data, parameters and checks shared by the training tests (NumPy only), and a fresh
+interpreter for the tests that must set devices or Keras before a framework starts."""
 
+import json
+import os
 import re
+import subprocess
+import sys
+import textwrap
 
 import numpy as np
 
@@ -92,3 +98,22 @@ def check_book_output(out, vocab, device_name, epochs_printed=0):
     for line, prefix in zip(lines[-2:], ("time traveller", "traveller")):
         assert line.startswith(prefix) and len(line) == len(prefix) + 50, line
         assert "<unk>" not in line
+
+
+def run_fresh(code, *args, env=None, unset=(), timeout=300):
+    """``code`` in a fresh interpreter with ``args`` (the environment plus ``env``, less the
+    variables named in ``unset``); the JSON it prints after 'RESULT:'."""
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "JAX_PLATFORMS": "cpu", **(env or {})}
+    for name in unset:
+        env.pop(name, None)
+    done = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code), *map(str, args)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=timeout,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-5000:]
+    lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT:")]
+    assert lines, done.stdout[-3000:] + done.stderr[-3000:]
+    return json.loads(lines[-1][len("RESULT:") :])
