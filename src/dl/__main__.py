@@ -1,28 +1,22 @@
 """``python -m dl`` and the ``dl`` command (``dl.__main__:entry_point``).
 
-Nothing but :mod:`sys` and :mod:`signal` is imported before the command's handling of an
-interruption is in place, so Ctrl-C or SIGTERM while ``dl`` itself starts up ends with the
-same one line and 130 or 143 as later.
+Nothing but :mod:`sys`, :mod:`signal` and :mod:`dl.terminated` (which imports nothing) is
+imported before the command's handling of an interruption is in place, so Ctrl-C or SIGTERM
+while ``dl`` itself starts up ends with the same one line and 130 or 143 as later.
 """
 
 import signal
 import sys
 
-
-class _TerminatedAtStart(KeyboardInterrupt):
-    """SIGTERM before :mod:`dl.cli.signals` is imported."""
-
-
-def _terminate(signum, frame):
-    raise _TerminatedAtStart
+from dl.terminated import Terminated, terminate
 
 
 def entry_point() -> None:
-    signal.signal(signal.SIGTERM, _terminate)
+    signal.signal(signal.SIGTERM, terminate)
     try:
         from dl.cli import main, signals
     except KeyboardInterrupt as err:  # while the command line's modules import
-        term = isinstance(err, _TerminatedAtStart)
+        term = isinstance(err, Terminated)
         what = "terminated (SIGTERM)" if term else "interrupted (Ctrl-C)"
         print(f"\ndl: {what}; stopped, nothing half-written", file=sys.stderr)
         sys.exit(143 if term else 130)

@@ -13,14 +13,7 @@ import contextlib
 import signal
 import sys
 
-
-class Terminated(KeyboardInterrupt):
-    """The process received SIGTERM."""
-
-
-def _terminate(signum, frame):
-    raise Terminated
-
+from dl.terminated import Terminated, terminate
 
 _noted: list[KeyboardInterrupt] = []  # a signal received inside polled(), not yet raised
 
@@ -34,7 +27,7 @@ def _ignored(sig) -> bool:
 def install() -> None:
     """Make SIGTERM raise :class:`Terminated` (SIGINT raises ``KeyboardInterrupt`` already)."""
     if not _ignored(signal.SIGTERM):
-        signal.signal(signal.SIGTERM, _terminate)
+        signal.signal(signal.SIGTERM, terminate)
 
 
 def exit_status(err: KeyboardInterrupt) -> int:
