@@ -1,6 +1,7 @@
 """Starting `dl` as several local processes on 127.0.0.1, as a launcher would: torchrun's
 environment variables (RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR, MASTER_PORT) on a free port,
-each process killed when the test's limit passes."""
+each process killed when the test's limit passes; the folder and `dl train` arguments that
+such a test file's runs share."""
 
 import os
 import socket
@@ -25,6 +26,24 @@ def environment(work, **extra):
         PYTHONPATH=os.path.abspath(src),
         **extra,
     )
+
+
+def train_setup(name, sentence, tiny):
+    """A module-scoped ``work`` fixture (a fresh folder ``name*`` holding ``text.txt``,
+    ``sentence`` forty times) and ``args(work, out, *extra)``: ``dl train`` with ``tiny`` on
+    that text, saving to ``out``."""
+
+    @pytest.fixture(scope="module", name="work")
+    def work(tmp_path_factory):
+        tmp = tmp_path_factory.mktemp(name)
+        (tmp / "text.txt").write_text(sentence * 40)
+        return tmp
+
+    def args(work, out, *extra):
+        text = ("--text", work / "text.txt", "--out", out)
+        return ["train", *map(str, tiny), *map(str, text), *map(str, extra)]
+
+    return work, args
 
 
 def free_port():

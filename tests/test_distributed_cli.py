@@ -10,7 +10,15 @@ import time
 
 import numpy as np
 import pytest
-from launch_helpers import LIMIT, assert_close, environment, finish, signal_after_first_save, spawn
+from launch_helpers import (
+    LIMIT,
+    assert_close,
+    environment,
+    finish,
+    signal_after_first_save,
+    spawn,
+    train_setup,
+)
 
 from dl import checkpoint
 from dl.cli import distributed
@@ -26,23 +34,7 @@ TINY = [
 SENTENCE = "A small red boat drifts past the quiet harbour wall, and gulls follow it home.\n"
 
 
-@pytest.fixture(scope="module")
-def work(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("ddp")
-    (tmp / "text.txt").write_text(SENTENCE * 40)
-    return tmp
-
-
-def args(work, out, *extra):
-    return [
-        "train",
-        *map(str, TINY),
-        "--text",
-        str(work / "text.txt"),
-        "--out",
-        str(out),
-        *map(str, extra),
-    ]
+work, args = train_setup("ddp", SENTENCE, TINY)
 
 
 def run_one(work, out, *extra):

@@ -11,7 +11,15 @@ import sys
 import time
 
 import pytest
-from launch_helpers import LIMIT, assert_close, environment, finish, signal_after_first_save, spawn
+from launch_helpers import (
+    LIMIT,
+    assert_close,
+    environment,
+    finish,
+    signal_after_first_save,
+    spawn,
+    train_setup,
+)
 
 from dl import checkpoint
 
@@ -27,16 +35,7 @@ SENTENCE = "A blue kite climbs over the dunes while two dogs chase its long tail
 JAX_ENV = {"JAX_PLATFORMS": "cpu"}
 
 
-@pytest.fixture(scope="module")
-def work(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("jaxdist")
-    (tmp / "text.txt").write_text(SENTENCE * 40)
-    return tmp
-
-
-def args(work, out, *extra):
-    text = ("--text", work / "text.txt", "--out", out)
-    return ["train", *map(str, TINY), *map(str, text), *map(str, extra)]
+work, args = train_setup("jaxdist", SENTENCE, TINY)
 
 
 def run(work, command, timeout=LIMIT):
