@@ -41,14 +41,21 @@ def dl(*args):
     return main([str(a) for a in args])
 
 
-def spawn(*args, ignore_sigint=False, **env):
+def spawn(*args, ignore_sigint=False, ignore_sigterm=False, **env):
     """``dl ARGS`` on the fake backend in a subprocess (text pipes), as a user's shell starts it.
 
     A test run started with SIGINT ignored (CI, ``pytest &`` in a script) passes the ignore on,
     and Python then never raises KeyboardInterrupt: the child gets SIGINT's default back,
-    unless ``ignore_sigint`` (as ``nohup`` or a background job of a script starts it).
+    unless ``ignore_sigint`` (as ``nohup`` or a background job of a script starts it);
+    ``ignore_sigterm`` starts it with SIGTERM ignored.
     """
     sigint = signal.SIG_IGN if ignore_sigint else signal.SIG_DFL
+    sigterm = signal.SIG_IGN if ignore_sigterm else signal.SIG_DFL
+
+    def start():
+        signal.signal(signal.SIGINT, sigint)
+        signal.signal(signal.SIGTERM, sigterm)
+
     environment = dict(
         os.environ,
         PYTHONUNBUFFERED="1",
@@ -61,7 +68,7 @@ def spawn(*args, ignore_sigint=False, **env):
         stderr=subprocess.PIPE,
         text=True,
         env=environment,
-        preexec_fn=lambda: signal.signal(signal.SIGINT, sigint),
+        preexec_fn=start,
     )
 
 
@@ -790,6 +797,24 @@ def test_a_run_started_with_sigint_ignored_keeps_training_through_it(tmp_path):
         process.send_signal(signal.SIGTERM)
         _, err = process.communicate(timeout=60)
     assert process.returncode == 143, err  # SIGTERM's status: SIGINT had done nothing
+    assert "is saved in" in err
+
+
+@pytest.mark.slow
+def test_a_run_started_with_sigterm_ignored_keeps_training_through_it(tmp_path):
+    """An ignore of SIGTERM inherited from the parent stays; Ctrl-C still stops and saves."""
+    run = tmp_path / "run"
+    args = ["train", *SMALL, "--epochs", 1000, "--save-every", 1, "--out", run]
+    process = spawn(*args, ignore_sigterm=True, FAKE_STEP_SECONDS=0.005)
+    try:
+        wait_for_epoch(run, 1, process)
+        process.send_signal(signal.SIGTERM)
+        reached = checkpoint.load(run)[1]["epoch"]
+        wait_for_epoch(run, reached + 2, process)  # still training, two epochs later
+    finally:
+        process.send_signal(signal.SIGINT)
+        _, err = process.communicate(timeout=60)
+    assert process.returncode == 130, err  # Ctrl-C's status: SIGTERM had done nothing
     assert "is saved in" in err
 
 

@@ -12,7 +12,8 @@ from dl.terminated import Terminated, terminate
 
 
 def entry_point() -> None:
-    signal.signal(signal.SIGTERM, terminate)
+    if signal.getsignal(signal.SIGTERM) is not signal.SIG_IGN:  # an ignore stays (nohup)
+        signal.signal(signal.SIGTERM, terminate)
     try:
         from dl.cli import main, signals
     except KeyboardInterrupt as err:  # while the command line's modules import
