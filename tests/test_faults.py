@@ -783,38 +783,29 @@ def test_a_signal_in_any_command_ends_it_with_one_line(tmp_path, capsys, command
 
 
 @pytest.mark.slow
-def test_a_run_started_with_sigint_ignored_keeps_training_through_it(tmp_path):
-    """``nohup dl train ... &``: Ctrl-C in the terminal is not for it; SIGTERM still is."""
+@pytest.mark.parametrize(
+    "ignored, other, status",
+    [(signal.SIGINT, signal.SIGTERM, 143), (signal.SIGTERM, signal.SIGINT, 130)],
+    ids=["sigint", "sigterm"],
+)
+def test_a_run_started_with_a_signal_ignored_keeps_training_through_it(
+    tmp_path, ignored, other, status
+):
+    """``nohup dl train ... &``: a signal ignored when dl started is not for it (Ctrl-C in the
+    terminal, or an inherited ignore of SIGTERM); the other still stops it and saves."""
     run = tmp_path / "run"
     args = ["train", *SMALL, "--epochs", 1000, "--save-every", 1, "--out", run]
-    process = spawn(*args, ignore_sigint=True, FAKE_STEP_SECONDS=0.005)
+    ignore = {f"ignore_{ignored.name.lower()}": True}
+    process = spawn(*args, **ignore, FAKE_STEP_SECONDS=0.005)
     try:
         wait_for_epoch(run, 1, process)
-        process.send_signal(signal.SIGINT)
+        process.send_signal(ignored)
         reached = checkpoint.load(run)[1]["epoch"]
         wait_for_epoch(run, reached + 2, process)  # still training, two epochs later
     finally:
-        process.send_signal(signal.SIGTERM)
+        process.send_signal(other)
         _, err = process.communicate(timeout=60)
-    assert process.returncode == 143, err  # SIGTERM's status: SIGINT had done nothing
-    assert "is saved in" in err
-
-
-@pytest.mark.slow
-def test_a_run_started_with_sigterm_ignored_keeps_training_through_it(tmp_path):
-    """An ignore of SIGTERM inherited from the parent stays; Ctrl-C still stops and saves."""
-    run = tmp_path / "run"
-    args = ["train", *SMALL, "--epochs", 1000, "--save-every", 1, "--out", run]
-    process = spawn(*args, ignore_sigterm=True, FAKE_STEP_SECONDS=0.005)
-    try:
-        wait_for_epoch(run, 1, process)
-        process.send_signal(signal.SIGTERM)
-        reached = checkpoint.load(run)[1]["epoch"]
-        wait_for_epoch(run, reached + 2, process)  # still training, two epochs later
-    finally:
-        process.send_signal(signal.SIGINT)
-        _, err = process.communicate(timeout=60)
-    assert process.returncode == 130, err  # Ctrl-C's status: SIGTERM had done nothing
+    assert process.returncode == status, err  # the other signal's status: the ignored did nothing
     assert "is saved in" in err
 
 

@@ -13,7 +13,7 @@ import contextlib
 import signal
 import sys
 
-from dl.terminated import Terminated, terminate
+from dl.terminated import Terminated, install  # noqa: F401 (install: re-exported)
 
 _noted: list[KeyboardInterrupt] = []  # a signal received inside polled(), not yet raised
 
@@ -22,12 +22,6 @@ def _ignored(sig) -> bool:
     """Whether ``sig`` was ignored when ``dl`` started (``nohup``, a job started in the
     background by a script): such a signal stays ignored, as the user's shell meant."""
     return signal.getsignal(sig) is signal.SIG_IGN
-
-
-def install() -> None:
-    """Make SIGTERM raise :class:`Terminated` (SIGINT raises ``KeyboardInterrupt`` already)."""
-    if not _ignored(signal.SIGTERM):
-        signal.signal(signal.SIGTERM, terminate)
 
 
 def exit_status(err: KeyboardInterrupt) -> int:
